@@ -1,0 +1,150 @@
+"""Image data sets: Fashion-MNIST from Debian's IDX files, and a plain folder of images.
+
+Both yield ``(image, label)`` with images as float tensors ``(C, H, W)`` in ``[0, 1]`` (the canonical ``x01`` form of
+:mod:`dgnam.imagespace`); models' own normalization is applied by their :class:`~dgnam.imagespace.ImageSpace`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .errors import DgnamError
+
+#: Where Debian's ``dataset-fashion-mnist`` package installs the files.
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_ENV = "DGNAM_FASHION_MNIST"
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (optionally gzip-compressed), the format of MNIST and Fashion-MNIST."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise DgnamError(f"cannot read IDX file {path}: {e}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise DgnamError(f"{path} is not an IDX file (bad magic number)")
+    ndim = data[3]
+    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    arr = np.frombuffer(data, dtype=_IDX_DTYPES[data[2]], offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(dims)):
+        raise DgnamError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {arr.size}")
+    return arr.reshape(dims)
+
+
+def fashion_mnist_dir(root: str | os.PathLike | None = None) -> Path:
+    """The Fashion-MNIST directory: ``root``, else ``$DGNAM_FASHION_MNIST``, else Debian's location."""
+    d = Path(root or os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DIR)
+    if not (d / "train-images-idx3-ubyte.gz").exists() and not (d / "train-images-idx3-ubyte").exists():
+        raise DgnamError(
+            f"Fashion-MNIST not found in {d}: install it with `apt-get install dataset-fashion-mnist` "
+            f"or pass --data DIR (or set ${FASHION_MNIST_ENV}) to a folder with the IDX files"
+        )
+    return d
+
+
+def _idx_path(d: Path, stem: str) -> Path:
+    return d / f"{stem}.gz" if (d / f"{stem}.gz").exists() else d / stem
+
+
+class FashionMNIST(Dataset):
+    """Fashion-MNIST, 28x28 gray, 10 classes. ``split`` is ``"train"`` (60k) or ``"test"`` (10k)."""
+
+    classes = FASHION_MNIST_CLASSES
+
+    def __init__(self, split: str = "train", root: str | os.PathLike | None = None) -> None:
+        if split not in ("train", "test"):
+            raise DgnamError(f"unknown split {split!r}: use train or test")
+        d = fashion_mnist_dir(root)
+        prefix = "train" if split == "train" else "t10k"
+        images = read_idx(_idx_path(d, f"{prefix}-images-idx3-ubyte"))
+        labels = read_idx(_idx_path(d, f"{prefix}-labels-idx1-ubyte"))
+        if len(images) != len(labels):
+            raise DgnamError(f"Fashion-MNIST {split}: {len(images)} images but {len(labels)} labels")
+        self.images = torch.from_numpy(images.copy())  # uint8 (N, 28, 28)
+        self.labels = torch.from_numpy(labels.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.images[i].float().div(255.0)[None], int(self.labels[i])
+
+    def tensors(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """All (or the first ``n``) images as one ``(N, 1, 28, 28)`` float tensor in [0, 1], with labels."""
+        n = len(self) if n is None else min(n, len(self))
+        return self.images[:n].float().div(255.0)[:, None], self.labels[:n]
+
+
+class ImageFolder(Dataset):
+    """One sub-folder per class (sorted names are the classes), images of any size resized to ``size``.
+
+    ``channels`` is 1 (gray) or 3 (RGB).
+    """
+
+    def __init__(self, root: str | os.PathLike, size: tuple[int, int], channels: int = 3) -> None:
+        from PIL import Image  # noqa: F401  (checked early so the error is clear)
+
+        root = Path(root)
+        if not root.is_dir():
+            raise DgnamError(f"image folder {root} does not exist: give a folder with one sub-folder per class")
+        self.classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+        self.samples = [
+            (p, ci)
+            for ci, c in enumerate(self.classes)
+            for p in sorted((root / c).rglob("*"))
+            if p.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if not self.samples:
+            raise DgnamError(f"no images found under {root}/<class>/ (suffixes: {', '.join(sorted(IMAGE_SUFFIXES))})")
+        self.size = tuple(size)
+        self.channels = channels
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        path, label = self.samples[i]
+        try:
+            with Image.open(path) as im:
+                im = im.convert("L" if self.channels == 1 else "RGB").resize(
+                    (self.size[1], self.size[0]), Image.BILINEAR
+                )
+                arr = np.asarray(im, dtype=np.float32) / 255.0
+        except OSError as e:
+            raise DgnamError(f"cannot read image {path}: {e}") from None
+        t = torch.from_numpy(arr)
+        t = t[None] if t.dim() == 2 else t.permute(2, 0, 1)
+        return t.contiguous(), label
+
+    def tensors(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(self) if n is None else min(n, len(self))
+        xs, ys = zip(*(self[i] for i in range(n)))
+        return torch.stack(xs), torch.tensor(ys)
+
+
+def load_dataset(spec: str | None, split: str = "train", size: tuple[int, int] = (28, 28), channels: int = 1):
+    """``spec`` is ``"fashion-mnist"`` (optionally ``fashion-mnist:DIR``), ``None`` (Fashion-MNIST), or a folder."""
+    if spec is None or spec == "fashion-mnist":
+        return FashionMNIST(split)
+    if spec.startswith("fashion-mnist:"):
+        return FashionMNIST(split, root=spec.split(":", 1)[1])
+    return ImageFolder(spec, size=size, channels=channels)

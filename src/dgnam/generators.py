@@ -1,0 +1,138 @@
+"""Where images come from: a generator maps a batch of codes to images in its declared :class:`ImageSpace`.
+
+Learned generators (DeePSiM, inverting an encoder layer) and pixel parametrizations (the image itself is the code)
+stand behind the same interface, so DGN-AM and the pixel-space baselines share one optimization loop. How a generator's
+output reaches a target (colour order, value range, crop or resize, the target's normalization) is not code in the
+generator but :func:`dgnam.imagespace.convert` between two declared spaces.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .errors import DgnamError
+from .imagespace import ImageSpace
+from .priors import CodeStats, Prior, dgnam_code_priors
+
+
+class Generator(nn.Module):
+    """Codes ``(B, *code_shape)`` -> images ``(B, C, H, W)`` in ``self.space``.
+
+    Subclasses also say how a code is initialized (``init_codes``) and which priors and step settings they are used
+    with by default (``default_priors``, ``default_config``), so that choosing a generator chooses a method.
+    """
+
+    code_shape: tuple[int, ...]
+    space: ImageSpace
+    code_stats: CodeStats | None = None
+    method: str = "custom"
+
+    def init_codes(self, seeds: Sequence[int], mode: str = "randn") -> torch.Tensor:
+        """One code per seed, each drawn from its own seeded generator so batching never changes a result."""
+        if mode == "zeros":
+            return torch.zeros(len(seeds), *self.code_shape)
+        if mode != "randn":
+            raise DgnamError(f"unknown init {mode!r}: use randn, zeros, or give codes (e.g. from `dgnam encode`)")
+        return torch.stack([torch.randn(self.code_shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+    def default_priors(self) -> list[Prior]:
+        return []
+
+    def default_config(self):
+        from .optimize import AMConfig
+
+        return AMConfig()
+
+    def check_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        if tuple(codes.shape[1:]) != tuple(self.code_shape):
+            if codes[0].numel() == int(torch.tensor(self.code_shape).prod()):
+                return codes.reshape(len(codes), *self.code_shape)
+            raise DgnamError(f"codes have shape {tuple(codes.shape[1:])} per item, generator expects {tuple(self.code_shape)}")
+        return codes
+
+
+class LearnedGenerator(Generator):
+    """A trained generator network (DeePSiM) with its code statistics: the DGN-AM prior.
+
+    Defaults are the paper's: codes from N(0, 1), clip to ``[0, U]`` with U = mean + 3 std, decay 0.99.
+    """
+
+    method = "dgn-am"
+
+    def __init__(self, net: nn.Module, code_shape: Sequence[int], space: ImageSpace,
+                 code_stats: CodeStats | None = None, name: str = "generator") -> None:
+        super().__init__()
+        self.net = net
+        self.code_shape = tuple(code_shape)
+        self.space = space
+        self.code_stats = code_stats
+        self.name = name
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        return self.net(code)
+
+    def default_priors(self) -> list[Prior]:
+        return dgnam_code_priors(self.code_stats)
+
+
+class PixelGenerator(Generator):
+    """The image is the code (raw values of ``space``): plain pixel-space activation maximization.
+
+    ``init_std`` is the standard deviation of the initial noise as a fraction of the value range (Yosinski et al.
+    start from zero or small noise around the mean image).
+    """
+
+    method = "pixel"
+    #: Plain pixel AM in this toolkit: the DGN-AM loop (normalized steps, linear decay to ~0) with lr in units of the
+    #: [0, 1] value range per step; chosen so that 200 steps can saturate pixels, no prior.
+    PIXEL_LR = 0.05
+
+    def __init__(self, space: ImageSpace, init_std: float = 0.1) -> None:
+        super().__init__()
+        self.space = space
+        self.code_shape = space.shape
+        self.init_std = init_std
+        self.name = "pixels"
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        return code
+
+    @property
+    def value_scale(self) -> float:
+        """How many raw units one unit of the [0, 1] range spans (averaged over channels)."""
+        return (self.space.hi - self.space.lo) / (sum(self.space.std) / len(self.space.std))
+
+    def init_codes(self, seeds: Sequence[int], mode: str = "randn") -> torch.Tensor:
+        grey = self.space.encode(torch.full((1, *self.code_shape), 0.5))
+        if mode == "zeros":
+            return grey.expand(len(seeds), *self.code_shape).clone()
+        noise = super().init_codes(seeds, mode)
+        return grey + noise * self.init_std * self.value_scale
+
+    def default_config(self):
+        from .optimize import AMConfig
+
+        return AMConfig(lr_start=self.PIXEL_LR * self.value_scale)
+
+
+def check_generator(generator: Generator) -> None:
+    """Fail early, in one line, when a generator's output does not match its declared space."""
+    if not hasattr(generator, "space") or not hasattr(generator, "code_shape"):
+        raise DgnamError(f"{type(generator).__name__} is not a dgnam generator: wrap it in LearnedGenerator(net, code_shape, space)")
+    p = next(generator.parameters(), None)
+    dev = p.device if p is not None else torch.device("cpu")
+    with torch.no_grad():
+        try:
+            out = generator(torch.zeros(1, *generator.code_shape, device=dev))
+        except RuntimeError as e:
+            raise DgnamError(f"generator {getattr(generator, 'name', '')} fails on codes of shape {generator.code_shape}: "
+                             f"{str(e).splitlines()[0]}; check code_shape") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 4 or tuple(out.shape[1:]) != generator.space.shape:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise DgnamError(
+            f"generator output {shape} cannot be adapted: it declares images {generator.space.shape}; "
+            f"fix the generator's ImageSpace (channels, size) to match what it produces"
+        )

@@ -1,0 +1,62 @@
+"""Saving images: single PNGs and labelled grids (Pillow)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+
+def save_png(array: np.ndarray, path: str | os.PathLike, scale: int = 1) -> None:
+    """Save an HxW (gray) or HxWx3 uint8 array; ``scale`` enlarges it with nearest-neighbour for small images."""
+    im = Image.fromarray(array)
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+
+
+def _font(size: int = 12):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def grid(
+    rows: Sequence[Sequence[np.ndarray | None]],
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    cell_labels: Sequence[Sequence[str]] | None = None,
+    cell: int = 96,
+    pad: int = 4,
+    label_width: int = 150,
+) -> Image.Image:
+    """A grid of images (rows x columns; ``None`` leaves a cell empty) with row, column and per-cell captions."""
+    ncols = max(len(r) for r in rows)
+    font = _font(12)
+    top = 18 if col_labels else 0
+    cap = 14 if cell_labels else 0
+    lw = label_width if row_labels else 0
+    W = lw + ncols * (cell + pad) + pad
+    H = top + len(rows) * (cell + cap + pad) + pad
+    canvas = Image.new("RGB", (W, H), "white")
+    draw = ImageDraw.Draw(canvas)
+    for j, label in enumerate(col_labels or []):
+        draw.text((lw + pad + j * (cell + pad), 2), str(label), fill="black", font=font)
+    for i, row in enumerate(rows):
+        y = top + pad + i * (cell + cap + pad)
+        if row_labels:
+            draw.text((4, y + cell // 2 - 6), str(row_labels[i]), fill="black", font=font)
+        for j, arr in enumerate(row):
+            x = lw + pad + j * (cell + pad)
+            if arr is not None:
+                im = Image.fromarray(arr).convert("RGB")
+                resample = Image.NEAREST if im.width * 2 <= cell else Image.BILINEAR
+                canvas.paste(im.resize((cell, cell), resample), (x, y))
+            if cell_labels and j < len(cell_labels[i]) and cell_labels[i][j]:
+                draw.text((x, y + cell + 1), cell_labels[i][j], fill="black", font=font)
+    return canvas

@@ -1,0 +1,173 @@
+"""One optimization loop for every method: gradient ascent on a generator's code to excite chosen units.
+
+DGN-AM (Nguyen et al. 2016) is this loop with a learned generator and its code prior; pixel-space AM is the same loop
+with :class:`~dgnam.generators.PixelGenerator`. Each batch item has its own unit and its own step size, and the target
+runs in eval mode, so a batch of units x restarts gives the same result as running them one at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import DgnamError
+from .generators import Generator
+from .imagespace import ImageSpace, convert
+from .priors import Prior, StepState
+from .units import LayerReader, Unit, unit_activations
+
+#: DGN-AM defaults from the released code (``act_max.py`` with the settings of the paper's figures): 200 iterations,
+#: step size falling linearly from 8.0 to 1e-10, each step normalized by the mean absolute gradient.
+DGNAM_STEPS = 200
+DGNAM_LR_START = 8.0
+DGNAM_LR_END = 1e-10
+
+
+@dataclass
+class AMConfig:
+    """Step settings of the loop.
+
+    ``normalize="mean_abs"`` is the released rule ``y += lr / mean|g| * g`` (per batch item); ``"none"`` uses the raw
+    gradient (Yosinski et al.'s constant-lr setting). ``lr_policy`` is ``"linear"`` (lr_start -> lr_end over the
+    run) or ``"constant"`` (lr_start); ``"progress"`` (Yosinski et al.) scales the raw step so that the objective would
+    rise by ``progress`` under a linear model, capped at ``lr_start``.
+    """
+
+    steps: int = DGNAM_STEPS
+    lr_start: float = DGNAM_LR_START
+    lr_end: float = DGNAM_LR_END
+    lr_policy: str = "linear"
+    normalize: str = "mean_abs"
+    progress: float = 2.0
+
+    def lr(self, step: int) -> float:
+        if self.lr_policy == "linear":
+            return self.lr_start + (self.lr_end - self.lr_start) * step / self.steps
+        if self.lr_policy in ("constant", "progress"):
+            return self.lr_start
+        raise DgnamError(f"unknown lr policy {self.lr_policy!r}: use linear, constant or progress")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class AMResult:
+    """Per batch item: final and best code, activation, and the step at which the best was seen."""
+
+    codes: torch.Tensor
+    best_codes: torch.Tensor
+    activations: torch.Tensor
+    best_activations: torch.Tensor
+    best_steps: torch.Tensor
+    history: list[torch.Tensor] = field(default_factory=list)  # activation per step, each (B,)
+
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Pipeline(nn.Module):
+    """code -> generator image -> target's input space -> transforms -> activations of the requested units."""
+
+    def __init__(self, generator: Generator, model: nn.Module, units: Sequence[Unit], target_space: ImageSpace,
+                 transforms: Sequence[Transform] = ()) -> None:
+        super().__init__()
+        self.generator = generator
+        self.reader = LayerReader(model, [u.layer for u in units])
+        self.target_space = target_space
+        self.transforms = list(transforms)
+
+    def images(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.generator(codes)
+
+    def activations(self, units: Sequence[Unit], raw: torch.Tensor, transform: bool = True) -> torch.Tensor:
+        x = convert(raw, self.generator.space, self.target_space)
+        if transform:
+            for t in self.transforms:
+                x = t(x)
+        return unit_activations(self.reader(x), units)
+
+
+def _check_finite(acts: torch.Tensor, codes: torch.Tensor, units: Sequence[Unit], step: int) -> None:
+    bad = ~torch.isfinite(acts) | ~torch.isfinite(codes.flatten(1)).all(1)
+    if bad.any():
+        names = sorted({units[i].address for i in bad.nonzero().flatten().tolist()})
+        raise DgnamError(f"NaN/inf in the code or activation at step {step} for unit(s) {', '.join(names)}: "
+                         f"lower the learning rate or check the model")
+
+
+def optimize(
+    pipeline: Pipeline,
+    units: Sequence[Unit],
+    codes: torch.Tensor,
+    config: AMConfig,
+    priors: Sequence[Prior] = (),
+    on_step: Callable[[int], None] | None = None,
+    keep_history: bool = False,
+) -> AMResult:
+    """Maximize ``units[b]`` on ``G(codes[b])`` for every batch item b.
+
+    The reported result is the last code, as released; the code with the highest activation seen is kept too.
+    """
+    if len(units) != len(codes):
+        raise DgnamError(f"{len(units)} units for {len(codes)} codes: give one unit per code")
+    codes = pipeline.generator.check_codes(codes).detach().clone()
+    b = len(codes)
+    best_codes = codes.clone()
+    best_acts = torch.full((b,), -float("inf"), device=codes.device)
+    best_steps = torch.zeros(b, dtype=torch.long)
+    history = []
+    for step in range(config.steps):
+        codes.requires_grad_(True)
+        raw = pipeline.images(codes)
+        acts = pipeline.activations(units, raw)
+        objective = acts
+        for p in priors:
+            pen = p.penalty(codes, raw)
+            if pen is not None:
+                objective = objective - pen
+        (grad,) = torch.autograd.grad(objective.sum(), codes)
+        codes = codes.detach()
+        acts = acts.detach()
+        _check_finite(acts, codes, units, step)
+        better = acts > best_acts
+        best_acts = torch.where(better, acts, best_acts)
+        best_codes[better] = codes[better]
+        best_steps[better.cpu()] = step
+        if keep_history:
+            history.append(acts.cpu())
+        lr = config.lr(step)
+        with torch.no_grad():
+            flat = grad.flatten(1)
+            if config.normalize == "mean_abs":
+                scale = flat.abs().mean(1)
+                step_size = torch.where(scale > 0, lr / scale.clamp_min(1e-30), torch.zeros_like(scale))
+            elif config.normalize == "none":
+                step_size = torch.full((b,), lr, device=codes.device)
+                if config.lr_policy == "progress":
+                    # Yosinski et al.: choose the step so that the objective would rise by `progress` under a
+                    # linear model (progress = step * |g|^2), never more than lr_start.
+                    gg = flat.pow(2).sum(1)
+                    step_size = torch.where(gg > 0, (config.progress / gg.clamp_min(1e-30)).clamp(max=lr), step_size)
+            else:
+                raise DgnamError(f"unknown step normalization {config.normalize!r}: use mean_abs or none")
+            codes += step_size.view(-1, *[1] * (codes.dim() - 1)) * grad
+            state = StepState(step=step, steps=config.steps, lr=lr, grad=grad)
+            for p in priors:
+                p.after_step(codes, state)
+        if on_step is not None:
+            on_step(step)
+    with torch.no_grad():
+        final = pipeline.activations(units, pipeline.images(codes), transform=False)
+    _check_finite(final, codes, units, config.steps)
+    better = final > best_acts
+    best_acts = torch.where(better, final, best_acts)
+    best_codes[better] = codes[better]
+    best_steps[better.cpu()] = config.steps
+    if keep_history:
+        history.append(final.cpu())
+    return AMResult(codes=codes, best_codes=best_codes, activations=final, best_activations=best_acts,
+                    best_steps=best_steps, history=history)

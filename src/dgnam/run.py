@@ -1,0 +1,228 @@
+"""Runs a user keeps: DGN-AM (or any method) over many units and restarts, batched, written as it goes.
+
+A run directory holds ``images/`` (one PNG per unit and restart, plus the best-activation one), ``codes/`` (the final
+and best codes, safetensors, so any image can be regenerated), ``grid.png`` and ``results.json`` with a top-level
+``records`` list. Records are written after every batch; ``resume=True`` skips what is done, so a killed run loses at
+most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import __version__
+from .errors import DgnamError
+from .generators import Generator, PixelGenerator, check_generator
+from .imagespace import ImageSpace, to_uint8
+from .images import grid, save_png
+from .optimize import AMConfig, Pipeline, Transform, optimize
+from .priors import Prior
+from .units import Unit, parse_units, resolve_units
+from .weights import save_safetensors
+
+RESULTS = "results.json"
+
+
+def unit_slug(index: int, unit: Unit) -> str:
+    return f"u{index:03d}_" + re.sub(r"[^A-Za-z0-9]+", "-", unit.address).strip("-")
+
+
+@dataclass
+class Run:
+    """What :func:`visualize` returns: the records (as in ``results.json``) and, aligned with them, the final images
+    (raw, in the generator's space) and codes."""
+
+    records: list[dict]
+    images: torch.Tensor | None = None
+    codes: torch.Tensor | None = None
+    best_codes: torch.Tensor | None = None
+    out: Path | None = None
+
+
+def _target_space(model: nn.Module, input_space: ImageSpace | None, generator: Generator | None) -> ImageSpace:
+    space = input_space or getattr(model, "input_space", None)
+    if space is None and generator is not None and not isinstance(generator, PixelGenerator):
+        space = generator.space
+    if space is None:
+        raise DgnamError("the target's input space is unknown: pass input_space=ImageSpace(size=(H, W), ...) "
+                         "(or set model.input_space)")
+    return space
+
+
+def _read_results(out: Path) -> dict:
+    try:
+        return json.loads((out / RESULTS).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DgnamError(f"cannot read {out / RESULTS} to resume ({e}); remove the folder or pick another --out") from None
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
+def visualize(
+    model: nn.Module,
+    units: str | Sequence[str | Unit],
+    generator: Generator | None = None,
+    *,
+    restarts: int = 1,
+    seed: int = 0,
+    steps: int | None = None,
+    config: AMConfig | None = None,
+    priors: Sequence[Prior] | None = None,
+    transforms: Sequence[Transform] = (),
+    init: str | torch.Tensor = "randn",
+    input_space: ImageSpace | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    method: str | None = None,
+    meta: dict | None = None,
+) -> Run:
+    """Synthesize the preferred input of each unit, ``restarts`` times, with ``generator`` as the image prior.
+
+    ``generator=None`` optimizes pixels (plain pixel-space AM). ``priors`` and ``config`` default to the generator's
+    own (the paper's DGN-AM defaults for a learned generator); ``steps`` overrides ``config.steps``. ``init`` is
+    ``"randn"`` (seeded N(0, 1), as released), ``"zeros"`` or a tensor of codes (one per unit, or one for all), e.g.
+    from :func:`dgnam.units.encode` of a real image. Restart r of every unit uses seed ``seed + r``.
+    With ``out``, results are written after every batch and ``resume=True`` continues an interrupted run.
+    """
+    device = torch.device(device)
+    model = model.eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    space = _target_space(model, input_space, generator)
+    if generator is None:
+        generator = PixelGenerator(space)
+    generator = generator.eval().to(device)
+    for p in generator.parameters():
+        p.requires_grad_(False)
+    check_generator(generator)
+    config = config or generator.default_config()
+    if steps is not None:
+        config = AMConfig(**{**config.to_dict(), "steps": steps})
+    priors = list(generator.default_priors() if priors is None else priors)
+    method = method or generator.method
+
+    parsed = parse_units(units)
+    example = space.encode(torch.full((1, *space.shape), 0.5, device=device))
+    resolved = resolve_units(model, parsed, example)
+    pipeline = Pipeline(generator, model, resolved, space, transforms).to(device)
+
+    jobs = [(i, u, r) for i, u in enumerate(resolved) for r in range(restarts)]
+    if isinstance(init, torch.Tensor):
+        init = generator.check_codes(init.to(device))
+        if len(init) not in (1, len(resolved)):
+            raise DgnamError(f"init has {len(init)} codes: give one, or one per unit ({len(resolved)})")
+
+    run_config = {
+        "model": getattr(model, "zoo_name", type(model).__name__),
+        "generator": getattr(generator, "name", type(generator).__name__),
+        "method": method, "units": [u.address for u in resolved], "restarts": restarts, "seed": seed,
+        "init": init if isinstance(init, str) else "codes", "config": config.to_dict(),
+        "priors": [p.to_dict() for p in priors], "target_space": space.to_dict(),
+    }
+    records: list[dict] = []
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        if (out_dir / RESULTS).exists():
+            if not resume:
+                raise DgnamError(f"run directory {out_dir} already has results: pass --resume to continue it, "
+                                 f"or choose another --out")
+            prev = _read_results(out_dir)
+            if prev.get("config") != json.loads(json.dumps(run_config)):
+                raise DgnamError(f"{out_dir} was made with different settings; resume with the same ones or choose another --out")
+            records = prev.get("records", [])
+        elif out_dir.exists() and any(out_dir.iterdir()) and not resume:
+            raise DgnamError(f"{out_dir} exists and is not empty: pass --resume or choose another --out")
+        (out_dir / "images").mkdir(parents=True, exist_ok=True)
+        (out_dir / "codes").mkdir(parents=True, exist_ok=True)
+
+    done = {(rec["unit_index"], rec["restart"]) for rec in records}
+    todo = [j for j in jobs if (j[0], j[2]) not in done]
+    images_by_job: dict[tuple[int, int], torch.Tensor] = {}
+    codes_by_job: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    bar = tqdm(total=len(batches) * config.steps, desc=f"{method} ({len(todo)} images)", disable=not progress or not todo,
+               unit="step")
+    for batch in batches:
+        bunits = [u for _, u, _ in batch]
+        seeds = [seed + r for _, _, r in batch]
+        if isinstance(init, torch.Tensor):
+            codes0 = torch.stack([init[i if len(init) > 1 else 0] for i, _, _ in batch])
+        else:
+            codes0 = generator.init_codes(seeds, init).to(device)
+        res = optimize(pipeline, bunits, codes0, config, priors, on_step=lambda _s: bar.update(1))
+        with torch.no_grad():
+            final_imgs = generator(res.codes)
+            best_imgs = generator(res.best_codes)
+        finals, bests = to_uint8(final_imgs, generator.space), to_uint8(best_imgs, generator.space)
+        for k, (i, u, r) in enumerate(batch):
+            slug = f"{unit_slug(i, u)}_r{r}"
+            rec = {
+                "unit": u.address, "unit_index": i, "layer": u.layer, "channel": u.channel, "restart": r,
+                "seed": seeds[k], "method": method, "activation": float(res.activations[k]),
+                "best_activation": float(res.best_activations[k]), "best_step": int(res.best_steps[k]),
+                "steps": config.steps, "code_l2": float(res.codes[k].norm()),
+                "image": f"images/{slug}.png", "best_image": f"images/{slug}_best.png", "code": f"codes/{slug}.safetensors",
+            }
+            if meta:
+                rec.update(meta)
+            records.append(rec)
+            images_by_job[(i, r)] = final_imgs[k].cpu()
+            codes_by_job[(i, r)] = (res.codes[k].cpu(), res.best_codes[k].cpu())
+            if out_dir is not None:
+                scale = max(1, 96 // max(generator.space.size))
+                save_png(finals[k], out_dir / rec["image"], scale)
+                save_png(bests[k], out_dir / rec["best_image"], scale)
+                save_safetensors({"final": res.codes[k], "best": res.best_codes[k]}, out_dir / rec["code"],
+                                 metadata={"unit": u.address, "restart": str(r), "seed": str(seeds[k])})
+        if out_dir is not None:
+            records.sort(key=lambda rec: (rec["unit_index"], rec["restart"]))
+            _write_json_atomic(out_dir / RESULTS, {"dgnam_version": __version__, "config": run_config, "records": records})
+    bar.close()
+    records.sort(key=lambda rec: (rec["unit_index"], rec["restart"]))
+    if out_dir is not None:
+        write_grid(out_dir, records)
+    order = [(rec["unit_index"], rec["restart"]) for rec in records]
+    have = all(k in images_by_job for k in order)
+    return Run(
+        records=records,
+        images=torch.stack([images_by_job[k] for k in order]) if have and order else None,
+        codes=torch.stack([codes_by_job[k][0] for k in order]) if have and order else None,
+        best_codes=torch.stack([codes_by_job[k][1] for k in order]) if have and order else None,
+        out=out_dir,
+    )
+
+
+def write_grid(out_dir: Path, records: list[dict]) -> Path:
+    """``grid.png``: one row per unit, one column per restart, each captioned with its final activation."""
+    import numpy as np
+    from PIL import Image
+
+    by_unit: dict[int, list[dict]] = {}
+    for rec in records:
+        by_unit.setdefault(rec["unit_index"], []).append(rec)
+    rows, labels, caps = [], [], []
+    for _, recs in sorted(by_unit.items()):
+        rows.append([np.asarray(Image.open(out_dir / rec["image"])) for rec in recs])
+        caps.append([f"{rec['activation']:.2f}" for rec in recs])
+        labels.append(recs[0]["unit"])
+    ncols = max(len(r) for r in rows) if rows else 0
+    img = grid(rows, row_labels=labels, col_labels=[f"restart {j}" for j in range(ncols)], cell_labels=caps)
+    path = out_dir / "grid.png"
+    img.save(path)
+    return path

@@ -1,0 +1,1 @@
+"""Training: classifiers (targets and judges), DeePSiM generators, and (later) denoising autoencoders on codes."""

@@ -1,0 +1,71 @@
+"""What every training loop shares: resumable checkpoints, the cosine learning rate, batching with seeded order."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from ..errors import DgnamError
+
+
+def cosine_lr(base: float, step: int, total: int, warmup: int = 0) -> float:
+    """Linear warm-up then cosine decay to 0."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.5 * base * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def set_lr(optim: torch.optim.Optimizer, lr: float) -> None:
+    for g in optim.param_groups:
+        g["lr"] = lr
+
+
+def batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
+    """Index batches in an order fixed by (seed, epoch), so a resumed run sees the same batches."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+        yield perm[i : i + batch_size]
+
+
+class Checkpoint:
+    """``DIR/checkpoint.pt``: plain tensors and numbers only (read back with ``weights_only=True``)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        self.path = self.dir / "checkpoint.pt"
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def save(self, state: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.path)  # atomic: a kill never leaves half a checkpoint
+
+    def load(self) -> dict:
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
+            raise DgnamError(f"checkpoint {self.path} is unreadable ({str(e).splitlines()[0]}); delete it to start over") from None
+
+
+def write_card(path: str | Path, card: dict) -> None:
+    Path(path).write_text(json.dumps(card, indent=2) + "\n")
+
+
+class Timer:
+    def __init__(self, already: float = 0.0) -> None:
+        self.start = time.perf_counter() - already
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start

@@ -1,0 +1,229 @@
+"""What to excite: unit addresses on any ``nn.Module`` and a forward pass that stops at the deepest requested layer.
+
+A unit is ``LAYER:CH`` where LAYER is a ``named_modules()`` path (``classifier.3``, ``features.10``) or ``logits`` (the
+model's output when no module has that name) and CH a channel index or, for models that carry ``classes``, a class
+name. On a conv layer the default is the centre spatial unit of the channel, as the released DGN-AM code does (unit
+(6, 6) of CaffeNet's 13x13 conv5); ``LAYER:CH@Y,X`` picks a position and ``LAYER:CH:mean`` the channel mean.
+Several units share a layer with commas: ``fc6:0,1,2`` or ``logits:espresso,logits:goldfish``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, replace
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import DgnamError
+
+LOGITS = "logits"
+
+_ITEM = re.compile(
+    r"\s*(?:(?P<layer>[^:,@\s][^:,@]*?)\s*:\s*)?(?P<ch>[^:,@]+?)\s*"
+    r"(?:@\s*(?P<y>-?\d+)\s*,\s*(?P<x>-?\d+))?\s*(?::\s*(?P<red>mean))?\s*(?:,|$)"
+)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit: a layer, a channel (index, or class name until resolved), a position or ``mean``."""
+
+    layer: str
+    channel: int | str
+    position: tuple[int, int] | None = None
+    reduce: str = "point"  # "point" or "mean"
+
+    @property
+    def address(self) -> str:
+        s = f"{self.layer}:{self.channel}"
+        if self.position is not None:
+            s += f"@{self.position[0]},{self.position[1]}"
+        if self.reduce == "mean":
+            s += ":mean"
+        return s
+
+    def __str__(self) -> str:
+        return self.address
+
+
+def parse_units(spec: str | Unit | Sequence[str | Unit]) -> list[Unit]:
+    """Parse ``"fc6:0,1,2"``, ``"features.10:5@3,4"``, ``"conv5:7:mean"``, ``"logits:espresso,logits:goldfish"``
+    or a list of such strings into :class:`Unit` objects (class names stay strings until :func:`resolve_units`)."""
+    if isinstance(spec, Unit):
+        return [spec]
+    if not isinstance(spec, str):
+        return [u for s in spec for u in parse_units(s)]
+    units: list[Unit] = []
+    pos, layer = 0, None
+    text = spec.strip()
+    while pos < len(text):
+        m = _ITEM.match(text, pos)
+        if not m or m.end() == pos:
+            raise DgnamError(f"cannot parse unit list {spec!r} at {text[pos:]!r}: write LAYER:CH[,CH...], LAYER:CH@Y,X or LAYER:CH:mean")
+        layer = m["layer"] or layer
+        if layer is None:
+            raise DgnamError(f"unit {m['ch']!r} has no layer: write LAYER:{m['ch']} (e.g. logits:{m['ch']})")
+        ch_s = m["ch"].strip()
+        ch: int | str = int(ch_s) if re.fullmatch(r"-?\d+", ch_s) else ch_s
+        position = (int(m["y"]), int(m["x"])) if m["y"] is not None else None
+        units.append(Unit(layer.strip(), ch, position, "mean" if m["red"] else "point"))
+        pos = m.end()
+    if not units:
+        raise DgnamError("no units given: write e.g. --units 'logits:0,1,2'")
+    return units
+
+
+def _layer_modules(model: nn.Module) -> dict[str, nn.Module]:
+    return {n: m for n, m in model.named_modules() if n}
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    names = list(_layer_modules(model))
+    return names if LOGITS in names else names + [LOGITS]
+
+
+class _Stop(Exception):
+    """Raised by a hook once the deepest requested layer has run: the rest of the network is never executed."""
+
+
+class LayerReader(nn.Module):
+    """Runs ``model`` until every requested layer has produced its output, and returns those outputs.
+
+    ``logits`` (when no module has that name) means the model's final output, and runs the whole network.
+    Outputs are cloned in the hook so that later in-place operations (``ReLU(inplace=True)``) cannot change them.
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.layers = list(dict.fromkeys(layers))
+        mods = _layer_modules(model)
+        for name in self.layers:
+            if name not in mods and name != LOGITS:
+                close = difflib.get_close_matches(name, list(mods) + [LOGITS], n=3, cutoff=0.5)
+                hint = f"; closest: {', '.join(close)}" if close else ""
+                raise DgnamError(f"unknown layer {name!r}{hint} (`dgnam layers MODEL` lists them)")
+        self._modules_by_name = {n: mods[n] for n in self.layers if n in mods}
+        self._needs_output = LOGITS in self.layers and LOGITS not in mods
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs: dict[str, torch.Tensor] = {}
+        wanted = set(self._modules_by_name)
+        handles = []
+
+        def hook_for(name: str):
+            def hook(_m, _inp, out):
+                if name in outs:  # a module called twice: keep its first output
+                    return
+                outs[name] = (out[0] if isinstance(out, (tuple, list)) else out).clone()
+                if not self._needs_output and wanted <= set(outs):
+                    raise _Stop
+
+            return hook
+
+        for name, m in self._modules_by_name.items():
+            handles.append(m.register_forward_hook(hook_for(name)))
+        try:
+            y = self.model(x)
+            if self._needs_output:
+                outs[LOGITS] = y[0] if isinstance(y, (tuple, list)) else y
+        except _Stop:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        return outs
+
+
+def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor) -> list[Unit]:
+    """Check every unit against the model's real layer shapes (from one forward pass of ``example``) and turn
+    class names into indices. Unknown layers name the closest existing ones; indices out of range state the range."""
+    reader = LayerReader(model, [u.layer for u in units])
+    with torch.no_grad():
+        outs = reader(example)
+    classes = list(getattr(model, "classes", None) or [])
+    resolved = []
+    for u in units:
+        out = outs[u.layer]
+        shape = tuple(out.shape[1:])
+        if len(shape) == 0:
+            raise DgnamError(f"layer {u.layer!r} outputs a scalar per image; pick a layer with channels")
+        n = shape[0]
+        ch = u.channel
+        if isinstance(ch, str):
+            lookup = {c.lower(): i for i, c in enumerate(classes)}
+            if ch.lower() not in lookup:
+                close = difflib.get_close_matches(ch, classes, n=3)
+                hint = f"; closest: {', '.join(close)}" if close else ""
+                what = "this model has no class names: use an index" if not classes else f"unknown class name {ch!r}{hint}"
+                raise DgnamError(f"unit {u.address}: {what}")
+            ch = lookup[ch.lower()]
+        if not 0 <= ch < n:
+            raise DgnamError(f"unit {u.address}: channel {ch} out of range; layer {u.layer!r} has channels 0..{n - 1}")
+        spatial = shape[1:]
+        if u.position is not None:
+            if len(spatial) != 2:
+                raise DgnamError(f"unit {u.address}: layer {u.layer!r} has output shape {shape}, no 2-D position to pick")
+            y, x = u.position
+            if not (0 <= y < spatial[0] and 0 <= x < spatial[1]):
+                raise DgnamError(f"unit {u.address}: position out of range; y in 0..{spatial[0] - 1}, x in 0..{spatial[1] - 1}")
+        if u.reduce == "mean" and not spatial:
+            raise DgnamError(f"unit {u.address}: ':mean' needs a spatial layer; {u.layer!r} outputs {shape}")
+        resolved.append(replace(u, channel=int(ch)))
+    return resolved
+
+
+def unit_activations(outs: dict[str, torch.Tensor], units: Sequence[Unit]) -> torch.Tensor:
+    """The activation of ``units[b]`` on batch item ``b``: a vector of length B.
+
+    Point units without a position use the centre of the channel's spatial map (``H // 2, W // 2``), as released.
+    """
+    acts = []
+    for b, u in enumerate(units):
+        out = outs[u.layer][b]
+        c = out[u.channel]
+        if c.dim() == 0:
+            acts.append(c)
+        elif u.reduce == "mean":
+            acts.append(c.mean())
+        else:
+            pos = u.position if u.position is not None else tuple(s // 2 for s in c.shape)
+            acts.append(c[pos])
+    return torch.stack(acts)
+
+
+def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str, tuple[int, ...]]]:
+    """Every addressable layer with its module type and output shape (without the batch dimension)."""
+    mods = _layer_modules(model)
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = []
+    for name, m in mods.items():
+        def hook(_m, _i, out, name=name):
+            o = out[0] if isinstance(out, (tuple, list)) else out
+            if isinstance(o, torch.Tensor) and name not in shapes:
+                shapes[name] = tuple(o.shape[1:])
+        handles.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            y = model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    rows = [(n, type(mods[n]).__name__, shapes[n]) for n in mods if n in shapes]
+    if LOGITS not in mods:
+        y = y[0] if isinstance(y, (tuple, list)) else y
+        rows.append((LOGITS, "output", tuple(y.shape[1:])))
+    return rows
+
+
+@torch.no_grad()
+def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The outputs of ``layer`` for a batch of images already in the model's input space, flattened per image:
+    the codes a generator inverting that layer takes (the paper's "start from a real image")."""
+    reader = LayerReader(model, [layer])
+    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+    parts = [reader(x[i : i + batch_size].to(dev))[layer].flatten(1).cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(parts)

@@ -1,0 +1,84 @@
+"""Loading and saving weights safely: safetensors, or ``torch.load(weights_only=True)``; never arbitrary pickles."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import DgnamError
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_state_dict(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a state dict from a ``.safetensors`` file or a plain tensor file (``torch.save`` of a dict of tensors).
+
+    A pickle that carries code (custom classes, functions) is refused: ``weights_only=True`` never executes it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DgnamError(f"weights file {path} does not exist")
+    if expected_sha256 is not None and sha256(path) != expected_sha256:
+        raise DgnamError(f"weights file {path} does not match its recorded SHA-256: the file is corrupt or was replaced; "
+                         f"reinstall dgnam or retrain it with the command in its model card")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise DgnamError(f"{path} is not a valid safetensors file ({e}); re-export or re-download it") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported global"
+        raise DgnamError(
+            f"{path} is a pickle that carries code or objects, not plain tensors ({first}); refusing to load it. "
+            f"Save a plain state dict (torch.save(model.state_dict())) or convert it to safetensors"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise DgnamError(f"{path} is not a readable tensor file ({str(e).splitlines()[0]}); is it corrupt?") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise DgnamError(f"{path} does not hold a dict of tensors (a state dict); save model.state_dict() instead")
+    return obj
+
+
+def load_into(module: nn.Module, state: dict[str, torch.Tensor], what: str = "model", strict: bool = True) -> nn.Module:
+    """``load_state_dict`` with a one-line error naming missing/unexpected/mis-shaped tensors."""
+    own = module.state_dict()
+    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
+           if k in own and own[k].shape != v.shape]
+    if bad:
+        raise DgnamError(f"{what}: tensor shapes do not match the architecture ({'; '.join(bad[:3])}); wrong --arch?")
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if strict and (missing or unexpected):
+        raise DgnamError(
+            f"{what}: weights do not fit the architecture (missing: {missing[:4]}, unexpected: {unexpected[:4]}); "
+            f"wrong --arch or a different file format?"
+        )
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items() if k in own}, strict=strict)
+    return module
+
+
+def save_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict | None = None) -> None:
+    from safetensors.torch import save_file
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path), metadata=meta)

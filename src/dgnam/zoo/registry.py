@@ -1,0 +1,127 @@
+"""The model registry, after timm's: ``register`` an entry (architecture + weights + image space + card),
+``create_model(name)`` builds it with its weights, ``list_models()`` names them."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from ..errors import DgnamError
+from ..imagespace import ImageSpace
+from ..weights import load_into, load_state_dict
+
+HERE = Path(__file__).parent
+WEIGHTS_DIR = HERE / "weights"
+CARDS_DIR = HERE / "cards"
+
+
+@dataclass
+class ZooEntry:
+    """One model of the zoo.
+
+    ``kind`` is ``"classifier"`` (a target or judge: ``space`` is its input space) or ``"generator"`` (``space`` is
+    its output space, ``code_shape`` its input; ``encoder`` and ``encoder_layer`` name the model layer it inverts,
+    whose statistics are in the card's ``code_stats`` file). ``weights`` is a file name under ``zoo/weights`` or a
+    callable that returns a path (for weights shipped by another package).
+    """
+
+    name: str
+    kind: str
+    build: Callable[[], nn.Module]
+    space: ImageSpace
+    weights: str | Callable[[], str] | None = None
+    classes: tuple[str, ...] | None = None
+    code_shape: tuple[int, ...] | None = None
+    encoder: str | None = None
+    encoder_layer: str | None = None
+    code_stats: str | None = None
+    description: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def card(self) -> dict:
+        """The model card (data, command, seed, metrics, training time, sha256), or ``{}`` if none is written."""
+        p = CARDS_DIR / f"{self.name}.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def weights_path(self) -> Path | None:
+        if self.weights is None:
+            return None
+        return Path(self.weights()) if callable(self.weights) else WEIGHTS_DIR / self.weights
+
+
+_REGISTRY: dict[str, ZooEntry] = {}
+
+
+def register(entry: ZooEntry) -> ZooEntry:
+    if entry.name in _REGISTRY:
+        raise ValueError(f"zoo entry {entry.name!r} registered twice")
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def list_models(pattern: str = "*", kind: str | None = None) -> list[str]:
+    """Names of registered models matching a glob ``pattern`` (and ``kind`` if given)."""
+    _load_builtin()
+    return sorted(n for n, e in _REGISTRY.items() if fnmatch.fnmatch(n, pattern) and (kind is None or e.kind == kind))
+
+
+def get_entry(name: str) -> ZooEntry:
+    _load_builtin()
+    if name not in _REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise DgnamError(f"unknown model {name!r}{hint}; `dgnam models` lists the zoo")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, pretrained: bool = True) -> nn.Module:
+    """Build a zoo model in eval mode with its weights (hash-checked against its card).
+
+    Classifiers carry ``input_space`` (and ``classes``); generators are returned wrapped as
+    :class:`dgnam.generators.LearnedGenerator` with their code statistics.
+    """
+    entry = get_entry(name)
+    net = entry.build()
+    if pretrained and entry.weights is not None:
+        path = entry.weights_path()
+        if not path.exists():
+            cmd = entry.card().get("command", "")
+            raise DgnamError(f"weights of {name} not found at {path}" + (f"; make them with `{cmd}`" if cmd else ""))
+        load_into(net, load_state_dict(path, entry.card().get("sha256")), what=name)
+    net.eval()
+    if entry.kind == "generator":
+        from ..generators import LearnedGenerator
+        from ..priors import CodeStats
+
+        stats = None
+        if pretrained and entry.code_stats and (WEIGHTS_DIR / entry.code_stats).exists():
+            stats = CodeStats.load(WEIGHTS_DIR / entry.code_stats)
+        return LearnedGenerator(net, code_shape=entry.code_shape, space=entry.space, code_stats=stats, name=name)
+    net.input_space = entry.space
+    net.classes = entry.classes
+    net.zoo_name = name
+    return net
+
+
+_LOADED = False
+
+
+def _load_builtin() -> None:
+    """Import the modules that register the built-in entries (once, lazily, so importing dgnam stays cheap)."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import importlib
+    import importlib.util
+
+    for mod in ("fmnist", "efficientnet", "caffe"):
+        if importlib.util.find_spec(f"{__package__}.{mod}") is not None:
+            importlib.import_module(f"{__package__}.{mod}")

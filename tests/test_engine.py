@@ -1,0 +1,161 @@
+import json
+
+import pytest
+import torch
+
+from dgnam import AMConfig, DgnamError, L2Decay, PixelGenerator, parse_units, visualize
+from dgnam.optimize import Pipeline, optimize
+from dgnam.priors import ClipCode, Prior, StepState, dgnam_code_priors
+from dgnam.units import LayerReader, layer_shapes, resolve_units
+
+from conftest import SPACE
+
+
+def test_activation_rises(tiny_model, tiny_gen):
+    run = visualize(tiny_model, "logits:0,1,2", tiny_gen, restarts=2, steps=40, progress=False)
+    for rec in run.records:
+        assert rec["activation"] > 0
+    # compare with the starting activation of the same seeds
+    start = visualize(tiny_model, "logits:0,1,2", tiny_gen, restarts=2, steps=0, progress=False)
+    for a, b in zip(run.records, start.records):
+        assert a["activation"] > 1.2 * b["activation"] > 0
+
+
+def test_code_stays_in_clip_range_after_every_step(tiny_model, tiny_gen):
+    upper = tiny_gen.code_stats.upper()
+    seen = []
+
+    class Spy(Prior):
+        def after_step(self, code, state):
+            seen.append(code.clone())
+
+    priors = dgnam_code_priors(tiny_gen.code_stats, l2="none") + [Spy()]
+    units = resolve_units(tiny_model, parse_units("fc:3") * 4, SPACE.encode(torch.rand(1, 1, 12, 12)))
+    pipe = Pipeline(tiny_gen, tiny_model, units, SPACE)
+    codes = tiny_gen.init_codes([0, 1, 2, 3]) * 5
+    optimize(pipe, units, codes, AMConfig(steps=30), priors)
+    assert len(seen) == 30
+    for c in seen:
+        assert (c >= 0).all() and (c <= upper + 1e-6).all()
+    assert any((c == upper).any() for c in seen)  # the bound is actually reached, so the clip did work
+
+
+def test_l2_decay_shrinks_code_with_zero_gradient(tiny_gen):
+    class Dead(torch.nn.Module):  # activation independent of the image: zero gradient
+        def forward(self, x):
+            return (x * 0).flatten(1)[:, :3]
+
+    units = [parse_units("logits:1")[0]]
+    pipe = Pipeline(tiny_gen, Dead(), units, SPACE)
+    codes = torch.full((1, 10), 2.0)
+    res = optimize(pipe, units, codes, AMConfig(steps=10), [L2Decay(0.99)])
+    assert torch.allclose(res.codes, codes * 0.99**10)
+
+
+def test_batched_equals_one_at_a_time(tiny_model, tiny_gen):
+    units = "logits:0,1,2,3,4,fc:0,fc:5,features.4:2"
+    batched = visualize(tiny_model, units, tiny_gen, restarts=4, steps=15, batch_size=32, progress=False)
+    single = []
+    for u in parse_units(units):
+        single += visualize(tiny_model, [u], tiny_gen, restarts=4, steps=15, batch_size=1, progress=False).records
+    assert len(batched.records) == 32 == len(single)
+    for a, b in zip(batched.records, single):
+        assert a["unit"] == b["unit"] and a["restart"] == b["restart"]
+        assert a["best_activation"] == pytest.approx(b["best_activation"], rel=1e-4, abs=1e-4)
+
+
+def test_layers_after_target_not_executed(tiny_model):
+    ran = []
+    tiny_model.logits.register_forward_hook(lambda *a: ran.append("logits"))
+    tiny_model.fc.register_forward_hook(lambda *a: ran.append("fc"))
+    outs = LayerReader(tiny_model, ["features.4"])(SPACE.encode(torch.rand(2, 1, 12, 12)))
+    assert outs["features.4"].shape == (2, 8, 12, 12)
+    assert ran == []
+    LayerReader(tiny_model, ["fc"])(SPACE.encode(torch.rand(2, 1, 12, 12)))
+    assert ran == ["fc"]
+
+
+def test_resume_gives_same_records(tmp_path, tiny_model, tiny_gen):
+    kw = dict(restarts=2, steps=8, batch_size=3, progress=False)
+    full = visualize(tiny_model, "logits:0,1,2,3", tiny_gen, out=tmp_path / "full", **kw)
+
+    class Boom(Exception):
+        pass
+
+    calls = {"n": 0}
+    import dgnam.run as runmod
+
+    real = runmod.optimize
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Boom  # killed while the second batch is in flight
+        return real(*a, **k)
+
+    runmod.optimize = dying
+    try:
+        with pytest.raises(Boom):
+            visualize(tiny_model, "logits:0,1,2,3", tiny_gen, out=tmp_path / "part", **kw)
+    finally:
+        runmod.optimize = real
+    partial = json.loads((tmp_path / "part" / "results.json").read_text())["records"]
+    assert len(partial) == 3  # the first batch survived
+    with pytest.raises(DgnamError, match="--resume"):
+        visualize(tiny_model, "logits:0,1,2,3", tiny_gen, out=tmp_path / "part", **kw)
+    resumed = visualize(tiny_model, "logits:0,1,2,3", tiny_gen, out=tmp_path / "part", resume=True, **kw)
+    strip = lambda recs: [{k: v for k, v in r.items()} for r in recs]  # noqa: E731
+    assert strip(resumed.records) == strip(full.records)
+    for rec in full.records:
+        assert (tmp_path / "part" / rec["image"]).exists() and (tmp_path / "part" / rec["code"]).exists()
+    assert (tmp_path / "part" / "grid.png").exists()
+
+
+def test_records_have_required_fields(tmp_path, tiny_model, tiny_gen):
+    run = visualize(tiny_model, "logits:a,c", tiny_gen, steps=3, out=tmp_path / "r", progress=False)
+    data = json.loads((tmp_path / "r" / "results.json").read_text())
+    for rec in data["records"]:
+        for key in ("unit", "restart", "seed", "activation", "best_activation", "steps", "code_l2", "image"):
+            assert key in rec
+    assert [r["channel"] for r in run.records] == [0, 2]
+
+
+def test_pixel_generator_shares_loop(tiny_model):
+    run = visualize(tiny_model, "logits:1", None, steps=30, progress=False)
+    start = visualize(tiny_model, "logits:1", None, steps=0, progress=False)
+    assert run.records[0]["activation"] > start.records[0]["activation"]
+    assert run.images.shape == (1, 1, 12, 12)
+
+
+def test_unit_parsing_and_resolution(tiny_model):
+    us = parse_units("features.4:3@1,2,features.4:1:mean,logits:b")
+    ex = SPACE.encode(torch.rand(1, 1, 12, 12))
+    r = resolve_units(tiny_model, us, ex)
+    assert r[0].position == (1, 2) and r[1].reduce == "mean" and r[2].channel == 1
+    with pytest.raises(DgnamError, match="closest: features.4"):
+        resolve_units(tiny_model, parse_units("feature.4:0"), ex)
+    with pytest.raises(DgnamError, match=r"0\.\.7"):
+        resolve_units(tiny_model, parse_units("features.4:8"), ex)
+    with pytest.raises(DgnamError, match="x in 0..11"):
+        resolve_units(tiny_model, parse_units("features.4:0@1,12"), ex)
+    with pytest.raises(DgnamError, match="unknown class name"):
+        resolve_units(tiny_model, parse_units("logits:zebra"), ex)
+    names = [n for n, _, _ in layer_shapes(tiny_model, ex)]
+    assert "features.4" in names and names[-1] == "logits"
+
+
+def test_nan_is_reported_with_unit(tiny_model, tiny_gen):
+    class Nan(torch.nn.Module):
+        def forward(self, x):
+            return x.flatten(1)[:, :3] * float("nan")
+
+    with pytest.raises(DgnamError, match="logits:2"):
+        visualize(Nan(), "logits:2", tiny_gen, steps=2, progress=False, input_space=SPACE)
+
+
+def test_bad_generator_output_is_refused(tiny_model, tiny_gen):
+    from dgnam import ImageSpace
+
+    tiny_gen.space = ImageSpace(size=(20, 20), color="GRAY")
+    with pytest.raises(DgnamError, match="cannot be adapted"):
+        visualize(tiny_model, "logits:0", tiny_gen, steps=1, progress=False)
