@@ -95,13 +95,20 @@ def create_model(name: str, pretrained: bool = True) -> nn.Module:
             cmd = entry.card().get("command", "")
             raise DgnamError(f"weights of {name} not found at {path}" + (f"; make them with `{cmd}`" if cmd else ""))
         load_into(net, load_state_dict(path, entry.card().get("sha256")), what=name)
+    return wrap(entry, net, with_stats=pretrained)
+
+
+def wrap(entry: ZooEntry, net: nn.Module, with_stats: bool = True, name: str | None = None) -> nn.Module:
+    """Give a built network what the engine needs: eval mode and, for a classifier, ``input_space``/``classes``;
+    a generator is wrapped as :class:`~dgnam.generators.LearnedGenerator` with its code statistics."""
+    name = name or entry.name
     net.eval()
     if entry.kind == "generator":
         from ..generators import LearnedGenerator
         from ..priors import CodeStats
 
         stats = None
-        if pretrained and entry.code_stats and (WEIGHTS_DIR / entry.code_stats).exists():
+        if with_stats and entry.code_stats and (WEIGHTS_DIR / entry.code_stats).exists():
             stats = CodeStats.load(WEIGHTS_DIR / entry.code_stats)
         return LearnedGenerator(net, code_shape=entry.code_shape, space=entry.space, code_stats=stats, name=name)
     net.input_space = entry.space
@@ -125,3 +132,33 @@ def _load_builtin() -> None:
     for mod in ("fmnist", "efficientnet", "caffe"):
         if importlib.util.find_spec(f"{__package__}.{mod}") is not None:
             importlib.import_module(f"{__package__}.{mod}")
+
+
+def load_model(spec: str, arch: str | None = None) -> nn.Module:
+    """A model from a zoo name, an import path ``package.module:factory`` (called with no arguments), or a local
+    weights file with ``arch`` naming its zoo architecture (``.safetensors`` or a plain state dict)."""
+    import importlib
+
+    if Path(spec).suffix in (".safetensors", ".pt", ".pth", ".bin", ".caffemodel") or Path(spec).is_file():
+        if arch is None:
+            raise DgnamError(f"{spec} is a weights file: say which architecture it holds with --arch NAME "
+                             f"(`dgnam models` lists them)")
+        from . import files
+
+        return files.load_file_model(Path(spec), arch)
+    if ":" in spec:
+        import os
+        import sys
+
+        mod_name, _, attr = spec.partition(":")
+        if os.getcwd() not in sys.path:  # like `python -m`: the user's own modules in the working directory
+            sys.path.insert(0, os.getcwd())
+        try:
+            factory = getattr(importlib.import_module(mod_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise DgnamError(f"cannot import {spec!r} ({e}); give package.module:factory on PYTHONPATH") from None
+        obj = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+        if not isinstance(obj, nn.Module):
+            raise DgnamError(f"{spec} returned {type(obj).__name__}, not an nn.Module")
+        return obj.eval()
+    return create_model(spec)

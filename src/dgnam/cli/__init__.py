@@ -1,0 +1,24 @@
+"""The ``dgnam`` command line: one Typer app; each area of the toolkit adds its commands from a module here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import DgnamError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Synthesize the preferred inputs of neurons with deep generator networks (DGN-AM).")
+train_app = typer.Typer(no_args_is_help=True, help="Train zoo models: classifiers, generators, code autoencoders.")
+app.add_typer(train_app, name="train")
+
+from . import codes, run, train  # noqa: E402,F401  (each registers its commands on `app`)
+
+
+def main() -> None:
+    try:
+        app()
+    except DgnamError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(2)

@@ -1,0 +1,75 @@
+"""``dgnam encode`` and ``dgnam code-stats``: codes of real images for a generator's encoder layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+from ..errors import DgnamError
+from . import app
+from .common import model_arg
+
+
+def _images(paths: list[Path], space) -> torch.Tensor:
+    from PIL import Image
+    import numpy as np
+
+    from ..imagespace import from_uint8
+
+    arrs = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                arrs.append(np.asarray(im.convert("RGB")))
+        except OSError as e:
+            raise DgnamError(f"cannot read image {p}: {e}") from None
+    return from_uint8(arrs, space)
+
+
+@app.command()
+def encode(
+    images: list[Path] = typer.Argument(..., help="image files (any size; resized to the model's input)"),
+    model: str = typer.Option("fmnist-cnn", help="the encoder: the model whose layer the generator inverts"),
+    layer: str = typer.Option("fc6"),
+    out: Path = typer.Option(Path("codes.safetensors")),
+    arch: Optional[str] = typer.Option(None),
+) -> None:
+    """Encode real images into codes (for `visualize --init codes.safetensors`, the paper's start from a real image)."""
+    from ..units import encode as encode_layer
+    from ..weights import save_safetensors
+
+    net = model_arg(model, arch)
+    codes = encode_layer(net, layer, _images(images, net.input_space))
+    save_safetensors({"codes": codes}, out, metadata={"model": model, "layer": layer,
+                                                      "images": [str(p) for p in images]})
+    typer.echo(f"wrote {len(codes)} codes of {codes.shape[1]} components to {out}")
+
+
+@app.command("code-stats")
+def code_stats(
+    model: str = typer.Option("fmnist-cnn"),
+    layer: str = typer.Option("fc6"),
+    data: Optional[str] = typer.Option(None, help="fashion-mnist (default), fashion-mnist:DIR, or an image folder"),
+    split: str = typer.Option("train"),
+    limit: Optional[int] = typer.Option(None, help="use only the first N images"),
+    out: Path = typer.Option(Path("codestats.safetensors")),
+    arch: Optional[str] = typer.Option(None),
+) -> None:
+    """Measure CodeStats (per-component mean, std, percentiles) of LAYER over a data set."""
+    from ..data import load_dataset
+    from ..priors import CodeStats
+    from ..units import encode as encode_layer
+
+    net = model_arg(model, arch)
+    space = net.input_space
+    ds = load_dataset(data, split, space.size, space.channels)
+    x, _ = ds.tensors(limit)
+    stats = CodeStats.from_codes(encode_layer(net, layer, space.encode(x)))
+    stats.save(out)
+    u = stats.upper()
+    typer.echo(f"{stats.count} images, {stats.dim} components; mean {stats.mean.mean():.3f}, U=mean+3std: "
+               f"median {u.median():.3f}, max {u.max():.3f}; fraction of components never active "
+               f"{(stats.percentiles[99.0] == 0).float().mean():.3f} -> {out}")

@@ -1,0 +1,47 @@
+"""Helpers shared by the CLI modules."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import DgnamError
+from ..generators import Generator, LearnedGenerator
+from ..zoo import load_model
+
+
+def model_arg(spec: str, arch: str | None = None) -> nn.Module:
+    m = load_model(spec, arch)
+    if isinstance(m, Generator):
+        raise DgnamError(f"{spec} is a generator; give a classifier as --model and this as --generator")
+    return m
+
+
+def generator_arg(spec: str | None, arch: str | None = None) -> Generator | None:
+    if spec is None or spec in ("none", "pixels"):
+        return None
+    g = load_model(spec, arch)
+    if not isinstance(g, Generator):
+        raise DgnamError(f"{spec} is not a generator: wrap your network as dgnam.LearnedGenerator(net, code_shape, space)")
+    return g
+
+
+def device_arg(device: str) -> torch.device:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DgnamError("--device cuda asked for, but this torch has no CUDA device; use --device cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise DgnamError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+
+
+def print_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns])
+    Console().print(t)

@@ -1,0 +1,97 @@
+"""``dgnam visualize``, ``layers``, ``models``, ``priors``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+from ..errors import DgnamError
+from . import app
+from .common import device_arg, generator_arg, model_arg, print_table
+
+
+@app.command()
+def visualize(
+    model: str = typer.Option(..., help="zoo name, package.module:factory, or a weights file with --arch"),
+    units: str = typer.Option(..., help="e.g. 'logits:0,1,2', 'fc6:5', 'features.10:3@4,4', 'conv5:7:mean'"),
+    generator: Optional[str] = typer.Option(None, help="generator (zoo name, import path or file); none = pixels"),
+    prior: Optional[str] = typer.Option(None, help="method preset (`dgnam priors`); default dgn-am with a generator, else pixel"),
+    restarts: int = typer.Option(1, help="restarts per unit (seeds SEED, SEED+1, ...)"),
+    steps: Optional[int] = typer.Option(None, help="iterations (default: the method's; DGN-AM 200)"),
+    seed: int = typer.Option(0),
+    init: str = typer.Option("randn", help="randn (as released), zeros, or a .safetensors of codes from `dgnam encode`"),
+    batch_size: int = typer.Option(32, help="optimizations run together (units x restarts)"),
+    device: str = typer.Option("cpu"),
+    out: Path = typer.Option(Path("runs/visualize"), help="run directory"),
+    resume: bool = typer.Option(False, help="continue an interrupted run in OUT"),
+    arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
+    generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
+) -> None:
+    """Synthesize the preferred inputs of UNITS of MODEL; writes PNGs, codes, grid.png and results.json to OUT."""
+    from ..methods import build_method
+    from ..run import _target_space, visualize as run_visualize
+
+    dev = device_arg(device)
+    net = model_arg(model, arch)
+    gen = generator_arg(generator, generator_arch)
+    space = _target_space(net, None, gen)
+    spec = build_method(prior or ("dgn-am" if gen is not None else "pixel"), space, gen)
+    codes = _init_codes(init)
+    run = run_visualize(net, units, spec.generator, restarts=restarts, seed=seed, steps=steps, config=spec.config,
+                        priors=spec.priors, transforms=spec.transforms, init=codes, device=dev,
+                        batch_size=batch_size, out=out, resume=resume, method=prior)
+    print_table(run.records, ["unit", "restart", "activation", "best_activation", "image"])
+    typer.echo(f"wrote {out}/grid.png and {out}/results.json")
+
+
+def _init_codes(init: str):
+    if init in ("randn", "zeros"):
+        return init
+    from ..weights import load_state_dict
+
+    t = load_state_dict(init)
+    if "codes" not in t:
+        raise DgnamError(f"{init} has no 'codes' tensor; make it with `dgnam encode`")
+    return t["codes"]
+
+
+@app.command()
+def layers(
+    model: str = typer.Argument(..., help="zoo name, package.module:factory, or a weights file with --arch"),
+    arch: Optional[str] = typer.Option(None),
+) -> None:
+    """Print every addressable layer of MODEL with its output shape."""
+    from ..run import _target_space
+    from ..units import layer_shapes
+
+    net = model_arg(model, arch)
+    space = _target_space(net, None, None)
+    rows = layer_shapes(net, space.encode(torch.full((1, *space.shape), 0.5)))
+    print_table([{"layer": n, "type": t, "output shape": "x".join(map(str, s))} for n, t, s in rows],
+                ["layer", "type", "output shape"], title=f"{model} (input {space.channels}x{space.size[0]}x{space.size[1]})")
+
+
+@app.command()
+def models(pattern: str = typer.Argument("*")) -> None:
+    """List the zoo."""
+    from ..zoo import get_entry, list_models
+
+    rows = []
+    for name in list_models(pattern):
+        e = get_entry(name)
+        acc = e.card().get("metrics", {}).get("test_accuracy")
+        rows.append({"name": name, "kind": e.kind, "test accuracy": "" if acc is None else f"{acc:.4f}",
+                     "description": e.description})
+    print_table(rows, ["name", "kind", "test accuracy", "description"])
+
+
+@app.command()
+def priors() -> None:
+    """List the methods/priors usable with `visualize --prior`."""
+    from ..methods import list_methods
+
+    print_table([{"name": m.name, "needs generator": "yes" if m.needs_generator else "", "description": m.description,
+                  "source": m.source} for m in list_methods()], ["name", "needs generator", "description", "source"])

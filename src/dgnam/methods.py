@@ -1,0 +1,99 @@
+"""Methods: a name for a choice of image source, priors, step settings and transforms.
+
+``dgn-am`` (a learned generator with the paper's code prior) and ``pixel`` (plain pixel-space gradient ascent) are
+defined here; the pixel-space presets of Yosinski et al. and Lucid register themselves from
+:mod:`dgnam.presets`. ``dgnam priors`` lists them; ``benchmarks/quality.py`` compares every registered method.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from torch import nn
+
+from .errors import DgnamError
+from .generators import Generator, PixelGenerator
+from .imagespace import ImageSpace
+from .optimize import AMConfig, Transform
+from .priors import Prior
+
+
+@dataclass
+class MethodSpec:
+    """Everything :func:`dgnam.visualize` needs besides the target and the units."""
+
+    generator: Generator
+    priors: list[Prior]
+    config: AMConfig
+    transforms: list[Transform] = field(default_factory=list)
+
+
+@dataclass
+class Method:
+    """``build(target_space, generator)`` returns a :class:`MethodSpec`; ``generator`` is the learned generator
+    (``None`` when the user gave none) and is required when ``needs_generator``."""
+
+    name: str
+    description: str
+    build: Callable[[ImageSpace, Generator | None], MethodSpec]
+    needs_generator: bool = False
+    source: str = ""
+
+
+_METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    if method.name in _METHODS:
+        raise ValueError(f"method {method.name!r} registered twice")
+    _METHODS[method.name] = method
+    return method
+
+
+def _load() -> None:
+    if importlib.util.find_spec(f"{__package__}.presets") is not None:
+        importlib.import_module(f"{__package__}.presets")
+
+
+def list_methods() -> list[Method]:
+    _load()
+    return [m for _, m in sorted(_METHODS.items())]
+
+
+def get_method(name: str) -> Method:
+    _load()
+    if name not in _METHODS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_METHODS), n=3)
+        raise DgnamError(f"unknown prior/method {name!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+                         + "; `dgnam priors` lists them")
+    return _METHODS[name]
+
+
+def build_method(name: str, target_space: ImageSpace, generator: Generator | None = None) -> MethodSpec:
+    m = get_method(name)
+    if m.needs_generator and generator is None:
+        raise DgnamError(f"method {name} needs a generator: pass --generator (e.g. fmnist-g-fc6)")
+    return m.build(target_space, generator)
+
+
+def _dgnam(space: ImageSpace, generator: Generator | None) -> MethodSpec:
+    return MethodSpec(generator=generator, priors=generator.default_priors(), config=generator.default_config())
+
+
+def _pixel(space: ImageSpace, generator: Generator | None) -> MethodSpec:
+    g = PixelGenerator(space)
+    return MethodSpec(generator=g, priors=[], config=g.default_config())
+
+
+register_method(Method(
+    "dgn-am", "DGN-AM: optimize a learned generator's code; clip to [0, U], decay 0.99, lr 8 -> 1e-10, 200 steps",
+    _dgnam, needs_generator=True, source="Nguyen et al. 2016 and released code",
+))
+register_method(Method(
+    "pixel", "plain pixel-space gradient ascent, no prior (normalized steps, linear lr)", _pixel,
+    source="Erhan et al. 2009 / Simonyan et al. 2014",
+))
