@@ -78,6 +78,7 @@ def train_classifier(
         load_into(model, st["model"], what=f"{name} checkpoint")
         opt.load_state_dict(st["optim"])
         epoch0, history, elapsed = st["epoch"], st["history"], st["seconds"]
+        torch.set_rng_state(st["rng"])  # dropout and the like continue exactly as in an uninterrupted run
     x, y = train
     steps_per_epoch = max(1, len(y) // config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -106,7 +107,7 @@ def train_classifier(
         if progress:
             tqdm.write(f"{name} epoch {epoch + 1}: loss {run_loss / max(n, 1):.4f}, test accuracy {acc:.4f}")
         ckpt.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": epoch + 1,
-                   "history": history, "seconds": timer.seconds})
+                   "history": history, "seconds": timer.seconds, "rng": torch.get_rng_state()})
     model.eval()
     weights = out / f"{name}.safetensors"
     save_safetensors({k: v for k, v in model.state_dict().items()}, weights)

@@ -82,17 +82,17 @@ class FashionGenerator(nn.Module):
         self.relu_defc6 = lrelu()
         self.defc5 = nn.Linear(256, 128 * 4 * 4)
         self.relu_defc5 = lrelu()
-        self.deconv3 = nn.ConvTranspose2d(128, 128, 4, 2, 1)  # 4 -> 8
+        self.deconv3 = nn.ConvTranspose2d(128, 64, 4, 2, 1)  # 4 -> 8
         self.relu_deconv3 = lrelu()
-        self.conv3_1 = nn.Conv2d(128, 64, 3, 1, 1)
+        self.conv3_1 = nn.Conv2d(64, 64, 3, 1, 1)
         self.relu_conv3_1 = lrelu()
-        self.deconv2 = nn.ConvTranspose2d(64, 64, 4, 2, 1)  # 8 -> 16
+        self.deconv2 = nn.ConvTranspose2d(64, 32, 4, 2, 1)  # 8 -> 16
         self.relu_deconv2 = lrelu()
-        self.conv2_1 = nn.Conv2d(64, 32, 3, 1, 1)
+        self.conv2_1 = nn.Conv2d(32, 32, 3, 1, 1)
         self.relu_conv2_1 = lrelu()
-        self.deconv1 = nn.ConvTranspose2d(32, 32, 4, 2, 1)  # 16 -> 32
+        self.deconv1 = nn.ConvTranspose2d(32, 16, 4, 2, 1)  # 16 -> 32
         self.relu_deconv1 = lrelu()
-        self.deconv0 = nn.Conv2d(32, 1, 3, 1, 1)
+        self.deconv0 = nn.Conv2d(16, 1, 3, 1, 1)
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         x = self.relu_defc7(self.defc7(code))

@@ -1,0 +1,38 @@
+"""Reports: small self-contained HTML pages (images inlined) for a run's figures and tables."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Sequence
+
+
+def _img_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def html_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    def fmt(v):
+        return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_page(path: Path, title: str, sections: Sequence[tuple[str, str]]) -> Path:
+    """``sections`` are (heading, html) pairs; images should already be inlined with :func:`_img_tag`."""
+    css = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}"
+           "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}img{max-width:100%}")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>"]
+    parts += [f"<h2>{html.escape(h)}</h2>{body}" for h, body in sections]
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts))
+    return path
+
+
+def image_section(path: Path, alt: str) -> str:
+    return _img_tag(path, alt)

@@ -1,0 +1,194 @@
+"""Train a DeePSiM generator (Dosovitskiy & Brox 2016) that inverts one layer of an encoder.
+
+The loss is the paper's sum of three terms: an image-space L2 loss, a feature-space L2 loss in a comparator network
+(here the encoder's own convolutional features, as DeePSiM used AlexNet), and an adversarial loss from a
+discriminator that sees the image together with the encoder features (the code), so it judges whether the two belong
+together. As in the released training code, the discriminator is not updated while it is far ahead of the generator.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..imagespace import ImageSpace, convert
+from ..priors import CodeStats
+from ..units import LayerReader, encode
+from ..weights import load_into, save_safetensors, sha256
+from .common import Checkpoint, Timer, batches, cosine_lr, set_lr, write_card
+
+
+@dataclass
+class GeneratorConfig:
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    #: Loss weights. DeePSiM (fc6 generator) used lambda_feat 0.01, lambda_adv 100, lambda_img 2e-6 on 0..255 pixels
+    #: and raw AlexNet features. Ours are on other scales: the image loss is the MSE of [0, 1] pixels and the feature
+    #: loss is divided by the mean square of the real features (scale-free), so the weights are not comparable.
+    w_img: float = 1.0
+    w_feat: float = 0.1
+    w_adv: float = 0.005
+    #: Skip the discriminator update while its loss is below this (it is far ahead), as DeePSiM's solver does.
+    d_skip_below: float = 0.3
+    comparator_layer: str = "features"
+    seed: int = 0
+    device: str = "cpu"
+
+
+def _images01(raw: torch.Tensor, gen_space: ImageSpace, target_space: ImageSpace) -> torch.Tensor:
+    """Generator output -> encoder input space (crop 32 -> 28 etc. from the declared spaces)."""
+    return convert(raw, gen_space, target_space)
+
+
+def train_generator(
+    encoder: nn.Module,
+    layer: str,
+    encoder_space: ImageSpace,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    gen_space: ImageSpace,
+    train_x01: torch.Tensor,
+    test_x01: torch.Tensor,
+    out: str | Path,
+    name: str,
+    config: GeneratorConfig = GeneratorConfig(),
+    resume: bool = True,
+    data_name: str = "fashion-mnist",
+    progress: bool = True,
+) -> dict:
+    """Train ``generator`` to invert ``encoder``'s ``layer``; checkpoints every epoch in ``out`` and resumes.
+
+    Writes ``out/NAME.safetensors``, the code statistics ``out/NAME.codestats.safetensors`` (of the layer over the
+    training images) and the card ``out/NAME.json``; returns the card.
+    """
+    out = Path(out)
+    torch.manual_seed(config.seed)
+    dev = torch.device(config.device)
+    encoder = encoder.eval().to(dev)
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    generator.to(dev)
+    discriminator.to(dev)
+    comparator = LayerReader(encoder, [config.comparator_layer])
+
+    # The encoder is frozen: codes and comparator features of real images are computed once.
+    x_train = encoder_space.encode(train_x01)
+    codes = encode(encoder, layer, x_train)
+    stats = CodeStats.from_codes(codes)
+    feats = encode(encoder, config.comparator_layer, x_train)
+    feat_scale = feats.pow(2).mean().clamp_min(1e-12)
+
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
+    ckpt = Checkpoint(out / f"{name}-ckpt")
+    epoch0, history, elapsed = 0, [], 0.0
+    if resume and ckpt.exists():
+        st = ckpt.load()
+        load_into(generator, st["generator"], what=f"{name} checkpoint")
+        load_into(discriminator, st["discriminator"], what=f"{name} checkpoint")
+        opt_g.load_state_dict(st["opt_g"])
+        opt_d.load_state_dict(st["opt_d"])
+        epoch0, history, elapsed = st["epoch"], st["history"], st["seconds"]
+        torch.set_rng_state(st["rng"])  # dropout and the like continue exactly as in an uninterrupted run
+    n = len(codes)
+    steps_per_epoch = max(1, n // config.batch_size)
+    total = steps_per_epoch * config.epochs
+    timer = Timer(elapsed)
+    for epoch in range(epoch0, config.epochs):
+        generator.train()
+        discriminator.train()
+        sums = {"img": 0.0, "feat": 0.0, "adv": 0.0, "d": 0.0}
+        k = d_updates = 0
+        bar = tqdm(batches(n, config.batch_size, config.seed, epoch), total=steps_per_epoch,
+                   desc=f"{name} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        for i, idx in enumerate(bar):
+            lr = cosine_lr(config.lr, epoch * steps_per_epoch + i, total)
+            set_lr(opt_g, lr)
+            set_lr(opt_d, lr)
+            code = codes[idx].to(dev)
+            x = x_train[idx].to(dev)
+            fake = _images01(generator(code), gen_space, encoder_space)
+
+            # discriminator: real (image, code) pairs vs generated ones
+            d_real = discriminator(x, code)
+            d_fake = discriminator(fake.detach(), code)
+            loss_d = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + \
+                F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+            if loss_d.item() > config.d_skip_below:
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                d_updates += 1
+
+            # generator: image + feature + adversarial losses
+            loss_img = F.mse_loss(encoder_space.decode(fake), encoder_space.decode(x))
+            loss_feat = F.mse_loss(comparator(fake)[config.comparator_layer].flatten(1), feats[idx].to(dev)) / feat_scale
+            g_fake = discriminator(fake, code)
+            loss_adv = F.binary_cross_entropy_with_logits(g_fake, torch.ones_like(g_fake))
+            loss_g = config.w_img * loss_img + config.w_feat * loss_feat + config.w_adv * loss_adv
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+
+            for key, v in (("img", loss_img), ("feat", loss_feat), ("adv", loss_adv), ("d", loss_d)):
+                sums[key] += v.item()
+            k += 1
+            bar.set_postfix(img=f"{sums['img'] / k:.4f}", feat=f"{sums['feat'] / k:.4f}", d=f"{sums['d'] / k:.3f}")
+        rec = {"epoch": epoch + 1, **{f"loss_{key}": v / max(k, 1) for key, v in sums.items()},
+               "d_update_fraction": d_updates / max(k, 1)}
+        rec.update(_reconstruction_metrics(encoder, layer, generator, gen_space, encoder_space, test_x01, dev))
+        history.append(rec)
+        if progress:
+            tqdm.write(f"{name} epoch {epoch + 1}: " + ", ".join(f"{a} {b:.4f}" for a, b in rec.items() if a != "epoch"))
+        ckpt.save({"generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
+                   "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "epoch": epoch + 1,
+                   "history": history, "seconds": timer.seconds, "rng": torch.get_rng_state()})
+    generator.eval()
+    weights = out / f"{name}.safetensors"
+    save_safetensors(generator.state_dict(), weights)
+    stats_path = out / f"{name}.codestats.safetensors"
+    stats.save(stats_path)
+    card = {
+        "name": name,
+        "kind": "generator",
+        "architecture": type(generator).__name__,
+        "inverts": {"layer": layer, "encoder": getattr(encoder, "zoo_name", type(encoder).__name__)},
+        "data": data_name,
+        "command": "dgnam " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if Path(sys.argv[0]).name == "dgnam" else None,
+        "seed": config.seed,
+        "config": asdict(config),
+        "metrics": history[-1] if history else {},
+        "history": history,
+        "code_stats": {"file": stats_path.name, "images": stats.count, "mean_of_means": float(stats.mean.mean()),
+                       "median_U": float(stats.upper().median()),
+                       "never_active_fraction": float((stats.percentiles[99.0] == 0).float().mean())},
+        "training_seconds": round(timer.seconds, 1),
+        "machine": f"{torch.get_num_threads()} threads, torch {torch.__version__}, {config.device}",
+        "weights": weights.name,
+        "sha256": sha256(weights),
+    }
+    write_card(out / f"{name}.json", card)
+    return card
+
+
+@torch.no_grad()
+def _reconstruction_metrics(encoder, layer, generator, gen_space, encoder_space, test_x01, dev, n: int = 1000) -> dict:
+    """Image MSE of reconstructions of test images, and how often the encoder classifies the reconstruction as it
+    classifies the original (a judge-independent recognisability check; the judge is evaluated in the tests)."""
+    generator.eval()
+    x = encoder_space.encode(test_x01[:n]).to(dev)
+    layer_codes = encode(encoder, layer, x)
+    rec = _images01(generator(layer_codes.to(dev)), gen_space, encoder_space)
+    agree = (encoder(rec).argmax(1) == encoder(x).argmax(1)).float().mean().item()
+    mse01 = F.mse_loss(encoder_space.decode(rec), encoder_space.decode(x)).item()
+    generator.train()
+    return {"test_mse01": mse01, "test_encoder_agreement": agree}

@@ -1,0 +1,80 @@
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dgnam.data import FashionMNIST, ImageFolder, read_idx
+from dgnam.errors import DgnamError
+from dgnam.weights import load_state_dict, save_safetensors, sha256
+
+
+def _write_idx(path, arr):
+    header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+def test_idx_round_trip_and_fashion_mnist_folder(tmp_path):
+    imgs = np.random.RandomState(0).randint(0, 256, (5, 28, 28))
+    labels = np.arange(5)
+    for split in ("train", "t10k"):
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", imgs)
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
+    assert (read_idx(tmp_path / "train-images-idx3-ubyte.gz") == imgs).all()
+    ds = FashionMNIST("test", root=tmp_path)
+    x, y = ds.tensors()
+    assert x.shape == (5, 1, 28, 28) and y.tolist() == [0, 1, 2, 3, 4]
+    assert torch.allclose(x[2, 0], torch.tensor(imgs[2] / 255.0, dtype=torch.float32))
+
+
+def test_idx_errors(tmp_path):
+    (tmp_path / "bad.gz").write_bytes(gzip.compress(b"\x01\x02\x03\x04garbage"))
+    with pytest.raises(DgnamError, match="not an IDX"):
+        read_idx(tmp_path / "bad.gz")
+    with pytest.raises(DgnamError, match="apt-get install dataset-fashion-mnist"):
+        FashionMNIST("train", root=tmp_path / "nowhere")
+
+
+def test_image_folder(tmp_path):
+    for c in ("cats", "dogs"):
+        (tmp_path / c).mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((40, 30, 3), 60 * i, np.uint8)).save(tmp_path / c / f"{i}.png")
+    ds = ImageFolder(tmp_path, size=(16, 16), channels=1)
+    x, y = ds.tensors()
+    assert ds.classes == ["cats", "dogs"] and x.shape == (4, 1, 16, 16) and y.tolist() == [0, 0, 1, 1]
+    with pytest.raises(DgnamError, match="no images"):
+        ImageFolder(tmp_path / "cats", size=(8, 8))
+
+
+class Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_pickle_with_code_is_refused(tmp_path):
+    p = tmp_path / "evil.pt"
+    with open(p, "wb") as f:
+        pickle.dump({"w": Evil()}, f)
+    with pytest.raises(DgnamError, match="refusing"):
+        load_state_dict(p)
+
+
+def test_plain_state_dict_and_hash(tmp_path):
+    sd = {"a": torch.randn(3, 4)}
+    torch.save(sd, tmp_path / "ok.pt")
+    assert torch.equal(load_state_dict(tmp_path / "ok.pt")["a"], sd["a"])
+    save_safetensors(sd, tmp_path / "ok.safetensors")
+    h = sha256(tmp_path / "ok.safetensors")
+    assert torch.equal(load_state_dict(tmp_path / "ok.safetensors", h)["a"], sd["a"])
+    with pytest.raises(DgnamError, match="SHA-256"):
+        load_state_dict(tmp_path / "ok.safetensors", "0" * 64)
+    (tmp_path / "broken.safetensors").write_bytes(b"not really")
+    with pytest.raises(DgnamError, match="not a valid safetensors"):
+        load_state_dict(tmp_path / "broken.safetensors")
