@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import pickle
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -42,11 +44,14 @@ def load_state_dict(path: str | os.PathLike, expected_sha256: str | None = None)
         except (SafetensorError, OSError, ValueError) as e:
             raise DgnamError(f"{path} is not a valid safetensors file ({e}); re-export or re-download it") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not for our users
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported global"
+        found = re.search(r"Unsupported (?:global|operand)[^.\n]*", str(e))
+        what = found.group(0).strip() if found else "objects other than tensors"
         raise DgnamError(
-            f"{path} is a pickle that carries code or objects, not plain tensors ({first}); refusing to load it. "
+            f"{path} is a pickle that carries code or objects, not plain tensors ({what}); refusing to load it. "
             f"Save a plain state dict (torch.save(model.state_dict())) or convert it to safetensors"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:

@@ -45,3 +45,17 @@ def print_table(rows: list[dict], columns: list[str], title: str | None = None) 
     for r in rows:
         t.add_row(*[f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns])
     Console().print(t)
+
+
+def space_arg(net: nn.Module, shape: str | None):
+    """``--input-shape CxHxW`` for a user's model without ``input_space``: images in [0, 1], gray or RGB."""
+    if shape is None:
+        return getattr(net, "input_space", None)
+    from ..imagespace import ImageSpace
+
+    try:
+        c, h, w = (int(v) for v in shape.lower().split("x"))
+        assert c in (1, 3)
+    except (ValueError, AssertionError):
+        raise DgnamError(f"--input-shape {shape!r}: write CxHxW with C 1 or 3, e.g. 3x224x224") from None
+    return ImageSpace(size=(h, w), color="GRAY" if c == 1 else "RGB")

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import DgnamError
 from . import app
-from .common import device_arg, generator_arg, model_arg, print_table
+from .common import device_arg, generator_arg, model_arg, print_table, space_arg
 
 
 @app.command()
@@ -29,6 +29,7 @@ def visualize(
     resume: bool = typer.Option(False, help="continue an interrupted run in OUT"),
     arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
     generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
+    input_shape: Optional[str] = typer.Option(None, help="CxHxW in [0, 1] for a model without input_space"),
 ) -> None:
     """Synthesize the preferred inputs of UNITS of MODEL; writes PNGs, codes, grid.png and results.json to OUT."""
     from ..methods import build_method
@@ -37,12 +38,12 @@ def visualize(
     dev = device_arg(device)
     net = model_arg(model, arch)
     gen = generator_arg(generator, generator_arch)
-    space = _target_space(net, None, gen)
+    space = _target_space(net, space_arg(net, input_shape), gen)
     spec = build_method(prior or ("dgn-am" if gen is not None else "pixel"), space, gen)
     codes = _init_codes(init)
     run = run_visualize(net, units, spec.generator, restarts=restarts, seed=seed, steps=steps, config=spec.config,
                         priors=spec.priors, transforms=spec.transforms, init=codes, device=dev,
-                        batch_size=batch_size, out=out, resume=resume, method=prior)
+                        batch_size=batch_size, out=out, resume=resume, method=prior, input_space=space)
     print_table(run.records, ["unit", "restart", "activation", "best_activation", "image"])
     typer.echo(f"wrote {out}/grid.png and {out}/results.json")
 
@@ -62,13 +63,14 @@ def _init_codes(init: str):
 def layers(
     model: str = typer.Argument(..., help="zoo name, package.module:factory, or a weights file with --arch"),
     arch: Optional[str] = typer.Option(None),
+    input_shape: Optional[str] = typer.Option(None, help="CxHxW for a model without input_space"),
 ) -> None:
     """Print every addressable layer of MODEL with its output shape."""
     from ..run import _target_space
     from ..units import layer_shapes
 
     net = model_arg(model, arch)
-    space = _target_space(net, None, None)
+    space = _target_space(net, space_arg(net, input_shape), None)
     rows = layer_shapes(net, space.encode(torch.full((1, *space.shape), 0.5)))
     print_table([{"layer": n, "type": t, "output shape": "x".join(map(str, s))} for n, t, s in rows],
                 ["layer", "type", "output shape"], title=f"{model} (input {space.channels}x{space.size[0]}x{space.size[1]})")
