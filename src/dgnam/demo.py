@@ -18,12 +18,12 @@ import torch
 from .data import FashionMNIST
 from .evaluate import classify
 from .images import grid
-from .imagespace import to_uint8
+from .imagespace import convert, to_uint8
 from .methods import build_method
 from .run import visualize
 from .zoo import create_model
 
-DEMO_RESTARTS = 4
+DEMO_RESTARTS = 8  # "a few restarts, best kept": with 4, 8/10 classes were recognized (seeds 0 and 100: 8 and 7)
 DEMO_METHODS = ("pixel", "dgn-am")
 
 
@@ -57,7 +57,7 @@ def run_demo(out: str | Path = "runs/demo", restarts: int = DEMO_RESTARTS, steps
                         priors=spec.priors, transforms=spec.transforms, device=device, out=sub, progress=progress,
                         method=method, batch_size=len(units) * restarts)
         jc, jp = classify(judge, run.images, spec.generator.space)
-        pngs = to_uint8(run.images, spec.generator.space)
+        pngs = to_uint8(convert(run.images, spec.generator.space, space), space)  # as the target sees them
         chosen, imgs = [], []
         for c in range(len(classes)):
             idx = [k for k, r in enumerate(run.records) if r["channel"] == c]

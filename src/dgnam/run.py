@@ -48,7 +48,8 @@ class Run:
     out: Path | None = None
 
 
-def _target_space(model: nn.Module, input_space: ImageSpace | None, generator: Generator | None) -> ImageSpace:
+def target_space(model: nn.Module, input_space: ImageSpace | None = None, generator: Generator | None = None) -> ImageSpace:
+    """The image space the target takes: given, else `model.input_space`, else a learned generator's output space."""
     space = input_space or getattr(model, "input_space", None)
     if space is None and generator is not None and not isinstance(generator, PixelGenerator):
         space = generator.space
@@ -104,7 +105,7 @@ def visualize(
     model = model.eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)
-    space = _target_space(model, input_space, generator)
+    space = target_space(model, input_space, generator)
     if generator is None:
         generator = PixelGenerator(space)
     generator = generator.eval().to(device)

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..demo import DEMO_RESTARTS
 from . import app
 from .common import device_arg, print_table
 
@@ -14,7 +15,7 @@ from .common import device_arg, print_table
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo")),
-    restarts: int = typer.Option(4, help="restarts per class; the one with the highest final activation is kept"),
+    restarts: int = typer.Option(DEMO_RESTARTS, help="restarts per class; the one with the highest final activation is kept"),
     steps: Optional[int] = typer.Option(None, help="iterations (default: DGN-AM's 200 for both methods)"),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu"),

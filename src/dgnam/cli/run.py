@@ -33,12 +33,12 @@ def visualize(
 ) -> None:
     """Synthesize the preferred inputs of UNITS of MODEL; writes PNGs, codes, grid.png and results.json to OUT."""
     from ..methods import build_method
-    from ..run import _target_space, visualize as run_visualize
+    from ..run import target_space, visualize as run_visualize
 
     dev = device_arg(device)
     net = model_arg(model, arch)
     gen = generator_arg(generator, generator_arch)
-    space = _target_space(net, space_arg(net, input_shape), gen)
+    space = target_space(net, space_arg(net, input_shape), gen)
     spec = build_method(prior or ("dgn-am" if gen is not None else "pixel"), space, gen)
     codes = _init_codes(init)
     run = run_visualize(net, units, spec.generator, restarts=restarts, seed=seed, steps=steps, config=spec.config,
@@ -66,11 +66,11 @@ def layers(
     input_shape: Optional[str] = typer.Option(None, help="CxHxW for a model without input_space"),
 ) -> None:
     """Print every addressable layer of MODEL with its output shape."""
-    from ..run import _target_space
+    from ..run import target_space
     from ..units import layer_shapes
 
     net = model_arg(model, arch)
-    space = _target_space(net, space_arg(net, input_shape), None)
+    space = target_space(net, space_arg(net, input_shape), None)
     rows = layer_shapes(net, space.encode(torch.full((1, *space.shape), 0.5)))
     print_table([{"layer": n, "type": t, "output shape": "x".join(map(str, s))} for n, t, s in rows],
                 ["layer", "type", "output shape"], title=f"{model} (input {space.channels}x{space.size[0]}x{space.size[1]})")
