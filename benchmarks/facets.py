@@ -1,0 +1,163 @@
+"""Multifaceted visualization on fmnist-cnn's 10 class logits: are the facet images faithful to their facets, and
+more diverse than DGN-AM restarts?
+
+For each class logit: the top 2% of the 60,000 training images by that logit (1,200 images) are clustered in fc6
+(PCA 50 -> t-SNE 2-D -> k-means, k = 10, the paper's recipe), and one image per facet is synthesized with DGN-AM
+from the mean fc6 code of the 15 images nearest the facet's centroid (``fmnist-g-fc6``, 200 steps, its default
+prior). Against it: 10 DGN-AM restarts of the same logit from random codes (seeds 0..9, the usual way).
+
+* ``facet_fidelity``: fraction of facet images (over 10 units x 10 facets) whose fc6 features, in the clustering's
+  PCA space, are nearest their own facet's centre (mean PCA feature of the facet's real images).
+* ``facet_diversity`` / ``restart_diversity``: mean pairwise L2 distance between the 10 images of a unit in fc6
+  features (the clustering features), averaged over units; ``*_judge`` the same in the held-out judge's ``penult``.
+* Beside the headline (DGN-AM at its published settings) the same facets are synthesized with smaller starting
+  step sizes (``dgnam_lr2``, ``dgnam_lr0.5``, each with restarts at the same lr), from the start alone
+  (``dgnam_start``: G(mean code), no optimization), and with the paper's own pixel method (mean-image start,
+  centre-biased regularization: ``pixel``, ``pixel_lr0.1x``). All are reported; none is picked by its score.
+
+    python benchmarks/facets.py       # writes benchmarks/results/facets.json and PNGs (~15 minutes on 1 core)
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dgnam import AMConfig, PixelGenerator, create_model, visualize
+from dgnam.data import FashionMNIST
+from dgnam.facets import FacetConfig, find_facets, layer_outputs, mean_pairwise_distance, synthesize_facets
+from dgnam.images import grid
+from dgnam.imagespace import convert, to_uint8
+
+OUT = Path(__file__).parent / "results"
+K = 10
+TOP_FRACTION = 0.02
+RESTARTS = 10
+DGNAM_LRS = (2.0, 0.5)  # starting step sizes reported beside the published 8
+SHOW_UNIT = 8  # the detailed facet grid (synthetic beside top real images) is written for this class ("Bag")
+
+
+def features(model, layer, raw, src_space, space) -> torch.Tensor:
+    return layer_outputs(model, [layer], convert(raw, src_space, space))[layer].flatten(1)
+
+
+def with_lr(config: AMConfig, factor: float | None = None, lr: float | None = None) -> AMConfig:
+    d = config.to_dict()
+    d["lr_start"] = lr if lr is not None else d["lr_start"] * factor
+    return AMConfig(**d)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    cnn, judge, gen = create_model("fmnist-cnn"), create_model("fmnist-judge"), create_model("fmnist-g-fc6")
+    space = cnn.input_space
+    x01, _ = FashionMNIST("train").tensors()
+    logits = layer_outputs(cnn, ["logits"], space.encode(x01))["logits"]
+    n_top = int(round(TOP_FRACTION * len(x01)))
+    cfg = FacetConfig(k=K, top_fraction=1.0, embed_layer="fc6", reduce="tsne")
+    dg = gen.default_config()
+    pix_cfg = PixelGenerator(space).default_config()
+    # (name, generator?, AMConfig, steps): the published settings first; the others are reported beside them
+    variants = [("dgnam", True, dg, None)] + [(f"dgnam_lr{v:g}", True, with_lr(dg, lr=v), None) for v in DGNAM_LRS] + [
+        ("dgnam_start", True, dg, 0), ("pixel", False, pix_cfg, None), ("pixel_lr0.1x", False, with_lr(pix_cfg, 0.1), None)]
+    per_unit = []
+    rows = {name: [] for name, *_ in variants}
+    rows.update({f"restarts_lr{v:g}": [] for v in (8.0, *DGNAM_LRS)})
+    tmp = Path(tempfile.mkdtemp())
+    for c in range(10):
+        unit = f"logits:{c}"
+        top = logits[:, c].argsort(descending=True)[:n_top]  # the top images, passed as the whole data set
+        xs = x01[top]
+        found = find_facets(cnn, unit, xs, cfg)
+        rec = {"unit": unit, "class": cnn.classes[c], "clustered_images": len(found.indices),
+               "facet_sizes": [len(m) for m in found.members], "top_real_activation": float(logits[top[0], c])}
+        real_centres = torch.stack([layer_outputs(cnn, ["fc6"], space.encode(xs[m]))["fc6"].mean(0)
+                                    for m in found.members])
+        rec["real_facet_centre_diversity"] = mean_pairwise_distance(real_centres)
+        for name, learned, am, steps in variants:
+            out = tmp / f"{name}_u{c}" if c == SHOW_UNIT and name in ("dgnam", "dgnam_lr0.5", "pixel") else None
+            f = synthesize_facets(cnn, found, xs, gen if learned else None, encoder=(cnn, "fc6"), am_config=am,
+                                  steps=steps, out=out, progress=False)
+            src = gen.space if learned else space
+            rec[name] = {"fidelity": f.fidelity, "nearest_facet": f.nearest,
+                         "diversity": mean_pairwise_distance(features(cnn, "fc6", f.run.images, src, space)),
+                         "diversity_judge": mean_pairwise_distance(features(judge, "penult", f.run.images, src, space)),
+                         "activation": float(np.mean([r["activation"] for r in f.run.records]))}
+            rows[name].append(to_uint8(f.run.images, src))
+            if out is not None:
+                OUT.mkdir(parents=True, exist_ok=True)
+                shutil.copy(out / "facets.png", OUT / f"facets_logit{c}_{name}.png")
+                if name == "dgnam":
+                    shutil.copy(out / "embedding.png", OUT / f"facets_logit{c}_embedding.png")
+        for lr in (8.0, *DGNAM_LRS):
+            r = visualize(cnn, unit, gen, restarts=RESTARTS, seed=0, config=with_lr(dg, lr=lr), progress=False)
+            rec[f"restarts_lr{lr:g}"] = {
+                "diversity": mean_pairwise_distance(features(cnn, "fc6", r.images, gen.space, space)),
+                "diversity_judge": mean_pairwise_distance(features(judge, "penult", r.images, gen.space, space)),
+                "activation": float(np.mean([x["activation"] for x in r.records]))}
+            rows[f"restarts_lr{lr:g}"].append(to_uint8(r.images, gen.space))
+        per_unit.append(rec)
+        print(f"{unit:9s} {cnn.classes[c]:12s} " + "  ".join(
+            f"{name} fid {rec[name]['fidelity']:.1f} div {rec[name]['diversity']:.1f} act {rec[name]['activation']:.1f}"
+            for name, *_ in variants) + "  restarts " + "  ".join(
+            f"lr{lr:g} div {rec[f'restarts_lr{lr:g}']['diversity']:.1f}" for lr in (8.0, *DGNAM_LRS)), flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    def mean(name: str, key: str) -> float:
+        return float(np.mean([r[name][key] for r in per_unit]))
+
+    summary = {name: {k: mean(name, k) for k in ("fidelity", "diversity", "diversity_judge", "activation")}
+               for name, *_ in variants}
+    summary.update({f"restarts_lr{lr:g}": {k: mean(f"restarts_lr{lr:g}", k) for k in ("diversity", "diversity_judge",
+                                                                                       "activation")}
+                    for lr in (8.0, *DGNAM_LRS)})
+    res = {
+        "facet_fidelity": summary["dgnam"]["fidelity"],
+        "facet_diversity": summary["dgnam"]["diversity"],
+        "restart_diversity": summary["restarts_lr8"]["diversity"],
+        "facet_diversity_judge": summary["dgnam"]["diversity_judge"],
+        "restart_diversity_judge": summary["restarts_lr8"]["diversity_judge"],
+        "units_where_facets_more_diverse": int(sum(r["dgnam"]["diversity"] > r["restarts_lr8"]["diversity"]
+                                                   for r in per_unit)),
+        "facet_activation": summary["dgnam"]["activation"],
+        "restart_activation": summary["restarts_lr8"]["activation"],
+        "pixel_facet_fidelity": summary["pixel"]["fidelity"],
+        "variants": summary,
+        "real_facet_centre_diversity": float(np.mean([r["real_facet_centre_diversity"] for r in per_unit])),
+        "settings": {"model": "fmnist-cnn", "generator": "fmnist-g-fc6", "units": "logits:0..9", "k": K,
+                     "top_fraction": TOP_FRACTION, "clustered_images_per_unit": n_top, "embed_layer": "fc6",
+                     "reduce": "PCA 50 -> t-SNE 2-D -> k-means", "center_images": cfg.center_images,
+                     "headline": "DGN-AM at its published settings (lr 8 -> 0, 200 steps, clip + decay) from each "
+                                 "facet's mean code; restarts: 10 DGN-AM restarts from N(0, 1) at the same settings",
+                     "variants": "dgnam_lrX: DGN-AM with lr_start X (restarts_lrX: its restarts); dgnam_start: the "
+                                 "start G(mean code), no optimization; pixel: the paper's pixel method (mean image, "
+                                 "centre bias) at the toolkit's pixel lr; pixel_lr0.1x: a tenth of that lr",
+                     "fidelity_space": "fc6 features projected on the clustering's PCA (t-SNE has no out-of-sample map)",
+                     "diversity": "mean pairwise L2 distance of a unit's 10 images in fc6 features (judge: penult)"},
+        "per_unit": per_unit,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "facets.json").write_text(json.dumps(res, indent=1) + "\n")
+    labels = [f"{c} {cnn.classes[c]}" for c in range(10)]
+    for name, imgs in rows.items():
+        cols = [f"restart {j}" if name.startswith("restarts") else f"facet {j}" for j in range(len(imgs[0]))]
+        grid(imgs, row_labels=labels, col_labels=cols, cell=56, label_width=100).save(OUT / f"facets_{name}.png")
+    for k, v in res.items():
+        if k not in ("per_unit", "settings", "variants"):
+            print(f"{k:32s} {v}")
+    for k, v in summary.items():
+        print(f"{k:20s} {v}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""PPGN-h on the embedded default prior: class sampling from one chain per class, and inpainting.
+
+Sampling: for each of the 10 classes, one chain of the published length (200 iterations, eps1 = 1e-5, eps2 = 1,
+eps3 = 1e-17, lr = 1) on ``fmnist-g-fc6``'s code, conditioned on ``fmnist-cnn``, with the embedded code DAE
+``fmnist-dae-fc6``; 50 samples kept, one every 3 iterations after a burn-in of 50.
+
+* ``judge_accuracy``: the held-out judge's accuracy on the 500 samples (label = the chain's class).
+* ``diversity`` / ``dgnam_diversity``: mean pairwise L2 distance of a class's 50 images in the judge's ``penult``
+  features, averaged over classes; DGN-AM is 50 restarts per class (seeds 0..49, its defaults: 200 steps each), the
+  same number of images (it spends 50x the gradient evaluations of the chain; both counts are recorded).
+* extras: the target's accuracy, Fréchet distance (judge ``penult``) of each class's 50 images to 1,000 real test
+  images of the class, the diversity of 50 real images, how large the DAE term is next to the class term along the
+  chain, and a sweep over lr and eps1 (published defaults are the headline numbers; the sweep is reported whole,
+  not used to pick a setting).
+
+Inpainting: the first 100 test images with the released hole (100/227 of the side, centred: 12 x 12 of 28 x 28),
+conditioned on their true class, published settings (200 iterations, eps4 = 1e-9).
+
+* ``inpaint_error``: mean squared error in [0, 1] pixels inside the hole, result vs original; ``meanfill_error``
+  the same for the hole filled with the training set's mean image.
+* ``judge_accuracy_inpainted`` beside ``judge_accuracy_masked`` (hole filled with raw 0, the input of the method).
+
+    python benchmarks/ppgn.py       # writes benchmarks/results/ppgn.json and PNGs (about 15 minutes on 1 core)
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dgnam import create_model, visualize
+from dgnam.data import FashionMNIST
+from dgnam.evaluate import classify
+from dgnam.facets import layer_outputs, mean_pairwise_distance
+from dgnam.images import grid
+from dgnam.imagespace import convert, to_uint8
+from dgnam.ppgn import ClassCondition, PPGNConfig, hole_mask, inpaint, load_dae, prior_term, sample
+
+OUT = Path(__file__).parent / "results"
+N = 50
+SWEEP_LR = (1.0, 0.3, 0.1, 0.03)
+SWEEP_EPS1 = (0.0, 1e-5, 1e-2)
+
+
+def frechet(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (the FID formula, here on judge features)."""
+    from scipy import linalg
+
+    a, b = a.double().numpy(), b.double().numpy()
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 50 samples in 128-d: the covariance is singular; the formula still applies
+        covmean = linalg.sqrtm(s1 @ s2)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * np.real(covmean)))
+
+
+class Bench:
+    def __init__(self) -> None:
+        self.cnn, self.judge, self.gen = create_model("fmnist-cnn"), create_model("fmnist-judge"), create_model("fmnist-g-fc6")
+        for m in (self.cnn, self.judge, self.gen):
+            for p in m.parameters():
+                p.requires_grad_(False)
+        self.dae = load_dae()
+        self.space = self.cnn.input_space
+        xt, yt = FashionMNIST("test").tensors()
+        self.test_x, self.test_y = xt, yt
+        real_feats = self.judge_feats(self.space.encode(xt), self.space)
+        self.real_by_class = [real_feats[yt == c][:1000] for c in range(10)]
+        g = torch.Generator().manual_seed(0)
+        self.real_diversity = float(np.mean([mean_pairwise_distance(
+            f[torch.randperm(len(f), generator=g)[:N]]) for f in self.real_by_class]))
+
+    def judge_feats(self, raw: torch.Tensor, space) -> torch.Tensor:
+        x = convert(raw, space, self.space).clamp(*self._raw_range())
+        return layer_outputs(self.judge, ["penult"], x)["penult"].flatten(1)
+
+    def _raw_range(self):
+        lo, hi = self.space.encode(torch.zeros(1, 1, 1, 1)), self.space.encode(torch.ones(1, 1, 1, 1))
+        return float(lo), float(hi)
+
+    def evaluate(self, images: torch.Tensor) -> dict:
+        """images: (10 classes, S, C, H, W) in the generator's space."""
+        s = images.shape[1]
+        flat = images.flatten(0, 1)
+        y = torch.arange(10).repeat_interleave(s)
+        jc, _ = classify(self.judge, flat, self.gen.space)
+        tc, _ = classify(self.cnn, flat, self.gen.space)
+        p = ClassCondition(self.cnn, y).probs(flat, self.gen.space)
+        feats = self.judge_feats(flat, self.gen.space).view(10, s, -1)
+        return {
+            "judge_accuracy": float((jc == y).float().mean()),
+            "target_accuracy": float((tc == y).float().mean()),
+            "mean_target_probability": float(p.mean()),
+            "diversity": float(np.mean([mean_pairwise_distance(feats[c]) for c in range(10)])),
+            "frechet_judge": float(np.mean([frechet(feats[c], self.real_by_class[c]) for c in range(10)])),
+            "judge_accuracy_per_class": [float((jc == y)[y == c].float().mean()) for c in range(10)],
+        }
+
+    def term_sizes(self, codes: torch.Tensor, eps1: float, eps2: float) -> dict:
+        """Mean |eps1 (R(h) - h)| and mean |eps2 d log p / dh| over the kept codes (10 classes x S)."""
+        h = codes.flatten(0, 1).clone().requires_grad_(True)
+        y = torch.arange(10).repeat_interleave(codes.shape[1])
+        score = ClassCondition(self.cnn, y)(self.gen(h), self.gen.space)
+        (g,) = torch.autograd.grad(score.sum(), h)
+        r = prior_term(self.dae, h.detach())
+        prior, cond = float((eps1 * r).abs().mean()), float((eps2 * g).abs().mean())
+        return {"mean_abs_prior_term": prior, "mean_abs_class_term": cond,
+                "prior_to_class_ratio": prior / cond if cond > 0 else float("inf"),
+                "median_abs_class_term": float((eps2 * g).abs().mean(1).median()),
+                "mean_prior_norm": float(r.norm(dim=1).mean())}
+
+    def chain(self, **kw):
+        cfg = PPGNConfig.for_samples(N, **kw)
+        t = time.perf_counter()
+        ch = sample(self.gen, self.dae, ClassCondition(self.cnn, torch.arange(10)), 10, cfg)
+        return ch, cfg, time.perf_counter() - t
+
+
+def row_images(images: torch.Tensor, space, every: int = 5) -> list:
+    return [to_uint8(images[c, ::every], space) for c in range(len(images))]
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    OUT.mkdir(parents=True, exist_ok=True)
+    b = Bench()
+    gen, space, cnn = b.gen, b.space, b.cnn
+    labels = [f"{c} {cnn.classes[c]}" for c in range(10)]
+
+    # --- PPGN-h at the published settings
+    ch, cfg, secs = b.chain()
+    ppgn = b.evaluate(ch.images)
+    terms = b.term_sizes(ch.codes, cfg.eps1, cfg.eps2)
+    p_hist = ClassCondition(cnn, torch.arange(10).repeat_interleave(ch.images.shape[1])).probs(
+        ch.images.flatten(0, 1), gen.space).view(10, -1)
+    print(f"PPGN-h published: {ppgn} ({secs:.0f} s); terms {terms}", flush=True)
+    grid(row_images(ch.images, gen.space), row_labels=labels,
+         col_labels=[f"it {int(s)}" for s in ch.steps[::5]], cell=56, label_width=100).save(OUT / "ppgn_samples.png")
+
+    # --- DGN-AM, 50 restarts per class
+    t = time.perf_counter()
+    run = visualize(cnn, ",".join(f"logits:{c}" for c in range(10)), gen, restarts=N, seed=0, batch_size=50,
+                    progress=False)
+    dg_secs = time.perf_counter() - t
+    dg_images = run.images.view(10, N, *run.images.shape[1:])
+    dgnam = b.evaluate(dg_images)
+    print(f"DGN-AM: {dgnam} ({dg_secs:.0f} s)", flush=True)
+    grid(row_images(dg_images, gen.space), row_labels=labels, col_labels=[f"restart {r}" for r in range(0, N, 5)],
+         cell=56, label_width=100).save(OUT / "ppgn_dgnam_restarts.png")
+
+    # --- sweep (reported whole)
+    sweep = []
+    for lr in SWEEP_LR:
+        for eps1 in SWEEP_EPS1:
+            c2, cfg2, s2 = b.chain(lr=lr, eps1=eps1)
+            ev = b.evaluate(c2.images)
+            ev.pop("judge_accuracy_per_class")
+            sweep.append({"lr": lr, "eps1": eps1, **ev, **b.term_sizes(c2.codes, eps1, cfg2.eps2), "seconds": round(s2, 1)})
+            print(f"sweep lr {lr} eps1 {eps1}: {sweep[-1]}", flush=True)
+            if lr == 0.1 and eps1 == 1e-5:
+                grid(row_images(c2.images, gen.space), row_labels=labels,
+                     col_labels=[f"it {int(s)}" for s in c2.steps[::5]], cell=56,
+                     label_width=100).save(OUT / "ppgn_samples_lr0.1.png")
+
+    # --- one chain walking through classes (published settings, 200 iterations per class)
+    walk_classes = [3, 5, 8, 1]
+    walk = sample(gen, b.dae, [ClassCondition(cnn, [c]) for c in walk_classes], 1,
+                  PPGNConfig.for_samples(10, steps=200))
+    grid([to_uint8(walk.images[0, i * 10 : (i + 1) * 10], gen.space) for i in range(len(walk_classes))],
+         row_labels=[f"then {cnn.classes[c]}" for c in walk_classes], cell=56, label_width=110).save(OUT / "ppgn_walk.png")
+    walk_p = [float(ClassCondition(cnn, [c]).probs(walk.images[0, i * 10 : (i + 1) * 10], gen.space).mean())
+              for i, c in enumerate(walk_classes)]
+
+    # --- inpainting
+    x01, y = b.test_x[:100], b.test_y[:100]
+    x = space.encode(x01)
+    mask = hole_mask(space.size)
+    t = time.perf_counter()
+    res = inpaint(gen, b.dae, ClassCondition(cnn, y), x, mask, cnn, "fc6", space, PPGNConfig(steps=200))
+    in_secs = time.perf_counter() - t
+    train_mean = FashionMNIST("train").tensors()[0].mean(0, keepdim=True)
+    meanfill = space.encode(x01 * (1 - mask) + train_mean * mask)
+    hole = mask.bool().expand_as(x01)
+
+    def hole_mse(raw: torch.Tensor) -> float:
+        return float((space.decode(raw).clamp(0, 1) - x01)[hole].pow(2).mean())
+
+    def judge_acc(raw: torch.Tensor) -> float:
+        return float((classify(b.judge, raw, space)[0] == y).float().mean())
+
+    inp = {
+        "inpaint_error": hole_mse(res.result), "meanfill_error": hole_mse(meanfill),
+        "inpaint_start_error": hole_mse(res.start), "masked_error": hole_mse(res.masked),
+        "judge_accuracy_inpainted": judge_acc(res.result), "judge_accuracy_masked": judge_acc(res.masked),
+        "judge_accuracy_meanfill": judge_acc(meanfill), "judge_accuracy_inpaint_start": judge_acc(res.start),
+        "judge_accuracy_original": judge_acc(x),
+        "target_probability_inpainted": float(ClassCondition(cnn, y).probs(res.result, space).mean()),
+        "target_probability_masked": float(ClassCondition(cnn, y).probs(res.masked, space).mean()),
+        "seconds": round(in_secs, 1),
+    }
+    print(f"inpainting: {inp}", flush=True)
+    inp_sweep = []
+    for lr, eps4 in ((0.1, 1e-9), (1.0, 1e-5), (0.1, 1e-5)):
+        r2 = inpaint(gen, b.dae, ClassCondition(cnn, y), x, mask, cnn, "fc6", space,
+                     PPGNConfig(steps=200, lr=lr, eps4=eps4))
+        inp_sweep.append({"lr": lr, "eps4": eps4, "inpaint_error": hole_mse(r2.result),
+                          "judge_accuracy_inpainted": judge_acc(r2.result)})
+        print(f"inpaint sweep: {inp_sweep[-1]}", flush=True)
+    show = list(range(8))
+    rows = [[to_uint8(t[i : i + 1], space)[0] for t in (res.masked, res.start, res.result, x, meanfill)] for i in show]
+    grid(rows, row_labels=[f"{cnn.classes[int(y[i])]}" for i in show],
+         col_labels=["masked", "start", "PPGN", "original", "mean fill"], cell=72,
+         label_width=100).save(OUT / "ppgn_inpaint.png")
+
+    res_json = {
+        "judge_accuracy": ppgn["judge_accuracy"],
+        "diversity": ppgn["diversity"],
+        "dgnam_diversity": dgnam["diversity"],
+        "inpaint_error": inp["inpaint_error"],
+        "meanfill_error": inp["meanfill_error"],
+        "ppgn": {**ppgn, "settings": cfg.to_dict(), "chains": 10, "samples_per_class": N,
+                 "gradient_evaluations_per_class": cfg.steps, "seconds": round(secs, 1),
+                 "target_probability_of_kept_samples_by_position": [float(v) for v in p_hist.mean(0)[::5]],
+                 "terms": terms},
+        "dgnam": {**dgnam, "restarts_per_class": N, "steps": 200, "gradient_evaluations_per_class": N * 200,
+                  "seconds": round(dg_secs, 1)},
+        "real_images_diversity": b.real_diversity,
+        "diversity_features": "fmnist-judge penult (128-d), mean pairwise L2 distance within a class, 50 images",
+        "sweep": sweep,
+        "class_walk": {"classes": [cnn.classes[c] for c in walk_classes], "mean_target_probability": walk_p},
+        "inpainting": {**inp, "images": 100, "hole": "centred 12x12 of 28x28 (released 100/227)",
+                       "settings": PPGNConfig(steps=200).to_dict(), "condition": "true class",
+                       "error": "MSE of [0, 1] pixels inside the hole", "sweep": inp_sweep},
+        "seconds": round(time.perf_counter() - t0, 1),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+    }
+    (OUT / "ppgn.json").write_text(json.dumps(res_json, indent=1) + "\n")
+    for k in ("judge_accuracy", "diversity", "dgnam_diversity", "inpaint_error", "meanfill_error"):
+        print(f"{k:20s} {res_json[k]}")
+
+
+if __name__ == "__main__":
+    main()

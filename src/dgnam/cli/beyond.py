@@ -1,0 +1,301 @@
+"""Beyond one image per unit: ``dgnam facets``, ``dgnam sample`` (PPGN-h), ``dgnam inpaint`` and ``dgnam train dae``."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+from ..errors import DgnamError
+from . import app, train_app
+from .common import device_arg, generator_arg, model_arg, print_table
+
+
+def _encoder_for(generator_spec: str, net, encoder: Optional[str], layer: Optional[str]):
+    """The model and layer whose codes the generator inverts: given, else the zoo entry's (the target itself when
+    it is that encoder)."""
+    if encoder is None or layer is None:
+        from ..zoo import get_entry
+
+        try:
+            entry = get_entry(generator_spec)
+        except DgnamError:
+            entry = None
+        if entry is None or entry.encoder is None:
+            raise DgnamError(f"which layer does {generator_spec} invert? pass --encoder MODEL --encoder-layer LAYER")
+        encoder, layer = encoder or entry.encoder, layer or entry.encoder_layer
+    if encoder == getattr(net, "zoo_name", None):
+        return net, layer
+    return model_arg(encoder), layer
+
+
+def _class_indices(net, names: list[str]) -> list[int]:
+    classes = [c.lower() for c in (getattr(net, "classes", None) or [])]
+    out = []
+    for c in names:
+        if re.fullmatch(r"\d+", c.strip()):
+            out.append(int(c))
+        elif c.strip().lower() in classes:
+            out.append(classes.index(c.strip().lower()))
+        else:
+            raise DgnamError(f"unknown class {c!r}: give an index or one of {', '.join(net.classes or [])}")
+    return out
+
+
+def _load_dae(path: Optional[Path]):
+    from ..ppgn import load_dae
+
+    return load_dae(path)
+
+
+@app.command()
+def facets(
+    model: str = typer.Option(..., help="zoo name, package.module:factory, or a weights file with --arch"),
+    unit: str = typer.Option(..., help="one unit, e.g. 'logits:Sandal', 'fc6:12'"),
+    data: Optional[str] = typer.Option(None, help="fashion-mnist (default), fashion-mnist:DIR, or an image folder"),
+    split: str = typer.Option("train", help="train or test (Fashion-MNIST)"),
+    limit: Optional[int] = typer.Option(None, help="use only the first N images of the data set"),
+    k: int = typer.Option(10, help="number of facets"),
+    top_fraction: float = typer.Option(0.02, help="fraction of the images that excite the unit most to cluster"),
+    generator: Optional[str] = typer.Option(None, help="generator for DGN-AM from each facet's mean code; none = "
+                                                       "the paper's pixel method (mean image, centre bias)"),
+    embed_layer: Optional[str] = typer.Option(None, help="layer whose features are clustered (default: the deepest "
+                                                         "1-D layer before the output, fc6 for fmnist-cnn)"),
+    reduce: str = typer.Option("tsne", help="tsne (PCA 50 then t-SNE 2-D, the paper) or pca"),
+    center_images: int = typer.Option(15, help="real images nearest each centroid averaged into its start"),
+    steps: Optional[int] = typer.Option(None, help="iterations (default: the method's; DGN-AM 200)"),
+    lr_start: Optional[float] = typer.Option(None, help="starting step size (default: the method's; DGN-AM 8, "
+                                                        "which moves far from the facet's start in a few steps)"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu"),
+    out: Path = typer.Option(Path("runs/facets"), help="run directory"),
+    encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its zoo entry's)"),
+    encoder_layer: Optional[str] = typer.Option(None),
+    arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
+    generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
+) -> None:
+    """Multifaceted visualization: cluster the images that excite UNIT most and synthesize one image per facet.
+
+    Writes OUT/facets.png (each facet's synthetic image beside its top real images), embedding.png, the images,
+    codes and results.json (records as in `dgnam visualize`, with each facet's fields).
+    """
+    from ..data import load_dataset
+    from ..facets import FacetConfig, facets as run_facets
+
+    dev = device_arg(device)
+    net = model_arg(model, arch)
+    space = getattr(net, "input_space", None)
+    if space is None:
+        raise DgnamError(f"{model} has no input_space; facets needs a model that declares it")
+    gen = generator_arg(generator, generator_arch)
+    enc = _encoder_for(generator, net, encoder, encoder_layer) if gen is not None else None
+    x, _ = load_dataset(data, split, space.size, space.channels).tensors(limit)
+    cfg = FacetConfig(k=k, top_fraction=top_fraction, embed_layer=embed_layer, reduce=reduce,
+                      center_images=center_images, seed=seed)
+    am = None
+    if lr_start is not None:
+        from ..generators import PixelGenerator
+        from ..optimize import AMConfig
+
+        base = gen.default_config() if gen is not None else PixelGenerator(space).default_config()
+        am = AMConfig(**{**base.to_dict(), "lr_start": lr_start})
+    f = run_facets(net, unit, x, gen, cfg, encoder=enc, steps=steps, am_config=am, device=dev, out=out)
+    print_table(f.run.records, ["facet", "facet_size", "top_activation", "activation", "nearest_facet", "image"],
+                title=f"{f.unit.address}: {len(f.indices)} images, {k} facets in {f.embed_layer}")
+    typer.echo(f"facet fidelity {f.fidelity:.2f} (synthetic image nearest its own facet's centre); "
+               f"wrote {out}/facets.png and {out}/results.json")
+
+
+@app.command()
+def sample(
+    cls: Optional[list[str]] = typer.Option(None, "--class", help="class (index or name); repeat to move the chain "
+                                                                  "from one class to the next"),
+    unit: Optional[str] = typer.Option(None, help="a hidden unit to condition on instead of a class "
+                                                  "(published: 1000 iterations, reset every 100)"),
+    n: int = typer.Option(50, help="samples to keep per class (evenly spaced along the chain after burn-in)"),
+    model: str = typer.Option("fmnist-cnn", help="the condition network"),
+    generator: str = typer.Option("fmnist-g-fc6"),
+    dae: Optional[Path] = typer.Option(None, help="code DAE (.safetensors with its card); default: the embedded one"),
+    steps: Optional[int] = typer.Option(None, help="iterations per class (default 200; 1000 for --unit)"),
+    burn_in: Optional[int] = typer.Option(None, help="iterations before the first kept sample (default steps // 4)"),
+    eps1: float = typer.Option(1e-5, help="weight of the DAE prior R(h) - h (published 1e-5)"),
+    eps2: float = typer.Option(1.0, help="weight of the condition gradient (published 1)"),
+    eps3: float = typer.Option(1e-17, help="noise std (published 1e-17)"),
+    lr: float = typer.Option(1.0, help="step size of the normalized update (published 1)"),
+    reset_every: Optional[int] = typer.Option(None, help="restart from N(0, 1) every so many iterations "
+                                                         "(default: 0 for a class, 100 for --unit)"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu"),
+    out: Path = typer.Option(Path("runs/sample"), help="output folder"),
+) -> None:
+    """PPGN-h: sample many images of a class (or a unit) from one Markov chain on the generator's code."""
+    from ..imagespace import to_uint8
+    from ..images import grid, save_png
+    from ..ppgn import (PPGN_CLASS_STEPS, PPGN_UNIT_RESET_EVERY, PPGN_UNIT_STEPS, ClassCondition, PPGNConfig,
+                        UnitCondition, sample as run_sample)
+    from ..units import parse_units, resolve_units
+    from ..weights import save_safetensors
+
+    if bool(cls) == bool(unit):
+        raise DgnamError("give --class C (repeatable) or --unit LAYER:CH, not both and not neither")
+    dev = device_arg(device)
+    net = model_arg(model).to(dev)
+    gen = generator_arg(generator)
+    if gen is None:
+        raise DgnamError("PPGN samples a learned generator's code: pass --generator (e.g. fmnist-g-fc6)")
+    gen = gen.to(dev)
+    R = _load_dae(dae).to(dev)
+    for m in (net, gen, R):
+        for p in m.parameters():
+            p.requires_grad_(False)
+    if cls:
+        idx = _class_indices(net, cls)
+        conds = [ClassCondition(net, [c]) for c in idx]
+        names = [(net.classes[c] if getattr(net, "classes", None) else str(c)) for c in idx]
+        default_steps, default_reset = PPGN_CLASS_STEPS, 0
+    else:
+        space = net.input_space
+        units = resolve_units(net, parse_units(unit), space.encode(torch.full((1, *space.shape), 0.5, device=dev)))
+        conds, names = [UnitCondition(net, units[:1])], [units[0].address]
+        default_steps, default_reset = PPGN_UNIT_STEPS, PPGN_UNIT_RESET_EVERY
+    cfg = PPGNConfig.for_samples(n, steps=steps or default_steps, burn_in=burn_in, eps1=eps1, eps2=eps2, eps3=eps3,
+                                 lr=lr, reset_every=default_reset if reset_every is None else reset_every, seed=seed)
+    chain = run_sample(gen, R, conds, 1, cfg, progress=True)
+    imgs = chain.images[0]
+    arrs = to_uint8(imgs, gen.space)
+    records = []
+    probs = None
+    if cls:
+        cond_of = chain.segment.tolist()
+        probs = [float(conds[s].probs(imgs[i : i + 1].to(dev), gen.space)) for i, s in enumerate(cond_of)]
+    out.mkdir(parents=True, exist_ok=True)
+    scale = max(1, 96 // max(gen.space.size))
+    for i, a in enumerate(arrs):
+        path = f"images/s{i:03d}_{re.sub(r'[^A-Za-z0-9]+', '-', names[int(chain.segment[i])]).strip('-')}.png"
+        save_png(a, out / path, scale)
+        rec = {"sample": i, "step": int(chain.steps[i]), "condition": names[int(chain.segment[i])],
+               "score": float(chain.scores[0, i]), "image": path}
+        if probs is not None:
+            rec["probability"] = probs[i]
+        records.append(rec)
+    cols = 10
+    rows = [arrs[i : i + cols] for i in range(0, len(arrs), cols)]
+    caps = [[f"{r['step']}:{r.get('probability', r['score']):.2f}" for r in records[i : i + cols]]
+            for i in range(0, len(records), cols)]
+    grid(rows, cell_labels=caps).save(out / "samples.png")
+    save_safetensors({"codes": chain.codes[0]}, out / "codes.safetensors", metadata={"generator": generator})
+    (out / "results.json").write_text(json.dumps({"method": "ppgn-h", "model": model, "generator": generator,
+                                                  "conditions": names, "config": cfg.to_dict(), "records": records},
+                                                 indent=1))
+    print_table(records[:: max(1, len(records) // 10)], ["sample", "step", "condition", "probability" if cls else "score"])
+    typer.echo(f"wrote {len(records)} samples to {out}/samples.png (captions: iteration:{'p(class)' if cls else 'score'})")
+
+
+def _read_image(spec: str, space) -> torch.Tensor:
+    """IMAGE is a file, or ``test:INDEX`` / ``train:INDEX`` for a Fashion-MNIST image."""
+    m = re.fullmatch(r"(train|test):(\d+)", spec)
+    if m and not Path(spec).exists():
+        from ..data import FashionMNIST
+
+        ds = FashionMNIST(m[1])
+        i = int(m[2])
+        if i >= len(ds):
+            raise DgnamError(f"{spec}: Fashion-MNIST {m[1]} has images 0..{len(ds) - 1}")
+        return space.encode(ds[i][0][None])
+    from .codes import _images
+
+    return _images([Path(spec)], space)
+
+
+@app.command()
+def inpaint(
+    image: str = typer.Argument(..., help="an image file, or test:INDEX / train:INDEX for a Fashion-MNIST image"),
+    mask: Optional[str] = typer.Option(None, help="the hole x,y,w,h in pixels of the model's input "
+                                                  "(default: the released 100/227 of the side, centred)"),
+    cls: str = typer.Option(..., "--class", help="class the filled-in content should have (index or name)"),
+    model: str = typer.Option("fmnist-cnn", help="the condition network (its input space is the image's)"),
+    generator: str = typer.Option("fmnist-g-fc6"),
+    dae: Optional[Path] = typer.Option(None, help="code DAE; default: the embedded one"),
+    encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its zoo entry's)"),
+    encoder_layer: Optional[str] = typer.Option(None),
+    steps: int = typer.Option(200),
+    eps1: float = typer.Option(1e-5),
+    eps2: float = typer.Option(1.0),
+    eps3: float = typer.Option(1e-17),
+    eps4: float = typer.Option(1e-9, help="weight of the context term (released 1e-9)"),
+    lr: float = typer.Option(1.0),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu"),
+    out: Path = typer.Option(Path("inpaint.png"), help="PNG: [masked | result | original]"),
+) -> None:
+    """PPGN inpainting: fill a hole in IMAGE with generated content of class C that fits the pixels around it."""
+    from ..imagespace import to_uint8
+    from ..images import grid
+    from ..ppgn import ClassCondition, PPGNConfig, hole_mask, inpaint as run_inpaint, parse_box
+
+    dev = device_arg(device)
+    net = model_arg(model).to(dev)
+    gen = generator_arg(generator)
+    if gen is None:
+        raise DgnamError("inpainting needs a learned generator: pass --generator (e.g. fmnist-g-fc6)")
+    gen = gen.to(dev)
+    enc, layer = _encoder_for(generator, net, encoder, encoder_layer)
+    space = net.input_space
+    x = _read_image(image, space)
+    m = hole_mask(space.size, parse_box(mask) if mask else None)
+    (c,) = _class_indices(net, [cls])
+    cond = ClassCondition(net, [c])
+    cfg = PPGNConfig(steps=steps, eps1=eps1, eps2=eps2, eps3=eps3, eps4=eps4, lr=lr, seed=seed)
+    res = run_inpaint(gen, _load_dae(dae).to(dev), cond, x, m, enc.to(dev), layer, space, cfg)
+    p_masked = float(cond.probs(res.masked.to(dev), space))
+    p_result = float(cond.probs(res.result.to(dev), space))
+    row = [to_uint8(t, space)[0] for t in (res.masked, res.result, x)]
+    name = net.classes[c] if getattr(net, "classes", None) else str(c)
+    grid([row], col_labels=["masked", f"result ({name})", "original"],
+         cell_labels=[[f"p={p_masked:.2f}", f"p={p_result:.2f}", ""]], cell=112).save(out)
+    typer.echo(f"p({name}): masked {p_masked:.3f} -> inpainted {p_result:.3f}; wrote {out}")
+
+
+@train_app.command("dae")
+def train_dae_cmd(
+    encoder: str = typer.Option("fmnist-cnn", help="the model whose layer the generator inverts"),
+    layer: str = typer.Option("fc6", help="the code layer"),
+    name: str = typer.Option("fmnist-dae-fc6", help="name of the trained model"),
+    data: Optional[str] = typer.Option(None, help="fashion-mnist (default), fashion-mnist:DIR, or an image folder"),
+    epochs: int = typer.Option(30),
+    batch_size: int = typer.Option(256),
+    lr: float = typer.Option(1e-3),
+    noise: float = typer.Option(1.0, help="std of the Gaussian noise added to codes"),
+    hidden: int = typer.Option(512),
+    layers: int = typer.Option(2, help="hidden layers"),
+    limit: Optional[int] = typer.Option(None, help="train on the first N images only"),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("checkpoints"), help="folder for weights, card and the resumable checkpoint"),
+    device: str = typer.Option("cpu"),
+    fresh: bool = typer.Option(False, help="ignore an existing checkpoint instead of resuming from it"),
+    encoder_arch: Optional[str] = typer.Option(None),
+) -> None:
+    """Train PPGN-h's code prior: a denoising autoencoder on LAYER codes of real images; resumable."""
+    from ..data import load_dataset
+    from ..train.dae import DAEConfig, train_dae
+    from ..units import encode
+
+    enc = model_arg(encoder, encoder_arch)
+    space = enc.input_space
+    tr, te = load_dataset(data, "train", space.size, space.channels), load_dataset(data, "test", space.size, space.channels)
+    x_tr, _ = tr.tensors(limit)
+    x_te, _ = te.tensors(2000)
+    typer.echo(f"encoding {len(x_tr)} + {len(x_te)} images with {encoder} {layer} ...")
+    c_tr, c_te = encode(enc, layer, space.encode(x_tr)), encode(enc, layer, space.encode(x_te))
+    torch.manual_seed(seed)
+    cfg = DAEConfig(epochs=epochs, batch_size=batch_size, lr=lr, noise_std=noise, hidden=hidden, layers=layers,
+                    seed=seed, device=device)
+    card = train_dae(c_tr, c_te, out, name, cfg, resume=not fresh,
+                     source={"encoder": encoder, "layer": layer, "data": data or "fashion-mnist", "images": len(x_tr)})
+    mtr = card["metrics"]
+    typer.echo(f"{name}: denoising MSE {mtr['denoise_mse']:.4f} (noisy input {mtr['noisy_input_mse']:.4f}) in "
+               f"{card['training_seconds']:.0f} s -> {out}/{name}.safetensors")

@@ -1,0 +1,536 @@
+"""PPGN-h sampling (Nguyen et al. 2017, "Plug & Play Generative Networks") and PPGN inpainting.
+
+DGN-AM climbs to one optimum per restart. PPGN-h turns the same generator into a sampler: a Markov chain on the
+generator's code ``h`` whose update adds a learned prior on ``h`` to the conditioning gradient, and which keeps a
+sample every few steps, so one chain yields many images of a class and can walk from one class to the next.
+
+Each step (the released ``sampler.py``, Eq. 11 of the paper)::
+
+    d  = eps1 * (R(h) - h)                      # prior: a denoising autoencoder R on codes (Alain & Bengio 2014:
+                                                #        R(h) - h ~ sigma^2 d log p(h) / dh)
+       + eps2 * d score(G(h)) / dh              # condition: log p(class | G(h)) of the condition network
+       + N(0, eps3^2)                           # noise
+       (+ eps4 * d context / dh)                # inpainting only: pull the generated pixels outside the hole
+                                                #                  toward the real ones
+    h += lr / mean|d| * d                       # every step has the same mean absolute size lr
+    h  = clip(h, 0, U)                          # the code range, as DGN-AM
+
+The published defaults are the named constants below (eps1 = 1e-5, eps2 = 1, eps3 = 1e-17, lr = 1, 200 iterations
+for a class; for hidden units 1000 iterations, restarting every 100 from h ~ N(0, 1) with eps1 redrawn in
+[1e-6, 1e-2]). What they imply, and what ``benchmarks/ppgn.py`` measures: with the step normalized by ``mean|d|``,
+only the *direction* of ``d`` matters. The class gradient of a confident classifier is orders of magnitude larger
+than ``1e-5 (R(h) - h)``, so at the published eps1 the DAE term steers the chain only where the class gradient
+vanishes (the class probability saturates), and ``eps3 = 1e-17`` adds no noise at all: the chain is deterministic
+given its start. Its diversity comes from the fixed step length (the chain never settles: every step moves ``h`` by
+``lr`` on average) and from resets. Every term is an option (``PPGNConfig``), so stronger priors or noise can be tried,
+but the defaults stay the published ones.
+
+Measured on the embedded models (``benchmarks/ppgn.py``): the DAE term is about 2e-4 of the class term along a
+published chain, so it contributes almost nothing. And ``lr = 1`` is large for this 256-d code (mean component 0.8,
+median bound U 4.9): the chain jumps between saturated silhouettes and the judge recognizes about a quarter of its
+samples. Smaller steps trade diversity for accuracy (lr 0.03: judge ~1.0, but the samples of a class nearly
+collapse to one image); no setting of the sweep gives both. DGN-AM's published lr of 8 has the same scale problem
+on this code (README).
+
+The conditioning term is pluggable: any differentiable score of the image (a :class:`Condition`, e.g.
+:class:`ClassCondition`, :class:`UnitCondition`, or your own callable ``(images, space) -> (B,)``). The paper also
+conditions on captions through an image-captioning network (LRCN); no captioning network can be loaded offline
+here, so caption conditioning is not provided: plug a captioner's log-likelihood in as a Condition to get it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import torch
+from torch import nn
+
+from .errors import DgnamError
+from .generators import Generator
+from .imagespace import ImageSpace, convert
+from .units import LayerReader, Unit, encode, unit_activations
+
+#: Published PPGN-h sampling settings (Nguyen et al. 2017, released ``sampling_class.sh`` / ``sampler.py``).
+PPGN_EPS1 = 1e-5  # weight of the DAE prior term R(h) - h
+PPGN_EPS2 = 1.0  # weight of the condition gradient d log p(y | G(h)) / dh
+PPGN_EPS3 = 1e-17  # standard deviation of the noise
+PPGN_EPS4 = 1e-9  # weight of the inpainting context term (released inpainting script)
+PPGN_LR = 1.0  # step size; the step is lr / mean|d| * d
+PPGN_CLASS_STEPS = 200  # iterations for a class
+PPGN_UNIT_STEPS = 1000  # iterations for a hidden unit ...
+PPGN_UNIT_RESET_EVERY = 100  # ... restarting every 100 iterations
+PPGN_RESET_EPS1 = (1e-6, 1e-2)  # eps1 is redrawn uniformly in this range at each reset
+#: Released inpainting: a 100 x 100 hole in a 227 x 227 image; scaled to the image's size here.
+INPAINT_HOLE_FRACTION = 100 / 227
+
+#: Where the trained code DAE of the embedded default generator lives (not a registered zoo entry: it is loaded here
+#: directly, hash-checked against its card).
+ZOO_DAE = "fmnist-dae-fc6"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The prior: a denoising autoencoder on codes
+
+
+class CodeDAE(nn.Module):
+    """R: a small MLP code -> code, trained to remove Gaussian noise from codes of real images (``dgnam train dae``).
+
+    PPGN-h's DAE is a fully connected network on fc6; this one is scaled to the 256-d Fashion-MNIST code. The output
+    layer is linear (not a ReLU) so that ``R(h) - h`` can point below zero as well as above.
+    """
+
+    def __init__(self, dim: int = 256, hidden: int = 512, layers: int = 2) -> None:
+        super().__init__()
+        if dim < 1 or hidden < 1 or layers < 1:
+            raise DgnamError(f"CodeDAE needs positive sizes, got dim={dim}, hidden={hidden}, layers={layers}")
+        self.dim, self.hidden, self.layers = dim, hidden, layers
+        mods: list[nn.Module] = []
+        d = dim
+        for _ in range(layers):
+            mods += [nn.Linear(d, hidden), nn.ReLU(inplace=True)]
+            d = hidden
+        mods.append(nn.Linear(d, dim))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h.flatten(1)).view_as(h)
+
+    def arch(self) -> dict:
+        return {"dim": self.dim, "hidden": self.hidden, "layers": self.layers}
+
+
+def load_dae(path: str | Path | None = None) -> CodeDAE:
+    """Load a code DAE from ``NAME.safetensors`` with its card ``NAME.json`` beside it (or in ``zoo/cards``).
+
+    ``None`` loads the embedded one (``fmnist-dae-fc6``, the DAE of ``fmnist-g-fc6``'s fc6 codes), checking its
+    SHA-256 against the card.
+    """
+    from .weights import load_into, load_state_dict
+    from .zoo.registry import CARDS_DIR, WEIGHTS_DIR
+
+    if path is None:
+        path = WEIGHTS_DIR / f"{ZOO_DAE}.safetensors"
+        if not path.exists():
+            raise DgnamError(f"the embedded code DAE is missing ({path}); train it with `dgnam train dae --out DIR` "
+                             f"and pass --dae DIR/{ZOO_DAE}.safetensors")
+    path = Path(path)
+    card_path = next((p for p in (path.with_suffix(".json"), CARDS_DIR / f"{path.stem}.json") if p.exists()), None)
+    card = json.loads(card_path.read_text()) if card_path is not None else {}
+    state = load_state_dict(path, card.get("sha256"))
+    arch = card.get("arch")
+    if arch is None:  # no card: infer the sizes from the tensors
+        lin = sorted(k for k in state if k.endswith(".weight"))
+        if not lin:
+            raise DgnamError(f"{path} holds no CodeDAE weights; make one with `dgnam train dae`")
+        first = state[lin[0]]
+        arch = {"dim": first.shape[1], "hidden": first.shape[0], "layers": len(lin) - 1}
+    dae = CodeDAE(**arch)
+    load_into(dae, state, what=f"code DAE {path.name}")
+    return dae.eval()
+
+
+def prior_term(dae: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """``R(h) - h``: the DAE's estimate of the direction toward likelier codes (no gradient through R)."""
+    with torch.no_grad():
+        return dae(h) - h
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Conditions: any differentiable score of an image
+
+
+class Condition(Protocol):
+    """A differentiable score of images to raise: ``(images, space) -> (B,)``, ``images`` raw in ``space``.
+
+    Classes, hidden units and inpainting all plug in through this. (A caption's log-likelihood under an image
+    captioner would too; none is available offline, so none is shipped.)
+    """
+
+    def __call__(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor: ...
+
+
+class ClassCondition:
+    """``log p(class_b | image_b)`` of a classifier (PPGN's ``eps2`` term): one class per chain.
+
+    ``log_prob=False`` uses the class logit instead (what DGN-AM maximizes).
+    """
+
+    def __init__(self, model: nn.Module, classes: Sequence[int] | torch.Tensor, log_prob: bool = True,
+                 input_space: ImageSpace | None = None) -> None:
+        self.model = model.eval()
+        self.space = input_space or getattr(model, "input_space", None)
+        if self.space is None:
+            raise DgnamError("the condition model has no input_space: pass input_space=ImageSpace(...)")
+        self.classes = torch.as_tensor(classes, dtype=torch.long).flatten()
+        self.log_prob = log_prob
+
+    def logits(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:
+        out = self.model(convert(images, space, self.space))
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+    def __call__(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:
+        logits = self.logits(images, space)
+        cls = _per_item(self.classes, len(images)).to(logits.device)
+        if int(cls.max()) >= logits.shape[1] or int(cls.min()) < 0:
+            raise DgnamError(f"class index out of range: the condition model has classes 0..{logits.shape[1] - 1}")
+        scores = logits.log_softmax(1) if self.log_prob else logits
+        return scores.gather(1, cls[:, None]).squeeze(1)
+
+    @torch.no_grad()
+    def probs(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:
+        """p(class_b | image_b), for reporting."""
+        logits = self.logits(images, space)
+        cls = _per_item(self.classes, len(images)).to(logits.device)
+        return logits.softmax(1).gather(1, cls[:, None]).squeeze(1)
+
+
+class UnitCondition:
+    """The activation of a (resolved) unit of a model, e.g. a hidden conv channel: ``units[b]`` for chain b."""
+
+    def __init__(self, model: nn.Module, units: Sequence[Unit], input_space: ImageSpace | None = None) -> None:
+        self.model = model.eval()
+        self.units = list(units)
+        self.space = input_space or getattr(model, "input_space", None)
+        if self.space is None:
+            raise DgnamError("the condition model has no input_space: pass input_space=ImageSpace(...)")
+        self.reader = LayerReader(model, [u.layer for u in self.units])
+
+    def __call__(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:
+        units = self.units if len(self.units) == len(images) else self.units[:1] * len(images)
+        return unit_activations(self.reader(convert(images, space, self.space)), units)
+
+
+def _per_item(values: torch.Tensor, n: int) -> torch.Tensor:
+    if len(values) == n:
+        return values
+    if len(values) == 1:
+        return values.expand(n)
+    raise DgnamError(f"{len(values)} classes for {n} chains: give one class, or one per chain")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The sampler
+
+
+@dataclass
+class PPGNConfig:
+    """Sampler settings; the defaults are the published ones for a class (see the module docstring).
+
+    A chain runs ``steps`` iterations per condition and keeps the image after iteration t (1-based) when
+    ``t > burn_in`` and ``(t - burn_in) % keep_every == 0``. ``reset_every > 0`` restarts the chain from
+    ``h ~ N(0, 1)`` every so many iterations, redrawing eps1 uniformly in ``reset_eps1`` (the published hidden-unit
+    setting). ``bound`` is the code range's upper end ``U`` (:meth:`CodeStats.upper`).
+    """
+
+    eps1: float = PPGN_EPS1
+    eps2: float = PPGN_EPS2
+    eps3: float = PPGN_EPS3
+    eps4: float = PPGN_EPS4
+    lr: float = PPGN_LR
+    steps: int = PPGN_CLASS_STEPS
+    keep_every: int = 1
+    burn_in: int = 0
+    reset_every: int = 0
+    reset_eps1: tuple[float, float] = PPGN_RESET_EPS1
+    bound: str = "mean+3std"
+    seed: int = 0
+
+    @classmethod
+    def for_unit(cls, **kw) -> "PPGNConfig":
+        """The published hidden-unit setting: 1000 iterations, reset every 100."""
+        return cls(**{"steps": PPGN_UNIT_STEPS, "reset_every": PPGN_UNIT_RESET_EVERY, **kw})
+
+    @classmethod
+    def for_samples(cls, n: int, steps: int = PPGN_CLASS_STEPS, burn_in: int | None = None, **kw) -> "PPGNConfig":
+        """Keep ``n`` evenly spaced samples of a ``steps``-long chain: ``keep_every = (steps - burn_in) // n``.
+
+        The default burn-in is ``steps // 4``: the first iterations leave the random start, whose images are not yet
+        of the class (``benchmarks/ppgn.py`` shows how fast the class probability rises).
+        """
+        if n < 1:
+            raise DgnamError(f"--n {n}: ask for at least one sample")
+        burn = steps // 4 if burn_in is None else burn_in
+        if steps - burn < n:
+            raise DgnamError(f"{n} samples do not fit in {steps - burn} iterations after burn-in {burn}: "
+                             f"raise --steps to at least {burn + n} or lower --n")
+        return cls(steps=steps, burn_in=burn, keep_every=(steps - burn) // n, **kw)
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.keep_every < 1 or self.burn_in < 0 or self.reset_every < 0:
+            raise DgnamError(f"PPGN settings need steps >= 1, keep_every >= 1, burn_in >= 0, reset_every >= 0 "
+                             f"(got {self.steps}, {self.keep_every}, {self.burn_in}, {self.reset_every})")
+        if self.lr <= 0 or min(self.eps1, self.eps2, self.eps3, self.eps4) < 0:
+            raise DgnamError("PPGN lr must be > 0 and eps1..eps4 >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Chain:
+    """What :func:`sample` returns.
+
+    ``codes`` (B, S, *code) and ``images`` (B, S, C, H, W, in the generator's space) are the kept samples of each of
+    the B chains, taken after iterations ``steps`` (S,); ``scores`` (B, S) is the condition's score of each and
+    ``segment`` (S,) which condition was active. ``score_history`` and ``prior_history`` (B, T) follow every
+    iteration: the score of G(h) before the step and ``||R(h) - h||``.
+    """
+
+    codes: torch.Tensor
+    images: torch.Tensor
+    steps: torch.Tensor
+    scores: torch.Tensor
+    segment: torch.Tensor
+    score_history: torch.Tensor
+    prior_history: torch.Tensor
+    final_codes: torch.Tensor
+    config: PPGNConfig = field(default_factory=PPGNConfig)
+
+
+def code_upper(generator: Generator, bound: str = "mean+3std") -> torch.Tensor | None:
+    """The code range's upper end U of a generator (None when it has no code statistics: clip at 0 only)."""
+    stats = getattr(generator, "code_stats", None)
+    return None if stats is None else stats.upper(bound).view(1, *generator.code_shape)
+
+
+def _clip(h: torch.Tensor, upper: torch.Tensor | None) -> None:
+    h.clamp_(min=0.0)
+    if upper is not None:
+        torch.minimum(h, upper.to(h.device, h.dtype), out=h)
+
+
+def _normalized_step(h: torch.Tensor, d: torch.Tensor, lr: float) -> None:
+    """``h += lr / mean|d| * d`` per chain (a chain whose d is exactly 0 does not move)."""
+    scale = d.flatten(1).abs().mean(1)
+    size = torch.where(scale > 0, lr / scale.clamp_min(1e-30), torch.zeros_like(scale))
+    h += size.view(-1, *[1] * (h.dim() - 1)) * d
+
+
+class _Noise:
+    """Per-chain seeded draws, so a chain's path does not depend on which other chains share its batch."""
+
+    def __init__(self, seed: int, n: int) -> None:
+        self.gens = [torch.Generator().manual_seed(seed * 1_000_003 + i) for i in range(n)]
+
+    def normal(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.stack([torch.randn(shape, generator=g) for g in self.gens])
+
+    def uniform(self, lo: float, hi: float) -> torch.Tensor:
+        return torch.stack([lo + (hi - lo) * torch.rand((), generator=g) for g in self.gens])
+
+
+def sample(
+    generator: Generator,
+    dae: nn.Module | None,
+    conditions: Condition | Sequence[Condition],
+    n_chains: int = 1,
+    config: PPGNConfig | None = None,
+    init: torch.Tensor | None = None,
+    progress: bool = False,
+    on_step: Callable[[int], None] | None = None,
+) -> Chain:
+    """Run ``n_chains`` PPGN-h chains on ``generator``'s code, conditioned on each of ``conditions`` in turn.
+
+    With several conditions the chain continues from where the previous one left it (``config.steps`` iterations
+    each): it moves from one class to the next. ``init`` (codes, one per chain or one for all) replaces the random
+    start ``h ~ N(0, 1)`` of the released code. ``dae=None`` is the same as ``eps1 = 0``.
+    """
+    from tqdm.auto import tqdm
+
+    config = config or PPGNConfig()
+    config.validate()
+    conds = [conditions] if callable(conditions) else list(conditions)
+    if not conds:
+        raise DgnamError("no condition given: pass a ClassCondition, a UnitCondition or a callable (images, space) -> (B,)")
+    if n_chains < 1:
+        raise DgnamError(f"n_chains={n_chains}: run at least one chain")
+    dev = next((p.device for p in generator.parameters()), torch.device("cpu"))
+    generator = generator.eval()
+    rng = _Noise(config.seed, n_chains)
+    if init is None:
+        h = rng.normal(generator.code_shape).to(dev)
+    else:
+        h = generator.check_codes(init.to(dev).float())
+        if len(h) not in (1, n_chains):
+            raise DgnamError(f"init has {len(h)} codes for {n_chains} chains: give one, or one per chain")
+        h = h.expand(n_chains, *generator.code_shape).clone()
+    upper = code_upper(generator, config.bound)
+    eps1 = torch.full((n_chains,), float(config.eps1), device=dev)
+
+    kept_codes, kept_images, kept_steps, kept_scores, kept_seg = [], [], [], [], []
+    score_hist, prior_hist = [], []
+    total = config.steps * len(conds)
+    bar = tqdm(total=total, desc=f"PPGN ({n_chains} chains)", unit="step", disable=not progress)
+    t_global = 0
+    for seg, cond in enumerate(conds):
+        for t in range(config.steps):
+            if config.reset_every and t > 0 and t % config.reset_every == 0:
+                h = rng.normal(generator.code_shape).to(dev)
+                eps1 = rng.uniform(*config.reset_eps1).to(dev)
+            h.requires_grad_(True)
+            score = cond(generator(h), generator.space)
+            (d_cond,) = torch.autograd.grad(score.sum(), h)
+            h = h.detach()
+            d = config.eps2 * d_cond
+            if dae is not None:
+                r = prior_term(dae, h)
+                d = d + eps1.view(-1, *[1] * (h.dim() - 1)) * r
+                prior_hist.append(r.flatten(1).norm(dim=1).cpu())
+            else:
+                prior_hist.append(torch.full((n_chains,), float("nan")))
+            if config.eps3 > 0:
+                d = d + config.eps3 * rng.normal(generator.code_shape).to(dev)
+            score_hist.append(score.detach().cpu())
+            _normalized_step(h, d, config.lr)
+            _clip(h, upper)
+            if not torch.isfinite(h).all():
+                raise DgnamError(f"NaN/inf in the PPGN code at iteration {t_global}: lower --lr or check the models")
+            t_global += 1
+            n = t + 1
+            if n > config.burn_in and (n - config.burn_in) % config.keep_every == 0:
+                with torch.no_grad():
+                    img = generator(h)
+                    s = cond(img, generator.space)
+                kept_codes.append(h.cpu().clone())
+                kept_images.append(img.cpu())
+                kept_scores.append(s.cpu())
+                kept_steps.append(t_global)
+                kept_seg.append(seg)
+            bar.update(1)
+            if on_step is not None:
+                on_step(t_global)
+    bar.close()
+    if not kept_codes:
+        raise DgnamError("the chain kept no sample: lower --burn-in or --keep-every, or raise --steps")
+    return Chain(
+        codes=torch.stack(kept_codes, 1), images=torch.stack(kept_images, 1), steps=torch.tensor(kept_steps),
+        scores=torch.stack(kept_scores, 1), segment=torch.tensor(kept_seg), score_history=torch.stack(score_hist, 1),
+        prior_history=torch.stack(prior_hist, 1), final_codes=h.cpu(), config=config,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Inpainting
+
+
+def hole_mask(size: tuple[int, int], box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+    """A (1, 1, H, W) float mask, 1 inside the hole ``box = (x, y, w, h)`` (pixels of the image), 0 outside.
+
+    ``None`` is the released setting scaled to the image: a centred square of side ``100 / 227`` of the image.
+    """
+    H, W = size
+    if box is None:
+        side = max(1, round(min(H, W) * INPAINT_HOLE_FRACTION))
+        box = ((W - side) // 2, (H - side) // 2, side, side)
+    x, y, w, h = (int(v) for v in box)
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > W or y + h > H:
+        raise DgnamError(f"mask {x},{y},{w},{h} does not fit in a {W}x{H} image: give x,y,w,h with x+w <= {W}, "
+                         f"y+h <= {H}")
+    m = torch.zeros(1, 1, H, W)
+    m[..., y : y + h, x : x + w] = 1.0
+    return m
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    """``"x,y,w,h"`` -> a tuple of four ints."""
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise DgnamError(f"--mask {text!r}: write x,y,w,h in pixels, e.g. 8,8,12,12") from None
+    return x, y, w, h
+
+
+@dataclass
+class Inpainting:
+    """What :func:`inpaint` returns, all raw in the target's space: ``masked`` (the input, hole filled with raw 0),
+    ``result`` (generated pixels inside the hole, real ones outside), ``generated`` (the whole generated image) and
+    ``start`` (the composite from the starting code, before any sampling), with the final ``codes`` and the
+    condition's score per iteration."""
+
+    masked: torch.Tensor
+    result: torch.Tensor
+    generated: torch.Tensor
+    start: torch.Tensor
+    codes: torch.Tensor
+    score_history: torch.Tensor
+
+
+def mask_images(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Fill the hole with raw 0: the mean colour in a mean-subtracted space (as the released Caffe code's 0)."""
+    return images * (1 - mask)
+
+
+def inpaint(
+    generator: Generator,
+    dae: nn.Module | None,
+    condition: Condition,
+    images: torch.Tensor,
+    mask: torch.Tensor,
+    encoder: nn.Module,
+    layer: str,
+    space: ImageSpace | None = None,
+    config: PPGNConfig | None = None,
+) -> Inpainting:
+    """PPGN inpainting (released ``sampling_inpainting``): fill ``mask``'s hole in ``images`` (raw, in ``space``, the
+    encoder's input space by default) with generated content that satisfies ``condition``.
+
+    The chain starts from the code of the masked image (``encoder``'s ``layer``, the layer ``generator`` inverts).
+    Each iteration pastes the generated pixels inside the hole and the real ones outside, so the condition's
+    gradient reaches ``h`` only through the hole, and adds the context term ``eps4 (real - generated) * outside``
+    back-propagated to ``h``, with pixel differences in 0..255 units as in the released code. ``mask`` is
+    (1 or B, 1, H, W), 1 in the hole. ``config.reset_every`` is ignored: the chain keeps its start from the image.
+    """
+    config = config or PPGNConfig()
+    config.validate()
+    space = space or getattr(encoder, "input_space", None)
+    if space is None:
+        raise DgnamError("the images' space is unknown: pass space=ImageSpace(...) (or set encoder.input_space)")
+    if images.dim() != 4 or tuple(images.shape[1:]) != space.shape:
+        raise DgnamError(f"images have shape {tuple(images.shape)}, expected (B, {space.channels}, {space.size[0]}, "
+                         f"{space.size[1]}) in the encoder's input space")
+    if mask.dim() != 4 or mask.shape[-2:] != images.shape[-2:] or mask.shape[0] not in (1, len(images)):
+        raise DgnamError(f"mask has shape {tuple(mask.shape)}; give (1 or B, 1, H, W) matching the images")
+    dev = next((p.device for p in generator.parameters()), torch.device("cpu"))
+    images, mask = images.to(dev), mask.to(dev).float()
+    outside = 1 - mask
+    masked = mask_images(images, mask)
+    h = generator.check_codes(encode(encoder, layer, masked).to(dev))
+    upper = code_upper(generator, config.bound)
+    rng = _Noise(config.seed, len(images))
+    eps1 = torch.full((len(images),), float(config.eps1), device=dev)
+    real255 = space.decode(images) * 255.0
+
+    def composite(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = convert(generator(codes), generator.space, space)
+        return mask * gen + outside * images, gen
+
+    with torch.no_grad():
+        start, _ = composite(h)
+    hist = []
+    for t in range(config.steps):
+        h.requires_grad_(True)
+        comp, gen = composite(h)
+        score = condition(comp, space)
+        context = 0.5 * ((real255 - space.decode(gen) * 255.0) * outside).pow(2).flatten(1).sum(1)
+        (d_cond,) = torch.autograd.grad(score.sum(), h, retain_graph=config.eps4 > 0)
+        d_ctx = torch.autograd.grad(-context.sum(), h)[0] if config.eps4 > 0 else None
+        h = h.detach()
+        d = config.eps2 * d_cond
+        if d_ctx is not None:
+            d = d + config.eps4 * d_ctx
+        if dae is not None:
+            d = d + eps1.view(-1, *[1] * (h.dim() - 1)) * prior_term(dae, h)
+        if config.eps3 > 0:
+            d = d + config.eps3 * rng.normal(generator.code_shape).to(dev)
+        hist.append(score.detach().cpu())
+        _normalized_step(h, d, config.lr)
+        _clip(h, upper)
+        if not torch.isfinite(h).all():
+            raise DgnamError(f"NaN/inf in the inpainting code at iteration {t}: lower --lr or check the models")
+    with torch.no_grad():
+        result, gen = composite(h)
+    return Inpainting(masked=masked.cpu(), result=result.cpu(), generated=gen.cpu(), start=start.cpu(), codes=h.cpu(),
+                      score_history=torch.stack(hist, 1) if hist else torch.zeros(len(images), 0))

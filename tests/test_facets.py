@@ -1,0 +1,164 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dgnam import DgnamError
+from dgnam.facets import (CenterBias, CenterBiasedPixels, FacetConfig, centre_mask, cluster_features, facets,
+                          gaussian_blur, mean_pairwise_distance)
+from dgnam.units import encode
+
+from conftest import SPACE
+
+
+def blobs(n_per=50, dim=20, seed=0):
+    g = np.random.default_rng(seed)
+    centres = g.normal(0, 10, (3, dim))
+    x = np.concatenate([c + g.normal(0, 0.5, (n_per, dim)) for c in centres])
+    return x, np.repeat(np.arange(3), n_per)
+
+
+@pytest.mark.parametrize("reduce", ["tsne", "pca"])
+def test_clustering_recovers_separated_blobs(reduce):
+    from sklearn.metrics import adjusted_rand_score
+
+    x, truth = blobs()
+    cl = cluster_features(x, 3, reduce=reduce, pca_dim=10, perplexity=20)
+    assert adjusted_rand_score(truth, cl.labels) == 1.0
+    assert cl.features.shape == (150, 10) and cl.centers.shape == (3, 10)
+    assert cl.embedding.shape[1] == (2 if reduce == "tsne" else 10)
+    # a blob's own points are nearest their own cluster's centre
+    assert (cl.nearest_center(x) == cl.labels).all()
+
+
+def test_clustering_needs_enough_points():
+    with pytest.raises(DgnamError, match="facets"):
+        cluster_features(np.zeros((3, 4)), 5)
+
+
+class TinyEncoder(nn.Module):
+    """Stands in for the layer a generator inverts: 10-d ReLU codes of 12x12 images."""
+
+    def __init__(self):
+        super().__init__()
+        self.flat = nn.Flatten()
+        self.code = nn.Sequential(nn.Linear(144, 10), nn.ReLU())
+
+    def forward(self, x):
+        return self.code(self.flat(x))
+
+
+def pattern_images(n_per=30, seed=0):
+    """Three kinds of 12x12 images (a bar, a blob, a frame) with noise: a unit may respond to several kinds."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.zeros(3, 1, 12, 12)
+    base[0, :, 5:7, :] = 1
+    base[1, :, 3:9, 3:9] = 1
+    base[2, :, :2] = 1
+    base[2, :, -2:] = 1
+    x = torch.cat([b + 0.1 * torch.randn(n_per, 1, 12, 12, generator=g) for b in base]).clamp(0, 1)
+    return x
+
+
+def test_dgnam_facets_start_from_mean_code(tiny_model, tiny_gen, tmp_path):
+    torch.manual_seed(0)
+    enc = TinyEncoder().eval()
+    x = pattern_images()
+    cfg = FacetConfig(k=3, top_fraction=0.6, reduce="pca", pca_dim=5, center_images=4, top_real=3)
+    f = facets(tiny_model, "logits:1", x, tiny_gen, cfg, encoder=(enc, "code"), steps=0, progress=False)
+    for j in range(3):
+        want = encode(enc, "code", SPACE.encode(x[f.init_indices[j]])).mean(0)
+        assert torch.allclose(f.run.codes[j], want, atol=1e-6)
+        # the start images are members of the facet, and the members are sorted by activation
+        assert set(f.init_indices[j].tolist()) <= set(f.members[j].tolist())
+        a = f.activations[[int((f.indices == i).nonzero()[0, 0]) for i in f.members[j]]]
+        assert (a[:-1] >= a[1:]).all()
+    assert sum(len(m) for m in f.members) == len(f.indices) == round(0.6 * len(x))
+    assert f.embed_layer == "fc"  # the deepest 1-D layer before the output
+
+
+def test_facets_writes_run_and_grid(tiny_model, tiny_gen, tmp_path):
+    enc = TinyEncoder().eval()
+    cfg = FacetConfig(k=2, top_fraction=0.5, reduce="tsne", perplexity=5, center_images=3, top_real=2)
+    f = facets(tiny_model, "logits:0", pattern_images(), tiny_gen, cfg, encoder=(enc, "code"), steps=5,
+               out=tmp_path / "run", progress=False)
+    doc = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert len(doc["records"]) == 2 and doc["facets"]["unit"] == "logits:0"
+    assert {"facet", "facet_size", "nearest_facet", "top_images", "init_images"} <= set(doc["records"][0])
+    assert 0.0 <= f.fidelity <= 1.0 and f.fidelity == np.mean([n == j for j, n in enumerate(f.nearest)])
+    for name in ("facets.png", "embedding.png", "grid.png"):
+        assert (tmp_path / "run" / name).exists()
+
+
+def test_pixel_facets_start_from_mean_image(tiny_model):
+    x = pattern_images()
+    cfg = FacetConfig(k=3, top_fraction=0.6, reduce="pca", pca_dim=5, center_images=4)
+    f = facets(tiny_model, "logits:2", x, None, cfg, steps=0, progress=False)
+    assert f.method == "pixel-facets"
+    for j in range(3):
+        assert torch.allclose(f.run.codes[j], SPACE.encode(x[f.init_indices[j]]).mean(0), atol=1e-6)
+    moved = facets(tiny_model, "logits:2", x, None, cfg, steps=12, progress=False)
+    start = [r["activation"] for r in f.run.records]
+    assert np.mean([r["activation"] for r in moved.run.records]) > np.mean(start)
+
+
+def test_centre_bias_confines_updates_to_the_centre():
+    gen = CenterBiasedPixels(SPACE, CenterBias(stages=((1.0, 1.0), (0.5, 0.0))))
+    code = torch.randn(2, 1, 12, 12, requires_grad=True)
+    gen.stage = 1
+    (gen(code) * torch.randn(2, 1, 12, 12)).sum().backward()
+    inside = centre_mask((12, 12), 0.5).bool().expand_as(code)
+    assert (code.grad[~inside] == 0).all() and (code.grad[inside] != 0).all()
+    assert torch.equal(gen(code), code)  # the forward value is the image itself
+    assert CenterBias().stage(0, 30) == 0 and CenterBias().stage(29, 30) == 2
+
+
+def test_gaussian_blur_keeps_constants_and_smooths():
+    c = torch.full((1, 1, 9, 9), 0.3)
+    assert torch.allclose(gaussian_blur(c, 1.0), c, atol=1e-6)
+    x = torch.zeros(1, 1, 9, 9)
+    x[..., 4, 4] = 1
+    b = gaussian_blur(x, 1.0)
+    assert b[..., 4, 4] < 1 and b[..., 4, 5] > 0 and abs(float(b.sum()) - 1) < 1e-5
+
+
+def test_bad_facet_settings(tiny_model, tiny_gen):
+    x = pattern_images(n_per=2)
+    with pytest.raises(DgnamError, match="facets|images"):
+        facets(tiny_model, "logits:0", x, None, FacetConfig(k=10, top_fraction=0.1), progress=False)
+    with pytest.raises(DgnamError, match="top-fraction"):
+        facets(tiny_model, "logits:0", x, None, FacetConfig(top_fraction=1.5), progress=False)
+    with pytest.raises(DgnamError, match="encoder"):
+        facets(tiny_model, "logits:0", pattern_images(), tiny_gen, FacetConfig(k=2, reduce="pca"), progress=False)
+    with pytest.raises(DgnamError, match="expected"):
+        facets(tiny_model, "logits:0", torch.rand(10, 1, 8, 8), None, FacetConfig(k=2), progress=False)
+
+
+def test_mean_pairwise_distance():
+    f = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    assert mean_pairwise_distance(f) == pytest.approx(5.0)
+    assert mean_pairwise_distance(f[:1]) == 0.0
+
+
+def test_cli_facets_on_the_embedded_models(tmp_path):
+    import subprocess
+    import sys
+
+    from dgnam.zoo.registry import WEIGHTS_DIR
+
+    from helpers import fashion_mnist
+
+    if not all((WEIGHTS_DIR / f).exists() for f in ("fmnist-cnn.safetensors", "fmnist-g-fc6.safetensors")):
+        pytest.skip("embedded fmnist-cnn / fmnist-g-fc6 weights not built yet")
+    fashion_mnist("test")
+    out = tmp_path / "f"
+    p = subprocess.run([sys.executable, "-m", "dgnam", "facets", "--model", "fmnist-cnn", "--unit", "logits:Sandal",
+                        "--split", "test", "--limit", "600", "--k", "3", "--top-fraction", "0.1", "--reduce", "pca",
+                        "--steps", "5", "--generator", "fmnist-g-fc6", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["facets"]["embed_layer"] == "fc6" and len(doc["records"]) == 3
+    assert (out / "facets.png").exists()

@@ -1,0 +1,216 @@
+import json
+
+import pytest
+import torch
+
+from dgnam import DgnamError
+from dgnam.ppgn import (ClassCondition, CodeDAE, PPGNConfig, UnitCondition, hole_mask, inpaint, load_dae, parse_box,
+                        prior_term, sample)
+from dgnam.train.dae import DAEConfig, train_dae
+from dgnam.units import parse_units, resolve_units
+
+from conftest import SPACE
+
+
+def blob_codes(n=2048, seed=0):
+    """Codes of two kinds, non-negative like ReLU codes, inside the tiny generator's range [0, 4]."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([[2.5] * 5 + [0.5] * 5, [0.5] * 5 + [2.5] * 5])
+    pick = torch.randint(0, 2, (n,), generator=g)
+    return (centres[pick] + 0.2 * torch.randn(n, 10, generator=g)).clamp_min(0)
+
+
+@pytest.fixture(scope="module")
+def tiny_dae(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dae")
+    codes = blob_codes()
+    card = train_dae(codes, blob_codes(256, seed=1), out, "tiny-dae",
+                     DAEConfig(epochs=6, batch_size=128, lr=3e-3, noise_std=0.7, hidden=64), progress=False)
+    return load_dae(out / "tiny-dae.safetensors"), card
+
+
+def test_dae_denoises_and_loads_with_its_card(tiny_dae):
+    dae, card = tiny_dae
+    m = card["metrics"]
+    assert m["denoise_mse"] < 0.5 * m["noisy_input_mse"]
+    assert m["prior_norm_random_start"] > m["prior_norm_real"]
+    assert card["arch"] == {"dim": 10, "hidden": 64, "layers": 2} and len(card["sha256"]) == 64
+
+
+def test_dae_training_resumes_exactly(tmp_path, monkeypatch):
+    from dgnam.train import common
+
+    codes, test = blob_codes(512), blob_codes(128, seed=1)
+    cfg = DAEConfig(epochs=2, batch_size=128, hidden=16, noise_std=0.5)
+    train_dae(codes, test, tmp_path / "a", "d", cfg, progress=False)
+    save = common.Checkpoint.save
+
+    def save_then_die(self, state):
+        save(self, state)
+        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
+
+    monkeypatch.setattr(common.Checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_dae(codes, test, tmp_path / "b", "d", cfg, progress=False)
+    monkeypatch.setattr(common.Checkpoint, "save", save)
+    train_dae(codes, test, tmp_path / "b", "d", cfg, progress=False)  # resumes at epoch 2
+    a, b = load_dae(tmp_path / "a" / "d.safetensors"), load_dae(tmp_path / "b" / "d.safetensors")
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_load_dae_rejects_a_changed_file(tiny_dae, tmp_path):
+    dae, card = tiny_dae
+    from dgnam.weights import save_safetensors
+
+    save_safetensors(CodeDAE(10, 64).state_dict(), tmp_path / "x.safetensors")
+    (tmp_path / "x.json").write_text(json.dumps(card))  # the card's hash is not this file's
+    with pytest.raises(DgnamError, match="SHA-256"):
+        load_dae(tmp_path / "x.safetensors")
+
+
+def test_prior_alone_moves_toward_the_dae_fixed_points(tiny_model, tiny_gen, tiny_dae):
+    dae, _ = tiny_dae
+    cond = ClassCondition(tiny_model, [0])
+    cfg = PPGNConfig(eps1=1.0, eps2=0.0, eps3=0.0, lr=0.05, steps=120)
+    chain = sample(tiny_gen, dae, cond, n_chains=6, config=cfg)
+    start, end = chain.prior_history[:, :5].mean(), chain.prior_history[:, -5:].mean()
+    assert end < 0.5 * start
+    # the chain ends near the codes R was trained on (one of the two kinds)
+    centres = torch.tensor([[2.5] * 5 + [0.5] * 5, [0.5] * 5 + [2.5] * 5])
+    dist = torch.cdist(chain.final_codes, centres).min(1).values
+    assert dist.mean() < torch.cdist(torch.randn(6, 10).clamp(0, 4), centres).min(1).values.mean()
+
+
+def test_condition_alone_raises_the_class_probability(tiny_model, tiny_gen, tiny_dae):
+    dae, _ = tiny_dae
+    with torch.no_grad():
+        tiny_model.logits.weight.mul_(20)  # a confident classifier: an untrained one's softmax hardly moves
+    cond = ClassCondition(tiny_model, [3])
+    cfg = PPGNConfig(eps1=0.0, eps3=0.0, lr=0.2, steps=40)
+    chain = sample(tiny_gen, dae, cond, n_chains=4, config=cfg)
+    p0 = cond.probs(tiny_gen(torch.stack([torch.randn(10, generator=torch.Generator().manual_seed(i)) for i in range(4)])),
+                    tiny_gen.space)
+    p1 = cond.probs(tiny_gen(chain.final_codes), tiny_gen.space)
+    assert (p1 > p0).all() and p1.mean() > 1.5 * p0.mean()
+    assert chain.score_history[:, -5:].mean() > chain.score_history[:, 0].mean()
+
+
+def test_chain_keeps_samples_and_moves_between_classes(tiny_model, tiny_gen, tiny_dae):
+    dae, _ = tiny_dae
+    cfg = PPGNConfig.for_samples(5, steps=20, burn_in=5)
+    assert cfg.keep_every == 3
+    chain = sample(tiny_gen, dae, [ClassCondition(tiny_model, [1]), ClassCondition(tiny_model, [2])], 2, cfg)
+    assert chain.codes.shape == (2, 10, 10) and chain.images.shape[:2] == (2, 10)
+    assert chain.segment.tolist() == [0] * 5 + [1] * 5
+    assert chain.steps.tolist() == [8, 11, 14, 17, 20, 28, 31, 34, 37, 40]
+    upper = tiny_gen.code_stats.upper()
+    assert (chain.codes >= 0).all() and (chain.codes <= upper + 1e-6).all()
+    with pytest.raises(DgnamError, match="steps"):
+        PPGNConfig.for_samples(50, steps=20)
+
+
+def test_chains_do_not_depend_on_their_batch(tiny_model, tiny_gen, tiny_dae):
+    dae, _ = tiny_dae
+    units = resolve_units(tiny_model, parse_units("features.4:2"), SPACE.encode(torch.rand(1, 1, 12, 12)))
+    cfg = PPGNConfig.for_unit(steps=12, reset_every=5, eps3=0.1, lr=0.3)
+    three = sample(tiny_gen, dae, UnitCondition(tiny_model, units), 3, cfg)
+    one = sample(tiny_gen, dae, UnitCondition(tiny_model, units), 1, cfg)
+    assert torch.allclose(three.final_codes[:1], one.final_codes, atol=1e-5)
+
+
+def test_inpaint_keeps_the_context_and_fills_the_hole(tiny_model, tiny_gen, tiny_dae):
+    dae, _ = tiny_dae
+
+    class Enc(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.code = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 10), torch.nn.ReLU())
+
+        def forward(self, x):
+            return self.code(x)
+
+    images = SPACE.encode(torch.rand(3, 1, 12, 12))
+    mask = hole_mask((12, 12), (3, 4, 5, 4))
+    res = inpaint(tiny_gen, dae, ClassCondition(tiny_model, [0, 1, 2]), images, mask, Enc(), "code", SPACE,
+                  PPGNConfig(steps=10, eps4=1e-3))
+    out = mask.bool().expand_as(images)
+    assert torch.equal(res.result[~out], images[~out])
+    assert torch.equal(res.result[out], res.generated[out])
+    assert torch.equal(res.masked[out], torch.zeros(int(out.sum())))
+    assert res.score_history.shape == (3, 10)
+
+
+def test_hole_and_box_parsing():
+    m = hole_mask((28, 28))
+    assert m.sum() == 144 and m[0, 0, 8, 8] == 1 and m[0, 0, 7, 8] == 0  # 100/227 of 28 -> a centred 12x12 hole
+    assert parse_box("1,2,3,4") == (1, 2, 3, 4)
+    with pytest.raises(DgnamError, match="x,y,w,h"):
+        parse_box("1,2,3")
+    with pytest.raises(DgnamError, match="does not fit"):
+        hole_mask((28, 28), (20, 20, 10, 10))
+
+
+def test_bad_sampler_input(tiny_model, tiny_gen):
+    with pytest.raises(DgnamError, match="classes"):
+        sample(tiny_gen, None, ClassCondition(tiny_model, [0, 1]), 3, PPGNConfig(steps=2))
+    with pytest.raises(DgnamError, match="steps"):
+        sample(tiny_gen, None, ClassCondition(tiny_model, [0]), 1, PPGNConfig(steps=0))
+    with pytest.raises(DgnamError, match="class index"):
+        sample(tiny_gen, None, ClassCondition(tiny_model, [7]), 1, PPGNConfig(steps=2))
+
+
+def test_prior_term_is_r_minus_h(tiny_dae):
+    dae, _ = tiny_dae
+    h = torch.rand(4, 10)
+    assert torch.allclose(prior_term(dae, h), dae(h) - h)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The command line, on the embedded models (skipped where their weights or Fashion-MNIST are missing)
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from dgnam.zoo.registry import WEIGHTS_DIR  # noqa: E402
+
+from helpers import fashion_mnist  # noqa: E402
+
+ZOO_FILES = ("fmnist-cnn.safetensors", "fmnist-g-fc6.safetensors", "fmnist-dae-fc6.safetensors")
+needs_zoo = pytest.mark.skipif(not all((WEIGHTS_DIR / f).exists() for f in ZOO_FILES),
+                               reason="embedded fmnist-cnn / fmnist-g-fc6 / fmnist-dae-fc6 weights not built yet")
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "dgnam", *args], capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(p, needle):
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], p.stderr
+
+
+@needs_zoo
+def test_cli_sample_walks_through_classes(tmp_path):
+    out = tmp_path / "s"
+    p = cli("sample", "--class", "Sandal", "--class", "3", "--n", "4", "--steps", "12", "--burn-in", "4", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["conditions"] == ["Sandal", "Dress"] and len(doc["records"]) == 8
+    assert all(0 <= r["probability"] <= 1 for r in doc["records"]) and (out / "samples.png").exists()
+    assert doc["config"]["eps1"] == 1e-5 and doc["config"]["lr"] == 1.0  # the published defaults
+    one_line_error(cli("sample", "--class", "Hat", "--out", str(out)), "unknown class")
+    one_line_error(cli("sample", "--class", "1", "--unit", "fc6:0", "--out", str(out)), "--class")
+    one_line_error(cli("sample", "--class", "1", "--n", "500", "--out", str(out)), "--steps")
+
+
+@needs_zoo
+def test_cli_inpaint(tmp_path):
+    fashion_mnist("test")
+    p = cli("inpaint", "test:0", "--class", "Ankle boot", "--steps", "5", "--out", str(tmp_path / "i.png"))
+    assert p.returncode == 0, p.stderr
+    from PIL import Image
+
+    assert Image.open(tmp_path / "i.png").width > 3 * 112
+    one_line_error(cli("inpaint", "test:0", "--class", "9", "--mask", "20,20,10,10"), "does not fit")
+    one_line_error(cli("inpaint", "test:0", "--class", "9", "--mask", "3,4"), "x,y,w,h")
