@@ -32,7 +32,9 @@ import torch
 
 from dgnam import AMConfig, PixelGenerator, create_model, visualize
 from dgnam.data import FashionMNIST
-from dgnam.facets import FacetConfig, find_facets, layer_outputs, mean_pairwise_distance, synthesize_facets
+from dgnam.evaluate import mean_pairwise_distance
+from dgnam.facets import FacetConfig, find_facets, synthesize_facets
+from dgnam.units import encode
 from dgnam.images import grid
 from dgnam.imagespace import convert, to_uint8
 
@@ -45,7 +47,7 @@ SHOW_UNIT = 8  # the detailed facet grid (synthetic beside top real images) is w
 
 
 def features(model, layer, raw, src_space, space) -> torch.Tensor:
-    return layer_outputs(model, [layer], convert(raw, src_space, space))[layer].flatten(1)
+    return encode(model, layer, convert(raw, src_space, space))
 
 
 def with_lr(config: AMConfig, factor: float | None = None, lr: float | None = None) -> AMConfig:
@@ -60,7 +62,7 @@ def main() -> None:
     cnn, judge, gen = create_model("fmnist-cnn"), create_model("fmnist-judge"), create_model("fmnist-g-fc6")
     space = cnn.input_space
     x01, _ = FashionMNIST("train").tensors()
-    logits = layer_outputs(cnn, ["logits"], space.encode(x01))["logits"]
+    logits = encode(cnn, "logits", space.encode(x01))
     n_top = int(round(TOP_FRACTION * len(x01)))
     cfg = FacetConfig(k=K, top_fraction=1.0, embed_layer="fc6", reduce="tsne")
     dg = gen.default_config()
@@ -79,7 +81,7 @@ def main() -> None:
         found = find_facets(cnn, unit, xs, cfg)
         rec = {"unit": unit, "class": cnn.classes[c], "clustered_images": len(found.indices),
                "facet_sizes": [len(m) for m in found.members], "top_real_activation": float(logits[top[0], c])}
-        real_centres = torch.stack([layer_outputs(cnn, ["fc6"], space.encode(xs[m]))["fc6"].mean(0)
+        real_centres = torch.stack([encode(cnn, "fc6", space.encode(xs[m])).mean(0)
                                     for m in found.members])
         rec["real_facet_centre_diversity"] = mean_pairwise_distance(real_centres)
         for name, learned, am, steps in variants:

@@ -37,7 +37,8 @@ import torch
 from dgnam import create_model, visualize
 from dgnam.data import FashionMNIST
 from dgnam.evaluate import classify
-from dgnam.facets import layer_outputs, mean_pairwise_distance
+from dgnam.evaluate import mean_pairwise_distance
+from dgnam.units import encode
 from dgnam.images import grid
 from dgnam.imagespace import convert, to_uint8
 from dgnam.ppgn import ClassCondition, PPGNConfig, hole_mask, inpaint, load_dae, prior_term, sample
@@ -79,7 +80,7 @@ class Bench:
 
     def judge_feats(self, raw: torch.Tensor, space) -> torch.Tensor:
         x = convert(raw, space, self.space).clamp(*self._raw_range())
-        return layer_outputs(self.judge, ["penult"], x)["penult"].flatten(1)
+        return encode(self.judge, "penult", x)
 
     def _raw_range(self):
         lo, hi = self.space.encode(torch.zeros(1, 1, 1, 1)), self.space.encode(torch.ones(1, 1, 1, 1))

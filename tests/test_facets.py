@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from dgnam import DgnamError
-from dgnam.facets import (CenterBias, CenterBiasedPixels, FacetConfig, centre_mask, cluster_features, facets,
-                          gaussian_blur, mean_pairwise_distance)
+from dgnam.evaluate import mean_pairwise_distance
+from dgnam.facets import CenterBias, CenterBiasedPixels, FacetConfig, centre_mask, cluster_features, facets
+from dgnam.priors import gaussian_blur
 from dgnam.units import encode
 
 from conftest import SPACE

@@ -1,11 +1,43 @@
-"""Evaluation: how good a visualization is, measured in a held-out network (the judge)."""
+"""Evaluation: how good a visualization is, measured in a held-out network (the judge) and against real images.
+
+Every metric is computed on what the user sees (the saved image, clamped to the displayable range), never on the
+optimizer's internal state:
+
+* **activation relative to real data**: the target unit's activation on the image as a percentile of its activations
+  over real images, and divided by the real maximum (the paper's "fraction of the real max");
+* **recognisability**: the judge's top-1 class and probability; for class units, whether it names the intended class;
+* **realism**: the Fréchet distance (the FID formula) between synthesized images and real images of the same classes,
+  in the judge's penultimate features;
+* **memorization**: each image's distance to its nearest real training image in those features, against the
+  typical nearest-neighbour distance between real images (a copy of a training image has distance 0);
+* **diversity**: the mean pairwise feature distance among the restarts of one unit.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 import torch
 from torch import nn
 
+from .errors import DgnamError
 from .imagespace import ImageSpace, convert
+from .units import LOGITS, default_embed_layer, encode, layer_shapes, parse_units, resolve_units, unit_responses
+
+#: The default judge: a classifier of another architecture and seed, never used in optimization.
+DEFAULT_JUDGE = "fmnist-judge"
+#: Real images used for the activation percentiles and the nearest-neighbour pool (a sample of the training set).
+EVAL_REAL_IMAGES = 10_000
+#: Real images per class for the Fréchet reference set.
+FID_REAL_PER_CLASS = 1_000
+#: Training images shown beside each synthesized one in ``nearest.png``.
+NEAREST_SHOWN = 3
 
 
 @torch.no_grad()
@@ -24,3 +56,363 @@ def classify(model: nn.Module, raw: torch.Tensor, space: ImageSpace, batch_size:
         classes.append(c.cpu())
         probs.append(pr.cpu())
     return torch.cat(classes), torch.cat(probs)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Metrics on feature sets
+
+
+def mean_pairwise_distance(features: torch.Tensor) -> float:
+    """Mean L2 distance over all pairs of rows: the diversity of a set of images in a feature space."""
+    f = features.flatten(1).double()
+    if len(f) < 2:
+        return 0.0
+    d = torch.cdist(f, f)
+    n = len(f)
+    return float(d.sum() / (n * (n - 1)))
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets ``(N, D)``: the FID formula
+    ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` (Heusel et al. 2017), here in any feature space."""
+    from scipy import linalg
+
+    a, b = a.flatten(1).double().cpu().numpy(), b.flatten(1).double().cpu().numpy()
+    if len(a) < 2 or len(b) < 2:
+        raise DgnamError(f"the Fréchet distance needs at least 2 images per set (got {len(a)} and {len(b)}): "
+                         f"use more restarts")
+    s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer images than dimensions: singular covariance; the formula still holds
+        covmean = linalg.sqrtm(s1 @ s2)
+    covmean = np.real(covmean)
+    d = float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+    return max(d, 0.0)
+
+
+@torch.no_grad()
+def nearest_neighbors(query: torch.Tensor, reference: torch.Tensor, k: int = 1, exclude_self: bool = False,
+                      batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances ``(Q, k)`` and indices of the ``k`` nearest rows of ``reference`` for each row of ``query`` (L2).
+    ``exclude_self`` skips the zero-distance match of a query that is itself row i of the reference (same tensor)."""
+    q, r = query.flatten(1).float(), reference.flatten(1).float()
+    dists, idxs = [], []
+    for i in range(0, len(q), batch_size):
+        d = torch.cdist(q[i : i + batch_size], r)
+        if exclude_self:
+            rows = torch.arange(i, min(i + batch_size, len(q)))
+            d[rows - i, rows] = float("inf")
+        v, j = d.topk(min(k, len(r)), dim=1, largest=False)
+        dists.append(v)
+        idxs.append(j)
+    return torch.cat(dists), torch.cat(idxs)
+
+
+def activation_percentile(values: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """For each value, the percentage of ``real`` activations at or below it (100 = above every real image)."""
+    s = real.flatten().sort().values
+    return torch.searchsorted(s, values.flatten().to(s.dtype), right=True).float() * (100.0 / len(s))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The judge
+
+
+@dataclass
+class Judge:
+    """A held-out classifier: top-1 class and probability, and its penultimate features (the space of the realism,
+    memorization and diversity metrics). ``layer`` defaults to the deepest one-dimensional layer before the output."""
+
+    model: nn.Module
+    layer: str | None = None
+
+    def __post_init__(self) -> None:
+        if getattr(self.model, "input_space", None) is None:
+            raise DgnamError("the judge needs an input space: use a zoo classifier or set model.input_space")
+        self.model.eval()
+        if self.layer is None:
+            example = self.space.encode(torch.full((1, *self.space.shape), 0.5))
+            self.layer = default_embed_layer(self.model, example.to(self._device))
+
+    @property
+    def space(self) -> ImageSpace:
+        return self.model.input_space
+
+    @property
+    def _device(self) -> torch.device:
+        return next((p.device for p in self.model.parameters()), torch.device("cpu"))
+
+    def _inputs(self, raw: torch.Tensor, space: ImageSpace) -> torch.Tensor:
+        x01 = space.decode(raw.float()).clamp(0, 1)
+        return convert(space.encode(x01), space, self.space)
+
+    def features(self, raw: torch.Tensor, space: ImageSpace) -> torch.Tensor:
+        return encode(self.model, self.layer, self._inputs(raw, space))
+
+    def classify(self, raw: torch.Tensor, space: ImageSpace) -> tuple[torch.Tensor, torch.Tensor]:
+        return classify(self.model, raw, space)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Evaluating a run directory
+
+
+def plain_space(size: tuple[int, int], channels: int) -> ImageSpace:
+    return ImageSpace(size=size, color="GRAY" if channels == 1 else "RGB", fit="crop")
+
+
+def load_run_images(out: Path, records: Sequence[dict], key: str = "image") -> tuple[torch.Tensor, ImageSpace]:
+    """The saved PNGs of a run as a ``[0, 1]`` batch, undoing the integer nearest-neighbour enlargement of
+    :func:`dgnam.images.save_png` exactly, with the plain image space they are in."""
+    from PIL import Image
+
+    arrays = []
+    for rec in records:
+        p = out / rec[key]
+        try:
+            arrays.append(np.asarray(Image.open(p)))
+        except OSError as e:
+            raise DgnamError(f"cannot read {p} ({e}); the run directory is incomplete: re-run with --resume") from None
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise DgnamError(f"images of {out} have different shapes {sorted(shapes)}; evaluate one run at a time")
+    x = torch.from_numpy(np.stack(arrays)).float() / 255.0
+    x = x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2)[:, :3]
+    size = tuple(records[0].get("image_size") or x.shape[-2:])  # the generator's size (older runs: the PNG's)
+    if tuple(x.shape[-2:]) != size:
+        k = x.shape[-1] // size[1]
+        if x.shape[-1] != k * size[1] or x.shape[-2] != k * size[0]:
+            raise DgnamError(f"images of {out} are {tuple(x.shape[-2:])}, not a multiple of the recorded {size}")
+        x = x[..., ::k, ::k]
+    return x, plain_space(size, x.shape[1])
+
+
+@dataclass
+class RealData:
+    """Real images (in ``[0, 1]``, any space's size) with labels, for the activation and nearest-neighbour
+    references. ``load_real`` builds it from a dataset name or folder."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    name: str = "data"
+    cache: dict = field(default_factory=dict, repr=False)  # per-model features and activations, computed once
+
+    @property
+    def space(self) -> ImageSpace:
+        return plain_space(tuple(self.images.shape[-2:]), self.images.shape[1])
+
+
+def load_real(spec: str | None, n: int = EVAL_REAL_IMAGES, size: tuple[int, int] = (28, 28), channels: int = 1,
+              split: str = "train", seed: int = 0) -> RealData:
+    """A seeded sample of ``n`` images of a dataset (``None``/``"fashion-mnist"`` or an image folder)."""
+    from .data import load_dataset
+
+    ds = load_dataset(spec, split=split, size=size, channels=channels)
+    x, y = ds.tensors()
+    if n and len(x) > n:
+        idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        x, y = x[idx], y[idx]
+    return RealData(x.float(), y.long(), name=spec or "fashion-mnist")
+
+
+def _class_units(model: nn.Module, units) -> list[bool]:
+    space = model.input_space
+    rows = layer_shapes(model, space.encode(torch.full((1, *space.shape), 0.5)))
+    last = rows[-1][0]
+    return [u.layer in (LOGITS, last) for u in units]
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    judge: nn.Module | str = DEFAULT_JUDGE,
+    model: nn.Module | str | None = None,
+    data: str | RealData | None = None,
+    real_images: int = EVAL_REAL_IMAGES,
+    write: bool = True,
+) -> dict:
+    """Add per-record and per-unit metrics to the run in ``run_dir`` (its ``results.json`` records gain fields) and
+    write ``evaluation.json`` and ``nearest.png``. Returns the evaluation (``summary``, ``units``, settings).
+
+    ``model`` is the target (default: the zoo model named in the run); ``data`` the real images (default
+    Fashion-MNIST's training set for Fashion-MNIST models; give a folder for others).
+    """
+    from .zoo import load_model
+
+    out = Path(run_dir)
+    try:
+        results = json.loads((out / "results.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DgnamError(f"{out} is not a finished run ({e}); give a directory written by `dgnam visualize`") from None
+    records = results.get("records", [])
+    if not records:
+        raise DgnamError(f"{out}/results.json has no records: the run has not finished a batch yet")
+    cfg = results.get("config", {})
+    if isinstance(judge, str):
+        judge = load_model(judge)
+    judge_obj = Judge(judge)
+    if model is None or isinstance(model, str):
+        name = model or cfg.get("model")
+        try:
+            model = load_model(name)
+        except DgnamError as e:
+            raise DgnamError(f"cannot load the run's target {name!r} ({e}); pass --model") from None
+    if getattr(model, "input_space", None) is None:
+        model.input_space = ImageSpace.from_dict(cfg["target_space"])
+    tspace: ImageSpace = model.input_space
+    if not isinstance(data, RealData):
+        data = load_real(data, n=real_images, size=tspace.size, channels=tspace.channels)
+    images = load_run_images(out, records)
+    ev = evaluate_images(images, records, model, judge_obj, data)
+    per_rec = ev.pop("records")
+    if write:
+        from .run import _write_json_atomic
+
+        for rec, metrics in zip(records, per_rec):
+            rec.update(metrics)
+        _write_json_atomic(out / "results.json", results)
+        nn_idx = torch.tensor([m["nn_indices"] for m in per_rec])
+        nearest_figure(*images, nn_idx, data, records).save(out / "nearest.png")
+        ev["nearest_png"] = str(out / "nearest.png")
+        (out / "evaluation.json").write_text(json.dumps(ev, indent=1))
+    return ev
+
+
+def evaluate_images(
+    images: tuple[torch.Tensor, ImageSpace],
+    records: Sequence[dict],
+    model: nn.Module,
+    judge: Judge,
+    data: RealData,
+) -> dict:
+    """The metrics of a set of synthesized images (``[0, 1]`` in their space), one per record (``unit``,
+    ``unit_index``, ``restart``). Returns ``{"records": [per-record metrics], "units": [...], "summary": {...}}``."""
+    x01, src = images
+    tspace: ImageSpace = model.input_space
+    raw = src.encode(x01)
+    example = tspace.encode(torch.full((1, *tspace.shape), 0.5))
+    units = resolve_units(model, parse_units([r["unit"] for r in records]), example)
+    is_class = _class_units(model, units)
+
+    # activation relative to real data, on what the user sees
+    key = ("acts", id(model))
+    if key not in data.cache:
+        data.cache[key] = {}
+    real_acts = data.cache[key]
+    missing = sorted({u for u in units if u not in real_acts}, key=str)
+    if missing:
+        real_t = convert(data.space.encode(data.images), data.space, tspace)
+        real_acts.update(zip(missing, unit_responses(model, missing, real_t).T))
+    seen_acts = unit_responses(model, units, convert(raw, src, tspace), per_item=True)
+    acts, pct, ratio = [], [], []
+    for k, u in enumerate(units):
+        real = real_acts[u]
+        a = seen_acts[k]
+        acts.append(float(a))
+        pct.append(float(activation_percentile(a, real)))
+        rmax = float(real.max())
+        ratio.append(float(a) / rmax if rmax > 0 else float("nan"))
+
+    # recognisability
+    jc, jp = judge.classify(raw, src)
+    judge_classes = list(getattr(judge.model, "classes", None) or [])
+    target_classes = list(getattr(model, "classes", None) or [])
+
+    def intended(k: int) -> int | None:
+        if not is_class[k]:
+            return None
+        c = units[k].channel
+        if target_classes and judge_classes and c < len(target_classes) and target_classes[c] in judge_classes:
+            return judge_classes.index(target_classes[c])
+        return c
+
+    # judge features: realism, memorization, diversity
+    feats = judge.features(raw, src)
+    key = ("features", id(judge.model), judge.layer)
+    if key not in data.cache:
+        data.cache[key] = judge.features(data.space.encode(data.images), data.space)
+    real_feats = data.cache[key]
+    nn_d, nn_i = nearest_neighbors(feats, real_feats, k=NEAREST_SHOWN)
+    half = len(real_feats) // 2  # real-to-real: one half of the pool against the other, as a query is to the pool
+    rr_d, _ = nearest_neighbors(real_feats[:half], real_feats[half:])
+    real_nn_median = float(rr_d[:, 0].median())
+
+    per_rec = []
+    for k, rec in enumerate(records):
+        c = intended(k)
+        per_rec.append({
+            "png_activation": acts[k], "activation_percentile": pct[k], "activation_ratio": ratio[k],
+            "judge_class": int(jc[k]), "judge_prob": float(jp[k]),
+            "judge_name": judge_classes[int(jc[k])] if judge_classes else str(int(jc[k])),
+            "judge_correct": None if c is None else bool(int(jc[k]) == c),
+            "nn_distance": float(nn_d[k, 0]), "nn_ratio": float(nn_d[k, 0]) / real_nn_median,
+            "nn_index": int(nn_i[k, 0]), "nn_indices": [int(i) for i in nn_i[k]],
+        })
+
+    by_unit: dict[int, list[int]] = {}
+    for k, rec in enumerate(records):
+        by_unit.setdefault(int(rec.get("unit_index", k)), []).append(k)
+    unit_rows = []
+    for ui, ks in sorted(by_unit.items()):
+        row = {
+            "unit": records[ks[0]]["unit"], "unit_index": ui, "images": len(ks),
+            "diversity": mean_pairwise_distance(feats[ks]) if len(ks) > 1 else None,
+            "activation_ratio": float(np.mean([ratio[k] for k in ks])),
+            "activation_percentile": float(np.mean([pct[k] for k in ks])),
+            "nn_ratio": float(np.mean([per_rec[k]["nn_ratio"] for k in ks])),
+        }
+        c = intended(ks[0])
+        if c is not None:
+            row["class"] = c
+            row["judge_accuracy"] = float(np.mean([per_rec[k]["judge_correct"] for k in ks]))
+            same = real_feats[data.labels == c][:FID_REAL_PER_CLASS]
+            row["fid"] = frechet_distance(feats[ks], same) if len(ks) > 1 and len(same) > 1 else None
+        unit_rows.append(row)
+
+    # realism over the whole set, against real images of the same classes (class-balanced), else all real images
+    classes = [intended(k) for k in range(len(records))]
+    if all(c is not None for c in classes):
+        ref = torch.cat([real_feats[data.labels == c][:FID_REAL_PER_CLASS] for c in sorted(set(classes))])
+        fid_ref = f"real images of the {len(set(classes))} intended classes ({len(ref)} images)"
+    else:
+        ref = real_feats
+        fid_ref = f"all {len(ref)} real images (the units are not class units)"
+    fid = frechet_distance(feats, ref) if len(feats) > 1 else None
+    restarts = [len(ks) for ks in by_unit.values()]
+    correct = [r["judge_correct"] for r in per_rec if r["judge_correct"] is not None]
+    divs = [r["diversity"] for r in unit_rows if r["diversity"] is not None]
+    summary = {
+        "images": len(records), "units": len(unit_rows), "restarts_per_unit": min(restarts),
+        "fid": fid, "fid_reference": fid_ref,
+        "judge_accuracy": float(np.mean(correct)) if correct else None,
+        "activation_ratio": float(np.mean(ratio)), "activation_percentile": float(np.mean(pct)),
+        "nn_ratio": float(np.median([r["nn_ratio"] for r in per_rec])),
+        "nn_ratio_min": float(min(r["nn_ratio"] for r in per_rec)),
+        "real_nn_median": real_nn_median,
+        "diversity": float(np.mean(divs)) if divs else None,
+    }
+    return {"summary": summary, "units": unit_rows, "records": per_rec,
+            "settings": {"judge": getattr(judge.model, "zoo_name", type(judge.model).__name__),
+                         "judge_layer": judge.layer, "model": getattr(model, "zoo_name", type(model).__name__),
+                         "data": data.name, "real_images": len(data.images), "fid_real_per_class": FID_REAL_PER_CLASS,
+                         "note": "metrics on the saved PNG images; features: the judge's penultimate layer"}}
+
+
+def nearest_figure(x01: torch.Tensor, src: ImageSpace, nn_i: torch.Tensor, data: RealData, records: Sequence[dict]):
+    """One row per unit (its first restart): the synthesized image, then its nearest training images."""
+    from .images import grid
+    from .imagespace import to_uint8
+
+    rows, labels, caps = [], [], []
+    seen_units = set()
+    for k, rec in enumerate(records):
+        u = rec.get("unit_index", k)
+        if u in seen_units:
+            continue
+        seen_units.add(u)
+        synth = to_uint8(src.encode(x01[k : k + 1]), src)[0]
+        near = to_uint8(data.space.encode(data.images[nn_i[k]]), data.space)
+        rows.append([synth, *near])
+        labels.append(rec["unit"])
+        caps.append(["synthesized"] + [f"#{int(i)}" for i in nn_i[k]])
+    return grid(rows, row_labels=labels, col_labels=["image"] + [f"nearest {j + 1}" for j in range(nn_i.shape[1])],
+                cell_labels=caps)

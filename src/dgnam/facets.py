@@ -39,15 +39,15 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import DgnamError
+from .evaluate import mean_pairwise_distance  # noqa: F401  (re-exported: facet diversity)
 from .generators import Generator, PixelGenerator
 from .imagespace import ImageSpace, to_uint8
 from .optimize import AMConfig
-from .priors import Prior, StepState
-from .units import LOGITS, LayerReader, Unit, encode, layer_shapes, parse_units, resolve_units, unit_activations
+from .priors import Prior, StepState, gaussian_blur
+from .units import Unit, default_embed_layer, encode, parse_units, resolve_units, unit_responses
 
 #: The paper's settings: PCA to 50 dimensions before t-SNE to 2-D, k = 10 facets, the 15 images nearest each
 #: centroid averaged into the starting point.
@@ -140,63 +140,8 @@ def cluster_features(features: np.ndarray | torch.Tensor, k: int, reduce: str = 
 # Data: the images that excite a unit most
 
 
-def default_embed_layer(model: nn.Module, example: torch.Tensor) -> str:
-    """The deepest top-level layer with one-dimensional output before the model's output (``fc6`` for fmnist-cnn,
-    ``penult`` for the judge), skipping dropout, flatten and identity layers."""
-    skip = (nn.Dropout, nn.Flatten, nn.Identity)
-    rows = layer_shapes(model, example)
-    out_shape = rows[-1][2] if rows[-1][0] == LOGITS else None
-    mods = dict(model.named_modules())
-    cands = [n for n, _t, s in rows if n != LOGITS and "." not in n and len(s) == 1 and not isinstance(mods.get(n), skip)]
-    if cands and LOGITS not in mods and rows[-1][0] == LOGITS and dict((n, s) for n, _t, s in rows)[cands[-1]] == out_shape:
-        cands = cands[:-1]  # the last layer of a model without a `logits` module is its output
-    if not cands:
-        raise DgnamError("cannot pick a late feature layer for clustering: pass --embed-layer (`dgnam layers MODEL`)")
-    return cands[-1]
-
-
-@torch.no_grad()
-def layer_outputs(model: nn.Module, layers: Sequence[str], x: torch.Tensor, batch_size: int = 500) -> dict[str, torch.Tensor]:
-    """The (flattened) outputs of several layers for raw inputs ``x``, batched, on CPU."""
-    reader = LayerReader(model, layers)
-    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-    parts: dict[str, list[torch.Tensor]] = {l: [] for l in layers}
-    for i in range(0, len(x), batch_size):
-        outs = reader(x[i : i + batch_size].to(dev))
-        for l in layers:
-            parts[l].append(outs[l].cpu())
-    return {l: torch.cat(v) for l, v in parts.items()}
-
-
-@torch.no_grad()
-def unit_responses(model: nn.Module, unit: Unit, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """The activation of ``unit`` (resolved) on every raw input in ``x``."""
-    reader = LayerReader(model, [unit.layer])
-    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size].to(dev)
-        out.append(unit_activations(reader(xb), [unit] * len(xb)).cpu())
-    return torch.cat(out)
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Centre-biased pixel optimization (the original method's regularization)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, C, H, W) with reflect padding (identity for sigma <= 0)."""
-    if sigma <= 0:
-        return x
-    r = max(1, int(round(3 * sigma)))
-    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    r_h, r_w = min(r, x.shape[-2] - 1), min(r, x.shape[-1] - 1)
-    x = F.pad(x, (r_w, r_w, r_h, r_h), mode="reflect")
-    x = F.conv2d(x, k[r - r_w : r + r_w + 1].view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, k[r - r_h : r + r_h + 1].view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
 def centre_mask(size: tuple[int, int], fraction: float) -> torch.Tensor:
@@ -336,7 +281,7 @@ def find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, conf
     if n_top > len(x):
         raise DgnamError(f"{len(x)} images for {config.k} facets: give more data (--limit) or lower --k")
     top = acts.argsort(descending=True)[:n_top]
-    feats = layer_outputs(model, [layer], x[top])[layer].flatten(1)
+    feats = encode(model, layer, x[top])
     cl = cluster_features(feats, config.k, config.reduce, config.pca_dim, config.perplexity, config.seed)
     members, init_idx = [], []
     for j in range(config.k):
@@ -395,7 +340,7 @@ def synthesize_facets(
                     priors=priors, init=init, device=device, out=out, progress=progress, method=method,
                     batch_size=max(32, k))
     synth = convert(run.images.to(device), gen.space, space)
-    synth_feats = layer_outputs(model, [found.embed_layer], synth)[found.embed_layer].flatten(1)
+    synth_feats = encode(model, found.embed_layer, synth)
     nearest = [int(v) for v in found.clustering.nearest_center(synth_feats)]
     fidelity = float(np.mean([nearest[j] == j for j in range(k)]))
     result = Facets(**{f: getattr(found, f) for f in FacetSet.__dataclass_fields__}, run=run,
@@ -486,13 +431,3 @@ def _hsv(h: float) -> tuple[float, float, float]:
     import colorsys
 
     return colorsys.hsv_to_rgb(h, 0.85, 0.85)
-
-
-def mean_pairwise_distance(features: torch.Tensor) -> float:
-    """Mean L2 distance over all pairs of rows: the diversity of a set of images in a feature space."""
-    f = features.flatten(1).double()
-    if len(f) < 2:
-        return 0.0
-    d = torch.cdist(f, f)
-    n = len(f)
-    return float(d.sum() / (n * (n - 1)))

@@ -90,11 +90,14 @@ class PixelGenerator(Generator):
     #: [0, 1] value range per step; chosen so that 200 steps can saturate pixels, no prior.
     PIXEL_LR = 0.05
 
-    def __init__(self, space: ImageSpace, init_std: float = 0.1) -> None:
+    def __init__(self, space: ImageSpace, init_std: float = 0.1, init_center: str = "grey") -> None:
         super().__init__()
+        if init_center not in ("grey", "mean"):
+            raise DgnamError(f"unknown init_center {init_center!r}: use grey or mean")
         self.space = space
         self.code_shape = space.shape
         self.init_std = init_std
+        self.init_center = init_center
         self.name = "pixels"
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
@@ -106,7 +109,11 @@ class PixelGenerator(Generator):
         return (self.space.hi - self.space.lo) / (sum(self.space.std) / len(self.space.std))
 
     def init_codes(self, seeds: Sequence[int], mode: str = "randn") -> torch.Tensor:
-        grey = self.space.encode(torch.full((1, *self.code_shape), 0.5))
+        """Mid-grey (or, with ``init_center="mean"``, the space's mean colour, code 0) plus seeded noise."""
+        if self.init_center == "mean":
+            grey = torch.zeros(1, *self.code_shape)
+        else:
+            grey = self.space.encode(torch.full((1, *self.code_shape), 0.5))
         if mode == "zeros":
             return grey.expand(len(seeds), *self.code_shape).clone()
         noise = super().init_codes(seeds, mode)
@@ -116,6 +123,61 @@ class PixelGenerator(Generator):
         from .optimize import AMConfig
 
         return AMConfig(lr_start=self.PIXEL_LR * self.value_scale)
+
+
+#: Lucid's colour decorrelation (lucid/optvis/param/color.py): the square root of ImageNet's colour correlation
+#: from its SVD, normalized by the largest column norm.
+LUCID_COLOR_CORRELATION_SVD_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0.09, 0.03))
+#: Lucid's Fourier parametrization (lucid/optvis/param/spatial.py ``fft_image``): initial spectrum std 0.01,
+#: amplitudes scaled by 1 / frequency (decay power 1), the image divided by 4 ("magic").
+FOURIER_INIT_STD = 0.01
+FOURIER_DECAY_POWER = 1.0
+FOURIER_MAGIC = 4.0
+
+
+class FourierGenerator(Generator):
+    """Lucid's Fourier-space image parametrization with decorrelated colour (Olah et al. 2017).
+
+    The code is the image's real 2-d spectrum per channel, ``(C, H, W // 2 + 1, 2)`` (real and imaginary parts),
+    scaled by 1 / frequency so every frequency learns at the same rate; an inverse FFT gives the image, colour is
+    decorrelated with ImageNet's colour correlation and a sigmoid maps it into ``[0, 1]``. Gray images skip the colour
+    step. The output space is plain ``[0, 1]`` at the target's size; the engine converts it to the target's input.
+    """
+
+    method = "fourier"
+
+    def __init__(self, size: tuple[int, int], channels: int = 3, decorrelate: bool = True,
+                 decay_power: float = FOURIER_DECAY_POWER, init_std: float = FOURIER_INIT_STD) -> None:
+        super().__init__()
+        if channels not in (1, 3):
+            raise DgnamError(f"FourierGenerator makes gray or RGB images, not {channels} channels")
+        h, w = int(size[0]), int(size[1])
+        self.space = ImageSpace(size=(h, w), color="GRAY" if channels == 1 else "RGB", lo=0.0, hi=1.0, fit="crop")
+        fy = torch.fft.fftfreq(h)[:, None]
+        fx = torch.fft.rfftfreq(w)[None, :]
+        freqs = (fx**2 + fy**2).sqrt()
+        self.register_buffer("scale", (1.0 / freqs.clamp_min(1.0 / max(h, w)) ** decay_power)[None, None])
+        c = torch.tensor(LUCID_COLOR_CORRELATION_SVD_SQRT)
+        self.register_buffer("color", c / c.norm(dim=0).max())
+        self.decorrelate = decorrelate and channels == 3
+        self.code_shape = (channels, h, w // 2 + 1, 2)
+        self.init_std = init_std
+        self.name = "fourier"
+
+    def init_codes(self, seeds: Sequence[int], mode: str = "randn") -> torch.Tensor:
+        return super().init_codes(seeds, mode) * self.init_std
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.view_as_complex(code.contiguous()) * self.scale
+        img = torch.fft.irfftn(spectrum, s=self.space.size, dim=(-2, -1), norm="ortho") / FOURIER_MAGIC
+        if self.decorrelate:
+            img = torch.einsum("bchw,dc->bdhw", img, self.color)
+        return torch.sigmoid(img)
+
+    def default_config(self):
+        from .optimize import AMConfig
+
+        return AMConfig(steps=512, lr_start=0.05, lr_policy="constant", optimizer="adam")
 
 
 def check_generator(generator: Generator) -> None:

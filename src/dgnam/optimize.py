@@ -15,8 +15,9 @@ from torch import nn
 
 from .errors import DgnamError
 from .generators import Generator
-from .imagespace import ImageSpace, convert
+from .imagespace import ImageSpace, convert, fit_size
 from .priors import Prior, StepState
+from .transforms import Transform
 from .units import LayerReader, Unit, unit_activations
 
 #: DGN-AM defaults from the released code (``act_max.py`` with the settings of the paper's figures): 200 iterations,
@@ -24,6 +25,9 @@ from .units import LayerReader, Unit, unit_activations
 DGNAM_STEPS = 200
 DGNAM_LR_START = 8.0
 DGNAM_LR_END = 1e-10
+#: Adam's defaults in TensorFlow 1 (``tf.train.AdamOptimizer``), which Lucid uses.
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
 
 
 @dataclass
@@ -33,7 +37,9 @@ class AMConfig:
     ``normalize="mean_abs"`` is the released rule ``y += lr / mean|g| * g`` (per batch item); ``"none"`` uses the raw
     gradient (Yosinski et al.'s constant-lr setting). ``lr_policy`` is ``"linear"`` (lr_start -> lr_end over the
     run) or ``"constant"`` (lr_start); ``"progress"`` (Yosinski et al.) scales the raw step so that the objective would
-    rise by ``progress`` under a linear model, capped at ``lr_start``.
+    rise by ``progress`` under a linear model, capped at ``lr_start``. ``optimizer="adam"`` replaces the normalized
+    step by Adam (Lucid's optimizer: ``tf.train.AdamOptimizer(0.05)`` with TensorFlow's default betas and epsilon);
+    its moments are kept per element, so batching still changes no result.
     """
 
     steps: int = DGNAM_STEPS
@@ -42,6 +48,9 @@ class AMConfig:
     lr_policy: str = "linear"
     normalize: str = "mean_abs"
     progress: float = 2.0
+    optimizer: str = "sgd"
+    adam_betas: tuple[float, float] = ADAM_BETAS
+    adam_eps: float = ADAM_EPS
 
     def lr(self, step: int) -> float:
         if self.lr_policy == "linear":
@@ -66,7 +75,6 @@ class AMResult:
     history: list[torch.Tensor] = field(default_factory=list)  # activation per step, each (B,)
 
 
-Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Pipeline(nn.Module):
@@ -83,11 +91,14 @@ class Pipeline(nn.Module):
     def images(self, codes: torch.Tensor) -> torch.Tensor:
         return self.generator(codes)
 
-    def activations(self, units: Sequence[Unit], raw: torch.Tensor, transform: bool = True) -> torch.Tensor:
+    def activations(self, units: Sequence[Unit], raw: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        """Activations of ``units`` on generator images ``raw``; the transforms run when ``step`` is given (during
+        optimization), and their output is brought back to the target's size by its space's fit."""
         x = convert(raw, self.generator.space, self.target_space)
-        if transform:
+        if step is not None and self.transforms:
             for t in self.transforms:
-                x = t(x)
+                x = t(x, step)
+            x = fit_size(x, self.target_space.size, self.target_space.fit)
         return unit_activations(self.reader(x), units)
 
 
@@ -120,10 +131,14 @@ def optimize(
     best_acts = torch.full((b,), -float("inf"), device=codes.device)
     best_steps = torch.zeros(b, dtype=torch.long)
     history = []
+    if config.optimizer not in ("sgd", "adam"):
+        raise DgnamError(f"unknown optimizer {config.optimizer!r}: use sgd or adam")
+    adam_m = torch.zeros_like(codes) if config.optimizer == "adam" else None
+    adam_v = torch.zeros_like(codes) if config.optimizer == "adam" else None
     for step in range(config.steps):
         codes.requires_grad_(True)
         raw = pipeline.images(codes)
-        acts = pipeline.activations(units, raw)
+        acts = pipeline.activations(units, raw, step)
         objective = acts
         for p in priors:
             pen = p.penalty(codes, raw)
@@ -142,7 +157,13 @@ def optimize(
         lr = config.lr(step)
         with torch.no_grad():
             flat = grad.flatten(1)
-            if config.normalize == "mean_abs":
+            if adam_m is not None:
+                b1, b2 = config.adam_betas
+                adam_m.mul_(b1).add_(grad, alpha=1 - b1)
+                adam_v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                update = (adam_m / (1 - b1 ** (step + 1))) / ((adam_v / (1 - b2 ** (step + 1))).sqrt() + config.adam_eps)
+                codes += lr * update
+            elif config.normalize == "mean_abs":
                 scale = flat.abs().mean(1)
                 step_size = torch.where(scale > 0, lr / scale.clamp_min(1e-30), torch.zeros_like(scale))
             elif config.normalize == "none":
@@ -154,14 +175,15 @@ def optimize(
                     step_size = torch.where(gg > 0, (config.progress / gg.clamp_min(1e-30)).clamp(max=lr), step_size)
             else:
                 raise DgnamError(f"unknown step normalization {config.normalize!r}: use mean_abs or none")
-            codes += step_size.view(-1, *[1] * (codes.dim() - 1)) * grad
+            if adam_m is None:
+                codes += step_size.view(-1, *[1] * (codes.dim() - 1)) * grad
             state = StepState(step=step, steps=config.steps, lr=lr, grad=grad)
             for p in priors:
                 p.after_step(codes, state)
         if on_step is not None:
             on_step(step)
     with torch.no_grad():
-        final = pipeline.activations(units, pipeline.images(codes), transform=False)
+        final = pipeline.activations(units, pipeline.images(codes))
     _check_finite(final, codes, units, config.steps)
     better = final > best_acts
     best_acts = torch.where(better, final, best_acts)

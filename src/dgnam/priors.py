@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .errors import DgnamError
 
@@ -182,3 +183,119 @@ def dgnam_code_priors(
     elif l2 != "none":
         raise DgnamError(f"unknown L2 form {l2!r}: use decay, penalty or none")
     return priors
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pixel-space priors (Yosinski et al. 2015, "Understanding Neural Networks Through Deep Visualization", Sec. 3;
+# Mahendran & Vedaldi 2015 for total variation and the alpha-norm). They act on the code of a pixel generator, which
+# is the image itself; in a mean-subtracted space (Caffe's, or a normalized one) zero is the mean colour, so decay and
+# the clips pull pixels toward the mean, as in the published code.
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(B, C, H, W)`` with reflect padding (identity for ``sigma <= 0``); ``sigma`` in
+    pixels, as ``scipy.ndimage.gaussian_filter`` in Yosinski et al.'s code (their "blur radius")."""
+    if sigma <= 0:
+        return x
+    r = max(1, int(round(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    r_h, r_w = min(r, x.shape[-2] - 1), min(r, x.shape[-1] - 1)
+    x = F.pad(x, (r_w, r_w, r_h, r_h), mode="reflect")
+    x = F.conv2d(x, k[r - r_w : r + r_w + 1].view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(x, k[r - r_h : r + r_h + 1].view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def _check_image_code(code: torch.Tensor, what: str) -> None:
+    if code.dim() != 4:
+        raise DgnamError(f"{what} acts on images (B, C, H, W) but the code has shape {tuple(code.shape)}: "
+                         f"use it with a pixel generator")
+
+
+class Blur(Prior):
+    """Gaussian blur of the image every ``every`` steps (Yosinski et al.: radius 0.5 or 1.0 every 4 steps)."""
+
+    def __init__(self, sigma: float, every: int = 1) -> None:
+        if every < 1:
+            raise DgnamError(f"blur every {every} steps: give 1 or more")
+        self.sigma = sigma
+        self.every = every
+
+    def after_step(self, code: torch.Tensor, state: StepState) -> None:
+        _check_image_code(code, "Blur")
+        if self.sigma > 0 and state.step % self.every == 0:
+            code.copy_(gaussian_blur(code, self.sigma))
+
+
+def _zero_below_percentile(code: torch.Tensor, score: torch.Tensor, percentile: float) -> None:
+    """Zero (all channels of) the pixels whose ``score`` (B, H, W) is among the lowest ``percentile`` % per image."""
+    flat = score.flatten(1)
+    n = flat.shape[1]
+    k = int(round(n * percentile / 100.0))
+    if k <= 0:
+        return
+    idx = flat.argsort(dim=1)[:, :k]  # exactly k pixels per image, ties broken by position
+    mask = torch.ones_like(flat, dtype=torch.bool).scatter_(1, idx, False).view_as(score)
+    code.mul_(mask.unsqueeze(1).to(code.dtype))
+
+
+class ClipSmallNorm(Prior):
+    """Set to zero the ``percentile`` % of pixels with the smallest norm over colour channels (Yosinski et al.'s
+    "clipping pixels with small norm")."""
+
+    def __init__(self, percentile: float) -> None:
+        if not 0 <= percentile <= 100:
+            raise DgnamError(f"percentile {percentile} must be in [0, 100]")
+        self.percentile = percentile
+
+    def after_step(self, code: torch.Tensor, state: StepState) -> None:
+        _check_image_code(code, "ClipSmallNorm")
+        _zero_below_percentile(code, code.norm(dim=1), self.percentile)
+
+
+class ClipSmallContribution(Prior):
+    """Set to zero the ``percentile`` % of pixels with the smallest contribution to the activation under a linear
+    model, ``|sum_c x_c * dA/dx_c|`` (Yosinski et al.'s "clipping pixels with small contribution")."""
+
+    def __init__(self, percentile: float) -> None:
+        if not 0 <= percentile <= 100:
+            raise DgnamError(f"percentile {percentile} must be in [0, 100]")
+        self.percentile = percentile
+
+    def after_step(self, code: torch.Tensor, state: StepState) -> None:
+        _check_image_code(code, "ClipSmallContribution")
+        _zero_below_percentile(code, (code * state.grad).sum(1).abs(), self.percentile)
+
+
+class TotalVariation(Prior):
+    """Subtract ``weight * sum((dx^2 + dy^2)^(beta/2))`` over the image (Mahendran & Vedaldi 2015; beta 1 is the
+    usual anisotropic-free TV, beta 2 its smooth form)."""
+
+    def __init__(self, weight: float, beta: float = 1.0) -> None:
+        self.weight = weight
+        self.beta = beta
+
+    def penalty(self, code: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        dx = image[..., :-1, 1:] - image[..., :-1, :-1]
+        dy = image[..., 1:, :-1] - image[..., :-1, :-1]
+        tv = (dx.pow(2) + dy.pow(2) + 1e-12).pow(self.beta / 2)
+        return self.weight * tv.flatten(1).sum(1)
+
+
+class AlphaNorm(Prior):
+    """Subtract ``weight * sum |x|^alpha`` over the image (Mahendran & Vedaldi 2015: alpha = 6 keeps pixels in range
+    without the blur of a plain L2 penalty)."""
+
+    def __init__(self, weight: float, alpha: float = 6.0) -> None:
+        self.weight = weight
+        self.alpha = alpha
+
+    def penalty(self, code: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.weight * image.abs().pow(self.alpha).flatten(1).sum(1)
+
+
+def total_variation(image: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """Per-image total variation (the :class:`TotalVariation` penalty with weight 1), for tests and evaluation."""
+    return TotalVariation(1.0, beta).penalty(image, image)

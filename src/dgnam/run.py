@@ -178,7 +178,7 @@ def visualize(
                 "seed": seeds[k], "method": method, "activation": float(res.activations[k]),
                 "best_activation": float(res.best_activations[k]), "best_step": int(res.best_steps[k]),
                 "steps": config.steps, "code_l2": float(res.codes[k].norm()),
-                "image": f"images/{slug}.png", "best_image": f"images/{slug}_best.png", "code": f"codes/{slug}.safetensors",
+                "image": f"images/{slug}.png", "image_size": list(generator.space.size), "best_image": f"images/{slug}_best.png", "code": f"codes/{slug}.safetensors",
             }
             if meta:
                 rec.update(meta)

@@ -227,3 +227,42 @@ def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256)
     dev = next((p.device for p in model.parameters()), torch.device("cpu"))
     parts = [reader(x[i : i + batch_size].to(dev))[layer].flatten(1).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(parts)
+
+
+def default_embed_layer(model: nn.Module, example: torch.Tensor) -> str:
+    """The deepest top-level layer with one-dimensional output before the model's output (``fc6`` for fmnist-cnn,
+    ``penult`` for the judge), skipping dropout, flatten and identity layers."""
+    skip = (nn.Dropout, nn.Flatten, nn.Identity)
+    rows = layer_shapes(model, example)
+    out_shape = rows[-1][2] if rows[-1][0] == LOGITS else None
+    mods = dict(model.named_modules())
+    cands = [n for n, _t, s in rows if n != LOGITS and "." not in n and len(s) == 1 and not isinstance(mods.get(n), skip)]
+    if cands and LOGITS not in mods and rows[-1][0] == LOGITS and dict((n, s) for n, _t, s in rows)[cands[-1]] == out_shape:
+        cands = cands[:-1]  # the last layer of a model without a `logits` module is its output
+    if not cands:
+        raise DgnamError("cannot pick a late feature layer for clustering: pass --embed-layer (`dgnam layers MODEL`)")
+    return cands[-1]
+
+
+@torch.no_grad()
+def unit_responses(model: nn.Module, units: Unit | Sequence[Unit], x: torch.Tensor, batch_size: int = 500,
+                   per_item: bool = False) -> torch.Tensor:
+    """Activations of resolved ``units`` on raw inputs ``x``, in one batched pass per chunk (the forward stops at
+    the deepest unit's layer): ``(N,)`` for one unit, ``(N, U)`` for a list; with ``per_item`` unit k is read on
+    input k only, ``(N,)``."""
+    one = isinstance(units, Unit)
+    us = [units] if one else list(units)
+    if per_item and len(us) != len(x):
+        raise DgnamError(f"{len(us)} units for {len(x)} inputs: per_item needs one unit per input")
+    reader = LayerReader(model, sorted({u.layer for u in us}))
+    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size].to(dev)
+        outs = reader(xb)
+        if per_item:
+            out.append(unit_activations(outs, us[i : i + len(xb)]).cpu())
+        else:
+            out.append(torch.stack([unit_activations(outs, [u] * len(xb)) for u in us], 1).cpu())
+    acts = torch.cat(out)
+    return acts[:, 0] if one and not per_item else acts

@@ -1,0 +1,36 @@
+"""``dgnam evaluate``: metrics of a finished run, in a held-out judge's feature space."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import app
+from .common import model_arg, print_table
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `dgnam visualize` (or `dgnam demo`'s runs/demo/dgn-am)"),
+    judge: str = typer.Option("fmnist-judge", help="held-out classifier (zoo name, import path or file with --judge-arch)"),
+    judge_arch: Optional[str] = typer.Option(None, help="architecture of a --judge weights file"),
+    model: Optional[str] = typer.Option(None, help="the run's target, when it is not a zoo model"),
+    arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
+    data: Optional[str] = typer.Option(None, help="real images: fashion-mnist (default) or an image folder"),
+    real: int = typer.Option(10_000, help="real training images sampled for the references"),
+) -> None:
+    """Add activation-vs-real, judge, Fréchet, nearest-training-image and diversity metrics to RUN_DIR's records;
+    writes evaluation.json and nearest.png there and prints the per-unit table."""
+    from ..evaluate import evaluate_run
+
+    ev = evaluate_run(run_dir, judge=model_arg(judge, judge_arch), model=model_arg(model, arch) if model else None,
+                      data=data, real_images=real)
+    print_table(ev["units"], ["unit", "images", "activation_ratio", "activation_percentile", "judge_accuracy", "fid",
+                              "nn_ratio", "diversity"], title=f"{run_dir}")
+    s = ev["summary"]
+    typer.echo(f"Fréchet distance {s['fid'] if s['fid'] is None else round(s['fid'], 2)} over {s['images']} images "
+               f"({s['restarts_per_unit']} per unit) against {s['fid_reference']}; judge accuracy {s['judge_accuracy']}; "
+               f"median nearest-training-image ratio {s['nn_ratio']:.2f} (1 = typical real-to-real distance)")
+    typer.echo(f"wrote {run_dir}/evaluation.json and {run_dir}/nearest.png")

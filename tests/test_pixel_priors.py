@@ -1,0 +1,160 @@
+"""Pixel-space priors, transforms, the Fourier parametrization and the published presets, on constructed images."""
+
+import pytest
+import torch
+
+from dgnam import AMConfig, DgnamError, visualize
+from dgnam.generators import FourierGenerator
+from dgnam.imagespace import ImageSpace, convert
+from dgnam.methods import build_method, list_methods
+from dgnam.presets import YOSINSKI_SETTINGS, caffe_units_space, yosinski_config, yosinski_priors
+from dgnam.priors import (AlphaNorm, Blur, ClipSmallContribution, ClipSmallNorm, L2Decay, StepState, TotalVariation,
+                          gaussian_blur, total_variation)
+from dgnam.transforms import Jitter, Pad, RandomRotate, RandomScale, standard_transforms
+
+from conftest import SPACE
+
+
+def _state(step=0, grad=None):
+    return StepState(step=step, steps=10, lr=1.0, grad=grad)
+
+
+def _high_freq_energy(x):
+    f = torch.fft.rfft2(x).abs() ** 2
+    h = x.shape[-2]
+    return float(f[..., h // 4 : 3 * h // 4, x.shape[-1] // 4 :].sum())
+
+
+def test_blur_lowers_high_frequency_energy_only_every_n_steps():
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    blur = Blur(1.0, every=4)
+    y = x.clone()
+    blur.after_step(y, _state(step=1))
+    assert torch.equal(x, y)  # not a blur step
+    blur.after_step(y, _state(step=4))
+    assert _high_freq_energy(y) < 0.1 * _high_freq_energy(x)
+    const = torch.full((1, 1, 8, 8), 0.7)
+    assert torch.allclose(gaussian_blur(const, 2.0), const, atol=1e-6)  # mean and constants are kept
+
+
+@pytest.mark.parametrize("percentile", [20, 50, 90])
+def test_small_norm_clip_zeroes_exactly_that_fraction(percentile):
+    x = torch.randn(3, 3, 10, 10, generator=torch.Generator().manual_seed(1))
+    norms = x.norm(dim=1)
+    ClipSmallNorm(percentile).after_step(x, _state())
+    zero = (x == 0).all(1)
+    assert int(zero[0].sum()) == percentile  # 100 pixels
+    assert (zero.flatten(1).sum(1) == percentile).all()
+    # the zeroed ones are the smallest-norm pixels
+    kept_min = torch.where(zero, torch.inf, norms).flatten(1).min(1).values
+    cut_max = torch.where(zero, norms, -torch.inf).flatten(1).max(1).values
+    assert (cut_max <= kept_min).all()
+
+
+def test_small_contribution_clip_uses_the_linearized_contribution():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 3, 10, 10, generator=g)
+    grad = torch.zeros_like(x)
+    grad[..., :5, :] = 1.0  # only the top half of the image contributes
+    y = x.clone()
+    ClipSmallContribution(50).after_step(y, _state(grad=grad))
+    assert (y[..., 5:, :] == 0).all()  # exactly the 50 non-contributing pixels are cleared
+    assert torch.equal(y[..., :5, :], x[..., :5, :])
+
+
+def test_total_variation_falls_under_the_tv_prior(tiny_model):
+    noisy = SPACE.encode(torch.rand(1, 1, 12, 12, generator=torch.Generator().manual_seed(3)))
+    run = visualize(tiny_model, "logits:0", None, steps=30, priors=[TotalVariation(5.0)],
+                    config=AMConfig(steps=30, lr_start=0.05, lr_policy="constant"), init=noisy, progress=False)
+    assert float(total_variation(run.codes)) < 0.5 * float(total_variation(noisy))
+    flat = torch.zeros(1, 1, 5, 5)
+    assert float(total_variation(flat)) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_alpha_norm_and_decay():
+    x = torch.tensor([[[[2.0, -1.0]]]])
+    assert float(AlphaNorm(0.5, alpha=6).penalty(x, x)) == pytest.approx(0.5 * (64 + 1))
+    y = x.clone()
+    L2Decay(0.7).after_step(y, _state())
+    assert torch.allclose(y, 0.7 * x)
+
+
+def test_pixel_priors_refuse_non_image_codes():
+    with pytest.raises(DgnamError, match="pixel generator"):
+        ClipSmallNorm(10).after_step(torch.zeros(2, 10), _state())
+
+
+def test_transforms_are_a_function_of_seed_and_step():
+    x = torch.randn(4, 3, 20, 20, generator=torch.Generator().manual_seed(4))
+    chain = standard_transforms(20, seed=7)
+    out1 = x
+    for f in chain:
+        out1 = f(out1, 3)
+    out2 = x[2:3]
+    for f in standard_transforms(20, seed=7):
+        out2 = f(out2, 3)
+    assert torch.allclose(out1[2:3], out2, atol=1e-6)  # same draw for every batch item: batching changes nothing
+    assert Jitter(2)(x, 0).shape[-1] == 16 and Pad(3)(x, 0).shape[-1] == 26
+    assert RandomScale([2.0])(x, 0).shape[-1] == 40
+    r = RandomRotate([90.0])(x[:, :, 1:-1, 1:-1], 0)
+    assert torch.allclose(r, torch.rot90(x[:, :, 1:-1, 1:-1], 1, dims=(-2, -1)), atol=1e-4) or \
+        torch.allclose(r, torch.rot90(x[:, :, 1:-1, 1:-1], -1, dims=(-2, -1)), atol=1e-4)
+
+
+def test_fourier_generator_images_in_range_and_activation_rises(tiny_model):
+    g = FourierGenerator((12, 12), channels=1)
+    codes = g.init_codes([0, 1])
+    img = g(codes)
+    assert img.shape == (2, 1, 12, 12) and (img > 0).all() and (img < 1).all()
+    rgb = FourierGenerator((9, 10), channels=3)
+    assert rgb(rgb.init_codes([0])).shape == (1, 3, 9, 10)
+    spec = build_method("lucid", SPACE)
+    start = visualize(tiny_model, "logits:1", spec.generator, config=spec.config, steps=0, progress=False)
+    run = visualize(tiny_model, "logits:1", spec.generator, config=spec.config, transforms=spec.transforms, steps=60,
+                    progress=False)
+    a0, a1 = start.records[0]["activation"], run.records[0]["activation"]
+    assert a1 > a0 + 0.05 and a1 > 1.5 * a0 > 0
+
+
+def test_yosinski_presets_match_the_published_table():
+    t = YOSINSKI_SETTINGS
+    assert (t[1].decay, t[1].blur_radius, t[1].blur_every, t[1].small_norm_percentile, t[1].iterations,
+            t[1].lr_policy, t[1].lr, t[1].progress) == (0, 0.5, 4, 50, 500, "progress", 100, 2.0)
+    assert (t[2].decay, t[2].blur_radius, t[2].small_norm_percentile, t[2].iterations, t[2].lr_policy, t[2].lr) == \
+        (0.3, 0, 20, 750, "constant", 100)
+    assert (t[3].decay, t[3].blur_radius, t[3].blur_every, t[3].iterations, t[3].lr_policy, t[3].lr) == \
+        (0.0001, 1.0, 4, 1000, "constant", 100)
+    assert (t[4].decay, t[4].blur_radius, t[4].blur_every, t[4].small_contribution_percentile, t[4].iterations,
+            t[4].lr_policy, t[4].lr, t[4].progress) == (0, 0.5, 4, 90, 1000, "progress", 1e8, 2.0)
+    spec = build_method("yosinski2", SPACE)
+    assert spec.config.steps == 750 and spec.config.normalize == "none" and spec.config.lr_start == 100
+    (decay, clip) = spec.priors
+    assert decay.factor == pytest.approx(0.7) and clip.percentile == 20
+    assert [type(p).__name__ for p in yosinski_priors(t[4])] == ["Blur", "ClipSmallContribution"]
+    assert yosinski_config(t[1]).lr_policy == "progress"
+    names = {m.name for m in list_methods()}
+    assert {"yosinski1", "yosinski2", "yosinski3", "yosinski4", "lucid", "pixel-l2-blur", "pixel", "dgn-am"} <= names
+
+
+def test_caffe_units_space_is_0_255_minus_the_mean():
+    target = ImageSpace(size=(4, 4), color="RGB", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    caffe = caffe_units_space(target)
+    x01 = torch.rand(1, 3, 4, 4)
+    raw = caffe.encode(x01)
+    assert torch.allclose(raw, x01 * 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255, atol=1e-4)
+    assert torch.allclose(convert(raw, caffe, target), target.encode(x01), atol=1e-5)
+    # code 0 is the target's mean colour
+    assert torch.allclose(convert(torch.zeros(1, 3, 4, 4), caffe, target), torch.zeros(1, 3, 4, 4), atol=1e-5)
+
+
+def test_progress_policy_steps_so_the_linear_gain_is_the_target(tiny_model):
+    """Under the progress policy one step raises a linear objective by exactly `progress` (when under the cap)."""
+    spec = build_method("yosinski1", SPACE)
+    run0 = visualize(tiny_model, "logits:2", spec.generator, config=spec.config, priors=[], steps=0, progress=False)
+    run1 = visualize(tiny_model, "logits:2", spec.generator, config=AMConfig(**{**spec.config.to_dict(), "progress": 0.01, "lr_start": 1e12}),
+                     priors=[], steps=1, progress=False)
+    gain = run1.records[0]["activation"] - run0.records[0]["activation"]
+    assert gain == pytest.approx(0.01, rel=0.2)
+    capped = visualize(tiny_model, "logits:2", spec.generator, config=AMConfig(**{**spec.config.to_dict(), "lr_start": 1e-3}),
+                       priors=[], steps=1, progress=False)
+    assert abs(capped.records[0]["activation"] - run0.records[0]["activation"]) < 0.01 * gain  # the cap binds
