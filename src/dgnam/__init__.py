@@ -3,16 +3,20 @@
 __version__ = "0.1.0"
 
 from .errors import DgnamError
-from .generators import Generator, LearnedGenerator, PixelGenerator
+from .evaluate import evaluate_run
+from .generators import FourierGenerator, Generator, LearnedGenerator, PixelGenerator
 from .imagespace import ImageSpace
 from .optimize import AMConfig, optimize
-from .priors import CodeStats, ClipCode, L2Decay, L2Penalty, Prior, dgnam_code_priors
+from .methods import build_method, list_methods
+from .priors import (AlphaNorm, Blur, ClipCode, ClipSmallContribution, ClipSmallNorm, CodeStats, L2Decay, L2Penalty,
+                     Prior, TotalVariation, dgnam_code_priors)
 from .run import Run, visualize
 from .units import Unit, encode, parse_units
 from .zoo import create_model, list_models
 
 __all__ = [
-    "AMConfig", "ClipCode", "CodeStats", "DgnamError", "Generator", "ImageSpace", "L2Decay", "L2Penalty",
-    "LearnedGenerator", "PixelGenerator", "Prior", "Run", "Unit", "create_model", "dgnam_code_priors", "encode",
-    "list_models", "optimize", "parse_units", "visualize",
+    "AMConfig", "AlphaNorm", "Blur", "ClipCode", "ClipSmallContribution", "ClipSmallNorm", "CodeStats", "DgnamError",
+    "FourierGenerator", "Generator", "ImageSpace", "L2Decay", "L2Penalty", "LearnedGenerator", "PixelGenerator", "Prior",
+    "Run", "TotalVariation", "Unit", "build_method", "create_model", "dgnam_code_priors", "encode", "evaluate_run",
+    "list_methods", "list_models", "optimize", "parse_units", "visualize",
 ]

@@ -41,21 +41,24 @@ NEAREST_SHOWN = 3
 
 
 @torch.no_grad()
-def classify(model: nn.Module, raw: torch.Tensor, space: ImageSpace, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-1 class and its softmax probability of ``model`` on images ``raw`` given in ``space`` (converted to the
-    model's own input space, values clamped to the displayable range first, as a saved PNG would be)."""
+def probabilities(model: nn.Module, raw: torch.Tensor, space: ImageSpace, batch_size: int = 256) -> torch.Tensor:
+    """Softmax class probabilities ``(N, classes)`` of ``model`` on images ``raw`` given in ``space`` (converted to
+    the model's own input space, values clamped to the displayable range first, as a saved PNG would be)."""
     model.eval()
     target = model.input_space
     x01 = space.decode(raw).clamp(0, 1)
     dev = next(model.parameters()).device
-    classes, probs = [], []
+    out = []
     for i in range(0, len(raw), batch_size):
         x = convert(space.encode(x01[i : i + batch_size]), space, target).to(dev)
-        p = model(x).softmax(1)
-        pr, c = p.max(1)
-        classes.append(c.cpu())
-        probs.append(pr.cpu())
-    return torch.cat(classes), torch.cat(probs)
+        out.append(model(x).softmax(1).cpu())
+    return torch.cat(out)
+
+
+def classify(model: nn.Module, raw: torch.Tensor, space: ImageSpace, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-1 class and its probability (see :func:`probabilities`)."""
+    probs, classes = probabilities(model, raw, space, batch_size).max(1)
+    return classes, probs
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 train_app = typer.Typer(no_args_is_help=True, help="Train zoo models: classifiers, generators, code autoencoders.")
 app.add_typer(train_app, name="train")
 
-from . import beyond, codes, demo, evaluation, run, train  # noqa: E402,F401  (each registers its commands on `app`)
+from . import beyond, codes, convert, demo, evaluation, run, train  # noqa: E402,F401  (each registers its commands on `app`)
 
 
 def main() -> None:

@@ -29,6 +29,8 @@ def visualize(
     resume: bool = typer.Option(False, help="continue an interrupted run in OUT"),
     arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
     generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
+    code_stats: Optional[Path] = typer.Option(None, help="the generator's code bounds: a CodeStats .safetensors or a "
+                                                         "released act_range .txt (DGN-AM clips the code to them)"),
     input_shape: Optional[str] = typer.Option(None, help="CxHxW in [0, 1] for a model without input_space"),
 ) -> None:
     """Synthesize the preferred inputs of UNITS of MODEL; writes PNGs, codes, grid.png and results.json to OUT."""
@@ -38,6 +40,8 @@ def visualize(
     dev = device_arg(device)
     net = model_arg(model, arch)
     gen = generator_arg(generator, generator_arch)
+    if code_stats is not None:
+        gen = _set_code_stats(gen, code_stats)
     space = target_space(net, space_arg(net, input_shape), gen)
     spec = build_method(prior or ("dgn-am" if gen is not None else "pixel"), space, gen)
     codes = _init_codes(init)
@@ -46,6 +50,19 @@ def visualize(
                         batch_size=batch_size, out=out, resume=resume, method=prior, input_space=space)
     print_table(run.records, ["unit", "restart", "activation", "best_activation", "image"])
     typer.echo(f"wrote {out}/grid.png and {out}/results.json")
+
+
+def _set_code_stats(gen, path: Path):
+    """Replace a learned generator's code statistics (e.g. with the released act_range bounds of the paper)."""
+    import math
+
+    from ..generators import LearnedGenerator
+    from ..zoo.caffe_files import read_code_stats
+
+    if not isinstance(gen, LearnedGenerator):
+        raise DgnamError("--code-stats sets a learned generator's code bounds: give a --generator too")
+    gen.code_stats = read_code_stats(path, math.prod(gen.code_shape))
+    return gen
 
 
 def _init_codes(init: str):
