@@ -109,7 +109,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--batches", default="1,8,32")
-    ap.add_argument("--channels-last", action="store_true", help="run both networks in channels_last memory format")
+    ap.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                    help="keep NCHW (visualize's default is channels_last, as here)")
     args = ap.parse_args()
     device = torch.device(args.device)
     OUT.mkdir(parents=True, exist_ok=True)

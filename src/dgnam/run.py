@@ -92,6 +92,7 @@ def visualize(
     progress: bool = True,
     method: str | None = None,
     meta: dict | None = None,
+    channels_last: bool = True,
 ) -> Run:
     """Synthesize the preferred input of each unit, ``restarts`` times, with ``generator`` as the image prior.
 
@@ -100,15 +101,21 @@ def visualize(
     ``"randn"`` (seeded N(0, 1), as released), ``"zeros"`` or a tensor of codes (one per unit, or one for all), e.g.
     from :func:`dgnam.units.encode` of a real image. Restart r of every unit uses seed ``seed + r``.
     With ``out``, results are written after every batch and ``resume=True`` continues an interrupted run.
+    ``channels_last`` runs convolutions in the NHWC memory format (oneDNN's fast path: about 1.25x faster per
+    iteration at paper scale on CPU, ``benchmarks/speed.py``); results agree with NCHW to float rounding.
     """
     device = torch.device(device)
     model = model.eval().to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
     space = target_space(model, input_space, generator)
     if generator is None:
         generator = PixelGenerator(space)
     generator = generator.eval().to(device)
+    if channels_last:
+        generator = generator.to(memory_format=torch.channels_last)
     for p in generator.parameters():
         p.requires_grad_(False)
     check_generator(generator)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..imagespace import caffe_space
+from .imagenet import imagenet_classes
 from .registry import ZooEntry, register
 
 #: Local response normalization of CaffeNet (bvlc_reference_caffenet deploy.prototxt: local_size 5, alpha 1e-4,
@@ -162,20 +163,8 @@ class DeePSiMPool5(_DeePSiMUpsampler):
         return self._trunk(x)
 
 
-def _imagenet_classes() -> tuple[str, ...] | None:
-    """ILSVRC-2012 class names in Caffe's (synset-sorted) order, from the optional ``imagenet_classes`` package."""
-    try:
-        from imagenet_classes import get_1k_clean_name
-    except ImportError:
-        return None
-    try:
-        return tuple(get_1k_clean_name(i) for i in range(1000))
-    except Exception:  # a different version of the package: names are a convenience, never a failure
-        return None
-
-
 register(ZooEntry(
-    name="caffenet", kind="classifier", build=CaffeNet, space=CAFFENET_SPACE, classes=_imagenet_classes(),
+    name="caffenet", kind="classifier", build=CaffeNet, space=CAFFENET_SPACE, classes=imagenet_classes(),
     description="CaffeNet (bvlc_reference_caffenet, AlexNet variant); no weights ship: --model FILE.caffemodel --arch caffenet",
     tags=("imagenet", "caffe", "paper"),
 ))
