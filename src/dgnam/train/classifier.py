@@ -13,7 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..imagespace import ImageSpace
-from ..weights import load_into, save_safetensors, sha256
+from ..weights import save_safetensors, sha256
 from .common import Checkpoint, Timer, batches, cosine_lr, set_lr, write_card
 
 
@@ -72,13 +72,7 @@ def train_classifier(
     model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ckpt = Checkpoint(out / f"{name}-ckpt")
-    epoch0, history, elapsed = 0, [], 0.0
-    if resume and ckpt.exists():
-        st = ckpt.load()
-        load_into(model, st["model"], what=f"{name} checkpoint")
-        opt.load_state_dict(st["optim"])
-        epoch0, history, elapsed = st["epoch"], st["history"], st["seconds"]
-        torch.set_rng_state(st["rng"])  # dropout and the like continue exactly as in an uninterrupted run
+    epoch0, history, elapsed = ckpt.resume({"model": model}, {"optim": opt}, name) if resume else (0, [], 0.0)
     x, y = train
     steps_per_epoch = max(1, len(y) // config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -106,8 +100,7 @@ def train_classifier(
         history.append({"epoch": epoch + 1, "train_loss": run_loss / max(n, 1), "test_accuracy": acc})
         if progress:
             tqdm.write(f"{name} epoch {epoch + 1}: loss {run_loss / max(n, 1):.4f}, test accuracy {acc:.4f}")
-        ckpt.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": epoch + 1,
-                   "history": history, "seconds": timer.seconds, "rng": torch.get_rng_state()})
+        ckpt.save_state({"model": model}, {"optim": opt}, epoch + 1, history, timer.seconds)
     model.eval()
     weights = out / f"{name}.safetensors"
     save_safetensors({k: v for k, v in model.state_dict().items()}, weights)

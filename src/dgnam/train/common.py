@@ -58,6 +58,28 @@ class Checkpoint:
             raise DgnamError(f"checkpoint {self.path} is unreadable ({str(e).splitlines()[0]}); delete it to start over") from None
 
 
+    def save_state(self, modules: dict, optims: dict, epoch: int, history: list, seconds: float) -> None:
+        """Save modules and optimizers (by name), progress and the RNG state after an epoch."""
+        self.save({**{k: m.state_dict() for k, m in modules.items()}, **{k: o.state_dict() for k, o in optims.items()},
+                   "epoch": epoch, "history": history, "seconds": seconds, "rng": torch.get_rng_state()})
+
+    def resume(self, modules: dict, optims: dict, what: str) -> tuple[int, list, float]:
+        """Restore what :meth:`save_state` wrote; returns ``(epoch, history, seconds)`` (zeros when there is no
+        checkpoint). The RNG state is restored too, so dropout and noise continue as in an uninterrupted run."""
+        if not self.exists():
+            return 0, [], 0.0
+        from ..weights import load_into
+
+        st = self.load()
+        for k, m in modules.items():
+            load_into(m, st[k], what=f"{what} checkpoint")
+        for k, o in optims.items():
+            o.load_state_dict(st[k])
+        if "rng" in st:
+            torch.set_rng_state(st["rng"])
+        return st["epoch"], st["history"], st["seconds"]
+
+
 def write_card(path: str | Path, card: dict) -> None:
     Path(path).write_text(json.dumps(card, indent=2) + "\n")
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import DgnamError
-from ..weights import load_into, save_safetensors, sha256
+from ..weights import save_safetensors, sha256
 from .common import Checkpoint, Timer, batches, cosine_lr, set_lr, write_card
 
 
@@ -84,12 +84,7 @@ def train_dae(
     dae = CodeDAE(train_codes.shape[1], config.hidden, config.layers).to(dev)
     opt = torch.optim.Adam(dae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ckpt = Checkpoint(out / f"{name}-ckpt")
-    epoch0, history, elapsed = 0, [], 0.0
-    if resume and ckpt.exists():
-        st = ckpt.load()
-        load_into(dae, st["model"], what=f"{name} checkpoint")
-        opt.load_state_dict(st["optim"])
-        epoch0, history, elapsed = st["epoch"], st["history"], st["seconds"]
+    epoch0, history, elapsed = ckpt.resume({"model": dae}, {"optim": opt}, name) if resume else (0, [], 0.0)
     n = len(train_codes)
     steps_per_epoch = max(1, n // config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -115,8 +110,7 @@ def train_dae(
         history.append(rec)
         if progress:
             tqdm.write(f"{name} epoch {epoch + 1}: " + ", ".join(f"{a} {b:.4f}" for a, b in rec.items() if a != "epoch"))
-        ckpt.save({"model": dae.state_dict(), "optim": opt.state_dict(), "epoch": epoch + 1, "history": history,
-                   "seconds": timer.seconds})
+        ckpt.save_state({"model": dae}, {"optim": opt}, epoch + 1, history, timer.seconds)
     dae.eval()
     weights = out / f"{name}.safetensors"
     save_safetensors(dae.state_dict(), weights)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..imagespace import ImageSpace, convert
 from ..priors import CodeStats
 from ..units import LayerReader, encode
-from ..weights import load_into, save_safetensors, sha256
+from ..weights import save_safetensors, sha256
 from .common import Checkpoint, Timer, batches, cosine_lr, set_lr, write_card
 
 
@@ -90,15 +90,8 @@ def train_generator(
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
     ckpt = Checkpoint(out / f"{name}-ckpt")
-    epoch0, history, elapsed = 0, [], 0.0
-    if resume and ckpt.exists():
-        st = ckpt.load()
-        load_into(generator, st["generator"], what=f"{name} checkpoint")
-        load_into(discriminator, st["discriminator"], what=f"{name} checkpoint")
-        opt_g.load_state_dict(st["opt_g"])
-        opt_d.load_state_dict(st["opt_d"])
-        epoch0, history, elapsed = st["epoch"], st["history"], st["seconds"]
-        torch.set_rng_state(st["rng"])  # dropout and the like continue exactly as in an uninterrupted run
+    modules, optims = {"generator": generator, "discriminator": discriminator}, {"opt_g": opt_g, "opt_d": opt_d}
+    epoch0, history, elapsed = ckpt.resume(modules, optims, name) if resume else (0, [], 0.0)
     n = len(codes)
     steps_per_epoch = max(1, n // config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -149,9 +142,7 @@ def train_generator(
         history.append(rec)
         if progress:
             tqdm.write(f"{name} epoch {epoch + 1}: " + ", ".join(f"{a} {b:.4f}" for a, b in rec.items() if a != "epoch"))
-        ckpt.save({"generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-                   "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "epoch": epoch + 1,
-                   "history": history, "seconds": timer.seconds, "rng": torch.get_rng_state()})
+        ckpt.save_state(modules, optims, epoch + 1, history, timer.seconds)
     generator.eval()
     weights = out / f"{name}.safetensors"
     save_safetensors(generator.state_dict(), weights)
