@@ -11,7 +11,9 @@ grid per method, and the wall time per image on this machine.
     OMP_NUM_THREADS=2 python benchmarks/imagenet_transfer.py [--steps 100]
 
 Writes benchmarks/results/imagenet_transfer.json (rows: method, target_prob, judge_rate, seconds_per_image, ...) and
-imagenet_<method>.png.
+imagenet_<method>.png. The JSON is rewritten after every method (``"complete": false`` until all are done), and a
+second call keeps the rows already measured at the same step budget, so an interrupted run loses at most one method;
+``--fresh`` measures everything again.
 """
 
 from __future__ import annotations
@@ -36,11 +38,23 @@ CLASSES = (1, 11, 31, 84, 130, 207, 281, 301, 323, 327, 340, 607, 779, 937, 949,
 STEPS = 100
 
 
+def write(path: Path, rows: list[dict], labels: list[str], args, complete: bool, seconds: float) -> None:
+    result = {"rows": rows, "complete": complete, "classes": list(CLASSES), "class_names": labels,
+              "target": "efficientnet-lite0", "judge": "efficientnet-lite2", "steps": args.steps, "seed": 0,
+              "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, device {args.device}",
+              "wall_seconds_this_call": round(seconds, 1),
+              "command": f"python benchmarks/imagenet_transfer.py --steps {args.steps}",
+              "note": "captions in the PNGs: target probability / judge probability of the intended class; "
+                      "seconds_per_image of each row is that method's own wall time / 20 images"}
+    path.write_text(json.dumps(result, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--methods", default=None, help="comma-separated subset of the pixel-space methods")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--fresh", action="store_true", help="ignore rows of an earlier, interrupted run")
     args = ap.parse_args()
     t0 = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -50,10 +64,20 @@ def main() -> None:
     if args.methods:
         names = args.methods.split(",")
     units = ",".join(f"logits:{c}" for c in CLASSES)
-    labels = [f"{c} {target.classes[c]}"[:16] if target.classes else str(c) for c in CLASSES]
+    labels = [f"{c} {target.classes[c]}" if target.classes else str(c) for c in CLASSES]
     y = torch.tensor(CLASSES)
-    rows, cells = [], []
+    path = OUT / "imagenet_transfer.json"
+    done = {}
+    if path.exists() and not args.fresh:
+        old = json.loads(path.read_text())
+        if old.get("steps") == args.steps and old.get("classes") == list(CLASSES):
+            done = {r["method"]: r for r in old["rows"]}
+    rows = []
     for name in names:
+        if name in done:
+            rows.append(done[name])
+            print(f"{name}: kept from the earlier run", flush=True)
+            continue
         spec = build_method(name, target.input_space)
         config = AMConfig(**{**spec.config.to_dict(), "steps": args.steps})
         t = time.perf_counter()
@@ -70,19 +94,13 @@ def main() -> None:
                "seconds_per_image": secs / len(CLASSES), "steps": args.steps}
         rows.append(row)
         imgs = to_uint8(run.images, space)
-        cells.append(imgs)
         grid([imgs[i : i + 10] for i in (0, 10)], cell_labels=[
-            [f"{labels[i][:12]} {p_target[i]:.2f}/{p_judge[i, y[i]]:.2f}" for i in range(j, j + 10)] for j in (0, 10)],
+            [f"{labels[i]}\n{p_target[i]:.2f} / {p_judge[i, y[i]]:.2f}" for i in range(j, j + 10)] for j in (0, 10)],
             cell=112).save(OUT / f"imagenet_{name}.png")
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
               flush=True)
-    result = {"rows": rows, "classes": list(CLASSES), "class_names": labels, "target": "efficientnet-lite0",
-              "judge": "efficientnet-lite2", "steps": args.steps, "seed": 0,
-              "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, device {args.device}",
-              "wall_seconds": round(time.perf_counter() - t0, 1),
-              "command": f"python benchmarks/imagenet_transfer.py --steps {args.steps}",
-              "note": "captions in the PNGs: target probability / judge probability of the intended class"}
-    (OUT / "imagenet_transfer.json").write_text(json.dumps(result, indent=1))
+        write(path, rows, labels, args, complete=False, seconds=time.perf_counter() - t0)
+    write(path, rows, labels, args, complete=True, seconds=time.perf_counter() - t0)
     cols = ["method", "target_prob", "judge_rate", "judge_prob", "seconds_per_image"]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:

@@ -26,6 +26,16 @@ def _font(size: int = 12):
         return ImageFont.load_default()
 
 
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
+    """``text`` shortened with an ellipsis so that it fits in ``width`` pixels: captions never run into their
+    neighbours."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
 def grid(
     rows: Sequence[Sequence[np.ndarray | None]],
     row_labels: Sequence[str] | None = None,
@@ -35,22 +45,26 @@ def grid(
     pad: int = 4,
     label_width: int = 150,
 ) -> Image.Image:
-    """A grid of images (rows x columns; ``None`` leaves a cell empty) with row, column and per-cell captions."""
+    """A grid of images (rows x columns; ``None`` leaves a cell empty) with row, column and per-cell captions.
+
+    A caption may have several lines (``"\\n"``); every line is shortened to its cell's width.
+    """
     ncols = max(len(r) for r in rows)
     font = _font(12)
     top = 18 if col_labels else 0
-    cap = 14 if cell_labels else 0
+    lines = max((str(c).count("\n") + 1 for r in cell_labels or [] for c in r if c), default=0)
+    cap = 14 * lines
     lw = label_width if row_labels else 0
     W = lw + ncols * (cell + pad) + pad
     H = top + len(rows) * (cell + cap + pad) + pad
     canvas = Image.new("RGB", (W, H), "white")
     draw = ImageDraw.Draw(canvas)
     for j, label in enumerate(col_labels or []):
-        draw.text((lw + pad + j * (cell + pad), 2), str(label), fill="black", font=font)
+        draw.text((lw + pad + j * (cell + pad), 2), _fit(draw, str(label), cell, font), fill="black", font=font)
     for i, row in enumerate(rows):
         y = top + pad + i * (cell + cap + pad)
         if row_labels:
-            draw.text((4, y + cell // 2 - 6), str(row_labels[i]), fill="black", font=font)
+            draw.text((4, y + cell // 2 - 6), _fit(draw, str(row_labels[i]), lw - 8, font), fill="black", font=font)
         for j, arr in enumerate(row):
             x = lw + pad + j * (cell + pad)
             if arr is not None:
@@ -58,5 +72,6 @@ def grid(
                 resample = Image.NEAREST if im.width * 2 <= cell else Image.BILINEAR
                 canvas.paste(im.resize((cell, cell), resample), (x, y))
             if cell_labels and j < len(cell_labels[i]) and cell_labels[i][j]:
-                draw.text((x, y + cell + 1), cell_labels[i][j], fill="black", font=font)
+                for k, line in enumerate(str(cell_labels[i][j]).split("\n")):
+                    draw.text((x, y + cell + 1 + 14 * k), _fit(draw, line, cell, font), fill="black", font=font)
     return canvas
