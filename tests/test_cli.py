@@ -30,12 +30,17 @@ def test_visualize_user_model_and_resume_errors(tmp_path):
     assert [r["unit"] for r in recs] == ["logits:0", "logits:1"]
     _one_line_error(dgnam(*args), "--resume")
     assert dgnam(*args, "--resume").returncode == 0
+    slow = tmp_path / "slow"
+    p = dgnam(*args[:-1], str(slow), "--lr", "0.5")
+    assert p.returncode == 0, p.stderr
+    assert json.loads((slow / "results.json").read_text())["config"]["config"]["lr_start"] == 0.5
 
 
 def test_bad_units_and_models(tmp_path):
     base = ["visualize", "--model", "conftest:TinyNet", "--input-shape", "1x12x12", "--steps", "2", "--out", str(tmp_path / "r")]
     _one_line_error(dgnam(*base, "--units", "featurs.4:0"), "unknown layer", "features.4")
     _one_line_error(dgnam(*base, "--units", "logits:7"), "0..4")
+    _one_line_error(dgnam(*base, "--units", "logits:0", "--lr", "0"), "--lr")
     _one_line_error(dgnam("layers", "no-such-model"), "unknown model")
     _one_line_error(dgnam("layers", "conftest:TinyNet"), "input")
     evil = tmp_path / "evil.pt"

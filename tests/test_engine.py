@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dgnam import AMConfig, DgnamError, L2Decay, PixelGenerator, parse_units, visualize
-from dgnam.optimize import Pipeline, optimize
+from dgnam.optimize import RELEASED_FC6_MEDIAN_BOUND, Pipeline, bound_scaled_lr, optimize
 from dgnam.priors import ClipCode, Prior, StepState, dgnam_code_priors
 from dgnam.units import LayerReader, layer_shapes, resolve_units
 
@@ -62,6 +62,19 @@ def test_batched_equals_one_at_a_time(tiny_model, tiny_gen):
     for a, b in zip(batched.records, single):
         assert a["unit"] == b["unit"] and a["restart"] == b["restart"]
         assert a["best_activation"] == pytest.approx(b["best_activation"], rel=1e-4, abs=1e-4)
+
+
+def test_bound_scaled_lr_keeps_the_released_step_to_bound_ratio(tiny_model, tiny_gen):
+    """One step at bound_scaled_lr moves the code by 8/12 of its median bound on average, as the released 8.0 does
+    on CaffeNet fc6 (median bound 12)."""
+    assert bound_scaled_lr(torch.full((4096,), RELEASED_FC6_MEDIAN_BOUND)) == pytest.approx(8.0)
+    upper = tiny_gen.code_stats.upper()
+    lr = bound_scaled_lr(upper)
+    units = resolve_units(tiny_model, parse_units("logits:0,1"), SPACE.encode(torch.rand(1, 1, 12, 12)))
+    codes = 0.01 * torch.rand(2, *tiny_gen.code_shape)
+    res = optimize(Pipeline(tiny_gen, tiny_model, units, SPACE), units, codes, AMConfig(steps=1, lr_start=lr))
+    moved = (res.codes - codes).abs().flatten(1).mean(1) / upper.median()
+    assert moved.tolist() == pytest.approx([8.0 / 12.0] * 2, rel=1e-4)
 
 
 def test_layers_after_target_not_executed(tiny_model):

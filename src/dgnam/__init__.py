@@ -6,7 +6,7 @@ from .errors import DgnamError
 from .evaluate import evaluate_run
 from .generators import FourierGenerator, Generator, LearnedGenerator, PixelGenerator
 from .imagespace import ImageSpace
-from .optimize import AMConfig, optimize
+from .optimize import AMConfig, bound_scaled_lr, optimize
 from .methods import build_method, list_methods
 from .priors import (AlphaNorm, Blur, ClipCode, ClipSmallContribution, ClipSmallNorm, CodeStats, L2Decay, L2Penalty,
                      Prior, TotalVariation, dgnam_code_priors)
@@ -17,6 +17,6 @@ from .zoo import create_model, list_models
 __all__ = [
     "AMConfig", "AlphaNorm", "Blur", "ClipCode", "ClipSmallContribution", "ClipSmallNorm", "CodeStats", "DgnamError",
     "FourierGenerator", "Generator", "ImageSpace", "L2Decay", "L2Penalty", "LearnedGenerator", "PixelGenerator", "Prior",
-    "Run", "TotalVariation", "Unit", "build_method", "create_model", "dgnam_code_priors", "encode", "evaluate_run",
+    "Run", "TotalVariation", "Unit", "bound_scaled_lr", "build_method", "create_model", "dgnam_code_priors", "encode", "evaluate_run",
     "list_methods", "list_models", "optimize", "parse_units", "visualize",
 ]

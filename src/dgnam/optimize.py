@@ -25,6 +25,9 @@ from .units import LayerReader, Unit, unit_activations
 DGNAM_STEPS = 200
 DGNAM_LR_START = 8.0
 DGNAM_LR_END = 1e-10
+#: Median of the released CaffeNet fc6 bounds (``act_range/3x/fc6.txt`` of the DGN-AM release; integers 3..17):
+#: the code scale for which ``DGNAM_LR_START`` was chosen.
+RELEASED_FC6_MEDIAN_BOUND = 12.0
 #: Adam's defaults in TensorFlow 1 (``tf.train.AdamOptimizer``), which Lucid uses.
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -61,6 +64,17 @@ class AMConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def bound_scaled_lr(upper: torch.Tensor, lr: float = DGNAM_LR_START) -> float:
+    """The starting learning rate that moves a code with bounds ``upper`` by the same fraction of a typical bound per
+    step as the released ``lr`` moves CaffeNet's fc6 code: ``lr * median(upper) / 12``.
+
+    The released step ``lr / mean|g| * g`` changes each component by ``lr`` on average whatever the code's scale, so
+    the published 8.0 is too large for a generator whose bounds are smaller than CaffeNet fc6's (the README's
+    step-size table); this is a deviation from the paper, to be chosen explicitly.
+    """
+    return float(lr * upper.flatten().float().median() / RELEASED_FC6_MEDIAN_BOUND)
 
 
 @dataclass

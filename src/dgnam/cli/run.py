@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
@@ -21,6 +22,8 @@ def visualize(
     prior: Optional[str] = typer.Option(None, help="method preset (`dgnam priors`); default dgn-am with a generator, else pixel"),
     restarts: int = typer.Option(1, help="restarts per unit (seeds SEED, SEED+1, ...)"),
     steps: Optional[int] = typer.Option(None, help="iterations (default: the method's; DGN-AM 200)"),
+    lr: Optional[float] = typer.Option(None, help="starting learning rate (default: the method's; DGN-AM 8.0, "
+                                                  "falling linearly to 1e-10)"),
     seed: int = typer.Option(0),
     init: str = typer.Option("randn", help="randn (as released), zeros, or a .safetensors of codes from `dgnam encode`"),
     batch_size: int = typer.Option(32, help="optimizations run together (units x restarts)"),
@@ -44,8 +47,13 @@ def visualize(
         gen = _set_code_stats(gen, code_stats)
     space = target_space(net, space_arg(net, input_shape), gen)
     spec = build_method(prior or ("dgn-am" if gen is not None else "pixel"), space, gen)
+    config = spec.config
+    if lr is not None:
+        if not lr > 0:
+            raise DgnamError(f"--lr must be positive, got {lr}")
+        config = dataclasses.replace(config, lr_start=lr)
     codes = _init_codes(init)
-    run = run_visualize(net, units, spec.generator, restarts=restarts, seed=seed, steps=steps, config=spec.config,
+    run = run_visualize(net, units, spec.generator, restarts=restarts, seed=seed, steps=steps, config=config,
                         priors=spec.priors, transforms=spec.transforms, init=codes, device=dev,
                         batch_size=batch_size, out=out, resume=resume, method=prior, input_space=space)
     print_table(run.records, ["unit", "restart", "activation", "best_activation", "image"])
