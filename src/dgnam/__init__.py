@@ -17,6 +17,6 @@ from .zoo import create_model, list_models
 __all__ = [
     "AMConfig", "AlphaNorm", "Blur", "ClipCode", "ClipSmallContribution", "ClipSmallNorm", "CodeStats", "DgnamError",
     "FourierGenerator", "Generator", "ImageSpace", "L2Decay", "L2Penalty", "LearnedGenerator", "PixelGenerator", "Prior",
-    "Run", "TotalVariation", "Unit", "bound_scaled_lr", "build_method", "create_model", "dgnam_code_priors", "encode", "evaluate_run",
-    "list_methods", "list_models", "optimize", "parse_units", "visualize",
+    "Run", "TotalVariation", "Unit", "bound_scaled_lr", "build_method", "create_model", "dgnam_code_priors", "encode",
+    "evaluate_run", "list_methods", "list_models", "optimize", "parse_units", "visualize",
 ]
