@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from dgnam import AMConfig, DgnamError, L2Decay, PixelGenerator, parse_units, visualize
+from dgnam import AMConfig, DgnamError, L2Decay, LearnedGenerator, PixelGenerator, build_method, parse_units, visualize
 from dgnam.optimize import RELEASED_FC6_MEDIAN_BOUND, Pipeline, bound_scaled_lr, optimize
 from dgnam.priors import ClipCode, Prior, StepState, dgnam_code_priors
 from dgnam.units import LayerReader, layer_shapes, resolve_units
@@ -76,6 +76,17 @@ def test_bound_scaled_lr_keeps_the_released_step_to_bound_ratio(tiny_model, tiny
     moved = (res.codes - codes).abs().flatten(1).mean(1) / upper.median()
     assert moved.tolist() == pytest.approx([8.0 / 12.0] * 2, rel=1e-4)
 
+
+
+def test_dgn_am_scaled_method_is_dgn_am_with_the_bound_scaled_lr(tiny_gen):
+    """The registered method changes only the starting lr; without code stats it says what to pass."""
+    plain, scaled = build_method("dgn-am", SPACE, tiny_gen), build_method("dgn-am-scaled", SPACE, tiny_gen)
+    assert scaled.config.lr_start == pytest.approx(bound_scaled_lr(tiny_gen.code_stats.upper()))
+    assert {**scaled.config.to_dict(), "lr_start": 0} == {**plain.config.to_dict(), "lr_start": 0}
+    assert [type(p) for p in scaled.priors] == [type(p) for p in plain.priors]
+    bare = LearnedGenerator(tiny_gen.net, code_shape=(10,), space=tiny_gen.space, name="bare")
+    with pytest.raises(DgnamError, match="code-stats"):
+        build_method("dgn-am-scaled", SPACE, bare)
 
 def test_layers_after_target_not_executed(tiny_model):
     ran = []

@@ -23,7 +23,7 @@ from .methods import build_method
 from .run import visualize
 from .zoo import create_model
 
-DEMO_RESTARTS = 8  # "a few restarts, best kept": with 4, 8/10 classes were recognized (seeds 0 and 100: 8 and 7)
+DEMO_RESTARTS = 8  # "a few restarts, best kept"; 8 per class fit the demo's 2-minute budget on 2 cores
 DEMO_METHODS = ("pixel", "dgn-am")
 
 

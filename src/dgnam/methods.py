@@ -16,7 +16,7 @@ from torch import nn
 from .errors import DgnamError
 from .generators import Generator, PixelGenerator
 from .imagespace import ImageSpace
-from .optimize import AMConfig, Transform
+from .optimize import AMConfig, Transform, bound_scaled_lr
 from .priors import Prior
 
 
@@ -84,6 +84,15 @@ def _dgnam(space: ImageSpace, generator: Generator | None) -> MethodSpec:
     return MethodSpec(generator=generator, priors=generator.default_priors(), config=generator.default_config())
 
 
+def _dgnam_scaled(space: ImageSpace, generator: Generator | None) -> MethodSpec:
+    if generator.code_stats is None:
+        raise DgnamError(f"dgn-am-scaled scales the step to the code bounds: generator {generator.name} has no code "
+                         f"stats (pass --code-stats)")
+    spec = _dgnam(space, generator)
+    config = AMConfig(**{**spec.config.to_dict(), "lr_start": bound_scaled_lr(generator.code_stats.upper())})
+    return MethodSpec(generator=generator, priors=spec.priors, config=config)
+
+
 def _pixel(space: ImageSpace, generator: Generator | None) -> MethodSpec:
     g = PixelGenerator(space)
     return MethodSpec(generator=g, priors=[], config=g.default_config())
@@ -92,6 +101,11 @@ def _pixel(space: ImageSpace, generator: Generator | None) -> MethodSpec:
 register_method(Method(
     "dgn-am", "DGN-AM: optimize a learned generator's code; clip to [0, U], decay 0.99, lr 8 -> 1e-10, 200 steps",
     _dgnam, needs_generator=True, source="Nguyen et al. 2016 and released code",
+))
+register_method(Method(
+    "dgn-am-scaled", "DGN-AM with the starting lr scaled to the code's bounds (8 x median U / 12, the released "
+    "step-to-bound ratio; a deviation from the paper for generators whose code range is not CaffeNet fc6's)",
+    _dgnam_scaled, needs_generator=True, source="Nguyen et al. 2016; step scaled by dgnam.bound_scaled_lr",
 ))
 register_method(Method(
     "pixel", "plain pixel-space gradient ascent, no prior (normalized steps, linear lr)", _pixel,

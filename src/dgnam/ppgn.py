@@ -25,12 +25,10 @@ given its start. Its diversity comes from the fixed step length (the chain never
 ``lr`` on average) and from resets. Every term is an option (``PPGNConfig``), so stronger priors or noise can be tried,
 but the defaults stay the published ones.
 
-Measured on the embedded models (``benchmarks/ppgn.py``): the DAE term is about 2e-4 of the class term along a
-published chain, so it contributes almost nothing. And ``lr = 1`` is large for this 256-d code (mean component 0.8,
-median bound U 4.9): the chain jumps between saturated silhouettes and the judge recognizes about a quarter of its
-samples. Smaller steps trade diversity for accuracy (lr 0.03: judge ~1.0, but the samples of a class nearly
-collapse to one image); no setting of the sweep gives both. DGN-AM's published lr of 8 has the same scale problem
-on this code (README).
+Measured on the embedded models (``benchmarks/ppgn.py``): the DAE term is about 4e-4 of the class term along a
+published chain, so it contributes almost nothing. At ``lr = 1`` the judge recognizes about two thirds of the
+samples. The chains are more diverse than DGN-AM restarts, and smaller steps trade that diversity for accuracy
+(lr 0.3, eps1 0: judge 0.98, diversity below DGN-AM's). No setting of the sweep gives both.
 
 The conditioning term is pluggable: any differentiable score of the image (a :class:`Condition`, e.g.
 :class:`ClassCondition`, :class:`UnitCondition`, or your own callable ``(images, space) -> (B,)``). The paper also
