@@ -28,14 +28,14 @@ from pathlib import Path
 
 import torch
 
-from dgnam import LearnedGenerator, build_method, create_model, visualize
-from dgnam.evaluate import classify
+from dgnam import LearnedGenerator, create_model
+from dgnam.optimize import DGNAM_LR_START
 from dgnam.priors import CodeStats
 from dgnam.weights import load_into, load_state_dict
 from dgnam.zoo.fmnist import FMNIST_GEN_SPACE, FashionGenerator
+from step_size import RESTARTS, measure  # this folder's step-size benchmark: the same DGN-AM job
 
 OUT = Path(__file__).parent / "results"
-RESTARTS = 8
 SEED = 1  # not the benchmarks' seed 0
 
 
@@ -53,23 +53,17 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     target, judge = create_model("fmnist-cnn"), create_model("fmnist-judge")
-    units = ",".join(f"logits:{c}" for c in range(10))
     rows = []
     for w in [w for w in args.weights if not w.name.endswith(".codestats.safetensors")]:  # a shell glob has them
         gen, card = load_generator(w)
         cfg = card["config"]
         steps = card["code_stats"]["images"] // cfg["batch_size"] * cfg["epochs"]
-        spec = build_method("dgn-am", target.input_space, gen)
-        run = visualize(target, units, spec.generator, restarts=RESTARTS, seed=SEED, config=spec.config,
-                        priors=spec.priors, progress=False, batch_size=10 * RESTARTS)
-        judged, _ = classify(judge, run.images, gen.space)
-        channel = torch.tensor([r["channel"] for r in run.records])
-        act = torch.tensor([r["activation"] for r in run.records])
+        dgnam = measure(target, judge, gen, DGNAM_LR_START, SEED)
         rows.append({"generator": card["name"], "train_images": card["code_stats"]["images"], "epochs": cfg["epochs"],
                      "train_steps": steps, "test_mse01": card["metrics"]["test_mse01"],
                      "test_encoder_agreement": card["metrics"]["test_encoder_agreement"],
-                     "dgnam_mean_final_logit": float(act.mean()),
-                     "dgnam_judge_accuracy": float((judged == channel).float().mean())})
+                     "dgnam_mean_final_logit": dgnam["mean_activation"],
+                     "dgnam_judge_accuracy": dgnam["judge_accuracy"]})
         print(rows[-1], flush=True)
     rows.sort(key=lambda r: r["train_steps"])
     res = {"rows": rows, "restarts": RESTARTS, "seed": SEED, "settings": "published DGN-AM defaults (lr 8, 200 steps)",

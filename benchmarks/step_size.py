@@ -15,6 +15,7 @@ Writes benchmarks/results/step_size.json: rows {lr, seed, judge_accuracy, kept_r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from dgnam import AMConfig, bound_scaled_lr, build_method, create_model, visualize
+from dgnam import bound_scaled_lr, build_method, create_model, visualize
 from dgnam.evaluate import classify
 from dgnam.optimize import DGNAM_LR_START
 
@@ -34,7 +35,7 @@ EXTRA_SEEDS = (1, 2)
 
 def measure(target, judge, gen, lr: float, seed: int) -> dict:
     spec = build_method("dgn-am", target.input_space, gen)
-    config = AMConfig(**{**spec.config.to_dict(), "lr_start": lr})
+    config = dataclasses.replace(spec.config, lr_start=lr)
     units = ",".join(f"logits:{c}" for c in range(10))
     t = time.perf_counter()
     run = visualize(target, units, spec.generator, restarts=RESTARTS, seed=seed, config=config, priors=spec.priors,

@@ -77,7 +77,6 @@ def test_bound_scaled_lr_keeps_the_released_step_to_bound_ratio(tiny_model, tiny
     assert moved.tolist() == pytest.approx([8.0 / 12.0] * 2, rel=1e-4)
 
 
-
 def test_dgn_am_scaled_method_is_dgn_am_with_the_bound_scaled_lr(tiny_gen):
     """The registered method changes only the starting lr; without code stats it says what to pass."""
     plain, scaled = build_method("dgn-am", SPACE, tiny_gen), build_method("dgn-am-scaled", SPACE, tiny_gen)
@@ -87,6 +86,7 @@ def test_dgn_am_scaled_method_is_dgn_am_with_the_bound_scaled_lr(tiny_gen):
     bare = LearnedGenerator(tiny_gen.net, code_shape=(10,), space=tiny_gen.space, name="bare")
     with pytest.raises(DgnamError, match="code-stats"):
         build_method("dgn-am-scaled", SPACE, bare)
+
 
 def test_layers_after_target_not_executed(tiny_model):
     ran = []

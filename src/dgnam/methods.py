@@ -7,6 +7,7 @@ defined here; the pixel-space presets of Yosinski et al. and Lucid register them
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -89,7 +90,7 @@ def _dgnam_scaled(space: ImageSpace, generator: Generator | None) -> MethodSpec:
         raise DgnamError(f"dgn-am-scaled scales the step to the code bounds: generator {generator.name} has no code "
                          f"stats (pass --code-stats)")
     spec = _dgnam(space, generator)
-    config = AMConfig(**{**spec.config.to_dict(), "lr_start": bound_scaled_lr(generator.code_stats.upper())})
+    config = dataclasses.replace(spec.config, lr_start=bound_scaled_lr(generator.code_stats.upper()))
     return MethodSpec(generator=generator, priors=spec.priors, config=config)
 
 
