@@ -43,7 +43,7 @@ def _score(run, gen_space, judge, real_max) -> dict:
     jc, _ = classify(judge, run.images, gen_space)
     ch = torch.tensor([r["channel"] for r in run.records])
     act = torch.tensor([r["activation"] for r in run.records])
-    kept = [max((k for k in range(len(ch)) if ch[k] == c), key=lambda k: act[k]) for c in range(10)]
+    kept = run.best_restarts()
     return {
         "judge_accuracy": float((jc == ch).float().mean()),
         "kept_judge_accuracy": float(np.mean([int(jc[k] == ch[k]) for k in kept])),

@@ -14,6 +14,10 @@ prior). Against it: 10 DGN-AM restarts of the same logit from random codes (seed
   step sizes (``dgnam_lr2``, ``dgnam_lr0.5``, each with restarts at the same lr), from the start alone
   (``dgnam_start``: G(mean code), no optimization), and with the paper's own pixel method (mean-image start,
   centre-biased regularization: ``pixel``, ``pixel_lr0.1x``). All are reported; none is picked by its score.
+* Where fidelity is lost, per unit (the same nearest-centre test on things that are not synthesized):
+  ``real_member_fidelity`` the facets' own real images; ``mean_code_fidelity`` each facet's mean code itself (the
+  DGN-AM start before the generator); ``reconstruction_fidelity`` the real images passed through the generator,
+  G(E(x)); ``mean_image_fidelity`` each facet's mean image (the pixel method's start).
 
     python benchmarks/facets.py       # writes benchmarks/results/facets.json and PNGs (~15 minutes on 1 core)
 """
@@ -44,6 +48,7 @@ TOP_FRACTION = 0.02
 RESTARTS = 10
 DGNAM_LRS = (2.0, 0.5)  # starting step sizes reported beside the published 8
 SHOW_UNIT = 8  # the detailed facet grid (synthetic beside top real images) is written for this class ("Bag")
+CHECKS = ("real_member_fidelity", "mean_code_fidelity", "reconstruction_fidelity", "mean_image_fidelity")
 
 
 def features(model, layer, raw, src_space, space) -> torch.Tensor:
@@ -54,6 +59,22 @@ def with_lr(config: AMConfig, factor: float | None = None, lr: float | None = No
     d = config.to_dict()
     d["lr_start"] = lr if lr is not None else d["lr_start"] * factor
     return AMConfig(**d)
+
+
+def fidelity_checks(cnn, gen, found, xs, space) -> dict:
+    """The nearest-centre test (as for the synthesized images) on the facets' real images, their mean codes, their
+    reconstructions G(E(x)) and their mean images: where between the real facet and the synthetic image it is lost."""
+    cl, x = found.clustering, space.encode(xs)
+    own = lambda feats, labels: float(np.mean(cl.nearest_center(feats) == np.asarray(labels)))  # noqa: E731
+    codes = encode(cnn, "fc6", x[found.indices])  # the clustered images, in the order of cl.labels
+    with torch.no_grad():
+        recon = features(cnn, "fc6", gen(codes), gen.space, space)
+    means = torch.stack([encode(cnn, "fc6", x[i]).mean(0) for i in found.init_indices])
+    mean_images = torch.stack([x[i].mean(0) for i in found.init_indices])
+    k = len(found.members)
+    return {"real_member_fidelity": own(codes, cl.labels), "mean_code_fidelity": own(means, range(k)),
+            "reconstruction_fidelity": own(recon, cl.labels),
+            "mean_image_fidelity": own(encode(cnn, "fc6", mean_images), range(k))}
 
 
 def main() -> None:
@@ -84,6 +105,7 @@ def main() -> None:
         real_centres = torch.stack([encode(cnn, "fc6", space.encode(xs[m])).mean(0)
                                     for m in found.members])
         rec["real_facet_centre_diversity"] = mean_pairwise_distance(real_centres)
+        rec.update(fidelity_checks(cnn, gen, found, xs, space))
         for name, learned, am, steps in variants:
             out = tmp / f"{name}_u{c}" if c == SHOW_UNIT and name in ("dgnam", "dgnam_lr0.5", "pixel") else None
             f = synthesize_facets(cnn, found, xs, gen if learned else None, encoder=(cnn, "fc6"), am_config=am,
@@ -116,6 +138,7 @@ def main() -> None:
     def mean(name: str, key: str) -> float:
         return float(np.mean([r[name][key] for r in per_unit]))
 
+    checks = {k: float(np.mean([r[k] for r in per_unit])) for k in CHECKS}
     summary = {name: {k: mean(name, k) for k in ("fidelity", "diversity", "diversity_judge", "activation")}
                for name, *_ in variants}
     summary.update({f"restarts_lr{lr:g}": {k: mean(f"restarts_lr{lr:g}", k) for k in ("diversity", "diversity_judge",
@@ -133,6 +156,7 @@ def main() -> None:
         "restart_activation": summary["restarts_lr8"]["activation"],
         "pixel_facet_fidelity": summary["pixel"]["fidelity"],
         "variants": summary,
+        "fidelity_checks": checks,
         "real_facet_centre_diversity": float(np.mean([r["real_facet_centre_diversity"] for r in per_unit])),
         "settings": {"model": "fmnist-cnn", "generator": "fmnist-g-fc6", "units": "logits:0..9", "k": K,
                      "top_fraction": TOP_FRACTION, "clustered_images_per_unit": n_top, "embed_layer": "fc6",

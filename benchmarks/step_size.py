@@ -43,10 +43,7 @@ def measure(target, judge, gen, lr: float, seed: int) -> dict:
     judged, _ = classify(judge, run.images, spec.generator.space)
     channel = torch.tensor([r["channel"] for r in run.records])
     act = torch.tensor([r["activation"] for r in run.records])
-    kept = 0
-    for c in range(10):
-        idx = (channel == c).nonzero().flatten()
-        kept += int(judged[idx[act[idx].argmax()]] == c)
+    kept = sum(int(judged[k] == c) for c, k in enumerate(run.best_restarts()))
     return {"lr": round(lr, 4), "seed": seed, "judge_accuracy": float((judged == channel).float().mean()),
             "kept_recognized": kept, "mean_activation": float(act.mean()), "seconds": round(time.perf_counter() - t, 1)}
 

@@ -6,6 +6,7 @@ import torch
 from dgnam import AMConfig, DgnamError, L2Decay, LearnedGenerator, PixelGenerator, build_method, parse_units, visualize
 from dgnam.optimize import RELEASED_FC6_MEDIAN_BOUND, Pipeline, bound_scaled_lr, optimize
 from dgnam.priors import ClipCode, Prior, StepState, dgnam_code_priors
+from dgnam.run import Run
 from dgnam.units import LayerReader, layer_shapes, resolve_units
 
 from conftest import SPACE
@@ -19,6 +20,18 @@ def test_activation_rises(tiny_model, tiny_gen):
     start = visualize(tiny_model, "logits:0,1,2", tiny_gen, restarts=2, steps=0, progress=False)
     for a, b in zip(run.records, start.records):
         assert a["activation"] > 1.2 * b["activation"] > 0
+
+
+def test_best_restarts_keeps_the_highest_final_activation_per_unit(tiny_model, tiny_gen):
+    run = visualize(tiny_model, "logits:2,fc:0,logits:0", tiny_gen, restarts=3, steps=5, progress=False)
+    kept = run.best_restarts()
+    assert [run.records[k]["unit_index"] for k in kept] == [0, 1, 2]
+    for k in kept:
+        same = [r["activation"] for r in run.records if r["unit_index"] == run.records[k]["unit_index"]]
+        assert run.records[k]["activation"] == max(same) and len(same) == 3
+    # ties keep the earliest restart
+    tied = Run(records=[{"unit_index": 0, "activation": 1.0}, {"unit_index": 0, "activation": 1.0}])
+    assert tied.best_restarts() == [0]
 
 
 def test_code_stays_in_clip_range_after_every_step(tiny_model, tiny_gen):

@@ -108,6 +108,9 @@ def test_chain_keeps_samples_and_moves_between_classes(tiny_model, tiny_gen, tin
     assert (chain.codes >= 0).all() and (chain.codes <= upper + 1e-6).all()
     with pytest.raises(DgnamError, match="steps"):
         PPGNConfig.for_samples(50, steps=20)
+    odd = PPGNConfig.for_samples(4, steps=26, burn_in=5)  # 21 / 4 leaves a remainder: still exactly 4 kept
+    chain = sample(tiny_gen, dae, ClassCondition(tiny_model, [1]), 1, odd)
+    assert chain.steps.tolist() == [11, 16, 21, 26]
 
 
 def test_chains_do_not_depend_on_their_batch(tiny_model, tiny_gen, tiny_dae):

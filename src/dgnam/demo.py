@@ -59,9 +59,7 @@ def run_demo(out: str | Path = "runs/demo", restarts: int = DEMO_RESTARTS, steps
         jc, jp = classify(judge, run.images, spec.generator.space)
         pngs = to_uint8(convert(run.images, spec.generator.space, space), space)  # as the target sees them
         chosen, imgs = [], []
-        for c in range(len(classes)):
-            idx = [k for k, r in enumerate(run.records) if r["channel"] == c]
-            k = max(idx, key=lambda k: run.records[k]["activation"])
+        for c, k in enumerate(run.best_restarts()):  # units are the class logits in order
             rec = dict(run.records[k])
             rec.update(method=method, class_name=classes[c], judge_class=int(jc[k]), judge_prob=float(jp[k]),
                        judge_name=classes[int(jc[k])], real_max_activation=real_max[c],

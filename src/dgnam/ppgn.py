@@ -243,7 +243,8 @@ class PPGNConfig:
 
     @classmethod
     def for_samples(cls, n: int, steps: int = PPGN_CLASS_STEPS, burn_in: int | None = None, **kw) -> "PPGNConfig":
-        """Keep ``n`` evenly spaced samples of a ``steps``-long chain: ``keep_every = (steps - burn_in) // n``.
+        """Keep exactly ``n`` evenly spaced samples of a ``steps``-long chain: ``keep_every = (steps - burn_in) // n``,
+        the last of them at the last iteration (the burn-in grows by the remainder of that division).
 
         The default burn-in is ``steps // 4``: the first iterations leave the random start, whose images are not yet
         of the class (``benchmarks/ppgn.py`` shows how fast the class probability rises).
@@ -254,7 +255,8 @@ class PPGNConfig:
         if steps - burn < n:
             raise DgnamError(f"{n} samples do not fit in {steps - burn} iterations after burn-in {burn}: "
                              f"raise --steps to at least {burn + n} or lower --n")
-        return cls(steps=steps, burn_in=burn, keep_every=(steps - burn) // n, **kw)
+        every = (steps - burn) // n
+        return cls(steps=steps, burn_in=steps - n * every, keep_every=every, **kw)
 
     def validate(self) -> None:
         if self.steps < 1 or self.keep_every < 1 or self.burn_in < 0 or self.reset_every < 0:

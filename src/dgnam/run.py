@@ -47,6 +47,17 @@ class Run:
     best_codes: torch.Tensor | None = None
     out: Path | None = None
 
+    def best_restarts(self) -> list[int]:
+        """For each unit, in unit order, the index (into ``records`` and ``images``) of its restart with the highest
+        final activation: "a few restarts, best kept", as the demo and the benchmarks show them. The final image, not
+        the best step's, because the released code reports the last one. Ties keep the earliest restart."""
+        best: dict[int, int] = {}
+        for k, r in enumerate(self.records):
+            i = r["unit_index"]
+            if i not in best or r["activation"] > self.records[best[i]]["activation"]:
+                best[i] = k
+        return [best[i] for i in sorted(best)]
+
 
 def target_space(model: nn.Module, input_space: ImageSpace | None = None, generator: Generator | None = None) -> ImageSpace:
     """The image space the target takes: given, else `model.input_space`, else a learned generator's output space."""
