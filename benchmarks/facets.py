@@ -61,6 +61,18 @@ def with_lr(config: AMConfig, factor: float | None = None, lr: float | None = No
     return AMConfig(**d)
 
 
+def class_facets(cnn, x01: torch.Tensor, logits: torch.Tensor) -> list[tuple[object, torch.Tensor]]:
+    """For each class logit, the facets of its top ``TOP_FRACTION`` training images (passed as the whole data set,
+    the paper's recipe: fc6, PCA 50 -> t-SNE 2-D -> k-means) and those images."""
+    n_top = int(round(TOP_FRACTION * len(x01)))
+    cfg = FacetConfig(k=K, top_fraction=1.0, embed_layer="fc6", reduce="tsne")
+    out = []
+    for c in range(logits.shape[1]):
+        xs = x01[logits[:, c].argsort(descending=True)[:n_top]]
+        out.append((find_facets(cnn, f"logits:{c}", xs, cfg), xs))
+    return out
+
+
 def fidelity_checks(cnn, gen, found, xs, space) -> dict:
     """The nearest-centre test (as for the synthesized images) on the facets' real images, their mean codes, their
     reconstructions G(E(x)) and their mean images: where between the real facet and the synthetic image it is lost."""
@@ -85,7 +97,6 @@ def main() -> None:
     x01, _ = FashionMNIST("train").tensors()
     logits = encode(cnn, "logits", space.encode(x01))
     n_top = int(round(TOP_FRACTION * len(x01)))
-    cfg = FacetConfig(k=K, top_fraction=1.0, embed_layer="fc6", reduce="tsne")
     dg = gen.default_config()
     pix_cfg = PixelGenerator(space).default_config()
     # (name, generator?, AMConfig, steps): the published settings first; the others are reported beside them
@@ -95,13 +106,10 @@ def main() -> None:
     rows = {name: [] for name, *_ in variants}
     rows.update({f"restarts_lr{v:g}": [] for v in (8.0, *DGNAM_LRS)})
     tmp = Path(tempfile.mkdtemp())
-    for c in range(10):
+    for c, (found, xs) in enumerate(class_facets(cnn, x01, logits)):
         unit = f"logits:{c}"
-        top = logits[:, c].argsort(descending=True)[:n_top]  # the top images, passed as the whole data set
-        xs = x01[top]
-        found = find_facets(cnn, unit, xs, cfg)
         rec = {"unit": unit, "class": cnn.classes[c], "clustered_images": len(found.indices),
-               "facet_sizes": [len(m) for m in found.members], "top_real_activation": float(logits[top[0], c])}
+               "facet_sizes": [len(m) for m in found.members], "top_real_activation": float(found.activations.max())}
         real_centres = torch.stack([encode(cnn, "fc6", space.encode(xs[m])).mean(0)
                                     for m in found.members])
         rec["real_facet_centre_diversity"] = mean_pairwise_distance(real_centres)
@@ -160,7 +168,7 @@ def main() -> None:
         "real_facet_centre_diversity": float(np.mean([r["real_facet_centre_diversity"] for r in per_unit])),
         "settings": {"model": "fmnist-cnn", "generator": "fmnist-g-fc6", "units": "logits:0..9", "k": K,
                      "top_fraction": TOP_FRACTION, "clustered_images_per_unit": n_top, "embed_layer": "fc6",
-                     "reduce": "PCA 50 -> t-SNE 2-D -> k-means", "center_images": cfg.center_images,
+                     "reduce": "PCA 50 -> t-SNE 2-D -> k-means", "center_images": FacetConfig().center_images,
                      "headline": "DGN-AM at its published settings (lr 8 -> 0, 200 steps, clip + decay) from each "
                                  "facet's mean code; restarts: 10 DGN-AM restarts from N(0, 1) at the same settings",
                      "variants": "dgnam_lrX: DGN-AM with lr_start X (restarts_lrX: its restarts); dgnam_start: the "

@@ -16,6 +16,17 @@ shipped recipe for different numbers of optimizer steps:
 The selection criterion is judge-free: the mean final logit that DGN-AM reaches at the published settings, on seed 1
 (the quality benchmark and the demo use seed 0). The held-out judge's accuracy is reported beside it, not used to
 choose. Writes benchmarks/results/generator_training.json.
+
+``--facets`` adds how much of the multifaceted benchmark's facets each generator keeps (``benchmarks/facets.py``'s
+clustering of the 10 class logits): ``facet_start_fidelity``, the start images G(mean code) nearest their own facet
+centre, and ``facet_reconstruction_fidelity``, the same for the clustered real images passed through G. The feature
+loss study (the shipped recipe with the feature loss on fc6, the code layer, at three weights) uses it:
+
+    dgnam train generator --name g-60k-e1-cfc6 --comparator-layer fc6 --epochs 1 --seed 0 --out checkpoints/exp
+    dgnam train generator --name g-60k-e1-cfc6-w1 --comparator-layer fc6 --w-feat 1 --epochs 1 --seed 0 --out checkpoints/exp
+    dgnam train generator --name g-60k-e1-cfc6-w10 --comparator-layer fc6 --w-feat 10 --epochs 1 --seed 0 --out checkpoints/exp
+    OMP_NUM_THREADS=1 python benchmarks/generator_training.py --facets --out generator_comparator \
+        checkpoints/exp/g-60k-e1.safetensors checkpoints/exp/g-60k-e1-cfc6*.safetensors
 """
 
 from __future__ import annotations
@@ -26,14 +37,19 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dgnam import LearnedGenerator, create_model
 from dgnam.optimize import DGNAM_LR_START
+from dgnam.data import FashionMNIST
+from dgnam.facets import synthesize_facets
 from dgnam.priors import CodeStats
+from dgnam.units import encode
 from dgnam.weights import load_into, load_state_dict
 from dgnam.zoo.fmnist import FMNIST_GEN_SPACE, FashionGenerator
 from step_size import RESTARTS, measure  # this folder's step-size benchmark: the same DGN-AM job
+from facets import class_facets, fidelity_checks  # this folder's multifaceted benchmark: the same facets
 
 OUT = Path(__file__).parent / "results"
 SEED = 1  # not the benchmarks' seed 0
@@ -50,9 +66,15 @@ def load_generator(weights: Path) -> tuple[LearnedGenerator, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("weights", nargs="+", type=Path, help="generator .safetensors files with their card and code stats")
+    ap.add_argument("--facets", action="store_true", help="also measure how much of the facets each generator keeps")
+    ap.add_argument("--out", default="generator_training", help="results/OUT.json")
     args = ap.parse_args()
     t0 = time.perf_counter()
     target, judge = create_model("fmnist-cnn"), create_model("fmnist-judge")
+    facets = None
+    if args.facets:
+        x01, _ = FashionMNIST("train").tensors()
+        facets = class_facets(target, x01, encode(target, "logits", target.input_space.encode(x01)))
     rows = []
     for w in [w for w in args.weights if not w.name.endswith(".codestats.safetensors")]:  # a shell glob has them
         gen, card = load_generator(w)
@@ -63,7 +85,10 @@ def main() -> None:
                      "train_steps": steps, "test_mse01": card["metrics"]["test_mse01"],
                      "test_encoder_agreement": card["metrics"]["test_encoder_agreement"],
                      "dgnam_mean_final_logit": dgnam["mean_activation"],
-                     "dgnam_judge_accuracy": dgnam["judge_accuracy"]})
+                     "dgnam_judge_accuracy": dgnam["judge_accuracy"], "comparator_layer": cfg["comparator_layer"],
+                     "w_feat": cfg["w_feat"]})
+        if facets is not None:
+            rows[-1].update(facet_fidelity(target, gen, facets))
         print(rows[-1], flush=True)
     rows.sort(key=lambda r: r["train_steps"])
     res = {"rows": rows, "restarts": RESTARTS, "seed": SEED, "settings": "published DGN-AM defaults (lr 8, 200 steps)",
@@ -71,13 +96,24 @@ def main() -> None:
            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
            "seconds": round(time.perf_counter() - t0, 1)}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "generator_training.json").write_text(json.dumps(res, indent=1) + "\n")
-    print("| generator | train steps | test MSE | encoder agreement | DGN-AM mean final logit "
-          "| DGN-AM judge accuracy |")
-    print("|---|---|---|---|---|---|")
+    (OUT / f"{args.out}.json").write_text(json.dumps(res, indent=1) + "\n")
+    print("| generator | train steps | feature loss | test MSE | encoder agreement | DGN-AM mean final logit "
+          "| DGN-AM judge accuracy | facet start / reconstruction fidelity |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['generator']} | {r['train_steps']} | {r['test_mse01']:.4f} | {r['test_encoder_agreement']:.3f} | "
-              f"{r['dgnam_mean_final_logit']:.2f} | {r['dgnam_judge_accuracy']:.3f} |")
+        fac = f"{r['facet_start_fidelity']:.2f} / {r['facet_reconstruction_fidelity']:.2f}" if facets else "-"
+        print(f"| {r['generator']} | {r['train_steps']} | {r['comparator_layer']} x {r['w_feat']:g} | "
+              f"{r['test_mse01']:.4f} | {r['test_encoder_agreement']:.3f} | {r['dgnam_mean_final_logit']:.2f} | "
+              f"{r['dgnam_judge_accuracy']:.3f} | {fac} |")
+
+
+def facet_fidelity(cnn, gen: LearnedGenerator, facets) -> dict:
+    """Means over the 10 class logits: the start images G(mean code) (no optimization) and the clustered real images'
+    reconstructions G(E(x)) nearest their own facet centre."""
+    start = [synthesize_facets(cnn, found, xs, gen, encoder=(cnn, "fc6"), steps=0, progress=False).fidelity
+             for found, xs in facets]
+    recon = [fidelity_checks(cnn, gen, found, xs, cnn.input_space)["reconstruction_fidelity"] for found, xs in facets]
+    return {"facet_start_fidelity": float(np.mean(start)), "facet_reconstruction_fidelity": float(np.mean(recon))}
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from dgnam import DgnamError
 from dgnam.train.common import Checkpoint
 from dgnam.imagespace import ImageSpace
 from dgnam.train.classifier import ClassifierConfig, train_classifier
@@ -90,3 +91,22 @@ def test_generator_loss_falls_and_resume_is_exact(tmp_path, kill_after_first_che
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
     assert (tmp_path / "a" / "g.codestats.safetensors").exists()
+
+
+def test_generator_feature_loss_on_the_code_layer(tmp_path):
+    """With the comparator at the inverted layer itself, the feature loss is G(y)'s code error, and training lowers
+    it; an unknown comparator layer is refused by name."""
+    x, _ = _data(128)
+    torch.manual_seed(0)
+    enc = FashionCNN(3).eval()
+    cfg = GeneratorConfig(epochs=3, batch_size=32, lr=1e-3, w_feat=10.0, comparator_layer="fc6", seed=0)
+    torch.manual_seed(0)
+    card = train_generator(enc, "fc6", FMNIST_SPACE, FashionGenerator(256), FashionDiscriminator(256), FMNIST_GEN_SPACE,
+                           x, x[:32], tmp_path, "g", cfg, progress=False)
+    assert card["config"]["comparator_layer"] == "fc6"
+    feat = [h["loss_feat"] for h in card["history"]]
+    assert feat[-1] < feat[0]
+    bad = GeneratorConfig(epochs=1, batch_size=32, comparator_layer="fc7", seed=0)
+    with pytest.raises(DgnamError, match="fc6"):
+        train_generator(enc, "fc6", FMNIST_SPACE, FashionGenerator(256), FashionDiscriminator(256), FMNIST_GEN_SPACE,
+                        x, x[:32], tmp_path / "bad", "g", bad, progress=False)

@@ -57,6 +57,8 @@ def generator(
     w_img: float = typer.Option(1.0, help="weight of the image-space L2 loss"),
     w_feat: float = typer.Option(0.1, help="weight of the comparator feature loss (relative to the features' scale)"),
     w_adv: float = typer.Option(0.005, help="weight of the adversarial loss"),
+    comparator_layer: str = typer.Option("features", help="layer of E whose features the feature loss compares "
+                                         "(DeePSiM's comparator); LAYER itself makes G(y) encode back to y"),
     limit: Optional[int] = typer.Option(None, help="train on the first N images only"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("checkpoints")),
@@ -84,7 +86,7 @@ def generator(
     torch.manual_seed(seed)
     gen = entry.build(code_dim)
     cfg = GeneratorConfig(epochs=epochs, batch_size=batch_size, lr=lr, w_img=w_img, w_feat=w_feat, w_adv=w_adv,
-                          seed=seed, device=device)
+                          comparator_layer=comparator_layer, seed=seed, device=device)
     card = train_generator(enc, layer, space, gen, FashionDiscriminator(code_dim), entry.space, x_tr, x_te, out,
                            name or arch, cfg, resume=not fresh, data_name=data or "fashion-mnist")
     m = card["metrics"]
