@@ -25,7 +25,7 @@ loss study (the shipped recipe with the feature loss on fc6, the code layer, at 
     dgnam train generator --name g-60k-e1-cfc6 --comparator-layer fc6 --epochs 1 --seed 0 --out checkpoints/exp
     dgnam train generator --name g-60k-e1-cfc6-w1 --comparator-layer fc6 --w-feat 1 --epochs 1 --seed 0 --out checkpoints/exp
     dgnam train generator --name g-60k-e1-cfc6-w10 --comparator-layer fc6 --w-feat 10 --epochs 1 --seed 0 --out checkpoints/exp
-    OMP_NUM_THREADS=1 python benchmarks/generator_training.py --facets --out generator_comparator \
+    OMP_NUM_THREADS=2 python benchmarks/generator_training.py --facets --out generator_comparator \
         checkpoints/exp/g-60k-e1.safetensors checkpoints/exp/g-60k-e1-cfc6*.safetensors
 """
 
@@ -41,9 +41,9 @@ import numpy as np
 import torch
 
 from dgnam import LearnedGenerator, create_model
-from dgnam.optimize import DGNAM_LR_START
 from dgnam.data import FashionMNIST
 from dgnam.facets import synthesize_facets
+from dgnam.optimize import DGNAM_LR_START
 from dgnam.priors import CodeStats
 from dgnam.units import encode
 from dgnam.weights import load_into, load_state_dict
