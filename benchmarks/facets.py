@@ -20,10 +20,14 @@ prior). Against it: 10 DGN-AM restarts of the same logit from random codes (seed
   G(E(x)); ``mean_image_fidelity`` each facet's mean image (the pixel method's start).
 
     python benchmarks/facets.py       # writes benchmarks/results/facets.json and PNGs (~15 minutes on 1 core)
+
+``--generator FILE --out NAME`` runs the same on another generator of this architecture (a ``dgnam train generator``
+output with its code stats and card) and writes NAME.json and NAME_*.png instead.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import shutil
@@ -90,9 +94,17 @@ def fidelity_checks(cnn, gen, found, xs, space) -> dict:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--generator", type=Path, help="generator weights (.safetensors with card and code stats)")
+    ap.add_argument("--out", default="facets", help="results/OUT.json and OUT_*.png")
+    args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     cnn, judge, gen = create_model("fmnist-cnn"), create_model("fmnist-judge"), create_model("fmnist-g-fc6")
+    if args.generator is not None:
+        from generator_training import load_generator  # lazily: that script imports this one
+
+        gen, _ = load_generator(args.generator)
     space = cnn.input_space
     x01, _ = FashionMNIST("train").tensors()
     logits = encode(cnn, "logits", space.encode(x01))
@@ -126,9 +138,9 @@ def main() -> None:
             rows[name].append(to_uint8(f.run.images, src))
             if out is not None:
                 OUT.mkdir(parents=True, exist_ok=True)
-                shutil.copy(out / "facets.png", OUT / f"facets_logit{c}_{name}.png")
+                shutil.copy(out / "facets.png", OUT / f"{args.out}_logit{c}_{name}.png")
                 if name == "dgnam":
-                    shutil.copy(out / "embedding.png", OUT / f"facets_logit{c}_embedding.png")
+                    shutil.copy(out / "embedding.png", OUT / f"{args.out}_logit{c}_embedding.png")
         for lr in (8.0, *DGNAM_LRS):
             r = visualize(cnn, unit, gen, restarts=RESTARTS, seed=0, config=with_lr(dg, lr=lr), progress=False)
             rec[f"restarts_lr{lr:g}"] = {
@@ -166,7 +178,7 @@ def main() -> None:
         "variants": summary,
         "fidelity_checks": checks,
         "real_facet_centre_diversity": float(np.mean([r["real_facet_centre_diversity"] for r in per_unit])),
-        "settings": {"model": "fmnist-cnn", "generator": "fmnist-g-fc6", "units": "logits:0..9", "k": K,
+        "settings": {"model": "fmnist-cnn", "generator": gen.name, "units": "logits:0..9", "k": K,
                      "top_fraction": TOP_FRACTION, "clustered_images_per_unit": n_top, "embed_layer": "fc6",
                      "reduce": "PCA 50 -> t-SNE 2-D -> k-means", "center_images": FacetConfig().center_images,
                      "headline": "DGN-AM at its published settings (lr 8 -> 0, 200 steps, clip + decay) from each "
@@ -181,11 +193,11 @@ def main() -> None:
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "facets.json").write_text(json.dumps(res, indent=1) + "\n")
+    (OUT / f"{args.out}.json").write_text(json.dumps(res, indent=1) + "\n")
     labels = [f"{c} {cnn.classes[c]}" for c in range(10)]
     for name, imgs in rows.items():
         cols = [f"restart {j}" if name.startswith("restarts") else f"facet {j}" for j in range(len(imgs[0]))]
-        grid(imgs, row_labels=labels, col_labels=cols, cell=56, label_width=100).save(OUT / f"facets_{name}.png")
+        grid(imgs, row_labels=labels, col_labels=cols, cell=56, label_width=100).save(OUT / f"{args.out}_{name}.png")
     for k, v in res.items():
         if k not in ("per_unit", "settings", "variants"):
             print(f"{k:32s} {v}")

@@ -15,7 +15,9 @@ shipped recipe for different numbers of optimizer steps:
 
 The selection criterion is judge-free: the mean final logit that DGN-AM reaches at the published settings, on seed 1
 (the quality benchmark and the demo use seed 0). The held-out judge's accuracy is reported beside it, not used to
-choose. Writes benchmarks/results/generator_training.json.
+choose. So is ``dgnam_restart_diversity`` (mean pairwise distance of a class's 8 restarts in the judge's ``penult``
+features), added after a prior was found that sends every restart to the same image: check it before choosing.
+Writes benchmarks/results/generator_training.json.
 
 ``--facets`` adds how much of the multifaceted benchmark's facets each generator keeps (``benchmarks/facets.py``'s
 clustering of the 10 class logits): ``facet_start_fidelity``, the start images G(mean code) nearest their own facet
@@ -85,7 +87,8 @@ def main() -> None:
                      "train_steps": steps, "test_mse01": card["metrics"]["test_mse01"],
                      "test_encoder_agreement": card["metrics"]["test_encoder_agreement"],
                      "dgnam_mean_final_logit": dgnam["mean_activation"],
-                     "dgnam_judge_accuracy": dgnam["judge_accuracy"], "comparator_layer": cfg["comparator_layer"],
+                     "dgnam_judge_accuracy": dgnam["judge_accuracy"],
+                     "dgnam_restart_diversity": dgnam["restart_diversity"], "comparator_layer": cfg["comparator_layer"],
                      "w_feat": cfg["w_feat"]})
         if facets is not None:
             rows[-1].update(facet_fidelity(target, gen, facets))
@@ -98,13 +101,13 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{args.out}.json").write_text(json.dumps(res, indent=1) + "\n")
     print("| generator | train steps | feature loss | test MSE | encoder agreement | DGN-AM mean final logit "
-          "| DGN-AM judge accuracy | facet start / reconstruction fidelity |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| DGN-AM judge accuracy | DGN-AM restart diversity | facet start / reconstruction fidelity |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         fac = f"{r['facet_start_fidelity']:.2f} / {r['facet_reconstruction_fidelity']:.2f}" if facets else "-"
         print(f"| {r['generator']} | {r['train_steps']} | {r['comparator_layer']} x {r['w_feat']:g} | "
               f"{r['test_mse01']:.4f} | {r['test_encoder_agreement']:.3f} | {r['dgnam_mean_final_logit']:.2f} | "
-              f"{r['dgnam_judge_accuracy']:.3f} | {fac} |")
+              f"{r['dgnam_judge_accuracy']:.3f} | {r['dgnam_restart_diversity']:.2f} | {fac} |")
 
 
 def facet_fidelity(cnn, gen: LearnedGenerator, facets) -> dict:

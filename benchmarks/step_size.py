@@ -24,7 +24,9 @@ from pathlib import Path
 import torch
 
 from dgnam import bound_scaled_lr, build_method, create_model, visualize
-from dgnam.evaluate import classify
+from dgnam.evaluate import classify, mean_pairwise_distance
+from dgnam.imagespace import convert
+from dgnam.units import encode
 from dgnam.optimize import DGNAM_LR_START
 
 OUT = Path(__file__).parent / "results"
@@ -44,8 +46,13 @@ def measure(target, judge, gen, lr: float, seed: int) -> dict:
     channel = torch.tensor([r["channel"] for r in run.records])
     act = torch.tensor([r["activation"] for r in run.records])
     kept = sum(int(judged[k] == c) for c, k in enumerate(run.best_restarts()))
+    # how different a class's restarts are (judge penult features): a prior that sends every restart to one image
+    # scores high on the logit and the judge but near 0 here
+    feats = encode(judge, "penult", convert(run.images, spec.generator.space, judge.input_space))
+    diversity = sum(mean_pairwise_distance(feats[channel == c]) for c in range(10)) / 10
     return {"lr": round(lr, 4), "seed": seed, "judge_accuracy": float((judged == channel).float().mean()),
-            "kept_recognized": kept, "mean_activation": float(act.mean()), "seconds": round(time.perf_counter() - t, 1)}
+            "kept_recognized": kept, "mean_activation": float(act.mean()), "restart_diversity": diversity,
+            "seconds": round(time.perf_counter() - t, 1)}
 
 
 def main() -> None:
