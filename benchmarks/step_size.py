@@ -24,9 +24,7 @@ from pathlib import Path
 import torch
 
 from dgnam import bound_scaled_lr, build_method, create_model, visualize
-from dgnam.evaluate import classify, mean_pairwise_distance
-from dgnam.imagespace import convert
-from dgnam.units import encode
+from dgnam.evaluate import Judge, classify, mean_pairwise_distance
 from dgnam.optimize import DGNAM_LR_START
 
 OUT = Path(__file__).parent / "results"
@@ -48,7 +46,7 @@ def measure(target, judge, gen, lr: float, seed: int) -> dict:
     kept = sum(int(judged[k] == c) for c, k in enumerate(run.best_restarts()))
     # how different a class's restarts are (judge penult features): a prior that sends every restart to one image
     # scores high on the logit and the judge but near 0 here
-    feats = encode(judge, "penult", convert(run.images, spec.generator.space, judge.input_space))
+    feats = Judge(judge, "penult").features(run.images, spec.generator.space)
     diversity = sum(mean_pairwise_distance(feats[channel == c]) for c in range(10)) / 10
     return {"lr": round(lr, 4), "seed": seed, "judge_accuracy": float((judged == channel).float().mean()),
             "kept_recognized": kept, "mean_activation": float(act.mean()), "restart_diversity": diversity,
