@@ -39,11 +39,10 @@ import torch
 
 from dgnam import bound_scaled_lr, create_model, visualize
 from dgnam.data import FashionMNIST
-from dgnam.evaluate import classify
+from dgnam.evaluate import Judge, classify
 from dgnam.evaluate import mean_pairwise_distance
-from dgnam.units import encode
 from dgnam.images import grid
-from dgnam.imagespace import convert, to_uint8
+from dgnam.imagespace import to_uint8
 from dgnam.ppgn import PPGN_LR, ClassCondition, PPGNConfig, hole_mask, inpaint, load_dae, prior_term, sample
 
 OUT = Path(__file__).parent / "results"
@@ -79,19 +78,12 @@ class Bench:
         self.space = self.cnn.input_space
         xt, yt = FashionMNIST("test").tensors()
         self.test_x, self.test_y = xt, yt
-        real_feats = self.judge_feats(self.space.encode(xt), self.space)
+        self.judge_features = Judge(self.judge, "penult").features
+        real_feats = self.judge_features(self.space.encode(xt), self.space)
         self.real_by_class = [real_feats[yt == c][:1000] for c in range(10)]
         g = torch.Generator().manual_seed(0)
         self.real_diversity = float(np.mean([mean_pairwise_distance(
             f[torch.randperm(len(f), generator=g)[:N]]) for f in self.real_by_class]))
-
-    def judge_feats(self, raw: torch.Tensor, space) -> torch.Tensor:
-        x = convert(raw, space, self.space).clamp(*self._raw_range())
-        return encode(self.judge, "penult", x)
-
-    def _raw_range(self):
-        lo, hi = self.space.encode(torch.zeros(1, 1, 1, 1)), self.space.encode(torch.ones(1, 1, 1, 1))
-        return float(lo), float(hi)
 
     def evaluate(self, images: torch.Tensor) -> dict:
         """images: (10 classes, S, C, H, W) in the generator's space."""
@@ -101,7 +93,7 @@ class Bench:
         jc, _ = classify(self.judge, flat, self.gen.space)
         tc, _ = classify(self.cnn, flat, self.gen.space)
         p = ClassCondition(self.cnn, y).probs(flat, self.gen.space)
-        feats = self.judge_feats(flat, self.gen.space).view(10, s, -1)
+        feats = self.judge_features(flat, self.gen.space).view(10, s, -1)
         return {
             "judge_accuracy": float((jc == y).float().mean()),
             "target_accuracy": float((tc == y).float().mean()),

@@ -34,6 +34,25 @@ def test_best_restarts_keeps_the_highest_final_activation_per_unit(tiny_model, t
     assert tied.best_restarts() == [0]
 
 
+def test_visualize_gives_the_model_back_as_it_was(tiny_model, tiny_gen):
+    """visualize borrows the caller's modules: mode, requires_grad and memory format come back unchanged, so the
+    model still trains and later runs see the same tensors."""
+    tiny_model.train()
+    tiny_model.features[1].eval()  # a mixed-mode model: a frozen BatchNorm inside a training network
+    tiny_model.logits.weight.requires_grad_(False)
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    strides = {k: v.stride() for k, v in tiny_model.state_dict().items()}
+    run = visualize(tiny_model, "logits:0", tiny_gen, steps=3, progress=False, channels_last=True)
+    assert run.records[0]["activation"] == run.records[0]["activation"]  # it ran (not NaN)
+    assert tiny_model.training and not tiny_model.features[1].training and tiny_model.features[0].training
+    assert tiny_model.features[0].weight.requires_grad and not tiny_model.logits.weight.requires_grad
+    w = tiny_model.features[3].weight  # (8, 6, 3, 3): NCHW and NHWC differ
+    assert w.is_contiguous() and not w.is_contiguous(memory_format=torch.channels_last)
+    for k, v in tiny_model.state_dict().items():
+        assert torch.equal(v, before[k]) and v.stride() == strides[k], k
+    assert all(p.requires_grad for p in tiny_gen.parameters()) and tiny_gen.training
+
+
 def test_code_stays_in_clip_range_after_every_step(tiny_model, tiny_gen):
     upper = tiny_gen.code_stats.upper()
     seen = []

@@ -7,7 +7,8 @@ from torch import nn
 
 from dgnam import DgnamError
 from dgnam.evaluate import mean_pairwise_distance
-from dgnam.facets import CenterBias, CenterBiasedPixels, FacetConfig, centre_mask, cluster_features, facets
+from dgnam.facets import (CenterBias, CenterBiasedPixels, FacetConfig, FacetDirection, centre_mask,
+                          cluster_features, facets, find_facets, synthesize_facets)
 from dgnam.priors import gaussian_blur
 from dgnam.units import encode
 
@@ -103,6 +104,30 @@ def test_pixel_facets_start_from_mean_image(tiny_model):
     moved = facets(tiny_model, "logits:2", x, None, cfg, steps=12, progress=False)
     start = [r["activation"] for r in f.run.records]
     assert np.mean([r["activation"] for r in moved.run.records]) > np.mean(start)
+
+
+def test_facet_term_pulls_each_image_towards_its_own_facet(tiny_model, tiny_gen):
+    torch.manual_seed(0)
+    enc = TinyEncoder().eval()
+    x = pattern_images()
+    found = find_facets(tiny_model, "logits:1", x, FacetConfig(k=3, top_fraction=0.6, reduce="pca", pca_dim=5,
+                                                               center_images=4))
+
+    def cos_own(f):
+        p, c = found.clustering.project(f.synth_features), found.clustering.centers
+        return np.mean([p[j] @ c[j] / np.linalg.norm(p[j]) / np.linalg.norm(c[j]) for j in range(3)])
+
+    for gen, kw in ((tiny_gen, {"encoder": (enc, "code")}), (None, {})):
+        plain = synthesize_facets(tiny_model, found, x, gen, steps=30, progress=False, **kw)
+        pulled = synthesize_facets(tiny_model, found, x, gen, steps=30, progress=False, facet_weight=10.0, **kw)
+        assert plain.facet_weight == 0 and pulled.facet_weight == 10.0
+        assert cos_own(pulled) > cos_own(plain) + 0.2
+        assert pulled.fidelity >= plain.fidelity
+    with pytest.raises(DgnamError, match="facet-weight"):
+        synthesize_facets(tiny_model, found, x, None, steps=1, progress=False, facet_weight=-1.0)
+    term = FacetDirection(tiny_model, found.embed_layer, found.clustering, [0, 1, 2], 1.0, SPACE, SPACE)
+    with pytest.raises(DgnamError, match="one image per facet"):
+        term.penalty(torch.zeros(2, 1), torch.zeros(2, 1, 12, 12))
 
 
 def test_centre_bias_confines_updates_to_the_centre():

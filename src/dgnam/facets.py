@@ -50,13 +50,16 @@ from .generators import Generator, PixelGenerator
 from .imagespace import ImageSpace, to_uint8
 from .optimize import AMConfig
 from .priors import Prior, StepState, gaussian_blur
-from .units import Unit, default_embed_layer, encode, parse_units, resolve_units, unit_responses
+from .units import LayerReader, Unit, default_embed_layer, encode, parse_units, resolve_units, unit_responses
 
 #: The paper's settings: PCA to 50 dimensions before t-SNE to 2-D, k = 10 facets, the 15 images nearest each
 #: centroid averaged into the starting point.
 FACET_PCA_DIM = 50
 FACET_K = 10
 FACET_CENTER_IMAGES = 15
+#: Weight of the facet term of *faceted* feature visualization (:class:`FacetDirection`, after Goh et al. 2021).
+#: 0, the default, is the paper's algorithm above, whose only link to the facet is the starting point.
+FACET_WEIGHT = 0.0
 
 
 @dataclass
@@ -209,6 +212,42 @@ class CenterBiasSchedule(Prior):
         return {"prior": "CenterBias", **asdict(self.generator.bias)}
 
 
+class FacetDirection(Prior):
+    """The facet term of *faceted feature visualization* (Goh et al. 2021, "Multimodal Neurons in Artificial Neural
+    Networks", Distill): besides the unit's activation, reward batch row j for features (``layer`` of ``model``,
+    projected on the clustering's PCA, which is centred on the clustered images' mean) that point towards facet
+    ``facets[j]``'s centre: ``weight * cos(P f(x_j), c_j)``, in the unit's own units.
+
+    Why: the paper's algorithm ties an image to its facet only through the start, and activation maximization
+    walks away from any start (``benchmarks/facets.py``). Goh et al. take the direction from a linear probe and
+    use a dot product; the cosine to the facet's centre needs no probe and keeps one weight meaningful across
+    layers. Because it optimizes towards the centres that the nearest-centre fidelity test uses, that test then
+    says how well the term was followed, not how faithful the image looks: judge such images in a held-out
+    network's features as well (``benchmarks/facets.py`` does)."""
+
+    def __init__(self, model: nn.Module, layer: str, clustering: Clustering, facets: Sequence[int], weight: float,
+                 image_space: ImageSpace, target_space: ImageSpace) -> None:
+        self.reader = LayerReader(model, [layer])
+        self.layer, self.weight = layer, float(weight)
+        self.mean = torch.as_tensor(clustering.mean, dtype=torch.float32)
+        self.components = torch.as_tensor(clustering.components, dtype=torch.float32)
+        self.directions = torch.as_tensor(clustering.centers[list(facets)], dtype=torch.float32)
+        self.image_space, self.target_space = image_space, target_space
+
+    def penalty(self, code: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        from .imagespace import convert
+
+        if len(image) != len(self.directions):
+            raise DgnamError(f"the facet term has {len(self.directions)} facet directions for a batch of {len(image)} "
+                             f"images: run one batch with one image per facet")
+        feats = self.reader(convert(image, self.image_space, self.target_space))[self.layer].flatten(1)
+        proj = (feats - self.mean.to(feats)) @ self.components.to(feats).T
+        return -self.weight * torch.nn.functional.cosine_similarity(proj, self.directions.to(feats), dim=1)
+
+    def to_dict(self) -> dict:
+        return {"prior": "FacetDirection", "layer": self.layer, "weight": self.weight, "facets": len(self.directions)}
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # The algorithm
 
@@ -233,13 +272,15 @@ class FacetSet:
 class Facets(FacetSet):
     """What :func:`facets` returns: the :class:`FacetSet` plus the synthesis: ``run`` (records, images, codes, one
     per facet, as :func:`dgnam.visualize` returns them), the synthetic images' embedding features, ``nearest[j]``
-    the facet whose centre facet j's image is nearest to, and ``fidelity``, the fraction with ``nearest[j] == j``."""
+    the facet whose centre facet j's image is nearest to, ``fidelity``, the fraction with ``nearest[j] == j``, and
+    the ``facet_weight`` of the facet term (0: none)."""
 
     run: object
     synth_features: torch.Tensor
     nearest: list[int]
     fidelity: float
     method: str
+    facet_weight: float = FACET_WEIGHT
 
 
 def _zoo_encoder(generator: Generator, model: nn.Module) -> tuple[nn.Module, str] | None:
@@ -309,6 +350,7 @@ def synthesize_facets(
     am_config: AMConfig | None = None,
     priors: Sequence[Prior] | None = None,
     center_bias: CenterBias | None = None,
+    facet_weight: float = FACET_WEIGHT,
     device: str | torch.device = "cpu",
     out: str | Path | None = None,
     progress: bool = True,
@@ -338,6 +380,12 @@ def synthesize_facets(
         enc_model = enc_model.eval().to(device)
         init = torch.stack([encode(enc_model, enc_layer, x[i].to(device)).mean(0) for i in found.init_indices])
         gen, method = generator, "dgn-am-facets"
+    if facet_weight < 0:
+        raise DgnamError(f"--facet-weight {facet_weight}: give 0 (the paper's method) or a positive weight")
+    if facet_weight > 0:
+        base = list(gen.default_priors() if priors is None else priors)
+        priors = base + [FacetDirection(model, found.embed_layer, found.clustering, range(k), facet_weight, gen.space,
+                                        space)]
 
     run = visualize(model, [found.unit] * k, gen, restarts=1, seed=found.config.seed, steps=steps, config=am_config,
                     priors=priors, init=init, device=device, out=out, progress=progress, method=method,
@@ -347,7 +395,8 @@ def synthesize_facets(
     nearest = [int(v) for v in found.clustering.nearest_center(synth_feats)]
     fidelity = float(np.mean([nearest[j] == j for j in range(k)]))
     result = Facets(**{f: getattr(found, f) for f in FacetSet.__dataclass_fields__}, run=run,
-                    synth_features=synth_feats, nearest=nearest, fidelity=fidelity, method=method)
+                    synth_features=synth_feats, nearest=nearest, fidelity=fidelity, method=method,
+                    facet_weight=facet_weight)
     for j, rec in enumerate(run.records):
         rec.update({"facet": j, "facet_size": len(found.members[j]), "nearest_facet": nearest[j],
                     "top_images": [int(i) for i in found.members[j][: found.config.top_real]],
@@ -370,6 +419,7 @@ def facets(
     am_config: AMConfig | None = None,
     priors: Sequence[Prior] | None = None,
     center_bias: CenterBias | None = None,
+    facet_weight: float = FACET_WEIGHT,
     device: str | torch.device = "cpu",
     out: str | Path | None = None,
     progress: bool = True,
@@ -381,14 +431,17 @@ def facets(
     DGN-AM from each facet's mean code, computed with ``encoder = (model, layer)`` (default: the zoo entry's encoder
     of a zoo generator). ``steps``, ``am_config`` and ``priors`` override the method's defaults as in
     :func:`dgnam.visualize` (DGN-AM's published lr of 8 moves far from the start in a few steps; a smaller
-    ``am_config.lr_start`` keeps more of the facet, see ``benchmarks/facets.py``). With ``out``, the run directory
+    ``am_config.lr_start`` keeps more of the facet, see ``benchmarks/facets.py``). ``facet_weight > 0`` adds the
+    facet term of faceted feature visualization (:class:`FacetDirection`): each image is also pulled towards its
+    facet's centre in the clustering features, at that weight against the unit's activation. With ``out``, the run directory
     of :func:`dgnam.visualize` is written (one "restart" per facet, records carry the facet's fields) plus
     ``facets.png``, each facet's synthetic image beside its top real images, and ``embedding.png``, the 2-D
     embedding coloured by facet.
     """
     found = find_facets(model, unit, images01, config, device)
     return synthesize_facets(model, found, images01, generator, encoder=encoder, steps=steps, am_config=am_config,
-                             priors=priors, center_bias=center_bias, device=device, out=out, progress=progress)
+                             priors=priors, center_bias=center_bias, facet_weight=facet_weight, device=device, out=out,
+                             progress=progress)
 
 
 def _write_outputs(out: Path, f: Facets, images01: torch.Tensor, space: ImageSpace, gen: Generator) -> None:
@@ -398,7 +451,7 @@ def _write_outputs(out: Path, f: Facets, images01: torch.Tensor, space: ImageSpa
     doc = json.loads(path.read_text())
     doc["records"] = f.run.records
     doc["facets"] = {"unit": f.unit.address, "embed_layer": f.embed_layer, "method": f.method,
-                     "fidelity": f.fidelity, "clustered_images": len(f.indices), "config": asdict(f.config)}
+                     "facet_weight": f.facet_weight, "fidelity": f.fidelity, "clustered_images": len(f.indices), "config": asdict(f.config)}
     path.write_text(json.dumps(doc, indent=1))
     synth = to_uint8(f.run.images, gen.space)
     rows, labels, caps = [], [], []

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -83,6 +84,34 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     tmp.replace(path)
 
 
+@contextmanager
+def frozen(module: nn.Module, device: torch.device, channels_last: bool = False) -> Iterator[nn.Module]:
+    """``module`` in eval mode, on ``device``, without parameter gradients (NHWC with ``channels_last``) for the
+    duration of the block, then as the caller had it: each submodule's mode, each parameter's ``requires_grad``, and
+    the very tensors of its parameters and buffers (device and memory format). Activation maximization borrows the
+    user's model; a model that comes back frozen or reformatted would change the user's training or later results."""
+    saved = []
+    for m in module.modules():
+        params = {k: p for k, p in m._parameters.items() if p is not None}
+        saved.append((m, m.training, dict(m._parameters), {k: (p.data, p.requires_grad) for k, p in params.items()},
+                      dict(m._buffers)))
+    try:
+        module.eval().to(device)
+        if channels_last:
+            module.to(memory_format=torch.channels_last)
+        for p in module.parameters():
+            p.requires_grad_(False)
+        yield module
+    finally:
+        for m, training, params, data, buffers in saved:
+            for k, (tensor, grad) in data.items():
+                params[k].data = tensor
+                params[k].requires_grad_(grad)
+            m._parameters.update(params)
+            m._buffers.update(buffers)
+            m.training = training
+
+
 def visualize(
     model: nn.Module,
     units: str | Sequence[str | Unit],
@@ -114,22 +143,25 @@ def visualize(
     With ``out``, results are written after every batch and ``resume=True`` continues an interrupted run.
     ``channels_last`` runs convolutions in the NHWC memory format (oneDNN's fast path: about 1.25x faster per
     iteration at paper scale on CPU, ``benchmarks/speed.py``); results agree with NCHW to float rounding.
+    ``model`` and ``generator`` are used in eval mode on ``device`` and come back as they were given (see
+    :func:`frozen`).
     """
     device = torch.device(device)
-    model = model.eval().to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    for p in model.parameters():
-        p.requires_grad_(False)
     space = target_space(model, input_space, generator)
     if generator is None:
         generator = PixelGenerator(space)
-    generator = generator.eval().to(device)
-    if channels_last:
-        generator = generator.to(memory_format=torch.channels_last)
-    for p in generator.parameters():
-        p.requires_grad_(False)
-    check_generator(generator)
+    with frozen(model, device, channels_last), frozen(generator, device, channels_last):
+        check_generator(generator)
+        return _visualize(model, units, generator, space, restarts=restarts, seed=seed, steps=steps, config=config,
+                          priors=priors, transforms=transforms, init=init, device=device, batch_size=batch_size,
+                          out=out, resume=resume, progress=progress, method=method, meta=meta)
+
+
+def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: Generator, space: ImageSpace, *,
+               restarts: int, seed: int, steps: int | None, config: AMConfig | None, priors: Sequence[Prior] | None,
+               transforms: Sequence[Transform], init: str | torch.Tensor, device: torch.device, batch_size: int,
+               out: str | os.PathLike | None, resume: bool, progress: bool, method: str | None,
+               meta: dict | None) -> Run:
     config = config or generator.default_config()
     if steps is not None:
         config = AMConfig(**{**config.to_dict(), "steps": steps})

@@ -70,6 +70,9 @@ def facets(
     steps: Optional[int] = typer.Option(None, help="iterations (default: the method's; DGN-AM 200)"),
     lr_start: Optional[float] = typer.Option(None, help="starting step size (default: the method's; DGN-AM 8, "
                                                         "which moves far from the facet's start in a few steps)"),
+    facet_weight: float = typer.Option(0.0, help="weight of the facet term (faceted feature visualization, Goh et "
+                                                 "al. 2021): also pull each image towards its facet's centre; 0 = "
+                                                 "the paper's method, tied to the facet only by its start"),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu"),
     out: Path = typer.Option(Path("runs/facets"), help="run directory"),
@@ -103,7 +106,8 @@ def facets(
 
         base = gen.default_config() if gen is not None else PixelGenerator(space).default_config()
         am = AMConfig(**{**base.to_dict(), "lr_start": lr_start})
-    f = run_facets(net, unit, x, gen, cfg, encoder=enc, steps=steps, am_config=am, device=dev, out=out)
+    f = run_facets(net, unit, x, gen, cfg, encoder=enc, steps=steps, am_config=am, facet_weight=facet_weight,
+                   device=dev, out=out)
     print_table(f.run.records, ["facet", "facet_size", "top_activation", "activation", "nearest_facet", "image"],
                 title=f"{f.unit.address}: {len(f.indices)} images, {k} facets in {f.embed_layer}")
     typer.echo(f"facet fidelity {f.fidelity:.2f} (synthetic image nearest its own facet's centre); "
