@@ -14,6 +14,12 @@ prior). Against it: 10 DGN-AM restarts of the same logit from random codes (seed
   step sizes (``dgnam_lr2``, ``dgnam_lr0.5``, each with restarts at the same lr), from the start alone
   (``dgnam_start``: G(mean code), no optimization), and with the paper's own pixel method (mean-image start,
   centre-biased regularization: ``pixel``, ``pixel_lr0.1x``). All are reported; none is picked by its score.
+* Faceted feature visualization (``dgnam_facet_wW``): DGN-AM at the published settings plus the facet term
+  (:class:`dgnam.facets.FacetDirection`, after Goh et al. 2021) at weights W in ``FACET_WEIGHTS``, all reported. That
+  term pulls each image towards its facet's centre in the very features the fidelity test uses, so its
+  ``fidelity`` is partly by construction. ``fidelity_judge`` is the held-out check, for every variant: the same
+  nearest-centre test in the judge's ``penult`` features (facet centres = mean judge feature of each facet's real
+  images; the judge never takes part in the optimization), with ``real_member_fidelity_judge`` as its ceiling.
 * Where fidelity is lost, per unit (the same nearest-centre test on things that are not synthesized):
   ``real_member_fidelity`` the facets' own real images; ``mean_code_fidelity`` each facet's mean code itself (the
   DGN-AM start before the generator); ``reconstruction_fidelity`` the real images passed through the generator,
@@ -40,7 +46,7 @@ import torch
 
 from dgnam import AMConfig, PixelGenerator, create_model, visualize
 from dgnam.data import FashionMNIST
-from dgnam.evaluate import mean_pairwise_distance
+from dgnam.evaluate import Judge, mean_pairwise_distance
 from dgnam.facets import FacetConfig, find_facets, synthesize_facets
 from dgnam.units import encode
 from dgnam.images import grid
@@ -51,12 +57,29 @@ K = 10
 TOP_FRACTION = 0.02
 RESTARTS = 10
 DGNAM_LRS = (2.0, 0.5)  # starting step sizes reported beside the published 8
+FACET_WEIGHTS = (3.0, 10.0, 30.0)  # weights of the facet term (faceted feature visualization), all reported
 SHOW_UNIT = 8  # the detailed facet grid (synthetic beside top real images) is written for this class ("Bag")
 CHECKS = ("real_member_fidelity", "mean_code_fidelity", "reconstruction_fidelity", "mean_image_fidelity")
 
 
 def features(model, layer, raw, src_space, space) -> torch.Tensor:
     return encode(model, layer, convert(raw, src_space, space))
+
+
+def judge_centres(judge: Judge, found, xs, space) -> tuple[torch.Tensor, float]:
+    """The facets' centres in the judge's features (held out: the judge takes no part in clustering or
+    optimization), the mean judge feature of each facet's real images, and how often those real images are nearest
+    their own facet's centre there (the ceiling of :func:`judge_fidelity`)."""
+    labels = torch.as_tensor(found.clustering.labels)
+    real = judge.features(space.encode(xs[found.indices]), space)
+    centres = torch.stack([real[labels == j].mean(0) for j in range(len(found.members))])
+    return centres, float((torch.cdist(real, centres).argmin(1) == labels).float().mean())
+
+
+def judge_fidelity(judge: Judge, centres: torch.Tensor, synth: torch.Tensor, src_space) -> float:
+    """Fraction of facet images (one per facet, in facet order) nearest their own facet's centre in judge features."""
+    near = torch.cdist(judge.features(synth, src_space), centres).argmin(1)
+    return float((near == torch.arange(len(centres))).float().mean())
 
 
 def with_lr(config: AMConfig, factor: float | None = None, lr: float | None = None) -> AMConfig:
@@ -100,7 +123,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    cnn, judge, gen = create_model("fmnist-cnn"), create_model("fmnist-judge"), create_model("fmnist-g-fc6")
+    cnn, gen = create_model("fmnist-cnn"), create_model("fmnist-g-fc6")
+    judge = Judge(create_model("fmnist-judge"), "penult")
     if args.generator is not None:
         from generator_training import load_generator  # lazily: that script imports this one
 
@@ -111,9 +135,12 @@ def main() -> None:
     n_top = int(round(TOP_FRACTION * len(x01)))
     dg = gen.default_config()
     pix_cfg = PixelGenerator(space).default_config()
-    # (name, generator?, AMConfig, steps): the published settings first; the others are reported beside them
-    variants = [("dgnam", True, dg, None)] + [(f"dgnam_lr{v:g}", True, with_lr(dg, lr=v), None) for v in DGNAM_LRS] + [
-        ("dgnam_start", True, dg, 0), ("pixel", False, pix_cfg, None), ("pixel_lr0.1x", False, with_lr(pix_cfg, 0.1), None)]
+    # (name, generator?, AMConfig, steps, facet weight): the published settings first; the others beside them
+    variants = [("dgnam", True, dg, None, 0.0)] + [
+        (f"dgnam_lr{v:g}", True, with_lr(dg, lr=v), None, 0.0) for v in DGNAM_LRS] + [
+        ("dgnam_start", True, dg, 0, 0.0), ("pixel", False, pix_cfg, None, 0.0),
+        ("pixel_lr0.1x", False, with_lr(pix_cfg, 0.1), None, 0.0)] + [
+        (f"dgnam_facet_w{w:g}", True, dg, None, w) for w in FACET_WEIGHTS]
     per_unit = []
     rows = {name: [] for name, *_ in variants}
     rows.update({f"restarts_lr{v:g}": [] for v in (8.0, *DGNAM_LRS)})
@@ -126,14 +153,17 @@ def main() -> None:
                                     for m in found.members])
         rec["real_facet_centre_diversity"] = mean_pairwise_distance(real_centres)
         rec.update(fidelity_checks(cnn, gen, found, xs, space))
-        for name, learned, am, steps in variants:
-            out = tmp / f"{name}_u{c}" if c == SHOW_UNIT and name in ("dgnam", "dgnam_lr0.5", "pixel") else None
+        jcentres, rec["real_member_fidelity_judge"] = judge_centres(judge, found, xs, space)
+        for name, learned, am, steps, weight in variants:
+            shown = ("dgnam", "dgnam_lr0.5", "pixel", f"dgnam_facet_w{FACET_WEIGHTS[-2]:g}")
+            out = tmp / f"{name}_u{c}" if c == SHOW_UNIT and name in shown else None
             f = synthesize_facets(cnn, found, xs, gen if learned else None, encoder=(cnn, "fc6"), am_config=am,
-                                  steps=steps, out=out, progress=False)
+                                  steps=steps, facet_weight=weight, out=out, progress=False)
             src = gen.space if learned else space
             rec[name] = {"fidelity": f.fidelity, "nearest_facet": f.nearest,
+                         "fidelity_judge": judge_fidelity(judge, jcentres, f.run.images, src),
                          "diversity": mean_pairwise_distance(features(cnn, "fc6", f.run.images, src, space)),
-                         "diversity_judge": mean_pairwise_distance(features(judge, "penult", f.run.images, src, space)),
+                         "diversity_judge": mean_pairwise_distance(judge.features(f.run.images, src)),
                          "activation": float(np.mean([r["activation"] for r in f.run.records]))}
             rows[name].append(to_uint8(f.run.images, src))
             if out is not None:
@@ -145,27 +175,29 @@ def main() -> None:
             r = visualize(cnn, unit, gen, restarts=RESTARTS, seed=0, config=with_lr(dg, lr=lr), progress=False)
             rec[f"restarts_lr{lr:g}"] = {
                 "diversity": mean_pairwise_distance(features(cnn, "fc6", r.images, gen.space, space)),
-                "diversity_judge": mean_pairwise_distance(features(judge, "penult", r.images, gen.space, space)),
+                "diversity_judge": mean_pairwise_distance(judge.features(r.images, gen.space)),
                 "activation": float(np.mean([x["activation"] for x in r.records]))}
             rows[f"restarts_lr{lr:g}"].append(to_uint8(r.images, gen.space))
         per_unit.append(rec)
         print(f"{unit:9s} {cnn.classes[c]:12s} " + "  ".join(
-            f"{name} fid {rec[name]['fidelity']:.1f} div {rec[name]['diversity']:.1f} act {rec[name]['activation']:.1f}"
-            for name, *_ in variants) + "  restarts " + "  ".join(
+            f"{name} fid {rec[name]['fidelity']:.1f}/{rec[name]['fidelity_judge']:.1f} div {rec[name]['diversity']:.1f} "
+            f"act {rec[name]['activation']:.1f}" for name, *_ in variants) + "  restarts " + "  ".join(
             f"lr{lr:g} div {rec[f'restarts_lr{lr:g}']['diversity']:.1f}" for lr in (8.0, *DGNAM_LRS)), flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
 
     def mean(name: str, key: str) -> float:
         return float(np.mean([r[name][key] for r in per_unit]))
 
-    checks = {k: float(np.mean([r[k] for r in per_unit])) for k in CHECKS}
-    summary = {name: {k: mean(name, k) for k in ("fidelity", "diversity", "diversity_judge", "activation")}
+    checks = {k: float(np.mean([r[k] for r in per_unit])) for k in (*CHECKS, "real_member_fidelity_judge")}
+    summary = {name: {k: mean(name, k) for k in ("fidelity", "fidelity_judge", "diversity", "diversity_judge",
+                                                 "activation")}
                for name, *_ in variants}
     summary.update({f"restarts_lr{lr:g}": {k: mean(f"restarts_lr{lr:g}", k) for k in ("diversity", "diversity_judge",
                                                                                        "activation")}
                     for lr in (8.0, *DGNAM_LRS)})
     res = {
         "facet_fidelity": summary["dgnam"]["fidelity"],
+        "facet_fidelity_judge": summary["dgnam"]["fidelity_judge"],
         "facet_diversity": summary["dgnam"]["diversity"],
         "restart_diversity": summary["restarts_lr8"]["diversity"],
         "facet_diversity_judge": summary["dgnam"]["diversity_judge"],
@@ -175,6 +207,7 @@ def main() -> None:
         "facet_activation": summary["dgnam"]["activation"],
         "restart_activation": summary["restarts_lr8"]["activation"],
         "pixel_facet_fidelity": summary["pixel"]["fidelity"],
+        "faceted": {f"w{w:g}": summary[f"dgnam_facet_w{w:g}"] for w in FACET_WEIGHTS},
         "variants": summary,
         "fidelity_checks": checks,
         "real_facet_centre_diversity": float(np.mean([r["real_facet_centre_diversity"] for r in per_unit])),
@@ -185,7 +218,11 @@ def main() -> None:
                                  "facet's mean code; restarts: 10 DGN-AM restarts from N(0, 1) at the same settings",
                      "variants": "dgnam_lrX: DGN-AM with lr_start X (restarts_lrX: its restarts); dgnam_start: the "
                                  "start G(mean code), no optimization; pixel: the paper's pixel method (mean image, "
-                                 "centre bias) at the toolkit's pixel lr; pixel_lr0.1x: a tenth of that lr",
+                                 "centre bias) at the toolkit's pixel lr; pixel_lr0.1x: a tenth of that lr; "
+                                 "dgnam_facet_wW: the headline plus the facet term (faceted feature visualization) "
+                                 "at weight W, whose fc6 fidelity is partly by construction",
+                     "fidelity_judge": "the same nearest-centre test in the judge's penult features (centres: mean "
+                                       "judge feature of each facet's real images); held out",
                      "fidelity_space": "fc6 features projected on the clustering's PCA (t-SNE has no out-of-sample map)",
                      "diversity": "mean pairwise L2 distance of a unit's 10 images in fc6 features (judge: penult)"},
         "per_unit": per_unit,

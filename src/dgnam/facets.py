@@ -21,6 +21,9 @@ and a single activation-maximization optimum mixes or hides the kinds. The paper
      generator inverts) and run DGN-AM from there with its usual prior; no extra regularization is needed because the
      generator already keeps one object centred.
 
+Optionally (``facet_weight > 0``, off by default) the objective also gets the facet term of *faceted* feature
+visualization (Goh et al. 2021; :class:`FacetDirection`), which pulls each image towards its facet's centre.
+
 Fidelity is measured in the PCA features (the clustering's input space; t-SNE has no out-of-sample map): a facet's
 synthetic image is faithful when its features lie closer to its own facet's centre (the mean PCA feature of the
 facet's real images) than to any other facet's.
