@@ -11,7 +11,7 @@ shipped recipe for different numbers of optimizer steps:
     dgnam train generator --name g-60k-e3 --epochs 3 --seed 0 --out checkpoints/exp             # 2811 steps
     dgnam train generator --name g-60k-e6 --epochs 6 --seed 0 --out checkpoints/exp             # 5622 steps
     (g-60k-e6 is the generator shipped as fmnist-g-fc6 until 2026-11-25; g-60k-e1 is the recipe shipped since.)
-    OMP_NUM_THREADS=1 python benchmarks/generator_training.py checkpoints/exp/g-*.safetensors
+    OMP_NUM_THREADS=1 python benchmarks/generator_training.py checkpoints/exp/g-{20k-e3,60k-e1,20k-e6,60k-e3,60k-e6}.safetensors
 
 The selection criterion is judge-free: the mean final logit that DGN-AM reaches at the published settings, on seed 1
 (the quality benchmark and the demo use seed 0). The held-out judge's accuracy is reported beside it, not used to
