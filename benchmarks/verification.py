@@ -15,7 +15,9 @@ consulted to choose).
 
 Writes benchmarks/results/verification.json ({"per_modification": {name: fraction}, "reproduced": n, "classes": 10,
 ..., "methods": {method: the same keys}}), verification.png (the headline) and verification_METHOD.png for the others.
-Trained models are checkpointed under checkpoints/verification/ and reused (resumable).
+Trained models are checkpointed under checkpoints/verification/ and reused (resumable). ``--seed S`` seeds the restarts
+S..S+7 instead of 0..7 and writes verification_seedS.* beside the headline: how much the count moves with the restarts
+(the headline stays seed 0; no seed is chosen by its result).
 """
 
 from __future__ import annotations
@@ -168,7 +170,8 @@ def main() -> None:
     }
     methods = args.methods.split(",")
     results = {}
-    name = "verification_quick" if args.quick else "verification"
+    # another --seed (restarts seeded seed..seed+restarts-1) writes beside the headline run instead of over it
+    name = ("verification_quick" if args.quick else "verification") + (f"_seed{args.seed}" if args.seed else "")
     for i, method in enumerate(methods):
         results[method], imgs = run_method(method, phi, det, gen, args.restarts, args.seed)
         print(method, json.dumps({k: v for k, v in results[method].items() if k != "per_class"}), flush=True)

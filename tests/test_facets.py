@@ -94,6 +94,18 @@ def test_facets_writes_run_and_grid(tiny_model, tiny_gen, tmp_path):
         assert (tmp_path / "run" / name).exists()
 
 
+def test_facets_give_the_models_back_as_they_were(tiny_model, tiny_gen):
+    enc = TinyEncoder().train()
+    tiny_model.train()
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    cfg = FacetConfig(k=2, top_fraction=0.5, reduce="pca", pca_dim=3, center_images=2)
+    facets(tiny_model, "logits:0", pattern_images(), tiny_gen, cfg, encoder=(enc, "code"), steps=2, progress=False)
+    assert tiny_model.training and enc.training
+    assert all(p.requires_grad for m in (tiny_model, enc) for p in m.parameters())
+    for k, v in tiny_model.state_dict().items():  # train-mode BatchNorm would have updated its running stats
+        assert torch.equal(v, before[k]), k
+
+
 def test_pixel_facets_start_from_mean_image(tiny_model):
     x = pattern_images()
     cfg = FacetConfig(k=3, top_fraction=0.6, reduce="pca", pca_dim=5, center_images=4)

@@ -314,12 +314,19 @@ def _check_images(model: nn.Module, images01: torch.Tensor) -> ImageSpace:
 def find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, config: FacetConfig | None = None,
                 device: str | torch.device = "cpu") -> FacetSet:
     """Steps 1-2 of the algorithm: the top images of ``unit`` among ``images01`` (real images in [0, 1] at the
-    model's input size), clustered into ``config.k`` facets in ``config.embed_layer``'s features."""
+    model's input size), clustered into ``config.k`` facets in ``config.embed_layer``'s features. ``model`` runs in
+    eval mode on ``device`` and comes back as it was given (:func:`dgnam.run.frozen`)."""
+    from .run import frozen
+
+    with frozen(model, torch.device(device)):
+        return _find_facets(model, unit, images01, config, torch.device(device))
+
+
+def _find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, config: FacetConfig | None,
+                 device: torch.device) -> FacetSet:
     config = config or FacetConfig()
     config.validate()
     space = _check_images(model, images01)
-    device = torch.device(device)
-    model = model.eval().to(device)
     x = space.encode(images01)
     (u,) = resolve_units(model, parse_units(unit) if not isinstance(unit, Unit) else [unit], x[:1].to(device))
     layer = config.embed_layer or default_embed_layer(model, x[:1].to(device))
@@ -359,13 +366,29 @@ def synthesize_facets(
     progress: bool = True,
 ) -> Facets:
     """Step 3: one image per facet of ``found`` (from the same ``images01``), starting from the facet's centre.
-    See :func:`facets` for the arguments."""
+    See :func:`facets` for the arguments. ``model`` and a given encoder come back as they were given."""
+    from contextlib import ExitStack
+
+    from .run import frozen
+
+    device = torch.device(device)
+    with ExitStack() as stack:
+        stack.enter_context(frozen(model, device))
+        if encoder is not None and encoder[0] is not model:
+            stack.enter_context(frozen(encoder[0], device))
+        return _synthesize_facets(model, found, images01, generator, encoder=encoder, steps=steps,
+                                  am_config=am_config, priors=priors, center_bias=center_bias,
+                                  facet_weight=facet_weight, device=device, out=out, progress=progress)
+
+
+def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor, generator: Generator | None, *,
+                       encoder: tuple[nn.Module, str] | None, steps: int | None, am_config: AMConfig | None,
+                       priors: Sequence[Prior] | None, center_bias: CenterBias | None, facet_weight: float,
+                       device: torch.device, out: str | Path | None, progress: bool) -> Facets:
     from .imagespace import convert
     from .run import visualize
 
     space = _check_images(model, images01)
-    device = torch.device(device)
-    model = model.eval().to(device)
     x = space.encode(images01)
     k = found.config.k
     if generator is None:
@@ -380,7 +403,7 @@ def synthesize_facets(
             raise DgnamError("cannot compute the facets' mean codes: pass encoder=(model, layer), the layer the "
                              "generator inverts")
         enc_model, enc_layer = enc
-        enc_model = enc_model.eval().to(device)
+        enc_model = enc_model.eval().to(device)  # the given encoder is frozen by the caller; a zoo one is ours
         init = torch.stack([encode(enc_model, enc_layer, x[i].to(device)).mean(0) for i in found.init_indices])
         gen, method = generator, "dgn-am-facets"
     if facet_weight < 0:
