@@ -59,6 +59,7 @@ RESTARTS = 10
 DGNAM_LRS = (2.0, 0.5)  # starting step sizes reported beside the published 8
 FACET_WEIGHTS = (3.0, 10.0, 30.0)  # weights of the facet term (faceted feature visualization), all reported
 SHOW_UNIT = 8  # the detailed facet grid (synthetic beside top real images) is written for this class ("Bag")
+SHOWN = ("dgnam", "dgnam_lr0.5", "pixel", f"dgnam_facet_w{FACET_WEIGHTS[1]:g}")  # the variants it is written for
 CHECKS = ("real_member_fidelity", "mean_code_fidelity", "reconstruction_fidelity", "mean_image_fidelity")
 
 
@@ -155,8 +156,7 @@ def main() -> None:
         rec.update(fidelity_checks(cnn, gen, found, xs, space))
         jcentres, rec["real_member_fidelity_judge"] = judge_centres(judge, found, xs, space)
         for name, learned, am, steps, weight in variants:
-            shown = ("dgnam", "dgnam_lr0.5", "pixel", f"dgnam_facet_w{FACET_WEIGHTS[-2]:g}")
-            out = tmp / f"{name}_u{c}" if c == SHOW_UNIT and name in shown else None
+            out = tmp / f"{name}_u{c}" if c == SHOW_UNIT and name in SHOWN else None
             f = synthesize_facets(cnn, found, xs, gen if learned else None, encoder=(cnn, "fc6"), am_config=am,
                                   steps=steps, facet_weight=weight, out=out, progress=False)
             src = gen.space if learned else space

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import platform
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +38,7 @@ import torch
 
 from dgnam import bound_scaled_lr, create_model, visualize
 from dgnam.data import FashionMNIST
-from dgnam.evaluate import Judge, classify
-from dgnam.evaluate import mean_pairwise_distance
+from dgnam.evaluate import Judge, classify, frechet_distance, mean_pairwise_distance
 from dgnam.images import grid
 from dgnam.imagespace import to_uint8
 from dgnam.ppgn import PPGN_LR, ClassCondition, PPGNConfig, hole_mask, inpaint, load_dae, prior_term, sample
@@ -53,19 +51,6 @@ SWEEP_EPS1 = (0.0, 1e-5, 1e-2)
 #: vary), and the bound-scaled lr ("scaled") with three seeds and one longer chain
 EXTRA_CHAINS = ((PPGN_LR, 200, 1), (PPGN_LR, 200, 2), ("scaled", 200, 0), ("scaled", 200, 1), ("scaled", 200, 2),
                 ("scaled", 1000, 0))
-
-
-def frechet(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (the FID formula, here on judge features)."""
-    from scipy import linalg
-
-    a, b = a.double().numpy(), b.double().numpy()
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # 50 samples in 128-d: the covariance is singular; the formula still applies
-        covmean = linalg.sqrtm(s1 @ s2)
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * np.real(covmean)))
 
 
 class Bench:
@@ -99,7 +84,7 @@ class Bench:
             "target_accuracy": float((tc == y).float().mean()),
             "mean_target_probability": float(p.mean()),
             "diversity": float(np.mean([mean_pairwise_distance(feats[c]) for c in range(10)])),
-            "frechet_judge": float(np.mean([frechet(feats[c], self.real_by_class[c]) for c in range(10)])),
+            "frechet_judge": float(np.mean([frechet_distance(feats[c], self.real_by_class[c]) for c in range(10)])),
             "judge_accuracy_per_class": [float((jc == y)[y == c].float().mean()) for c in range(10)],
         }
 
