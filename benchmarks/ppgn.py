@@ -13,11 +13,15 @@ eps3 = 1e-17, lr = 1) on ``fmnist-g-fc6``'s code, conditioned on ``fmnist-cnn``,
   chain, and a sweep over lr and eps1 (published defaults are the headline numbers; the sweep is reported whole,
   not used to pick a setting); the published settings with seeds 1 and 2 (one chain's figures vary with its seed);
   and the published lr scaled to the code's bounds (``dgnam.bound_scaled_lr``, the deviation ``dgn-am-scaled``
-  makes for DGN-AM: 1.0 x median U / 12) with seeds 0-2 and as a 1000-iteration chain (50 samples, further apart).
+  makes for DGN-AM: 1.0 x median U / 12) with seeds 0-2 and as a 1000-iteration chain (50 samples, further apart);
+  and the released code's class gradient (``ClassCondition(score="released")``: ``(1 - p) d logit``) with seeds 0-2;
+  and the released code's prior ``E(G(h)) - h`` (``JointPrior``) in place of the trained DAE, with seeds 0-2.
 
 Inpainting: the first 100 test images with the released hole (100/227 of the side, centred: 12 x 12 of 28 x 28),
-conditioned on their true class, published settings (200 iterations, eps4 = 1e-9); a sweep over lr and eps4 (with
-the bound-scaled lr) is reported beside them.
+conditioned on their true class, at the released inpainting settings (``PPGNConfig.for_inpainting``: 21 updates,
+step 1 -> 1e-32 linearly, eps3 = 0, eps4 = 1e-9; ``7_inpainting.sh``). Beside them: the class-sampling settings
+(200 constant steps of 1, this benchmark's headline until 2026-11-25), the same at lr 0.1, and the released schedule
+with the released class gradient.
 
 * ``inpaint_error``: mean squared error in [0, 1] pixels inside the hole, result vs original; ``meanfill_error``
   the same for the hole filled with the training set's mean image.
@@ -41,7 +45,8 @@ from dgnam.data import FashionMNIST
 from dgnam.evaluate import Judge, classify, frechet_distance, mean_pairwise_distance
 from dgnam.images import grid
 from dgnam.imagespace import to_uint8
-from dgnam.ppgn import PPGN_LR, ClassCondition, PPGNConfig, hole_mask, inpaint, load_dae, prior_term, sample
+from dgnam.ppgn import (PPGN_LR, ClassCondition, JointPrior, PPGNConfig, hole_mask, inpaint, load_dae, prior_term,
+                        sample)
 
 OUT = Path(__file__).parent / "results"
 N = 50
@@ -51,6 +56,14 @@ SWEEP_EPS1 = (0.0, 1e-5, 1e-2)
 #: vary), and the bound-scaled lr ("scaled") with three seeds and one longer chain
 EXTRA_CHAINS = ((PPGN_LR, 200, 1), (PPGN_LR, 200, 2), ("scaled", 200, 0), ("scaled", 200, 1), ("scaled", 200, 2),
                 ("scaled", 1000, 0))
+#: seeds of the chains with the released code's class gradient or prior (published settings otherwise)
+RELEASED_CODE_SEEDS = (0, 1, 2)
+#: inpainting runs beside the headline: (label, config, class score)
+INPAINT_VARIANTS = (
+    ("class-sampling settings: 200 constant steps of lr 1", PPGNConfig(steps=200), "log_prob"),
+    ("200 constant steps of lr 0.1", PPGNConfig(steps=200, lr=0.1), "log_prob"),
+    ("released settings, released class gradient", PPGNConfig.for_inpainting(), "released"),
+)
 
 
 class Bench:
@@ -101,10 +114,10 @@ class Bench:
                 "median_abs_class_term": float((eps2 * g).abs().mean(1).median()),
                 "mean_prior_norm": float(r.norm(dim=1).mean())}
 
-    def chain(self, **kw):
+    def chain(self, score: str = "log_prob", prior: torch.nn.Module | None = None, **kw):
         cfg = PPGNConfig.for_samples(N, **kw)
         t = time.perf_counter()
-        ch = sample(self.gen, self.dae, ClassCondition(self.cnn, torch.arange(10)), 10, cfg)
+        ch = sample(self.gen, prior or self.dae, ClassCondition(self.cnn, torch.arange(10), score=score), 10, cfg)
         return ch, cfg, time.perf_counter() - t
 
 
@@ -165,6 +178,15 @@ def main() -> None:
         extra.append({**cfg2.to_dict(), **ev, "bound_scaled": lr == scaled_lr, "samples_per_class": c2.images.shape[1],
                       "gradient_evaluations_per_class": steps, "seconds": round(s2, 1)})
         print(f"lr {lr:.3f}, {steps} steps, seed {seed}: {ev}", flush=True)
+    joint = JointPrior(gen, cnn, "fc6")
+    for label, kw in (("released class gradient", {"score": "released"}),
+                      ("joint prior E(G(h)) - h", {"prior": joint})):
+        for seed in RELEASED_CODE_SEEDS:
+            c2, cfg2, s2 = b.chain(seed=seed, **kw)
+            ev = b.evaluate(c2.images)
+            extra.append({**cfg2.to_dict(), **ev, "variant": label, "samples_per_class": c2.images.shape[1],
+                          "gradient_evaluations_per_class": cfg2.steps, "seconds": round(s2, 1)})
+            print(f"{label}, seed {seed}: {ev}", flush=True)
 
     # --- one chain walking through classes (published settings, 200 iterations per class)
     walk_classes = [3, 5, 8, 1]
@@ -180,7 +202,8 @@ def main() -> None:
     x = space.encode(x01)
     mask = hole_mask(space.size)
     t = time.perf_counter()
-    res = inpaint(gen, b.dae, ClassCondition(cnn, y), x, mask, cnn, "fc6", space, PPGNConfig(steps=200))
+    inp_cfg = PPGNConfig.for_inpainting()
+    res = inpaint(gen, b.dae, ClassCondition(cnn, y), x, mask, cnn, "fc6", space, inp_cfg)
     in_secs = time.perf_counter() - t
     train_mean = FashionMNIST("train").tensors()[0].mean(0, keepdim=True)
     meanfill = space.encode(x01 * (1 - mask) + train_mean * mask)
@@ -200,16 +223,17 @@ def main() -> None:
         "judge_accuracy_original": judge_acc(x),
         "target_probability_inpainted": float(ClassCondition(cnn, y).probs(res.result, space).mean()),
         "target_probability_masked": float(ClassCondition(cnn, y).probs(res.masked, space).mean()),
+        "target_probability_inpaint_start": float(ClassCondition(cnn, y).probs(res.start, space).mean()),
         "seconds": round(in_secs, 1),
     }
     print(f"inpainting: {inp}", flush=True)
     inp_sweep = []
-    for lr, eps4 in ((0.1, 1e-9), (1.0, 1e-5), (0.1, 1e-5), (scaled_lr, 1e-9)):
-        r2 = inpaint(gen, b.dae, ClassCondition(cnn, y), x, mask, cnn, "fc6", space,
-                     PPGNConfig(steps=200, lr=lr, eps4=eps4))
-        inp_sweep.append({"lr": lr, "eps4": eps4, "inpaint_error": hole_mse(r2.result),
-                          "judge_accuracy_inpainted": judge_acc(r2.result)})
-        print(f"inpaint sweep: {inp_sweep[-1]}", flush=True)
+    for label, cfg2, score in INPAINT_VARIANTS:
+        r2 = inpaint(gen, b.dae, ClassCondition(cnn, y, score=score), x, mask, cnn, "fc6", space, cfg2)
+        inp_sweep.append({"variant": label, **cfg2.to_dict(), "class_score": score,
+                          "inpaint_error": hole_mse(r2.result), "judge_accuracy_inpainted": judge_acc(r2.result),
+                          "target_probability_inpainted": float(ClassCondition(cnn, y).probs(r2.result, space).mean())})
+        print(f"inpaint variant: {inp_sweep[-1]}", flush=True)
     show = list(range(8))
     rows = [[to_uint8(t[i : i + 1], space)[0] for t in (res.masked, res.start, res.result, x, meanfill)] for i in show]
     grid(rows, row_labels=[f"{cnn.classes[int(y[i])]}" for i in show],
@@ -235,8 +259,8 @@ def main() -> None:
         "extra_chains": extra,
         "class_walk": {"classes": [cnn.classes[c] for c in walk_classes], "mean_target_probability": walk_p},
         "inpainting": {**inp, "images": 100, "hole": "centred 12x12 of 28x28 (released 100/227)",
-                       "settings": PPGNConfig(steps=200).to_dict(), "condition": "true class",
-                       "error": "MSE of [0, 1] pixels inside the hole", "sweep": inp_sweep},
+                       "settings": inp_cfg.to_dict(), "condition": "true class",
+                       "error": "MSE of [0, 1] pixels inside the hole", "variants": inp_sweep},
         "seconds": round(time.perf_counter() - t0, 1),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }

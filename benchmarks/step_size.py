@@ -10,7 +10,8 @@ class (the demo's choice).
 
     OMP_NUM_THREADS=1 python benchmarks/step_size.py
 
-Writes benchmarks/results/step_size.json: rows {lr, seed, judge_accuracy, kept_recognized, mean_activation}.
+Writes benchmarks/results/step_size.json: rows {lr, seed, judge_accuracy, kept_recognized, mean_activation,
+restart_diversity}.
 """
 
 from __future__ import annotations
@@ -69,9 +70,11 @@ def main() -> None:
               "wall_seconds": round(time.perf_counter() - t0, 1), "command": "OMP_NUM_THREADS=1 python benchmarks/step_size.py"}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "step_size.json").write_text(json.dumps(result, indent=1))
-    print("| lr | seed | judge accuracy (all restarts) | kept recognized | mean final logit |\n|---|---|---|---|---|")
+    print("| lr | seed | judge accuracy (all restarts) | kept recognized | mean final logit | restart diversity |\n"
+          "|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['lr']:g} | {r['seed']} | {r['judge_accuracy']:.3f} | {r['kept_recognized']}/10 | {r['mean_activation']:.2f} |")
+        print(f"| {r['lr']:g} | {r['seed']} | {r['judge_accuracy']:.3f} | {r['kept_recognized']}/10 | "
+              f"{r['mean_activation']:.2f} | {r['restart_diversity']:.2f} |")
 
 
 if __name__ == "__main__":

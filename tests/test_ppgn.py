@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from dgnam import DgnamError
-from dgnam.ppgn import (ClassCondition, CodeDAE, PPGNConfig, UnitCondition, hole_mask, inpaint, load_dae, parse_box,
-                        prior_term, sample)
+from dgnam.ppgn import (ClassCondition, CodeDAE, JointPrior, PPGNConfig, UnitCondition, hole_mask, inpaint, load_dae,
+                        parse_box, prior_term, sample)
 from dgnam.train.dae import DAEConfig, train_dae
 from dgnam.units import parse_units, resolve_units
 
@@ -122,17 +122,19 @@ def test_chains_do_not_depend_on_their_batch(tiny_model, tiny_gen, tiny_dae):
     assert torch.allclose(three.final_codes[:1], one.final_codes, atol=1e-5)
 
 
+class Enc(torch.nn.Module):
+    """An encoder whose ``code`` layer has the tiny generator's 10-d code."""
+
+    def __init__(self):
+        super().__init__()
+        self.code = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 10), torch.nn.ReLU())
+
+    def forward(self, x):
+        return self.code(x)
+
+
 def test_inpaint_keeps_the_context_and_fills_the_hole(tiny_model, tiny_gen, tiny_dae):
     dae, _ = tiny_dae
-
-    class Enc(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.code = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 10), torch.nn.ReLU())
-
-        def forward(self, x):
-            return self.code(x)
-
     images = SPACE.encode(torch.rand(3, 1, 12, 12))
     mask = hole_mask((12, 12), (3, 4, 5, 4))
     res = inpaint(tiny_gen, dae, ClassCondition(tiny_model, [0, 1, 2]), images, mask, Enc(), "code", SPACE,
@@ -142,6 +144,69 @@ def test_inpaint_keeps_the_context_and_fills_the_hole(tiny_model, tiny_gen, tiny
     assert torch.equal(res.result[out], res.generated[out])
     assert torch.equal(res.masked[out], torch.zeros(int(out.sum())))
     assert res.score_history.shape == (3, 10)
+
+
+def test_step_size_falls_linearly_to_lr_end(tiny_model, tiny_gen):
+    released = PPGNConfig.for_inpainting()
+    sizes = [released.step_size(t) for t in range(released.steps)]
+    assert released.steps == 21 and sizes[0] == 1.0 and sizes[-1] == pytest.approx(1e-32)
+    assert all(a > b for a, b in zip(sizes, sizes[1:])) and sizes[10] == pytest.approx(0.5)
+    assert PPGNConfig(steps=5).step_size(4) == 1.0  # no lr_end: constant, the class-sampling setting
+    # the chain's last step has size lr_end = 0: the last two kept codes are the same
+    chain = sample(tiny_gen, None, ClassCondition(tiny_model, [1]), 2, PPGNConfig(steps=6, lr=0.5, lr_end=0.0, eps3=0))
+    assert torch.equal(chain.codes[:, -1], chain.codes[:, -2]) and not torch.equal(chain.codes[:, 0], chain.codes[:, 1])
+    with pytest.raises(DgnamError, match="lr_end"):
+        PPGNConfig(lr_end=-1.0).validate()
+
+
+def test_released_class_score_is_the_shortened_log_softmax_gradient(tiny_model):
+    x = SPACE.encode(torch.rand(4, 1, 12, 12)).requires_grad_(True)
+    cls = torch.tensor([0, 1, 2, 3])
+    logits = tiny_model(x)
+    p = logits.softmax(1).gather(1, cls[:, None]).squeeze(1).detach()
+    (g_logit,) = torch.autograd.grad(logits.gather(1, cls[:, None]).sum(), x)
+    score = ClassCondition(tiny_model, cls, score="released")(x, SPACE)
+    (g_released,) = torch.autograd.grad(score.sum(), x)
+    assert torch.allclose(g_released, (1 - p).view(-1, 1, 1, 1) * g_logit, atol=1e-6)
+    assert torch.allclose(score, logits.log_softmax(1).gather(1, cls[:, None]).squeeze(1), atol=1e-6)  # reads log p
+    (g_logp,) = torch.autograd.grad(ClassCondition(tiny_model, cls)(x, SPACE).sum(), x)
+    assert not torch.allclose(g_logp, g_released, atol=1e-4)  # the paper's gradient also lowers the other logits
+    with pytest.raises(DgnamError, match="class score"):
+        ClassCondition(tiny_model, cls, score="prob")
+
+
+def test_sampling_gives_the_condition_model_back(tiny_model, tiny_gen, tiny_dae):
+    dae, _ = tiny_dae
+    tiny_model.train()
+    tiny_model.features[0].weight.requires_grad_(False)
+    bn = tiny_model.features[1]
+    stats = bn.running_mean.clone()
+    images = SPACE.encode(torch.rand(2, 1, 12, 12))
+    cond = ClassCondition(tiny_model, [0, 1])
+    sample(tiny_gen, dae, cond, 2, PPGNConfig(steps=3))
+    inpaint(tiny_gen, dae, cond, images, hole_mask((12, 12)), Enc(), "code", SPACE, PPGNConfig(steps=2))
+    p = cond.probs(images, SPACE)
+    assert tiny_model.training and bn.training and dae.training is False  # the loaded DAE was in eval mode already
+    assert torch.equal(bn.running_mean, stats)  # ran in eval mode: train-mode BatchNorm would update its statistics
+    assert not tiny_model.features[0].weight.requires_grad and tiny_model.logits.weight.requires_grad
+    tiny_model.eval()
+    assert torch.allclose(p, cond.probs(images, SPACE))
+
+
+def test_joint_prior_is_the_encoder_of_the_generated_image(tiny_model, tiny_gen):
+    from dgnam.imagespace import convert
+
+    enc = Enc()
+    enc.input_space = SPACE
+    prior = JointPrior(tiny_gen, enc, "code")
+    h = torch.rand(3, 10) * 2
+    with torch.no_grad():
+        want = enc(convert(tiny_gen(h), tiny_gen.space, SPACE))
+    assert torch.allclose(prior_term(prior, h), want - h, atol=1e-6)
+    chain = sample(tiny_gen, prior, ClassCondition(tiny_model, [0]), 1, PPGNConfig(steps=3))
+    assert chain.prior_history.shape == (1, 3) and torch.isfinite(chain.prior_history).all()
+    with pytest.raises(DgnamError, match="input_space"):
+        JointPrior(tiny_gen, Enc(), "code")
 
 
 def test_hole_and_box_parsing():

@@ -30,6 +30,12 @@ published chain, so it contributes almost nothing. At ``lr = 1`` the judge recog
 samples. The chains are more diverse than DGN-AM restarts, and smaller steps trade that diversity for accuracy
 (lr 0.3, eps1 0: judge 0.98, diversity below DGN-AM's). No setting of the sweep gives both.
 
+Two details of the released code differ from Eq. 11 as written, and both are options here, measured in
+``benchmarks/ppgn.py``: its class gradient is ``(1 - p_y) d logit_y`` rather than ``d log p(y | x)``
+(``ClassCondition(score="released")``), and its prior is ``E(G(h)) - h``, the generator and encoder used as the
+autoencoder (:class:`JointPrior`), rather than a separately trained DAE. Inpainting has its own released settings:
+21 updates whose step falls linearly from 1 to 1e-32, without noise (:meth:`PPGNConfig.for_inpainting`).
+
 The conditioning term is pluggable: any differentiable score of the image (a :class:`Condition`, e.g.
 :class:`ClassCondition`, :class:`UnitCondition`, or your own callable ``(images, space) -> (B,)``). The paper also
 conditions on captions through an image-captioning network (LRCN); no captioning network can be loaded offline
@@ -39,9 +45,10 @@ here, so caption conditioning is not provided: plug a captioner's log-likelihood
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -61,6 +68,12 @@ PPGN_CLASS_STEPS = 200  # iterations for a class
 PPGN_UNIT_STEPS = 1000  # iterations for a hidden unit ...
 PPGN_UNIT_RESET_EVERY = 100  # ... restarting every 100 iterations
 PPGN_RESET_EPS1 = (1e-6, 1e-2)  # eps1 is redrawn uniformly in this range at each reset
+#: Released inpainting settings (``7_inpainting.sh``, "the same params as used for inpainting experiments in the
+#: paper"): ``n_iters = 20`` runs iterations i = 0..20 of ``sampler.py``, i.e. 21 updates, with the step size falling
+#: linearly from lr = 1 to ``lr_end = 1e-32`` (``lr + (lr_end - lr) * i / n_iters``) and no noise (eps3 = 0).
+PPGN_INPAINT_STEPS = 21
+PPGN_INPAINT_LR_END = 1e-32
+PPGN_INPAINT_EPS3 = 0.0
 #: Released inpainting: a 100 x 100 hole in a 227 x 227 image; scaled to the image's size here.
 INPAINT_HOLE_FRACTION = 100 / 227
 
@@ -130,6 +143,25 @@ def load_dae(path: str | Path | None = None) -> CodeDAE:
     return dae.eval()
 
 
+class JointPrior(nn.Module):
+    """``h -> E(G(h))``: the generator and its encoder as one autoencoder on codes, the prior the released
+    ``sampler.py`` uses (the paper's Joint PPGN-h, whose G and E were trained together); pass it as ``dae`` to get
+    the prior term ``E(G(h)) - h``. The trained :class:`CodeDAE` is what the issue's PPGN-h asks for and the default.
+    """
+
+    def __init__(self, generator: Generator, encoder: nn.Module, layer: str) -> None:
+        super().__init__()
+        self.generator, self.encoder, self.layer = generator, encoder, layer
+        self.space = getattr(encoder, "input_space", None)
+        if self.space is None:
+            raise DgnamError("the encoder has no input_space: set encoder.input_space = ImageSpace(...)")
+        self.reader = LayerReader(encoder, [layer])
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = convert(self.generator(h), self.generator.space, self.space)
+        return self.reader(x)[self.layer].flatten(1).view_as(h)
+
+
 def prior_term(dae: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """``R(h) - h``: the DAE's estimate of the direction toward likelier codes (no gradient through R)."""
     with torch.no_grad():
@@ -150,20 +182,30 @@ class Condition(Protocol):
     def __call__(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor: ...
 
 
-class ClassCondition:
-    """``log p(class_b | image_b)`` of a classifier (PPGN's ``eps2`` term): one class per chain.
+#: What a :class:`ClassCondition` raises (see there).
+CLASS_SCORES = ("log_prob", "logit", "released")
 
-    ``log_prob=False`` uses the class logit instead (what DGN-AM maximizes).
+
+class ClassCondition:
+    """``log p(class_b | image_b)`` of a classifier (PPGN's ``eps2`` term, Eq. 11): one class per chain.
+
+    ``score`` picks the gradient: ``"log_prob"`` (default) is the paper's ``d log p(y | x) / dx``; ``"logit"`` the
+    class logit's (what DGN-AM maximizes); ``"released"`` what the released ``sampling_class.py`` back-propagates:
+    ``(1 - p_y) d logit_y / dx``, the log-softmax gradient without its ``-p_j d logit_j / dx`` terms. Because the
+    sampler normalizes the step, that shortened gradient points along the logit's and only shrinks as ``p_y -> 1``,
+    which lets the DAE term steer a chain that is confident of its class.
     """
 
-    def __init__(self, model: nn.Module, classes: Sequence[int] | torch.Tensor, log_prob: bool = True,
+    def __init__(self, model: nn.Module, classes: Sequence[int] | torch.Tensor, score: str = "log_prob",
                  input_space: ImageSpace | None = None) -> None:
-        self.model = model.eval()
+        if score not in CLASS_SCORES:
+            raise DgnamError(f"unknown class score {score!r}: use one of {', '.join(CLASS_SCORES)}")
+        self.model = model
         self.space = input_space or getattr(model, "input_space", None)
         if self.space is None:
             raise DgnamError("the condition model has no input_space: pass input_space=ImageSpace(...)")
         self.classes = torch.as_tensor(classes, dtype=torch.long).flatten()
-        self.log_prob = log_prob
+        self.score = score
 
     def logits(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:
         out = self.model(convert(images, space, self.space))
@@ -174,13 +216,21 @@ class ClassCondition:
         cls = _per_item(self.classes, len(images)).to(logits.device)
         if int(cls.max()) >= logits.shape[1] or int(cls.min()) < 0:
             raise DgnamError(f"class index out of range: the condition model has classes 0..{logits.shape[1] - 1}")
-        scores = logits.log_softmax(1) if self.log_prob else logits
-        return scores.gather(1, cls[:, None]).squeeze(1)
+        logit = logits.gather(1, cls[:, None]).squeeze(1)
+        if self.score == "logit":
+            return logit
+        logp = logits.log_softmax(1).gather(1, cls[:, None]).squeeze(1)
+        if self.score == "log_prob":
+            return logp
+        # value log p (for reporting), gradient (1 - p) d logit
+        return logp.detach() + (1 - logp.exp()).detach() * (logit - logit.detach())
 
     @torch.no_grad()
     def probs(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:
-        """p(class_b | image_b), for reporting."""
-        logits = self.logits(images, space)
+        """p(class_b | image_b), for reporting (the model in eval mode, then given back as it was)."""
+        dev = next((p.device for p in self.model.parameters()), images.device)
+        with _borrowed([self.model], dev):
+            logits = self.logits(images.to(dev), space)
         cls = _per_item(self.classes, len(images)).to(logits.device)
         return logits.softmax(1).gather(1, cls[:, None]).squeeze(1)
 
@@ -189,7 +239,7 @@ class UnitCondition:
     """The activation of a (resolved) unit of a model, e.g. a hidden conv channel: ``units[b]`` for chain b."""
 
     def __init__(self, model: nn.Module, units: Sequence[Unit], input_space: ImageSpace | None = None) -> None:
-        self.model = model.eval()
+        self.model = model
         self.units = list(units)
         self.space = input_space or getattr(model, "input_space", None)
         if self.space is None:
@@ -220,7 +270,9 @@ class PPGNConfig:
     A chain runs ``steps`` iterations per condition and keeps the image after iteration t (1-based) when
     ``t > burn_in`` and ``(t - burn_in) % keep_every == 0``. ``reset_every > 0`` restarts the chain from
     ``h ~ N(0, 1)`` every so many iterations, redrawing eps1 uniformly in ``reset_eps1`` (the published hidden-unit
-    setting). ``bound`` is the code range's upper end ``U`` (:meth:`CodeStats.upper`).
+    setting). ``bound`` is the code range's upper end ``U`` (:meth:`CodeStats.upper`). ``lr_end`` makes the step size
+    fall linearly from ``lr`` at the first iteration to ``lr_end`` at the last, as the released ``lr_end`` does
+    (``None``: constant, the released class-sampling setting); with several conditions the schedule restarts with each.
     """
 
     eps1: float = PPGN_EPS1
@@ -228,6 +280,7 @@ class PPGNConfig:
     eps3: float = PPGN_EPS3
     eps4: float = PPGN_EPS4
     lr: float = PPGN_LR
+    lr_end: float | None = None
     steps: int = PPGN_CLASS_STEPS
     keep_every: int = 1
     burn_in: int = 0
@@ -240,6 +293,17 @@ class PPGNConfig:
     def for_unit(cls, **kw) -> "PPGNConfig":
         """The published hidden-unit setting: 1000 iterations, reset every 100."""
         return cls(**{"steps": PPGN_UNIT_STEPS, "reset_every": PPGN_UNIT_RESET_EVERY, **kw})
+
+    @classmethod
+    def for_inpainting(cls, **kw) -> "PPGNConfig":
+        """The released inpainting setting: 21 updates, step size 1 -> 1e-32 linearly, no noise, eps4 = 1e-9."""
+        return cls(**{"steps": PPGN_INPAINT_STEPS, "lr_end": PPGN_INPAINT_LR_END, "eps3": PPGN_INPAINT_EPS3, **kw})
+
+    def step_size(self, t: int) -> float:
+        """The step size at iteration ``t`` (0-based) of a condition's ``steps``."""
+        if self.lr_end is None or self.steps == 1:
+            return self.lr
+        return self.lr + (self.lr_end - self.lr) * t / (self.steps - 1)
 
     @classmethod
     def for_samples(cls, n: int, steps: int = PPGN_CLASS_STEPS, burn_in: int | None = None, **kw) -> "PPGNConfig":
@@ -262,8 +326,9 @@ class PPGNConfig:
         if self.steps < 1 or self.keep_every < 1 or self.burn_in < 0 or self.reset_every < 0:
             raise DgnamError(f"PPGN settings need steps >= 1, keep_every >= 1, burn_in >= 0, reset_every >= 0 "
                              f"(got {self.steps}, {self.keep_every}, {self.burn_in}, {self.reset_every})")
-        if self.lr <= 0 or min(self.eps1, self.eps2, self.eps3, self.eps4) < 0:
-            raise DgnamError("PPGN lr must be > 0 and eps1..eps4 >= 0")
+        if self.lr <= 0 or (self.lr_end is not None and self.lr_end < 0) or min(self.eps1, self.eps2, self.eps3,
+                                                                                self.eps4) < 0:
+            raise DgnamError("PPGN lr must be > 0, lr_end >= 0 and eps1..eps4 >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -309,6 +374,39 @@ def _normalized_step(h: torch.Tensor, d: torch.Tensor, lr: float) -> None:
     h += size.view(-1, *[1] * (h.dim() - 1)) * d
 
 
+@contextmanager
+def _borrowed(modules: Sequence[nn.Module | None], device: torch.device) -> Iterator[None]:
+    """Each module (a generator, the DAE, a condition's model) in eval mode for the chain, then as the caller had it
+    (:func:`dgnam.run.frozen`): sampling must not leave the user's classifier in eval mode or frozen."""
+    from .run import frozen
+
+    with ExitStack() as stack:
+        seen: set[int] = set()
+        for m in modules:
+            if isinstance(m, nn.Module) and id(m) not in seen:
+                seen.add(id(m))
+                stack.enter_context(frozen(m, device))
+        yield
+
+
+def _step(h: torch.Tensor, d: torch.Tensor, dae: nn.Module | None, eps1: torch.Tensor, config: PPGNConfig,
+          rng: "_Noise", upper: torch.Tensor | None, t: int, where: str) -> torch.Tensor | None:
+    """One sampler update in place: add the prior ``eps1 (R(h) - h)`` and the noise ``N(0, eps3^2)`` to the condition
+    (and context) direction ``d``, step ``lr_t / mean|d| * d`` and clip to the code range. Returns ``||R(h) - h||``
+    per chain (None without a DAE)."""
+    r = None
+    if dae is not None:
+        r = prior_term(dae, h)
+        d = d + eps1.view(-1, *[1] * (h.dim() - 1)) * r
+    if config.eps3 > 0:
+        d = d + config.eps3 * rng.normal(tuple(h.shape[1:])).to(h.device)
+    _normalized_step(h, d, config.step_size(t))
+    _clip(h, upper)
+    if not torch.isfinite(h).all():
+        raise DgnamError(f"NaN/inf in the {where}: lower --lr or check the models")
+    return None if r is None else r.flatten(1).norm(dim=1)
+
+
 class _Noise:
     """Per-chain seeded draws, so a chain's path does not depend on which other chains share its batch."""
 
@@ -348,68 +446,59 @@ def sample(
     if n_chains < 1:
         raise DgnamError(f"n_chains={n_chains}: run at least one chain")
     dev = next((p.device for p in generator.parameters()), torch.device("cpu"))
-    generator = generator.eval()
-    rng = _Noise(config.seed, n_chains)
-    if init is None:
-        h = rng.normal(generator.code_shape).to(dev)
-    else:
-        h = generator.check_codes(init.to(dev).float())
-        if len(h) not in (1, n_chains):
-            raise DgnamError(f"init has {len(h)} codes for {n_chains} chains: give one, or one per chain")
-        h = h.expand(n_chains, *generator.code_shape).clone()
-    upper = code_upper(generator, config.bound)
-    eps1 = torch.full((n_chains,), float(config.eps1), device=dev)
+    with _borrowed([generator, dae, *(getattr(c, "model", None) for c in conds)], dev):
+        rng = _Noise(config.seed, n_chains)
+        if init is None:
+            h = rng.normal(generator.code_shape).to(dev)
+        else:
+            h = generator.check_codes(init.to(dev).float())
+            if len(h) not in (1, n_chains):
+                raise DgnamError(f"init has {len(h)} codes for {n_chains} chains: give one, or one per chain")
+            h = h.expand(n_chains, *generator.code_shape).clone()
+        upper = code_upper(generator, config.bound)
+        eps1 = torch.full((n_chains,), float(config.eps1), device=dev)
 
-    kept_codes, kept_images, kept_steps, kept_scores, kept_seg = [], [], [], [], []
-    score_hist, prior_hist = [], []
-    total = config.steps * len(conds)
-    bar = tqdm(total=total, desc=f"PPGN ({n_chains} chains)", unit="step", disable=not progress)
-    t_global = 0
-    for seg, cond in enumerate(conds):
-        for t in range(config.steps):
-            if config.reset_every and t > 0 and t % config.reset_every == 0:
-                h = rng.normal(generator.code_shape).to(dev)
-                eps1 = rng.uniform(*config.reset_eps1).to(dev)
-            h.requires_grad_(True)
-            score = cond(generator(h), generator.space)
-            (d_cond,) = torch.autograd.grad(score.sum(), h)
-            h = h.detach()
-            d = config.eps2 * d_cond
-            if dae is not None:
-                r = prior_term(dae, h)
-                d = d + eps1.view(-1, *[1] * (h.dim() - 1)) * r
-                prior_hist.append(r.flatten(1).norm(dim=1).cpu())
-            else:
-                prior_hist.append(torch.full((n_chains,), float("nan")))
-            if config.eps3 > 0:
-                d = d + config.eps3 * rng.normal(generator.code_shape).to(dev)
-            score_hist.append(score.detach().cpu())
-            _normalized_step(h, d, config.lr)
-            _clip(h, upper)
-            if not torch.isfinite(h).all():
-                raise DgnamError(f"NaN/inf in the PPGN code at iteration {t_global}: lower --lr or check the models")
-            t_global += 1
-            n = t + 1
-            if n > config.burn_in and (n - config.burn_in) % config.keep_every == 0:
-                with torch.no_grad():
-                    img = generator(h)
-                    s = cond(img, generator.space)
-                kept_codes.append(h.cpu().clone())
-                kept_images.append(img.cpu())
-                kept_scores.append(s.cpu())
-                kept_steps.append(t_global)
-                kept_seg.append(seg)
-            bar.update(1)
-            if on_step is not None:
-                on_step(t_global)
-    bar.close()
-    if not kept_codes:
-        raise DgnamError("the chain kept no sample: lower --burn-in or --keep-every, or raise --steps")
-    return Chain(
-        codes=torch.stack(kept_codes, 1), images=torch.stack(kept_images, 1), steps=torch.tensor(kept_steps),
-        scores=torch.stack(kept_scores, 1), segment=torch.tensor(kept_seg), score_history=torch.stack(score_hist, 1),
-        prior_history=torch.stack(prior_hist, 1), final_codes=h.cpu(), config=config,
-    )
+        kept_codes, kept_images, kept_steps, kept_scores, kept_seg = [], [], [], [], []
+        score_hist, prior_hist = [], []
+        total = config.steps * len(conds)
+        bar = tqdm(total=total, desc=f"PPGN ({n_chains} chains)", unit="step", disable=not progress)
+        t_global = 0
+        for seg, cond in enumerate(conds):
+            for t in range(config.steps):
+                if config.reset_every and t > 0 and t % config.reset_every == 0:
+                    h = rng.normal(generator.code_shape).to(dev)
+                    eps1 = rng.uniform(*config.reset_eps1).to(dev)
+                h.requires_grad_(True)
+                score = cond(generator(h), generator.space)
+                (d_cond,) = torch.autograd.grad(score.sum(), h)
+                h = h.detach()
+                score_hist.append(score.detach().cpu())
+                r = _step(h, config.eps2 * d_cond, dae, eps1, config, rng, upper, t,
+                          f"PPGN code at iteration {t_global}")
+                prior_hist.append(torch.full((n_chains,), float("nan")) if r is None else r.cpu())
+                t_global += 1
+                n = t + 1
+                if n > config.burn_in and (n - config.burn_in) % config.keep_every == 0:
+                    with torch.no_grad():
+                        img = generator(h)
+                        s = cond(img, generator.space)
+                    kept_codes.append(h.cpu().clone())
+                    kept_images.append(img.cpu())
+                    kept_scores.append(s.cpu())
+                    kept_steps.append(t_global)
+                    kept_seg.append(seg)
+                bar.update(1)
+                if on_step is not None:
+                    on_step(t_global)
+        bar.close()
+        if not kept_codes:
+            raise DgnamError("the chain kept no sample: lower --burn-in or --keep-every, or raise --steps")
+        return Chain(
+            codes=torch.stack(kept_codes, 1), images=torch.stack(kept_images, 1), steps=torch.tensor(kept_steps),
+            scores=torch.stack(kept_scores, 1), segment=torch.tensor(kept_seg),
+            score_history=torch.stack(score_hist, 1),
+            prior_history=torch.stack(prior_hist, 1), final_codes=h.cpu(), config=config,
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -482,8 +571,11 @@ def inpaint(
     gradient reaches ``h`` only through the hole, and adds the context term ``eps4 (real - generated) * outside``
     back-propagated to ``h``, with pixel differences in 0..255 units as in the released code. ``mask`` is
     (1 or B, 1, H, W), 1 in the hole. ``config.reset_every`` is ignored: the chain keeps its start from the image.
+    The default ``config`` is the released inpainting setting (:meth:`PPGNConfig.for_inpainting`: 21 updates whose
+    step falls from 1 to 1e-32, no noise); the class-sampling setting's 200 constant steps of size 1 walk the fill far
+    from its start (``benchmarks/ppgn.py`` measures both).
     """
-    config = config or PPGNConfig()
+    config = config or PPGNConfig.for_inpainting()
     config.validate()
     space = space or getattr(encoder, "input_space", None)
     if space is None:
@@ -494,43 +586,37 @@ def inpaint(
     if mask.dim() != 4 or mask.shape[-2:] != images.shape[-2:] or mask.shape[0] not in (1, len(images)):
         raise DgnamError(f"mask has shape {tuple(mask.shape)}; give (1 or B, 1, H, W) matching the images")
     dev = next((p.device for p in generator.parameters()), torch.device("cpu"))
-    images, mask = images.to(dev), mask.to(dev).float()
-    outside = 1 - mask
-    masked = mask_images(images, mask)
-    h = generator.check_codes(encode(encoder, layer, masked).to(dev))
-    upper = code_upper(generator, config.bound)
-    rng = _Noise(config.seed, len(images))
-    eps1 = torch.full((len(images),), float(config.eps1), device=dev)
-    real255 = space.decode(images) * 255.0
+    with _borrowed([generator, dae, encoder, getattr(condition, "model", None)], dev):
+        images, mask = images.to(dev), mask.to(dev).float()
+        outside = 1 - mask
+        masked = mask_images(images, mask)
+        h = generator.check_codes(encode(encoder, layer, masked).to(dev))
+        upper = code_upper(generator, config.bound)
+        rng = _Noise(config.seed, len(images))
+        eps1 = torch.full((len(images),), float(config.eps1), device=dev)
+        real255 = space.decode(images) * 255.0
 
-    def composite(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        gen = convert(generator(codes), generator.space, space)
-        return mask * gen + outside * images, gen
+        def composite(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            gen = convert(generator(codes), generator.space, space)
+            return mask * gen + outside * images, gen
 
-    with torch.no_grad():
-        start, _ = composite(h)
-    hist = []
-    for t in range(config.steps):
-        h.requires_grad_(True)
-        comp, gen = composite(h)
-        score = condition(comp, space)
-        context = 0.5 * ((real255 - space.decode(gen) * 255.0) * outside).pow(2).flatten(1).sum(1)
-        (d_cond,) = torch.autograd.grad(score.sum(), h, retain_graph=config.eps4 > 0)
-        d_ctx = torch.autograd.grad(-context.sum(), h)[0] if config.eps4 > 0 else None
-        h = h.detach()
-        d = config.eps2 * d_cond
-        if d_ctx is not None:
-            d = d + config.eps4 * d_ctx
-        if dae is not None:
-            d = d + eps1.view(-1, *[1] * (h.dim() - 1)) * prior_term(dae, h)
-        if config.eps3 > 0:
-            d = d + config.eps3 * rng.normal(generator.code_shape).to(dev)
-        hist.append(score.detach().cpu())
-        _normalized_step(h, d, config.lr)
-        _clip(h, upper)
-        if not torch.isfinite(h).all():
-            raise DgnamError(f"NaN/inf in the inpainting code at iteration {t}: lower --lr or check the models")
-    with torch.no_grad():
-        result, gen = composite(h)
-    return Inpainting(masked=masked.cpu(), result=result.cpu(), generated=gen.cpu(), start=start.cpu(), codes=h.cpu(),
-                      score_history=torch.stack(hist, 1) if hist else torch.zeros(len(images), 0))
+        with torch.no_grad():
+            start, _ = composite(h)
+        hist = []
+        for t in range(config.steps):
+            h.requires_grad_(True)
+            comp, gen = composite(h)
+            score = condition(comp, space)
+            context = 0.5 * ((real255 - space.decode(gen) * 255.0) * outside).pow(2).flatten(1).sum(1)
+            (d_cond,) = torch.autograd.grad(score.sum(), h, retain_graph=config.eps4 > 0)
+            d_ctx = torch.autograd.grad(-context.sum(), h)[0] if config.eps4 > 0 else None
+            h = h.detach()
+            d = config.eps2 * d_cond
+            if d_ctx is not None:
+                d = d + config.eps4 * d_ctx
+            hist.append(score.detach().cpu())
+            _step(h, d, dae, eps1, config, rng, upper, t, f"inpainting code at iteration {t}")
+        with torch.no_grad():
+            result, gen = composite(h)
+        return Inpainting(masked=masked.cpu(), result=result.cpu(), generated=gen.cpu(), start=start.cpu(),
+                          codes=h.cpu(), score_history=torch.stack(hist, 1) if hist else torch.zeros(len(images), 0))

@@ -90,11 +90,8 @@ def frozen(module: nn.Module, device: torch.device, channels_last: bool = False)
     duration of the block, then as the caller had it: each submodule's mode, each parameter's ``requires_grad``, and
     the very tensors of its parameters and buffers (device and memory format). Activation maximization borrows the
     user's model; a model that comes back frozen or reformatted would change the user's training or later results."""
-    saved = []
-    for m in module.modules():
-        params = {k: p for k, p in m._parameters.items() if p is not None}
-        saved.append((m, m.training, dict(m._parameters), {k: (p.data, p.requires_grad) for k, p in params.items()},
-                      dict(m._buffers)))
+    saved = [(m, m.training, {k: (p, p.data, p.requires_grad) for k, p in m._parameters.items() if p is not None},
+              dict(m._buffers)) for m in module.modules()]
     try:
         module.eval().to(device)
         if channels_last:
@@ -103,11 +100,11 @@ def frozen(module: nn.Module, device: torch.device, channels_last: bool = False)
             p.requires_grad_(False)
         yield module
     finally:
-        for m, training, params, data, buffers in saved:
-            for k, (tensor, grad) in data.items():
-                params[k].data = tensor
-                params[k].requires_grad_(grad)
-            m._parameters.update(params)
+        for m, training, params, buffers in saved:
+            for k, (param, tensor, grad) in params.items():
+                param.data = tensor
+                param.requires_grad_(grad)
+                m._parameters[k] = param
             m._buffers.update(buffers)
             m.training = training
 

@@ -130,6 +130,9 @@ def sample(
     eps2: float = typer.Option(1.0, help="weight of the condition gradient (published 1)"),
     eps3: float = typer.Option(1e-17, help="noise std (published 1e-17)"),
     lr: float = typer.Option(1.0, help="step size of the normalized update (published 1)"),
+    lr_end: Optional[float] = typer.Option(None, help="let the step size fall linearly to this (default: constant)"),
+    class_score: str = typer.Option("log_prob", help="class gradient: log_prob (the paper's), logit, or released "
+                                                     "((1 - p) d logit, what the released code back-propagates)"),
     reset_every: Optional[int] = typer.Option(None, help="restart from N(0, 1) every so many iterations "
                                                          "(default: 0 for a class, 100 for --unit)"),
     seed: int = typer.Option(0),
@@ -158,7 +161,7 @@ def sample(
             p.requires_grad_(False)
     if cls:
         idx = _class_indices(net, cls)
-        conds = [ClassCondition(net, [c]) for c in idx]
+        conds = [ClassCondition(net, [c], score=class_score) for c in idx]
         names = [(net.classes[c] if getattr(net, "classes", None) else str(c)) for c in idx]
         default_steps, default_reset = PPGN_CLASS_STEPS, 0
     else:
@@ -167,7 +170,8 @@ def sample(
         conds, names = [UnitCondition(net, units[:1])], [units[0].address]
         default_steps, default_reset = PPGN_UNIT_STEPS, PPGN_UNIT_RESET_EVERY
     cfg = PPGNConfig.for_samples(n, steps=steps or default_steps, burn_in=burn_in, eps1=eps1, eps2=eps2, eps3=eps3,
-                                 lr=lr, reset_every=default_reset if reset_every is None else reset_every, seed=seed)
+                                 lr=lr, lr_end=lr_end,
+                                 reset_every=default_reset if reset_every is None else reset_every, seed=seed)
     chain = run_sample(gen, R, conds, 1, cfg, progress=True)
     imgs = chain.images[0]
     arrs = to_uint8(imgs, gen.space)
@@ -226,12 +230,15 @@ def inpaint(
     dae: Optional[Path] = typer.Option(None, help="code DAE; default: the embedded one"),
     encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its zoo entry's)"),
     encoder_layer: Optional[str] = typer.Option(None),
-    steps: int = typer.Option(200),
+    steps: int = typer.Option(21, help="iterations (released inpainting: 21, i.e. n_iters = 20)"),
     eps1: float = typer.Option(1e-5),
     eps2: float = typer.Option(1.0),
-    eps3: float = typer.Option(1e-17),
+    eps3: float = typer.Option(0.0, help="noise std (released inpainting: 0)"),
     eps4: float = typer.Option(1e-9, help="weight of the context term (released 1e-9)"),
     lr: float = typer.Option(1.0),
+    lr_end: Optional[float] = typer.Option(1e-32, help="the step size falls linearly from --lr to this (released "
+                                                       "1e-32); give --lr-end equal to --lr for a constant step"),
+    class_score: str = typer.Option("log_prob", help="class gradient: log_prob, logit or released"),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu"),
     out: Path = typer.Option(Path("inpaint.png"), help="PNG: [masked | result | original]"),
@@ -252,8 +259,8 @@ def inpaint(
     x = _read_image(image, space)
     m = hole_mask(space.size, parse_box(mask) if mask else None)
     (c,) = _class_indices(net, [cls])
-    cond = ClassCondition(net, [c])
-    cfg = PPGNConfig(steps=steps, eps1=eps1, eps2=eps2, eps3=eps3, eps4=eps4, lr=lr, seed=seed)
+    cond = ClassCondition(net, [c], score=class_score)
+    cfg = PPGNConfig(steps=steps, eps1=eps1, eps2=eps2, eps3=eps3, eps4=eps4, lr=lr, lr_end=lr_end, seed=seed)
     res = run_inpaint(gen, _load_dae(dae).to(dev), cond, x, m, enc.to(dev), layer, space, cfg)
     p_masked = float(cond.probs(res.masked.to(dev), space))
     p_result = float(cond.probs(res.result.to(dev), space))
