@@ -563,8 +563,8 @@ def inpaint(
     space: ImageSpace | None = None,
     config: PPGNConfig | None = None,
 ) -> Inpainting:
-    """PPGN inpainting (released ``sampling_inpainting``): fill ``mask``'s hole in ``images`` (raw, in ``space``, the
-    encoder's input space by default) with generated content that satisfies ``condition``.
+    """PPGN inpainting (released ``7_inpainting.sh`` with ``sampler.py``): fill ``mask``'s hole in ``images`` (raw,
+    in ``space``, the encoder's input space by default) with generated content that satisfies ``condition``.
 
     The chain starts from the code of the masked image (``encoder``'s ``layer``, the layer ``generator`` inverts).
     Each iteration pastes the generated pixels inside the hole and the real ones outside, so the condition's
