@@ -270,6 +270,9 @@ def test_cli_sample_walks_through_classes(tmp_path):
     one_line_error(cli("sample", "--class", "Hat", "--out", str(out)), "unknown class")
     one_line_error(cli("sample", "--class", "1", "--unit", "fc6:0", "--out", str(out)), "--class")
     one_line_error(cli("sample", "--class", "1", "--n", "500", "--out", str(out)), "--steps")
+    p = cli("sample", "--class", "1", "--n", "2", "--steps", "6", "--burn-in", "2", "--prior", "joint", "--out",
+            str(tmp_path / "j"))
+    assert p.returncode == 0 and len(json.loads((tmp_path / "j" / "results.json").read_text())["records"]) == 2, p.stderr
 
 
 @needs_zoo
@@ -282,3 +285,7 @@ def test_cli_inpaint(tmp_path):
     assert Image.open(tmp_path / "i.png").width > 3 * 112
     one_line_error(cli("inpaint", "test:0", "--class", "9", "--mask", "20,20,10,10"), "does not fit")
     one_line_error(cli("inpaint", "test:0", "--class", "9", "--mask", "3,4"), "x,y,w,h")
+    p = cli("inpaint", "test:0", "--class", "9", "--prior", "joint", "--steps", "3", "--out", str(tmp_path / "j.png"))
+    assert p.returncode == 0 and (tmp_path / "j.png").exists(), p.stderr
+    one_line_error(cli("inpaint", "test:0", "--class", "9", "--prior", "joint", "--dae", "x.safetensors"), "--dae")
+    one_line_error(cli("inpaint", "test:0", "--class", "9", "--prior", "gan"), "use dae")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import typer
@@ -46,10 +46,18 @@ def _class_indices(net, names: list[str]) -> list[int]:
     return out
 
 
-def _load_dae(path: Optional[Path]):
-    from ..ppgn import load_dae
+def _code_prior(kind: str, dae: Optional[Path], gen, encoder_for: Callable[[], tuple]):
+    """PPGN's prior on codes: the trained DAE (``dae``, the issue's PPGN-h) or the released code's ``E(G(h))``
+    (``joint``: the generator and the encoder it inverts, which ``encoder_for()`` returns with its layer)."""
+    from ..ppgn import JointPrior, load_dae
 
-    return load_dae(path)
+    if kind == "dae":
+        return load_dae(dae)
+    if kind != "joint":
+        raise DgnamError(f"--prior {kind!r}: use dae (a trained code DAE) or joint (the released E(G(h)))")
+    if dae is not None:
+        raise DgnamError("--dae sets the trained prior: drop it with --prior joint")
+    return JointPrior(gen, *encoder_for())
 
 
 @app.command()
@@ -124,6 +132,11 @@ def sample(
     model: str = typer.Option("fmnist-cnn", help="the condition network"),
     generator: str = typer.Option("fmnist-g-fc6"),
     dae: Optional[Path] = typer.Option(None, help="code DAE (.safetensors with its card); default: the embedded one"),
+    prior: str = typer.Option("dae", help="prior on the code: dae (the trained DAE, R(h) - h) or joint (the released "
+                                          "code's E(G(h)) - h)"),
+    encoder: Optional[str] = typer.Option(None, help="with --prior joint: the model whose layer the generator inverts "
+                                                     "(default: its zoo entry's)"),
+    encoder_layer: Optional[str] = typer.Option(None),
     steps: Optional[int] = typer.Option(None, help="iterations per class (default 200; 1000 for --unit)"),
     burn_in: Optional[int] = typer.Option(None, help="iterations before the first kept sample (default steps // 4)"),
     eps1: float = typer.Option(1e-5, help="weight of the DAE prior R(h) - h (published 1e-5)"),
@@ -155,7 +168,7 @@ def sample(
     if gen is None:
         raise DgnamError("PPGN samples a learned generator's code: pass --generator (e.g. fmnist-g-fc6)")
     gen = gen.to(dev)
-    R = _load_dae(dae).to(dev)
+    R = _code_prior(prior, dae, gen, lambda: _encoder_for(generator, net, encoder, encoder_layer)).to(dev)
     for m in (net, gen, R):
         for p in m.parameters():
             p.requires_grad_(False)
@@ -228,6 +241,7 @@ def inpaint(
     model: str = typer.Option("fmnist-cnn", help="the condition network (its input space is the image's)"),
     generator: str = typer.Option("fmnist-g-fc6"),
     dae: Optional[Path] = typer.Option(None, help="code DAE; default: the embedded one"),
+    prior: str = typer.Option("dae", help="prior on the code: dae (trained) or joint (the released E(G(h)) - h)"),
     encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its zoo entry's)"),
     encoder_layer: Optional[str] = typer.Option(None),
     steps: int = typer.Option(21, help="iterations (released inpainting: 21, i.e. n_iters = 20)"),
@@ -261,7 +275,8 @@ def inpaint(
     (c,) = _class_indices(net, [cls])
     cond = ClassCondition(net, [c], score=class_score)
     cfg = PPGNConfig(steps=steps, eps1=eps1, eps2=eps2, eps3=eps3, eps4=eps4, lr=lr, lr_end=lr_end, seed=seed)
-    res = run_inpaint(gen, _load_dae(dae).to(dev), cond, x, m, enc.to(dev), layer, space, cfg)
+    R = _code_prior(prior, dae, gen, lambda: (enc, layer)).to(dev)
+    res = run_inpaint(gen, R, cond, x, m, enc.to(dev), layer, space, cfg)
     p_masked = float(cond.probs(res.masked.to(dev), space))
     p_result = float(cond.probs(res.result.to(dev), space))
     row = [to_uint8(t, space)[0] for t in (res.masked, res.result, x)]
