@@ -28,7 +28,8 @@ prior). Against it: 10 DGN-AM restarts of the same logit from random codes (seed
     python benchmarks/facets.py       # writes benchmarks/results/facets.json and PNGs (~15 minutes on 1 core)
 
 ``--generator FILE --out NAME`` runs the same on another generator of this architecture (a ``dgnam train generator``
-output with its code stats and card) and writes NAME.json and NAME_*.png instead.
+output with its code stats and card) and writes NAME.json and NAME_*.png instead. Its facets start from their mean
+code in the layer that generator inverts (its card's ``inverts.layer``); clustering, fidelity and diversity stay in fc6.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ DGNAM_LRS = (2.0, 0.5)  # starting step sizes reported beside the published 8
 FACET_WEIGHTS = (3.0, 10.0, 30.0)  # weights of the facet term (faceted feature visualization), all reported
 SHOW_UNIT = 8  # the detailed facet grid (synthetic beside top real images) is written for this class ("Bag")
 SHOWN = ("dgnam", "dgnam_lr0.5", "pixel", f"dgnam_facet_w{FACET_WEIGHTS[1]:g}")  # the variants it is written for
+EMBED = "fc6"  # the clustering features (and those of the fidelity test and the diversity)
 CHECKS = ("real_member_fidelity", "mean_code_fidelity", "reconstruction_fidelity", "mean_image_fidelity")
 
 
@@ -93,7 +95,7 @@ def class_facets(cnn, x01: torch.Tensor, logits: torch.Tensor) -> list[tuple[obj
     """For each class logit, the facets of its top ``TOP_FRACTION`` training images (passed as the whole data set,
     the paper's recipe: fc6, PCA 50 -> t-SNE 2-D -> k-means) and those images."""
     n_top = int(round(TOP_FRACTION * len(x01)))
-    cfg = FacetConfig(k=K, top_fraction=1.0, embed_layer="fc6", reduce="tsne")
+    cfg = FacetConfig(k=K, top_fraction=1.0, embed_layer=EMBED, reduce="tsne")
     out = []
     for c in range(logits.shape[1]):
         xs = x01[logits[:, c].argsort(descending=True)[:n_top]]
@@ -101,20 +103,23 @@ def class_facets(cnn, x01: torch.Tensor, logits: torch.Tensor) -> list[tuple[obj
     return out
 
 
-def fidelity_checks(cnn, gen, found, xs, space) -> dict:
+def fidelity_checks(cnn, gen, found, xs, space, code_layer: str = EMBED) -> dict:
     """The nearest-centre test (as for the synthesized images) on the facets' real images, their mean codes, their
-    reconstructions G(E(x)) and their mean images: where between the real facet and the synthetic image it is lost."""
+    reconstructions G(E(x)) and their mean images: where between the real facet and the synthetic image it is lost.
+    ``code_layer`` is the layer the generator inverts; the mean code is tested as the mean clustering feature
+    (the same thing when the generator inverts the clustering layer)."""
     cl, x = found.clustering, space.encode(xs)
     own = lambda feats, labels: float(np.mean(cl.nearest_center(feats) == np.asarray(labels)))  # noqa: E731
-    codes = encode(cnn, "fc6", x[found.indices])  # the clustered images, in the order of cl.labels
+    feats = encode(cnn, EMBED, x[found.indices])  # the clustered images, in the order of cl.labels
+    codes = feats if code_layer == EMBED else encode(cnn, code_layer, x[found.indices])
     with torch.no_grad():
-        recon = features(cnn, "fc6", gen(codes), gen.space, space)
-    means = torch.stack([encode(cnn, "fc6", x[i]).mean(0) for i in found.init_indices])
+        recon = features(cnn, EMBED, gen(codes), gen.space, space)
+    means = torch.stack([encode(cnn, EMBED, x[i]).mean(0) for i in found.init_indices])
     mean_images = torch.stack([x[i].mean(0) for i in found.init_indices])
     k = len(found.members)
-    return {"real_member_fidelity": own(codes, cl.labels), "mean_code_fidelity": own(means, range(k)),
+    return {"real_member_fidelity": own(feats, cl.labels), "mean_code_fidelity": own(means, range(k)),
             "reconstruction_fidelity": own(recon, cl.labels),
-            "mean_image_fidelity": own(encode(cnn, "fc6", mean_images), range(k))}
+            "mean_image_fidelity": own(encode(cnn, EMBED, mean_images), range(k))}
 
 
 def main() -> None:
@@ -126,10 +131,12 @@ def main() -> None:
     t0 = time.perf_counter()
     cnn, gen = create_model("fmnist-cnn"), create_model("fmnist-g-fc6")
     judge = Judge(create_model("fmnist-judge"), "penult")
+    code_layer = EMBED  # the layer the generator inverts: its facets start from their mean code in that layer
     if args.generator is not None:
         from generator_training import load_generator  # lazily: that script imports this one
 
-        gen, _ = load_generator(args.generator)
+        gen, card = load_generator(args.generator)
+        code_layer = card.get("inverts", {}).get("layer", EMBED)
     space = cnn.input_space
     x01, _ = FashionMNIST("train").tensors()
     logits = encode(cnn, "logits", space.encode(x01))
@@ -150,19 +157,19 @@ def main() -> None:
         unit = f"logits:{c}"
         rec = {"unit": unit, "class": cnn.classes[c], "clustered_images": len(found.indices),
                "facet_sizes": [len(m) for m in found.members], "top_real_activation": float(found.activations.max())}
-        real_centres = torch.stack([encode(cnn, "fc6", space.encode(xs[m])).mean(0)
+        real_centres = torch.stack([encode(cnn, EMBED, space.encode(xs[m])).mean(0)
                                     for m in found.members])
         rec["real_facet_centre_diversity"] = mean_pairwise_distance(real_centres)
-        rec.update(fidelity_checks(cnn, gen, found, xs, space))
+        rec.update(fidelity_checks(cnn, gen, found, xs, space, code_layer))
         jcentres, rec["real_member_fidelity_judge"] = judge_centres(judge, found, xs, space)
         for name, learned, am, steps, weight in variants:
             out = tmp / f"{name}_u{c}" if c == SHOW_UNIT and name in SHOWN else None
-            f = synthesize_facets(cnn, found, xs, gen if learned else None, encoder=(cnn, "fc6"), am_config=am,
+            f = synthesize_facets(cnn, found, xs, gen if learned else None, encoder=(cnn, code_layer), am_config=am,
                                   steps=steps, facet_weight=weight, out=out, progress=False)
             src = gen.space if learned else space
             rec[name] = {"fidelity": f.fidelity, "nearest_facet": f.nearest,
                          "fidelity_judge": judge_fidelity(judge, jcentres, f.run.images, src),
-                         "diversity": mean_pairwise_distance(features(cnn, "fc6", f.run.images, src, space)),
+                         "diversity": mean_pairwise_distance(features(cnn, EMBED, f.run.images, src, space)),
                          "diversity_judge": mean_pairwise_distance(judge.features(f.run.images, src)),
                          "activation": float(np.mean([r["activation"] for r in f.run.records]))}
             rows[name].append(to_uint8(f.run.images, src))
@@ -174,7 +181,7 @@ def main() -> None:
         for lr in (8.0, *DGNAM_LRS):
             r = visualize(cnn, unit, gen, restarts=RESTARTS, seed=0, config=with_lr(dg, lr=lr), progress=False)
             rec[f"restarts_lr{lr:g}"] = {
-                "diversity": mean_pairwise_distance(features(cnn, "fc6", r.images, gen.space, space)),
+                "diversity": mean_pairwise_distance(features(cnn, EMBED, r.images, gen.space, space)),
                 "diversity_judge": mean_pairwise_distance(judge.features(r.images, gen.space)),
                 "activation": float(np.mean([x["activation"] for x in r.records]))}
             rows[f"restarts_lr{lr:g}"].append(to_uint8(r.images, gen.space))
@@ -211,8 +218,8 @@ def main() -> None:
         "variants": summary,
         "fidelity_checks": checks,
         "real_facet_centre_diversity": float(np.mean([r["real_facet_centre_diversity"] for r in per_unit])),
-        "settings": {"model": "fmnist-cnn", "generator": gen.name, "units": "logits:0..9", "k": K,
-                     "top_fraction": TOP_FRACTION, "clustered_images_per_unit": n_top, "embed_layer": "fc6",
+        "settings": {"model": "fmnist-cnn", "generator": gen.name, "code_layer": code_layer, "units": "logits:0..9",
+                     "k": K, "top_fraction": TOP_FRACTION, "clustered_images_per_unit": n_top, "embed_layer": EMBED,
                      "reduce": "PCA 50 -> t-SNE 2-D -> k-means", "center_images": FacetConfig().center_images,
                      "headline": "DGN-AM at its published settings (lr 8 -> 0, 200 steps, clip + decay) from each "
                                  "facet's mean code; restarts: 10 DGN-AM restarts from N(0, 1) at the same settings",

@@ -15,7 +15,8 @@ eps3 = 1e-17, lr = 1) on ``fmnist-g-fc6``'s code, conditioned on ``fmnist-cnn``,
   and the published lr scaled to the code's bounds (``dgnam.bound_scaled_lr``, the deviation ``dgn-am-scaled``
   makes for DGN-AM: 1.0 x median U / 12) with seeds 0-2 and as a 1000-iteration chain (50 samples, further apart);
   and the released code's class gradient (``ClassCondition(score="released")``: ``(1 - p) d logit``) with seeds 0-2;
-  and the released code's prior ``E(G(h)) - h`` (``JointPrior``) in place of the trained DAE, with seeds 0-2.
+  and the released code's prior ``E(G(h)) - h`` (``JointPrior``) in place of the trained DAE, with seeds 0-2;
+  and the released class gradient at the bound-scaled lr, with seeds 0-2.
 
 Inpainting: the first 100 test images with the released hole (100/227 of the side, centred: 12 x 12 of 28 x 28),
 conditioned on their true class, at the released inpainting settings (``PPGNConfig.for_inpainting``: 21 updates,
@@ -28,10 +29,15 @@ with the released class gradient.
 * ``judge_accuracy_inpainted`` beside ``judge_accuracy_masked`` (hole filled with raw 0, the input of the method).
 
     python benchmarks/ppgn.py       # writes benchmarks/results/ppgn.json and PNGs (about 15 minutes on 1 core)
+
+``--generator FILE --dae FILE --out NAME`` runs the same on another generator of this architecture and the code DAE
+of the layer it inverts (``dgnam train generator --layer L`` and ``dgnam train dae --layer L`` outputs) and writes
+NAME.json and NAME_*.png instead.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import time
@@ -56,7 +62,8 @@ SWEEP_EPS1 = (0.0, 1e-5, 1e-2)
 #: vary), and the bound-scaled lr ("scaled") with three seeds and one longer chain
 EXTRA_CHAINS = ((PPGN_LR, 200, 1), (PPGN_LR, 200, 2), ("scaled", 200, 0), ("scaled", 200, 1), ("scaled", 200, 2),
                 ("scaled", 1000, 0))
-#: seeds of the chains with the released code's class gradient or prior (published settings otherwise)
+#: seeds of the chains with the released code's class gradient or prior (published settings otherwise, or the
+#: bound-scaled lr with the released gradient)
 RELEASED_CODE_SEEDS = (0, 1, 2)
 #: inpainting runs beside the headline: (label, config, class score)
 INPAINT_VARIANTS = (
@@ -67,12 +74,18 @@ INPAINT_VARIANTS = (
 
 
 class Bench:
-    def __init__(self) -> None:
+    def __init__(self, generator: Path | None = None, dae: Path | None = None) -> None:
         self.cnn, self.judge, self.gen = create_model("fmnist-cnn"), create_model("fmnist-judge"), create_model("fmnist-g-fc6")
+        self.code_layer = "fc6"  # the layer the generator inverts (the DAE's codes, inpainting's start code)
+        if generator is not None:
+            from generator_training import load_generator
+
+            self.gen, card = load_generator(generator)
+            self.code_layer = card.get("inverts", {}).get("layer", self.code_layer)
         for m in (self.cnn, self.judge, self.gen):
             for p in m.parameters():
                 p.requires_grad_(False)
-        self.dae = load_dae()
+        self.dae = load_dae(dae)
         self.space = self.cnn.input_space
         xt, yt = FashionMNIST("test").tensors()
         self.test_x, self.test_y = xt, yt
@@ -126,10 +139,17 @@ def row_images(images: torch.Tensor, space, every: int = 5) -> list:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--generator", type=Path, help="another generator (.safetensors with card and code stats)")
+    ap.add_argument("--dae", type=Path, help="the code DAE of that generator's layer (dgnam train dae --layer L)")
+    ap.add_argument("--out", default="ppgn", help="results/OUT.json and OUT_*.png")
+    args = ap.parse_args()
+    if (args.generator is None) != (args.dae is None):
+        ap.error("--generator and --dae go together: the DAE must be trained on the generator's code layer")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
-    b = Bench()
+    b = Bench(args.generator, args.dae)
     gen, space, cnn = b.gen, b.space, b.cnn
     labels = [f"{c} {cnn.classes[c]}" for c in range(10)]
 
@@ -141,7 +161,7 @@ def main() -> None:
         ch.images.flatten(0, 1), gen.space).view(10, -1)
     print(f"PPGN-h published: {ppgn} ({secs:.0f} s); terms {terms}", flush=True)
     grid(row_images(ch.images, gen.space), row_labels=labels,
-         col_labels=[f"it {int(s)}" for s in ch.steps[::5]], cell=56, label_width=100).save(OUT / "ppgn_samples.png")
+         col_labels=[f"it {int(s)}" for s in ch.steps[::5]], cell=56, label_width=100).save(OUT / f"{args.out}_samples.png")
 
     # --- DGN-AM, 50 restarts per class
     t = time.perf_counter()
@@ -152,7 +172,7 @@ def main() -> None:
     dgnam = b.evaluate(dg_images)
     print(f"DGN-AM: {dgnam} ({dg_secs:.0f} s)", flush=True)
     grid(row_images(dg_images, gen.space), row_labels=labels, col_labels=[f"restart {r}" for r in range(0, N, 5)],
-         cell=56, label_width=100).save(OUT / "ppgn_dgnam_restarts.png")
+         cell=56, label_width=100).save(OUT / f"{args.out}_dgnam_restarts.png")
 
     # --- sweep (reported whole)
     sweep = []
@@ -166,7 +186,7 @@ def main() -> None:
             if lr == 0.1 and eps1 == 1e-5:
                 grid(row_images(c2.images, gen.space), row_labels=labels,
                      col_labels=[f"it {int(s)}" for s in c2.steps[::5]], cell=56,
-                     label_width=100).save(OUT / "ppgn_samples_lr0.1.png")
+                     label_width=100).save(OUT / f"{args.out}_samples_lr0.1.png")
 
     # --- other seeds, and the bound-scaled lr at the published eps (reported whole)
     scaled_lr = bound_scaled_lr(gen.code_stats.upper(), PPGN_LR)
@@ -178,9 +198,10 @@ def main() -> None:
         extra.append({**cfg2.to_dict(), **ev, "bound_scaled": lr == scaled_lr, "samples_per_class": c2.images.shape[1],
                       "gradient_evaluations_per_class": steps, "seconds": round(s2, 1)})
         print(f"lr {lr:.3f}, {steps} steps, seed {seed}: {ev}", flush=True)
-    joint = JointPrior(gen, cnn, "fc6")
+    joint = JointPrior(gen, cnn, b.code_layer)
     for label, kw in (("released class gradient", {"score": "released"}),
-                      ("joint prior E(G(h)) - h", {"prior": joint})):
+                      ("joint prior E(G(h)) - h", {"prior": joint}),
+                      ("released class gradient, bound-scaled lr", {"score": "released", "lr": scaled_lr})):
         for seed in RELEASED_CODE_SEEDS:
             c2, cfg2, s2 = b.chain(seed=seed, **kw)
             ev = b.evaluate(c2.images)
@@ -193,7 +214,7 @@ def main() -> None:
     walk = sample(gen, b.dae, [ClassCondition(cnn, [c]) for c in walk_classes], 1,
                   PPGNConfig.for_samples(10, steps=200))
     grid([to_uint8(walk.images[0, i * 10 : (i + 1) * 10], gen.space) for i in range(len(walk_classes))],
-         row_labels=[f"then {cnn.classes[c]}" for c in walk_classes], cell=56, label_width=110).save(OUT / "ppgn_walk.png")
+         row_labels=[f"then {cnn.classes[c]}" for c in walk_classes], cell=56, label_width=110).save(OUT / f"{args.out}_walk.png")
     walk_p = [float(ClassCondition(cnn, [c]).probs(walk.images[0, i * 10 : (i + 1) * 10], gen.space).mean())
               for i, c in enumerate(walk_classes)]
 
@@ -203,7 +224,7 @@ def main() -> None:
     mask = hole_mask(space.size)
     t = time.perf_counter()
     inp_cfg = PPGNConfig.for_inpainting()
-    res = inpaint(gen, b.dae, ClassCondition(cnn, y), x, mask, cnn, "fc6", space, inp_cfg)
+    res = inpaint(gen, b.dae, ClassCondition(cnn, y), x, mask, cnn, b.code_layer, space, inp_cfg)
     in_secs = time.perf_counter() - t
     train_mean = FashionMNIST("train").tensors()[0].mean(0, keepdim=True)
     meanfill = space.encode(x01 * (1 - mask) + train_mean * mask)
@@ -229,7 +250,7 @@ def main() -> None:
     print(f"inpainting: {inp}", flush=True)
     inp_sweep = []
     for label, cfg2, score in INPAINT_VARIANTS:
-        r2 = inpaint(gen, b.dae, ClassCondition(cnn, y, score=score), x, mask, cnn, "fc6", space, cfg2)
+        r2 = inpaint(gen, b.dae, ClassCondition(cnn, y, score=score), x, mask, cnn, b.code_layer, space, cfg2)
         inp_sweep.append({"variant": label, **cfg2.to_dict(), "class_score": score,
                           "inpaint_error": hole_mse(r2.result), "judge_accuracy_inpainted": judge_acc(r2.result),
                           "target_probability_inpainted": float(ClassCondition(cnn, y).probs(r2.result, space).mean())})
@@ -238,7 +259,7 @@ def main() -> None:
     rows = [[to_uint8(t[i : i + 1], space)[0] for t in (res.masked, res.start, res.result, x, meanfill)] for i in show]
     grid(rows, row_labels=[f"{cnn.classes[int(y[i])]}" for i in show],
          col_labels=["masked", "start", "PPGN", "original", "mean fill"], cell=72,
-         label_width=100).save(OUT / "ppgn_inpaint.png")
+         label_width=100).save(OUT / f"{args.out}_inpaint.png")
 
     res_json = {
         "judge_accuracy": ppgn["judge_accuracy"],
@@ -262,9 +283,10 @@ def main() -> None:
                        "settings": inp_cfg.to_dict(), "condition": "true class",
                        "error": "MSE of [0, 1] pixels inside the hole", "variants": inp_sweep},
         "seconds": round(time.perf_counter() - t0, 1),
+        "generator": gen.name, "code_layer": b.code_layer, "dae": str(args.dae or "fmnist-dae-fc6"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
-    (OUT / "ppgn.json").write_text(json.dumps(res_json, indent=1) + "\n")
+    (OUT / f"{args.out}.json").write_text(json.dumps(res_json, indent=1) + "\n")
     for k in ("judge_accuracy", "diversity", "dgnam_diversity", "inpaint_error", "meanfill_error"):
         print(f"{k:20s} {res_json[k]}")
 

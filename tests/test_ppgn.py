@@ -226,6 +226,11 @@ def test_bad_sampler_input(tiny_model, tiny_gen):
         sample(tiny_gen, None, ClassCondition(tiny_model, [0]), 1, PPGNConfig(steps=0))
     with pytest.raises(DgnamError, match="class index"):
         sample(tiny_gen, None, ClassCondition(tiny_model, [7]), 1, PPGNConfig(steps=2))
+    with pytest.raises(DgnamError, match="DAE takes 12-d codes but .* 10-d"):  # a DAE of another layer's codes
+        sample(tiny_gen, CodeDAE(dim=12), ClassCondition(tiny_model, [0]), 1, PPGNConfig(steps=2))
+    with pytest.raises(DgnamError, match="dgnam train dae --layer"):
+        inpaint(tiny_gen, CodeDAE(dim=12), ClassCondition(tiny_model, [0]), torch.zeros(1, *SPACE.shape),
+                hole_mask(SPACE.size), Enc(), "code", SPACE)
 
 
 def test_prior_term_is_r_minus_h(tiny_dae):

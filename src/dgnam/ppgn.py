@@ -162,6 +162,17 @@ class JointPrior(nn.Module):
         return self.reader(x)[self.layer].flatten(1).view_as(h)
 
 
+def check_prior(dae: nn.Module | None, generator: Generator) -> None:
+    """A :class:`CodeDAE` must take the generator's codes: a DAE trained on another layer's codes of another size
+    gets a one-line error here, not a shape error from inside torch at the first step."""
+    if isinstance(dae, CodeDAE):
+        n = int(torch.Size(generator.code_shape).numel())
+        if dae.dim != n:
+            raise DgnamError(f"the code DAE takes {dae.dim}-d codes but {getattr(generator, 'name', 'the generator')}'s "
+                             f"code is {n}-d: pass the DAE of the layer the generator inverts (dgnam train dae --layer "
+                             f"LAYER)")
+
+
 def prior_term(dae: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """``R(h) - h``: the DAE's estimate of the direction toward likelier codes (no gradient through R)."""
     with torch.no_grad():
@@ -445,6 +456,7 @@ def sample(
         raise DgnamError("no condition given: pass a ClassCondition, a UnitCondition or a callable (images, space) -> (B,)")
     if n_chains < 1:
         raise DgnamError(f"n_chains={n_chains}: run at least one chain")
+    check_prior(dae, generator)
     dev = next((p.device for p in generator.parameters()), torch.device("cpu"))
     with _borrowed([generator, dae, *(getattr(c, "model", None) for c in conds)], dev):
         rng = _Noise(config.seed, n_chains)
@@ -585,6 +597,7 @@ def inpaint(
                          f"{space.size[1]}) in the encoder's input space")
     if mask.dim() != 4 or mask.shape[-2:] != images.shape[-2:] or mask.shape[0] not in (1, len(images)):
         raise DgnamError(f"mask has shape {tuple(mask.shape)}; give (1 or B, 1, H, W) matching the images")
+    check_prior(dae, generator)
     dev = next((p.device for p in generator.parameters()), torch.device("cpu"))
     with _borrowed([generator, dae, encoder, getattr(condition, "model", None)], dev):
         images, mask = images.to(dev), mask.to(dev).float()
