@@ -41,6 +41,7 @@ def test_bad_units_and_models(tmp_path):
     _one_line_error(dgnam(*base, "--units", "featurs.4:0"), "unknown layer", "features.4")
     _one_line_error(dgnam(*base, "--units", "logits:7"), "0..4")
     _one_line_error(dgnam(*base, "--units", "logits:0", "--lr", "0"), "--lr")
+    _one_line_error(dgnam(*base, "--units", "logits:0", "--restarts", "0"), "restarts=0")
     _one_line_error(dgnam("layers", "no-such-model"), "unknown model")
     _one_line_error(dgnam("layers", "conftest:TinyNet"), "input")
     evil = tmp_path / "evil.pt"

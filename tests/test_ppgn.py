@@ -273,6 +273,7 @@ def test_cli_sample_walks_through_classes(tmp_path):
     assert all(0 <= r["probability"] <= 1 for r in doc["records"]) and (out / "samples.png").exists()
     assert doc["config"]["eps1"] == 1e-5 and doc["config"]["lr"] == 1.0  # the published defaults
     one_line_error(cli("sample", "--class", "Hat", "--out", str(out)), "unknown class")
+    one_line_error(cli("sample", "--class", "12", "--out", str(out)), "class 12 out of range: the model has classes 0..9")
     one_line_error(cli("sample", "--class", "1", "--unit", "fc6:0", "--out", str(out)), "--class")
     one_line_error(cli("sample", "--class", "1", "--n", "500", "--out", str(out)), "--steps")
     p = cli("sample", "--class", "1", "--n", "2", "--steps", "6", "--burn-in", "2", "--prior", "joint", "--out",
@@ -290,6 +291,7 @@ def test_cli_inpaint(tmp_path):
     assert Image.open(tmp_path / "i.png").width > 3 * 112
     one_line_error(cli("inpaint", "test:0", "--class", "9", "--mask", "20,20,10,10"), "does not fit")
     one_line_error(cli("inpaint", "test:0", "--class", "9", "--mask", "3,4"), "x,y,w,h")
+    one_line_error(cli("inpaint", "test:0", "--class", "10"), "out of range")
     p = cli("inpaint", "test:0", "--class", "9", "--prior", "joint", "--steps", "3", "--out", str(tmp_path / "j.png"))
     assert p.returncode == 0 and (tmp_path / "j.png").exists(), p.stderr
     one_line_error(cli("inpaint", "test:0", "--class", "9", "--prior", "joint", "--dae", "x.safetensors"), "--dae")

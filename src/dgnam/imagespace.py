@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, asdict
 from typing import Literal, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -142,7 +143,7 @@ def from_uint8(images: Sequence, space: ImageSpace) -> torch.Tensor:
     """A list of HxW or HxWxC uint8 arrays (any size, RGB or gray) -> raw batch in ``space``."""
     out = []
     for a in images:
-        t = torch.as_tensor(a).float() / 255.0
+        t = torch.tensor(np.asarray(a), dtype=torch.float32) / 255.0  # a copy: PIL arrays are read-only
         t = t[None] if t.dim() == 2 else t.permute(2, 0, 1)
         if t.shape[0] == 4:
             t = t[:3]

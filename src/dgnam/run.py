@@ -143,6 +143,9 @@ def visualize(
     ``model`` and ``generator`` are used in eval mode on ``device`` and come back as they were given (see
     :func:`frozen`).
     """
+    if restarts < 1 or batch_size < 1 or (steps is not None and steps < 0):
+        raise DgnamError(f"restarts={restarts}, batch_size={batch_size}, steps={steps}: give restarts and batch size "
+                         f">= 1 and steps >= 0")
     device = torch.device(device)
     space = target_space(model, input_space, generator)
     if generator is None:

@@ -34,15 +34,22 @@ def _encoder_for(generator_spec: str, net, encoder: Optional[str], layer: Option
 
 
 def _class_indices(net, names: list[str]) -> list[int]:
-    classes = [c.lower() for c in (getattr(net, "classes", None) or [])]
+    """Class indices from indices or names; an index past a named model's classes is refused here (a model without
+    names is checked against its logits by the condition)."""
+    named = list(getattr(net, "classes", None) or [])
+    classes = [c.lower() for c in named]
     out = []
     for c in names:
         if re.fullmatch(r"\d+", c.strip()):
+            if classes and int(c) >= len(classes):
+                raise DgnamError(f"class {int(c)} out of range: the model has classes 0..{len(classes) - 1}")
             out.append(int(c))
         elif c.strip().lower() in classes:
             out.append(classes.index(c.strip().lower()))
+        elif classes:
+            raise DgnamError(f"unknown class {c!r}: give an index or one of {', '.join(named)}")
         else:
-            raise DgnamError(f"unknown class {c!r}: give an index or one of {', '.join(net.classes or [])}")
+            raise DgnamError(f"unknown class {c!r}: the model has no class names, give an index")
     return out
 
 
