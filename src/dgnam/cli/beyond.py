@@ -33,6 +33,10 @@ def _encoder_for(generator_spec: str, net, encoder: Optional[str], layer: Option
     return model_arg(encoder), layer
 
 
+#: Below this facet fidelity, `dgnam facets` says why most facet images left their facet and what to try.
+FIDELITY_HINT_BELOW = 0.5
+
+
 def _class_indices(net, names: list[str]) -> list[int]:
     """Class indices from indices or names; an index past a named model's classes is refused here (a model without
     names is checked against its logits by the condition)."""
@@ -127,6 +131,10 @@ def facets(
                 title=f"{f.unit.address}: {len(f.indices)} images, {k} facets in {f.embed_layer}")
     typer.echo(f"facet fidelity {f.fidelity:.2f} (synthetic image nearest its own facet's centre); "
                f"wrote {out}/facets.png and {out}/results.json")
+    if f.fidelity < FIDELITY_HINT_BELOW and facet_weight == 0:
+        typer.echo(f"note: the {k} images lie nearest to only {len(set(f.nearest))} of the {k} facet centres. "
+                   f"Activation maximization tends to climb to the same optimum from every facet's start (README, "
+                   f"Multifaceted visualization); --facet-weight 10 also pulls each image towards its own facet")
 
 
 @app.command()
