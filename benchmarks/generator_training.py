@@ -29,6 +29,15 @@ loss study (the shipped recipe with the feature loss on fc6, the code layer, at 
     dgnam train generator --name g-60k-e1-cfc6-w10 --comparator-layer fc6 --w-feat 10 --epochs 1 --seed 0 --out checkpoints/exp
     OMP_NUM_THREADS=2 python benchmarks/generator_training.py --facets --out generator_comparator \
         checkpoints/exp/g-60k-e1.safetensors checkpoints/exp/g-60k-e1-cfc6*.safetensors
+
+``--scaled`` also runs DGN-AM at the bound-scaled lr (``dgnam.bound_scaled_lr`` of the generator's code bounds, the
+deviation of ``dgn-am-scaled``; the bounds are the encoder's, so every generator of one layer gets the same lr, 3.28
+for fc6). The criterion above measures every generator at lr 8, which may overshoot; this asks whether longer
+training still hurts at the smaller step (g-60k-e1 is the shipped generator's files, copied from the zoo with its
+card as ``checkpoints/exp/g-60k-e1.{safetensors,codestats.safetensors,json}``):
+
+    OMP_NUM_THREADS=1 python benchmarks/generator_training.py --scaled --facets --out generator_scaled \
+        checkpoints/exp/g-60k-e{1,3,6}.safetensors
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgnam import LearnedGenerator, create_model
+from dgnam import LearnedGenerator, bound_scaled_lr, create_model
 from dgnam.data import FashionMNIST
 from dgnam.facets import synthesize_facets
 from dgnam.optimize import DGNAM_LR_START
@@ -69,6 +78,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("weights", nargs="+", type=Path, help="generator .safetensors files with their card and code stats")
     ap.add_argument("--facets", action="store_true", help="also measure how much of the facets each generator keeps")
+    ap.add_argument("--scaled", action="store_true", help="also run DGN-AM at the bound-scaled lr "
+                                                          "(dgnam.bound_scaled_lr of the generator's code bounds)")
     ap.add_argument("--out", default="generator_training", help="results/OUT.json")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -90,11 +101,19 @@ def main() -> None:
                      "dgnam_judge_accuracy": dgnam["judge_accuracy"],
                      "dgnam_restart_diversity": dgnam["restart_diversity"], "comparator_layer": cfg["comparator_layer"],
                      "w_feat": cfg["w_feat"]})
+        if args.scaled:
+            lr = bound_scaled_lr(gen.code_stats.upper())
+            sc = measure(target, judge, gen, lr, SEED)
+            rows[-1].update({"scaled_lr": sc["lr"], "dgnam_scaled_mean_final_logit": sc["mean_activation"],
+                             "dgnam_scaled_judge_accuracy": sc["judge_accuracy"],
+                             "dgnam_scaled_restart_diversity": sc["restart_diversity"]})
         if facets is not None:
-            rows[-1].update(facet_fidelity(target, gen, facets))
+            rows[-1].update(facet_fidelity(target, gen, facets, card.get("inverts", {}).get("layer", "fc6")))
         print(rows[-1], flush=True)
     rows.sort(key=lambda r: r["train_steps"])
-    res = {"rows": rows, "restarts": RESTARTS, "seed": SEED, "settings": "published DGN-AM defaults (lr 8, 200 steps)",
+    res = {"rows": rows, "restarts": RESTARTS, "seed": SEED,
+           "settings": "published DGN-AM defaults (lr 8, 200 steps); dgnam_scaled_*: the same at the generator's "
+                       "bound-scaled lr (--scaled)",
            "units": "fmnist-cnn logits:0..9", "judge": "fmnist-judge",
            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
            "seconds": round(time.perf_counter() - t0, 1)}
@@ -105,17 +124,21 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         fac = f"{r['facet_start_fidelity']:.2f} / {r['facet_reconstruction_fidelity']:.2f}" if facets else "-"
+        if args.scaled:
+            fac += (f" (scaled lr {r['scaled_lr']:.2f}: logit {r['dgnam_scaled_mean_final_logit']:.2f}, judge "
+                    f"{r['dgnam_scaled_judge_accuracy']:.3f}, diversity {r['dgnam_scaled_restart_diversity']:.2f})")
         print(f"| {r['generator']} | {r['train_steps']} | {r['comparator_layer']} x {r['w_feat']:g} | "
               f"{r['test_mse01']:.4f} | {r['test_encoder_agreement']:.3f} | {r['dgnam_mean_final_logit']:.2f} | "
               f"{r['dgnam_judge_accuracy']:.3f} | {r['dgnam_restart_diversity']:.2f} | {fac} |")
 
 
-def facet_fidelity(cnn, gen: LearnedGenerator, facets) -> dict:
+def facet_fidelity(cnn, gen: LearnedGenerator, facets, code_layer: str = "fc6") -> dict:
     """Means over the 10 class logits: the start images G(mean code) (no optimization) and the clustered real images'
-    reconstructions G(E(x)) nearest their own facet centre."""
-    start = [synthesize_facets(cnn, found, xs, gen, encoder=(cnn, "fc6"), steps=0, progress=False).fidelity
+    reconstructions G(E(x)) nearest their own facet centre (codes in ``code_layer``, the layer the generator inverts)."""
+    start = [synthesize_facets(cnn, found, xs, gen, encoder=(cnn, code_layer), steps=0, progress=False).fidelity
              for found, xs in facets]
-    recon = [fidelity_checks(cnn, gen, found, xs, cnn.input_space)["reconstruction_fidelity"] for found, xs in facets]
+    recon = [fidelity_checks(cnn, gen, found, xs, cnn.input_space, code_layer)["reconstruction_fidelity"]
+             for found, xs in facets]
     return {"facet_start_fidelity": float(np.mean(start)), "facet_reconstruction_fidelity": float(np.mean(recon))}
 
 

@@ -201,4 +201,6 @@ def test_cli_facets_on_the_embedded_models(tmp_path):
     assert doc["facets"]["embed_layer"] == "fc6" and len(doc["records"]) == 3
     assert (out / "facets.png").exists()
     # a low fidelity comes with the note that says why and what to try
-    assert ("--facet-weight 10" in p.stdout) == (doc["facets"]["fidelity"] < 0.5)
+    from dgnam.cli.beyond import FIDELITY_HINT_BELOW
+
+    assert ("--facet-weight 10" in p.stdout) == (doc["facets"]["fidelity"] < FIDELITY_HINT_BELOW)
