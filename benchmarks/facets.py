@@ -133,10 +133,10 @@ def main() -> None:
     judge = Judge(create_model("fmnist-judge"), "penult")
     code_layer = EMBED  # the layer the generator inverts: its facets start from their mean code in that layer
     if args.generator is not None:
-        from generator_training import load_generator  # lazily: that script imports this one
+        from generator_training import code_layer as inverted, load_generator  # lazily: that script imports this one
 
         gen, card = load_generator(args.generator)
-        code_layer = card.get("inverts", {}).get("layer", EMBED)
+        code_layer = inverted(card)
     space = cnn.input_space
     x01, _ = FashionMNIST("train").tensors()
     logits = encode(cnn, "logits", space.encode(x01))

@@ -36,7 +36,7 @@ for fc6). The criterion above measures every generator at lr 8, which may oversh
 training still hurts at the smaller step (g-60k-e1 is the shipped generator's files, copied from the zoo with its
 card as ``checkpoints/exp/g-60k-e1.{safetensors,codestats.safetensors,json}``):
 
-    OMP_NUM_THREADS=1 python benchmarks/generator_training.py --scaled --facets --out generator_scaled \
+    OMP_NUM_THREADS=2 python benchmarks/generator_training.py --scaled --facets --out generator_scaled \
         checkpoints/exp/g-60k-e{1,3,6}.safetensors
 """
 
@@ -74,6 +74,11 @@ def load_generator(weights: Path) -> tuple[LearnedGenerator, dict]:
     return LearnedGenerator(net.eval(), (stats.dim,), FMNIST_GEN_SPACE, stats, name=card["name"]), card
 
 
+def code_layer(card: dict) -> str:
+    """The layer of fmnist-cnn a trained generator inverts (its card's ``inverts.layer``; fc6 for older cards)."""
+    return card.get("inverts", {}).get("layer", "fc6")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("weights", nargs="+", type=Path, help="generator .safetensors files with their card and code stats")
@@ -108,7 +113,7 @@ def main() -> None:
                              "dgnam_scaled_judge_accuracy": sc["judge_accuracy"],
                              "dgnam_scaled_restart_diversity": sc["restart_diversity"]})
         if facets is not None:
-            rows[-1].update(facet_fidelity(target, gen, facets, card.get("inverts", {}).get("layer", "fc6")))
+            rows[-1].update(facet_fidelity(target, gen, facets, code_layer(card)))
         print(rows[-1], flush=True)
     rows.sort(key=lambda r: r["train_steps"])
     res = {"rows": rows, "restarts": RESTARTS, "seed": SEED,
@@ -132,12 +137,12 @@ def main() -> None:
               f"{r['dgnam_judge_accuracy']:.3f} | {r['dgnam_restart_diversity']:.2f} | {fac} |")
 
 
-def facet_fidelity(cnn, gen: LearnedGenerator, facets, code_layer: str = "fc6") -> dict:
+def facet_fidelity(cnn, gen: LearnedGenerator, facets, layer: str = "fc6") -> dict:
     """Means over the 10 class logits: the start images G(mean code) (no optimization) and the clustered real images'
-    reconstructions G(E(x)) nearest their own facet centre (codes in ``code_layer``, the layer the generator inverts)."""
-    start = [synthesize_facets(cnn, found, xs, gen, encoder=(cnn, code_layer), steps=0, progress=False).fidelity
+    reconstructions G(E(x)) nearest their own facet centre (codes in ``layer``, the layer the generator inverts)."""
+    start = [synthesize_facets(cnn, found, xs, gen, encoder=(cnn, layer), steps=0, progress=False).fidelity
              for found, xs in facets]
-    recon = [fidelity_checks(cnn, gen, found, xs, cnn.input_space, code_layer)["reconstruction_fidelity"]
+    recon = [fidelity_checks(cnn, gen, found, xs, cnn.input_space, layer)["reconstruction_fidelity"]
              for found, xs in facets]
     return {"facet_start_fidelity": float(np.mean(start)), "facet_reconstruction_fidelity": float(np.mean(recon))}
 

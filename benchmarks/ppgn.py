@@ -78,10 +78,10 @@ class Bench:
         self.cnn, self.judge, self.gen = create_model("fmnist-cnn"), create_model("fmnist-judge"), create_model("fmnist-g-fc6")
         self.code_layer = "fc6"  # the layer the generator inverts (the DAE's codes, inpainting's start code)
         if generator is not None:
-            from generator_training import load_generator
+            from generator_training import code_layer, load_generator
 
             self.gen, card = load_generator(generator)
-            self.code_layer = card.get("inverts", {}).get("layer", self.code_layer)
+            self.code_layer = code_layer(card)
         for m in (self.cnn, self.judge, self.gen):
             for p in m.parameters():
                 p.requires_grad_(False)
