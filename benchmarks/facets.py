@@ -129,10 +129,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    cnn, gen = create_model("fmnist-cnn"), create_model("fmnist-g-fc6")
+    cnn = create_model("fmnist-cnn")
     judge = Judge(create_model("fmnist-judge"), "penult")
-    code_layer = EMBED  # the layer the generator inverts: its facets start from their mean code in that layer
-    if args.generator is not None:
+    # the generator and the layer it inverts: its facets start from their mean code in that layer
+    if args.generator is None:
+        gen, code_layer = create_model("fmnist-g-fc6"), EMBED
+    else:
         from generator_training import code_layer as inverted, load_generator  # lazily: that script imports this one
 
         gen, card = load_generator(args.generator)

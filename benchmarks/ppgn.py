@@ -75,9 +75,11 @@ INPAINT_VARIANTS = (
 
 class Bench:
     def __init__(self, generator: Path | None = None, dae: Path | None = None) -> None:
-        self.cnn, self.judge, self.gen = create_model("fmnist-cnn"), create_model("fmnist-judge"), create_model("fmnist-g-fc6")
-        self.code_layer = "fc6"  # the layer the generator inverts (the DAE's codes, inpainting's start code)
-        if generator is not None:
+        self.cnn, self.judge = create_model("fmnist-cnn"), create_model("fmnist-judge")
+        # the generator and the layer it inverts (the DAE's codes, inpainting's start code)
+        if generator is None:
+            self.gen, self.code_layer = create_model("fmnist-g-fc6"), "fc6"
+        else:
             from generator_training import code_layer, load_generator
 
             self.gen, card = load_generator(generator)
