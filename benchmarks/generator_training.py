@@ -71,7 +71,8 @@ def load_generator(weights: Path) -> tuple[LearnedGenerator, dict]:
     net = FashionGenerator(stats.dim)
     load_into(net, load_state_dict(weights))
     card = json.loads(weights.with_suffix(".json").read_text())
-    return LearnedGenerator(net.eval(), (stats.dim,), FMNIST_GEN_SPACE, stats, name=card["name"]), card
+    return LearnedGenerator(net.eval(), (stats.dim,), FMNIST_GEN_SPACE, stats, name=card["name"],
+                            code_layer=code_layer(card)), card
 
 
 def code_layer(card: dict) -> str:

@@ -231,6 +231,11 @@ def test_bad_sampler_input(tiny_model, tiny_gen):
     with pytest.raises(DgnamError, match="dgnam train dae --layer"):
         inpaint(tiny_gen, CodeDAE(dim=12), ClassCondition(tiny_model, [0]), torch.zeros(1, *SPACE.shape),
                 hole_mask(SPACE.size), Enc(), "code", SPACE)
+    other = CodeDAE(dim=10)  # the right size, but trained on another layer's codes (its card says which)
+    other.code_layer = "fc5"
+    with pytest.raises(DgnamError, match="trained on fc5 codes but tiny inverts code"):
+        inpaint(tiny_gen, other, ClassCondition(tiny_model, [0]), torch.zeros(1, *SPACE.shape),
+                hole_mask(SPACE.size), Enc(), "code", SPACE)
 
 
 def test_prior_term_is_r_minus_h(tiny_dae):
@@ -296,3 +301,14 @@ def test_cli_inpaint(tmp_path):
     assert p.returncode == 0 and (tmp_path / "j.png").exists(), p.stderr
     one_line_error(cli("inpaint", "test:0", "--class", "9", "--prior", "joint", "--dae", "x.safetensors"), "--dae")
     one_line_error(cli("inpaint", "test:0", "--class", "9", "--prior", "gan"), "use dae")
+
+
+@needs_zoo
+def test_embedded_dae_and_generator_know_their_layer():
+    from dgnam import create_model
+
+    gen, dae = create_model("fmnist-g-fc6"), load_dae()
+    assert gen.code_layer == "fc6" and dae.code_layer == "fc6"
+    dae.code_layer = "fc5"  # as a DAE of fmnist-cnn's fc5 codes (also 256-d) would be
+    with pytest.raises(DgnamError, match="trained on fc5 codes but fmnist-g-fc6 inverts fc6"):
+        sample(gen, dae, ClassCondition(create_model("fmnist-cnn"), [1]), 1, PPGNConfig(steps=2))

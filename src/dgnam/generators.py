@@ -63,13 +63,15 @@ class LearnedGenerator(Generator):
     method = "dgn-am"
 
     def __init__(self, net: nn.Module, code_shape: Sequence[int], space: ImageSpace,
-                 code_stats: CodeStats | None = None, name: str = "generator") -> None:
+                 code_stats: CodeStats | None = None, name: str = "generator", code_layer: str | None = None) -> None:
         super().__init__()
         self.net = net
         self.code_shape = tuple(code_shape)
         self.space = space
         self.code_stats = code_stats
         self.name = name
+        #: the encoder layer whose output is the code (zoo entries know it), so priors on codes can be matched to it
+        self.code_layer = code_layer
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         return self.net(code)

@@ -98,6 +98,7 @@ class CodeDAE(nn.Module):
         if dim < 1 or hidden < 1 or layers < 1:
             raise DgnamError(f"CodeDAE needs positive sizes, got dim={dim}, hidden={hidden}, layers={layers}")
         self.dim, self.hidden, self.layers = dim, hidden, layers
+        self.code_layer: str | None = None  # the layer whose codes it was trained on (set by load_dae from the card)
         mods: list[nn.Module] = []
         d = dim
         for _ in range(layers):
@@ -140,6 +141,7 @@ def load_dae(path: str | Path | None = None) -> CodeDAE:
         arch = {"dim": first.shape[1], "hidden": first.shape[0], "layers": len(lin) - 1}
     dae = CodeDAE(**arch)
     load_into(dae, state, what=f"code DAE {path.name}")
+    dae.code_layer = card.get("codes", {}).get("layer")  # which layer's codes it denoises, when its card says
     return dae.eval()
 
 
@@ -162,15 +164,22 @@ class JointPrior(nn.Module):
         return self.reader(x)[self.layer].flatten(1).view_as(h)
 
 
-def check_prior(dae: nn.Module | None, generator: Generator) -> None:
-    """A :class:`CodeDAE` must take the generator's codes: a DAE trained on another layer's codes of another size
-    gets a one-line error here, not a shape error from inside torch at the first step."""
-    if isinstance(dae, CodeDAE):
-        n = int(torch.Size(generator.code_shape).numel())
-        if dae.dim != n:
-            raise DgnamError(f"the code DAE takes {dae.dim}-d codes but {getattr(generator, 'name', 'the generator')}'s "
-                             f"code is {n}-d: pass the DAE of the layer the generator inverts (dgnam train dae --layer "
-                             f"LAYER)")
+def check_prior(dae: nn.Module | None, generator: Generator, layer: str | None = None) -> None:
+    """A :class:`CodeDAE` must take the generator's codes: a DAE trained on another layer's codes gets a one-line
+    error here, not a shape error from inside torch at the first step (another size) or a silently wrong prior (same
+    size). The generator's layer is ``layer`` or its ``code_layer``; the DAE's comes from its card. Either unknown:
+    only the size is checked."""
+    if not isinstance(dae, CodeDAE):
+        return
+    name = getattr(generator, "name", "the generator")
+    n = int(torch.Size(generator.code_shape).numel())
+    if dae.dim != n:
+        raise DgnamError(f"the code DAE takes {dae.dim}-d codes but {name}'s code is {n}-d: pass the DAE of the layer "
+                         f"the generator inverts (dgnam train dae --layer LAYER)")
+    layer = layer or getattr(generator, "code_layer", None)
+    if layer is not None and dae.code_layer is not None and dae.code_layer != layer:
+        raise DgnamError(f"the code DAE was trained on {dae.code_layer} codes but {name} inverts {layer}: pass the DAE "
+                         f"of that layer (dgnam train dae --layer {layer})")
 
 
 def prior_term(dae: nn.Module, h: torch.Tensor) -> torch.Tensor:
@@ -597,7 +606,7 @@ def inpaint(
                          f"{space.size[1]}) in the encoder's input space")
     if mask.dim() != 4 or mask.shape[-2:] != images.shape[-2:] or mask.shape[0] not in (1, len(images)):
         raise DgnamError(f"mask has shape {tuple(mask.shape)}; give (1 or B, 1, H, W) matching the images")
-    check_prior(dae, generator)
+    check_prior(dae, generator, layer)
     dev = next((p.device for p in generator.parameters()), torch.device("cpu"))
     with _borrowed([generator, dae, encoder, getattr(condition, "model", None)], dev):
         images, mask = images.to(dev), mask.to(dev).float()

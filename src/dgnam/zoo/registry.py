@@ -110,7 +110,8 @@ def wrap(entry: ZooEntry, net: nn.Module, with_stats: bool = True, name: str | N
         stats = None
         if with_stats and entry.code_stats and (WEIGHTS_DIR / entry.code_stats).exists():
             stats = CodeStats.load(WEIGHTS_DIR / entry.code_stats)
-        return LearnedGenerator(net, code_shape=entry.code_shape, space=entry.space, code_stats=stats, name=name)
+        return LearnedGenerator(net, code_shape=entry.code_shape, space=entry.space, code_stats=stats, name=name,
+                                code_layer=entry.encoder_layer)
     net.input_space = entry.space
     net.classes = entry.classes
     net.zoo_name = name
