@@ -131,14 +131,13 @@ def main() -> None:
     t0 = time.perf_counter()
     cnn = create_model("fmnist-cnn")
     judge = Judge(create_model("fmnist-judge"), "penult")
-    # the generator and the layer it inverts: its facets start from their mean code in that layer
     if args.generator is None:
-        gen, code_layer = create_model("fmnist-g-fc6"), EMBED
+        gen = create_model("fmnist-g-fc6")
     else:
-        from generator_training import code_layer as inverted, load_generator  # lazily: that script imports this one
+        from generator_training import load_generator  # lazily: that script imports this one
 
-        gen, card = load_generator(args.generator)
-        code_layer = inverted(card)
+        gen, _ = load_generator(args.generator)
+    code_layer = gen.code_layer  # the layer it inverts: its facets start from their mean code in that layer
     space = cnn.input_space
     x01, _ = FashionMNIST("train").tensors()
     logits = encode(cnn, "logits", space.encode(x01))

@@ -71,13 +71,8 @@ def load_generator(weights: Path) -> tuple[LearnedGenerator, dict]:
     net = FashionGenerator(stats.dim)
     load_into(net, load_state_dict(weights))
     card = json.loads(weights.with_suffix(".json").read_text())
-    return LearnedGenerator(net.eval(), (stats.dim,), FMNIST_GEN_SPACE, stats, name=card["name"],
-                            code_layer=code_layer(card)), card
-
-
-def code_layer(card: dict) -> str:
-    """The layer of fmnist-cnn a trained generator inverts (its card's ``inverts.layer``; fc6 for older cards)."""
-    return card.get("inverts", {}).get("layer", "fc6")
+    layer = card.get("inverts", {}).get("layer", "fc6")  # the layer of fmnist-cnn it inverts (older cards: fc6)
+    return LearnedGenerator(net.eval(), (stats.dim,), FMNIST_GEN_SPACE, stats, name=card["name"], code_layer=layer), card
 
 
 def main() -> None:
@@ -114,7 +109,7 @@ def main() -> None:
                              "dgnam_scaled_judge_accuracy": sc["judge_accuracy"],
                              "dgnam_scaled_restart_diversity": sc["restart_diversity"]})
         if facets is not None:
-            rows[-1].update(facet_fidelity(target, gen, facets, code_layer(card)))
+            rows[-1].update(facet_fidelity(target, gen, facets, gen.code_layer))
         print(rows[-1], flush=True)
     rows.sort(key=lambda r: r["train_steps"])
     res = {"rows": rows, "restarts": RESTARTS, "seed": SEED,

@@ -76,14 +76,13 @@ INPAINT_VARIANTS = (
 class Bench:
     def __init__(self, generator: Path | None = None, dae: Path | None = None) -> None:
         self.cnn, self.judge = create_model("fmnist-cnn"), create_model("fmnist-judge")
-        # the generator and the layer it inverts (the DAE's codes, inpainting's start code)
         if generator is None:
-            self.gen, self.code_layer = create_model("fmnist-g-fc6"), "fc6"
+            self.gen = create_model("fmnist-g-fc6")
         else:
-            from generator_training import code_layer, load_generator
+            from generator_training import load_generator
 
-            self.gen, card = load_generator(generator)
-            self.code_layer = code_layer(card)
+            self.gen, _ = load_generator(generator)
+        self.code_layer = self.gen.code_layer  # the layer it inverts (the DAE's codes, inpainting's start code)
         for m in (self.cnn, self.judge, self.gen):
             for p in m.parameters():
                 p.requires_grad_(False)
