@@ -24,6 +24,9 @@ prior). Against it: 10 DGN-AM restarts of the same logit from random codes (seed
   ``real_member_fidelity`` the facets' own real images; ``mean_code_fidelity`` each facet's mean code itself (the
   DGN-AM start before the generator); ``reconstruction_fidelity`` the real images passed through the generator,
   G(E(x)); ``mean_image_fidelity`` each facet's mean image (the pixel method's start).
+* ``centre_inversion``: no unit term at all, the generator's images brought as near each facet's centre in fc6 as
+  Adam gets them within the code box (:func:`centre_inversion`): how much of the fc6 test any code-space method
+  could take from this generator, by construction, and what the judge makes of those images.
 
     python benchmarks/facets.py       # writes benchmarks/results/facets.json and PNGs (~15 minutes on 1 core)
 
@@ -49,7 +52,7 @@ from dgnam import AMConfig, PixelGenerator, create_model, visualize
 from dgnam.data import FashionMNIST
 from dgnam.evaluate import Judge, mean_pairwise_distance
 from dgnam.facets import FacetConfig, find_facets, synthesize_facets
-from dgnam.units import encode
+from dgnam.units import LayerReader, encode
 from dgnam.images import grid
 from dgnam.imagespace import convert, to_uint8
 
@@ -63,6 +66,10 @@ SHOW_UNIT = 8  # the detailed facet grid (synthetic beside top real images) is w
 SHOWN = ("dgnam", "dgnam_lr0.5", "pixel", f"dgnam_facet_w{FACET_WEIGHTS[1]:g}")  # the variants it is written for
 EMBED = "fc6"  # the clustering features (and those of the fidelity test and the diversity)
 CHECKS = ("real_member_fidelity", "mean_code_fidelity", "reconstruction_fidelity", "mean_image_fidelity")
+#: The centre inversion (``centre_inversion``): Adam (Lucid's lr is 0.05; twice that, since 1000 steps at 0.05 had
+#: not converged on three units) for 1000 steps. A diagnostic, not a method of the toolkit.
+INVERSION_STEPS = 1000
+INVERSION_LR = 0.1
 
 
 def features(model, layer, raw, src_space, space) -> torch.Tensor:
@@ -122,6 +129,39 @@ def fidelity_checks(cnn, gen, found, xs, space, code_layer: str = EMBED) -> dict
             "mean_image_fidelity": own(encode(cnn, EMBED, mean_images), range(k))}
 
 
+def centre_inversion(cnn, gen, found, xs, space, code_layer: str = EMBED) -> torch.Tensor:
+    """Generator images G(y) whose fc6 features come as close as Adam brings them to each facet's centre (in the
+    clustering's PCA space), with y started from the facet's mean code and clipped to the generator's code box
+    [0, U] after every step, and no unit term. How near the generator's images can get to the facet centres at all:
+    the most of the fc6 nearest-centre test that any code-space method could take from this generator, by
+    construction (the judge's test stays held out)."""
+    cl, x = found.clustering, space.encode(xs)
+    y = torch.stack([encode(cnn, code_layer, x[i]).mean(0) for i in found.init_indices]).requires_grad_(True)
+    upper = gen.code_stats.upper()
+    mean, comp = (torch.as_tensor(a, dtype=torch.float32) for a in (cl.mean, cl.components))
+    centres = torch.as_tensor(cl.centers, dtype=torch.float32)
+    params = [*cnn.parameters(), *gen.parameters()]
+    grads = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    opt = torch.optim.Adam([y], lr=INVERSION_LR)
+    reader = LayerReader(cnn, [EMBED])  # encode() runs without gradients
+    try:
+        for _ in range(INVERSION_STEPS):
+            proj = (reader(convert(gen(y), gen.space, space))[EMBED].flatten(1) - mean) @ comp.T
+            loss = (proj - centres).pow(2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                y.copy_(torch.minimum(y.clamp_min(0), upper))
+    finally:
+        for p, g in zip(params, grads):
+            p.requires_grad_(g)
+    with torch.no_grad():
+        return gen(y)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--generator", type=Path, help="generator weights (.safetensors with card and code stats)")
@@ -152,7 +192,7 @@ def main() -> None:
         (f"dgnam_facet_w{w:g}", True, dg, None, w) for w in FACET_WEIGHTS]
     per_unit = []
     rows = {name: [] for name, *_ in variants}
-    rows.update({f"restarts_lr{v:g}": [] for v in (8.0, *DGNAM_LRS)})
+    rows.update({f"restarts_lr{v:g}": [] for v in (8.0, *DGNAM_LRS)}, centre_inversion=[])
     tmp = Path(tempfile.mkdtemp())
     for c, (found, xs) in enumerate(class_facets(cnn, x01, logits)):
         unit = f"logits:{c}"
@@ -163,6 +203,13 @@ def main() -> None:
         rec["real_facet_centre_diversity"] = mean_pairwise_distance(real_centres)
         rec.update(fidelity_checks(cnn, gen, found, xs, space, code_layer))
         jcentres, rec["real_member_fidelity_judge"] = judge_centres(judge, found, xs, space)
+        inverted = centre_inversion(cnn, gen, found, xs, space, code_layer)
+        rec["centre_inversion"] = {
+            "fidelity": float(np.mean(found.clustering.nearest_center(features(cnn, EMBED, inverted, gen.space, space))
+                                      == np.arange(K))),
+            "fidelity_judge": judge_fidelity(judge, jcentres, inverted, gen.space),
+            "activation": float(encode(cnn, "logits", convert(inverted, gen.space, space))[:, c].mean())}
+        rows["centre_inversion"].append(to_uint8(inverted, gen.space))
         for name, learned, am, steps, weight in variants:
             out = tmp / f"{name}_u{c}" if c == SHOW_UNIT and name in SHOWN else None
             f = synthesize_facets(cnn, found, xs, gen if learned else None, encoder=(cnn, code_layer), am_config=am,
@@ -203,6 +250,7 @@ def main() -> None:
     summary.update({f"restarts_lr{lr:g}": {k: mean(f"restarts_lr{lr:g}", k) for k in ("diversity", "diversity_judge",
                                                                                        "activation")}
                     for lr in (8.0, *DGNAM_LRS)})
+    summary["centre_inversion"] = {k: mean("centre_inversion", k) for k in ("fidelity", "fidelity_judge", "activation")}
     res = {
         "facet_fidelity": summary["dgnam"]["fidelity"],
         "facet_fidelity_judge": summary["dgnam"]["fidelity_judge"],
@@ -229,6 +277,10 @@ def main() -> None:
                                  "centre bias) at the toolkit's pixel lr; pixel_lr0.1x: a tenth of that lr; "
                                  "dgnam_facet_wW: the headline plus the facet term (faceted feature visualization) "
                                  "at weight W, whose fc6 fidelity is partly by construction",
+                     "centre_inversion": f"no unit term: G(y) brought as near each facet centre in fc6 (PCA) as "
+                                         f"Adam (lr {INVERSION_LR:g}, {INVERSION_STEPS} steps) gets it from the mean "
+                                         f"code within [0, U]; how near the generator's images can come to the "
+                                         f"centres at all",
                      "fidelity_judge": "the same nearest-centre test in the judge's penult features (centres: mean "
                                        "judge feature of each facet's real images); held out",
                      "fidelity_space": "fc6 features projected on the clustering's PCA (t-SNE has no out-of-sample map)",

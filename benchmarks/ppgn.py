@@ -16,7 +16,8 @@ eps3 = 1e-17, lr = 1) on ``fmnist-g-fc6``'s code, conditioned on ``fmnist-cnn``,
   makes for DGN-AM: 1.0 x median U / 12) with seeds 0-2 and as a 1000-iteration chain (50 samples, further apart);
   and the released code's class gradient (``ClassCondition(score="released")``: ``(1 - p) d logit``) with seeds 0-2;
   and the released code's prior ``E(G(h)) - h`` (``JointPrior``) in place of the trained DAE, with seeds 0-2;
-  and the released class gradient at the bound-scaled lr, with seeds 0-2.
+  and the released class gradient at the bound-scaled lr, with seeds 0-2; and a sweep of the noise term eps3 at the
+  bound-scaled and the published lr (``noise_sweep``).
 
 Inpainting: the first 100 test images with the released hole (100/227 of the side, centred: 12 x 12 of 28 x 28),
 conditioned on their true class, at the released inpainting settings (``PPGNConfig.for_inpainting``: 21 updates,
@@ -65,6 +66,9 @@ EXTRA_CHAINS = ((PPGN_LR, 200, 1), (PPGN_LR, 200, 2), ("scaled", 200, 0), ("scal
 #: seeds of the chains with the released code's class gradient or prior (published settings otherwise, or the
 #: bound-scaled lr with the released gradient)
 RELEASED_CODE_SEEDS = (0, 1, 2)
+#: the noise term's size for a sweep at the bound-scaled and the published lr, seed 0 (the published eps3 = 1e-17
+#: adds no noise; a larger eps3 is what would make the chain a Langevin sampler that can leave a mode)
+SWEEP_EPS3 = (1e-4, 1e-3, 1e-2, 1e-1)
 #: inpainting runs beside the headline: (label, config, class score)
 INPAINT_VARIANTS = (
     ("class-sampling settings: 200 constant steps of lr 1", PPGNConfig(steps=200), "log_prob"),
@@ -210,6 +214,15 @@ def main() -> None:
                           "gradient_evaluations_per_class": cfg2.steps, "seconds": round(s2, 1)})
             print(f"{label}, seed {seed}: {ev}", flush=True)
 
+    # --- the noise term eps3 (reported whole)
+    noise = []
+    for lr in (scaled_lr, PPGN_LR):
+        for eps3 in SWEEP_EPS3:
+            c2, cfg2, s2 = b.chain(lr=lr, eps3=eps3)
+            ev = b.evaluate(c2.images)
+            noise.append({"lr": lr, "eps3": eps3, "bound_scaled": lr == scaled_lr, **ev, "seconds": round(s2, 1)})
+            print(f"noise lr {lr:.3f} eps3 {eps3:g}: {ev}", flush=True)
+
     # --- one chain walking through classes (published settings, 200 iterations per class)
     walk_classes = [3, 5, 8, 1]
     walk = sample(gen, b.dae, [ClassCondition(cnn, [c]) for c in walk_classes], 1,
@@ -279,6 +292,7 @@ def main() -> None:
         "sweep": sweep,
         "bound_scaled_lr": scaled_lr,
         "extra_chains": extra,
+        "noise_sweep": noise,
         "class_walk": {"classes": [cnn.classes[c] for c in walk_classes], "mean_target_probability": walk_p},
         "inpainting": {**inp, "images": 100, "hole": "centred 12x12 of 28x28 (released 100/227)",
                        "settings": inp_cfg.to_dict(), "condition": "true class",

@@ -33,7 +33,9 @@ or 0.5) drives every facet of a class logit to the same few optima within the fi
 ends nearest its own centre. The generator bounds what any code-space method can keep: each facet's mean code is
 nearest its own centre every time, but its image G(mean code) only for about a third of the facets, and real images
 passed through the generator, G(E(x)), only about a quarter of the time (the real images themselves: 0.84), because
-the generator's fc6 reconstruction error is as large as the distance between the facets of one class.
+the generator's fc6 reconstruction error is as large as the distance between the facets of one class. Even codes
+fitted to the facet centres alone (no unit term) give images nearest their own centre about three times in four in
+fc6, and one time in four in a held-out network's features.
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ but the defaults stay the published ones.
 Measured on the embedded models (``benchmarks/ppgn.py``): the DAE term is about 4e-4 of the class term along a
 published chain, so it contributes almost nothing. At ``lr = 1`` the judge recognizes about two thirds of the
 samples. The chains are more diverse than DGN-AM restarts, and smaller steps trade that diversity for accuracy
-(lr 0.3, eps1 0: judge 0.98, diversity below DGN-AM's). No setting of the sweep gives both.
+(lr 0.3, eps1 0: judge 0.98, diversity below DGN-AM's). No setting of the sweep gives both. Noise does not add
+diversity either: at the bound-scaled lr, eps3 from 1e-4 to 1e-1 lowers it step by step, because once the class
+probability saturates the noise takes over the normalized step.
 
 Two details of the released code differ from Eq. 11 as written, and both are options here, measured in
 ``benchmarks/ppgn.py``: its class gradient is ``(1 - p_y) d logit_y`` rather than ``d log p(y | x)``
