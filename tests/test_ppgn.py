@@ -5,7 +5,7 @@ import torch
 
 from dgnam import DgnamError
 from dgnam.ppgn import (ClassCondition, CodeDAE, JointPrior, PPGNConfig, UnitCondition, hole_mask, inpaint, load_dae,
-                        parse_box, prior_term, sample)
+                        parse_box, prior_term, sample, scale_box)
 from dgnam.train.dae import DAEConfig, train_dae
 from dgnam.units import parse_units, resolve_units
 
@@ -286,6 +286,17 @@ def test_cli_sample_walks_through_classes(tmp_path):
     assert p.returncode == 0 and len(json.loads((tmp_path / "j" / "results.json").read_text())["records"]) == 2, p.stderr
 
 
+def test_scale_box_maps_a_hole_on_a_file_onto_the_model_input():
+    assert scale_box((0, 0, 28, 28), (56, 56), (28, 28)) == (0, 0, 14, 14)
+    assert scale_box((30, 30, 24, 24), (56, 56), (28, 28)) == (15, 15, 12, 12)
+    assert scale_box((10, 0, 20, 30), (30, 40), (30, 40)) == (10, 0, 20, 30)  # same size: unchanged
+    # a box that falls between model pixels covers every pixel it touches
+    assert scale_box((1, 1, 1, 1), (56, 56), (28, 28)) == (0, 0, 1, 1)
+    assert scale_box((3, 5, 2, 2), (56, 84), (28, 28)) == (1, 2, 1, 2)  # rows 5-6 land on rows 2.5-3.5
+    with pytest.raises(DgnamError, match="84x56 photo"):
+        scale_box((80, 0, 10, 10), (56, 84), (28, 28), "photo")
+
+
 @needs_zoo
 def test_cli_inpaint(tmp_path):
     fashion_mnist("test")
@@ -295,6 +306,14 @@ def test_cli_inpaint(tmp_path):
 
     assert Image.open(tmp_path / "i.png").width > 3 * 112
     one_line_error(cli("inpaint", "test:0", "--class", "9", "--mask", "20,20,10,10"), "does not fit")
+    # a file of another size: the mask is given in its own pixels and scaled with it
+    from dgnam.data import FashionMNIST
+
+    big = tmp_path / "big.png"
+    Image.fromarray((FashionMNIST("test")[0][0][0] * 255).byte().numpy()).resize((56, 56)).save(big)
+    p = cli("inpaint", str(big), "--class", "9", "--mask", "30,30,24,24", "--steps", "2", "--out", str(tmp_path / "b.png"))
+    assert p.returncode == 0, p.stderr
+    one_line_error(cli("inpaint", str(big), "--class", "9", "--mask", "40,40,20,20"), "56x56")
     one_line_error(cli("inpaint", "test:0", "--class", "9", "--mask", "3,4"), "x,y,w,h")
     one_line_error(cli("inpaint", "test:0", "--class", "10"), "out of range")
     p = cli("inpaint", "test:0", "--class", "9", "--prior", "joint", "--steps", "3", "--out", str(tmp_path / "j.png"))

@@ -47,6 +47,7 @@ here, so caption conditioning is not provided: plug a captioner's log-likelihood
 from __future__ import annotations
 
 import json
+import math
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -544,6 +545,22 @@ def hole_mask(size: tuple[int, int], box: tuple[int, int, int, int] | None = Non
     m = torch.zeros(1, 1, H, W)
     m[..., y : y + h, x : x + w] = 1.0
     return m
+
+
+def scale_box(box: tuple[int, int, int, int], src: tuple[int, int], dst: tuple[int, int],
+              what: str = "image") -> tuple[int, int, int, int]:
+    """The box ``(x, y, w, h)``, given in pixels of an image of size ``src`` (H, W), in pixels of that image resized
+    whole to ``dst`` (how image files reach a model: :func:`dgnam.imagespace.from_uint8` resizes, never crops). The
+    scaled box covers every pixel the given one touches, so a hole drawn on a large photo still hides all of it.
+    ``what`` names the image in the error when the box does not fit it."""
+    (sh, sw), (dh, dw) = src, dst
+    x, y, w, h = (int(v) for v in box)
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > sw or y + h > sh:
+        raise DgnamError(f"mask {x},{y},{w},{h} does not fit in the {sw}x{sh} {what}: give x,y,w,h in its pixels "
+                         f"with x+w <= {sw}, y+h <= {sh}")
+    x0, y0 = math.floor(x * dw / sw), math.floor(y * dh / sh)
+    x1, y1 = math.ceil((x + w) * dw / sw), math.ceil((y + h) * dh / sh)
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:

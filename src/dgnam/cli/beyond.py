@@ -231,8 +231,9 @@ def sample(
     typer.echo(f"wrote {len(records)} samples to {out}/samples.png (captions: iteration:{'p(class)' if cls else 'score'})")
 
 
-def _read_image(spec: str, space) -> torch.Tensor:
-    """IMAGE is a file, or ``test:INDEX`` / ``train:INDEX`` for a Fashion-MNIST image."""
+def _read_image(spec: str, space) -> tuple[torch.Tensor, tuple[int, int]]:
+    """IMAGE is a file, or ``test:INDEX`` / ``train:INDEX`` for a Fashion-MNIST image: the image at the model's
+    input size, and its own size (H, W) before it was resized."""
     m = re.fullmatch(r"(train|test):(\d+)", spec)
     if m and not Path(spec).exists():
         from ..data import FashionMNIST
@@ -241,17 +242,23 @@ def _read_image(spec: str, space) -> torch.Tensor:
         i = int(m[2])
         if i >= len(ds):
             raise DgnamError(f"{spec}: Fashion-MNIST {m[1]} has images 0..{len(ds) - 1}")
-        return space.encode(ds[i][0][None])
+        img = ds[i][0]
+        return space.encode(img[None]), tuple(img.shape[-2:])
+    from PIL import Image
+
     from .codes import _images
 
-    return _images([Path(spec)], space)
+    x = _images([Path(spec)], space)
+    with Image.open(spec) as im:
+        return x, (im.height, im.width)
 
 
 @app.command()
 def inpaint(
     image: str = typer.Argument(..., help="an image file, or test:INDEX / train:INDEX for a Fashion-MNIST image"),
-    mask: Optional[str] = typer.Option(None, help="the hole x,y,w,h in pixels of the model's input "
-                                                  "(default: the released 100/227 of the side, centred)"),
+    mask: Optional[str] = typer.Option(None, help="the hole x,y,w,h in pixels of IMAGE (scaled with it to the "
+                                                  "model's input; default: the released 100/227 of the side, "
+                                                  "centred)"),
     cls: str = typer.Option(..., "--class", help="class the filled-in content should have (index or name)"),
     model: str = typer.Option("fmnist-cnn", help="the condition network (its input space is the image's)"),
     generator: str = typer.Option("fmnist-g-fc6"),
@@ -275,7 +282,7 @@ def inpaint(
     """PPGN inpainting: fill a hole in IMAGE with generated content of class C that fits the pixels around it."""
     from ..imagespace import to_uint8
     from ..images import grid
-    from ..ppgn import ClassCondition, PPGNConfig, hole_mask, inpaint as run_inpaint, parse_box
+    from ..ppgn import ClassCondition, PPGNConfig, hole_mask, inpaint as run_inpaint, parse_box, scale_box
 
     dev = device_arg(device)
     net = model_arg(model).to(dev)
@@ -285,8 +292,9 @@ def inpaint(
     gen = gen.to(dev)
     enc, layer = _encoder_for(generator, net, encoder, encoder_layer)
     space = net.input_space
-    x = _read_image(image, space)
-    m = hole_mask(space.size, parse_box(mask) if mask else None)
+    x, size = _read_image(image, space)
+    box = scale_box(parse_box(mask), size, space.size, f"image {image}") if mask else None
+    m = hole_mask(space.size, box)
     (c,) = _class_indices(net, [cls])
     cond = ClassCondition(net, [c], score=class_score)
     cfg = PPGNConfig(steps=steps, eps1=eps1, eps2=eps2, eps3=eps3, eps4=eps4, lr=lr, lr_end=lr_end, seed=seed)
