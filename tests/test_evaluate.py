@@ -95,3 +95,12 @@ def test_evaluate_finds_a_memorized_image(tiny_model, tiny_gen, tmp_path):
 def test_evaluate_run_errors(tmp_path):
     with pytest.raises(DgnamError, match="not a finished run"):
         evaluate_run(tmp_path)
+    # a results.json of another kind (the old `dgnam sample` layout: no unit per record, no model in its config)
+    (tmp_path / "results.json").write_text(json.dumps({"config": {"lr": 1.0}, "records": [
+        {"sample": 0, "condition": "Bag", "image": "images/s000.png"}]}))
+    with pytest.raises(DgnamError, match="without a unit"):
+        evaluate_run(tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps({"config": {}, "records": [
+        {"unit": "logits:0", "image": "images/s000.png"}]}))
+    with pytest.raises(DgnamError, match="pass --model"):
+        evaluate_run(tmp_path)

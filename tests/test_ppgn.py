@@ -274,9 +274,17 @@ def test_cli_sample_walks_through_classes(tmp_path):
     p = cli("sample", "--class", "Sandal", "--class", "3", "--n", "4", "--steps", "12", "--burn-in", "4", "--out", str(out))
     assert p.returncode == 0, p.stderr
     doc = json.loads((out / "results.json").read_text())
-    assert doc["conditions"] == ["Sandal", "Dress"] and len(doc["records"]) == 8
+    assert doc["config"]["conditions"] == ["Sandal", "Dress"] and len(doc["records"]) == 8
     assert all(0 <= r["probability"] <= 1 for r in doc["records"]) and (out / "samples.png").exists()
-    assert doc["config"]["eps1"] == 1e-5 and doc["config"]["lr"] == 1.0  # the published defaults
+    assert doc["config"]["sampler"]["eps1"] == 1e-5 and doc["config"]["sampler"]["lr"] == 1.0  # the published defaults
+    # the run reads like a `visualize` run: `dgnam evaluate` scores it, one unit per class, the samples as restarts
+    assert [(r["unit_index"], r["restart"]) for r in doc["records"]] == [(0, 0), (0, 1), (0, 2), (0, 3),
+                                                                          (1, 0), (1, 1), (1, 2), (1, 3)]
+    p = cli("evaluate", str(out), "--real", "200")
+    assert p.returncode == 0, p.stderr
+    ev = json.loads((out / "evaluation.json").read_text())
+    assert [u["unit"] for u in ev["units"]] == doc["config"]["units"] and len(doc["config"]["units"]) == 2
+    assert all("judge_class" in r for r in json.loads((out / "results.json").read_text())["records"])
     one_line_error(cli("sample", "--class", "Hat", "--out", str(out)), "unknown class")
     one_line_error(cli("sample", "--class", "12", "--out", str(out)), "class 12 out of range: the model has classes 0..9")
     one_line_error(cli("sample", "--class", "1", "--unit", "fc6:0", "--out", str(out)), "--class")

@@ -254,7 +254,13 @@ def evaluate_run(
     records = results.get("records", [])
     if not records:
         raise DgnamError(f"{out}/results.json has no records: the run has not finished a batch yet")
+    if not all(isinstance(r, dict) and "unit" in r and "image" in r for r in records):
+        raise DgnamError(f"{out}/results.json has records without a unit or image: give a directory written by "
+                         f"`dgnam visualize`, `dgnam facets` or `dgnam sample` (a `sample` run of an older version: "
+                         f"sample again)")
     cfg = results.get("config", {})
+    if model is None and not cfg.get("model"):
+        raise DgnamError(f"{out}/results.json does not name the run's target model: pass --model")
     if isinstance(judge, str):
         judge = load_model(judge)
     judge_obj = Judge(judge)

@@ -168,6 +168,7 @@ def sample(
     out: Path = typer.Option(Path("runs/sample"), help="output folder"),
 ) -> None:
     """PPGN-h: sample many images of a class (or a unit) from one Markov chain on the generator's code."""
+    from .. import __version__
     from ..imagespace import to_uint8
     from ..images import grid, save_png
     from ..ppgn import (PPGN_CLASS_STEPS, PPGN_UNIT_RESET_EVERY, PPGN_UNIT_STEPS, ClassCondition, PPGNConfig,
@@ -187,15 +188,17 @@ def sample(
     for m in (net, gen, R):
         for p in m.parameters():
             p.requires_grad_(False)
+    space = net.input_space
+    example = space.encode(torch.full((1, *space.shape), 0.5, device=dev))
     if cls:
         idx = _class_indices(net, cls)
         conds = [ClassCondition(net, [c], score=class_score) for c in idx]
         names = [(net.classes[c] if getattr(net, "classes", None) else str(c)) for c in idx]
+        units = resolve_units(net, parse_units([f"logits:{c}" for c in idx]), example)  # the unit each class is
         default_steps, default_reset = PPGN_CLASS_STEPS, 0
     else:
-        space = net.input_space
-        units = resolve_units(net, parse_units(unit), space.encode(torch.full((1, *space.shape), 0.5, device=dev)))
-        conds, names = [UnitCondition(net, units[:1])], [units[0].address]
+        units = resolve_units(net, parse_units(unit), example)[:1]
+        conds, names = [UnitCondition(net, units)], [units[0].address]
         default_steps, default_reset = PPGN_UNIT_STEPS, PPGN_UNIT_RESET_EVERY
     cfg = PPGNConfig.for_samples(n, steps=steps or default_steps, burn_in=burn_in, eps1=eps1, eps2=eps2, eps3=eps3,
                                  lr=lr, lr_end=lr_end,
@@ -210,11 +213,16 @@ def sample(
         probs = [float(conds[s].probs(imgs[i : i + 1].to(dev), gen.space)) for i, s in enumerate(cond_of)]
     out.mkdir(parents=True, exist_ok=True)
     scale = max(1, 96 // max(gen.space.size))
+    kept = [0] * len(conds)
     for i, a in enumerate(arrs):
-        path = f"images/s{i:03d}_{re.sub(r'[^A-Za-z0-9]+', '-', names[int(chain.segment[i])]).strip('-')}.png"
+        seg = int(chain.segment[i])
+        path = f"images/s{i:03d}_{re.sub(r'[^A-Za-z0-9]+', '-', names[seg]).strip('-')}.png"
         save_png(a, out / path, scale)
-        rec = {"sample": i, "step": int(chain.steps[i]), "condition": names[int(chain.segment[i])],
-               "score": float(chain.scores[0, i]), "image": path}
+        # unit / unit_index / restart / image_size as in `visualize`'s records, so that `dgnam evaluate` reads the run
+        rec = {"sample": i, "step": int(chain.steps[i]), "condition": names[seg], "unit": units[seg].address,
+               "unit_index": seg, "restart": kept[seg], "score": float(chain.scores[0, i]), "image": path,
+               "image_size": list(gen.space.size)}
+        kept[seg] += 1
         if probs is not None:
             rec["probability"] = probs[i]
         records.append(rec)
@@ -224,9 +232,11 @@ def sample(
             for i in range(0, len(records), cols)]
     grid(rows, cell_labels=caps).save(out / "samples.png")
     save_safetensors({"codes": chain.codes[0]}, out / "codes.safetensors", metadata={"generator": generator})
-    (out / "results.json").write_text(json.dumps({"method": "ppgn-h", "model": model, "generator": generator,
-                                                  "conditions": names, "config": cfg.to_dict(), "records": records},
-                                                 indent=1))
+    run_config = {"model": getattr(net, "zoo_name", model), "generator": generator, "method": "ppgn-h",
+                  "units": [u.address for u in units], "conditions": names, "sampler": cfg.to_dict(),
+                  "target_space": space.to_dict()}
+    (out / "results.json").write_text(json.dumps({"dgnam_version": __version__, "config": run_config,
+                                                  "records": records}, indent=1))
     print_table(records[:: max(1, len(records) // 10)], ["sample", "step", "condition", "probability" if cls else "score"])
     typer.echo(f"wrote {len(records)} samples to {out}/samples.png (captions: iteration:{'p(class)' if cls else 'score'})")
 
