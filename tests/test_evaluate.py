@@ -74,6 +74,33 @@ def test_evaluate_run_on_tiny_run(tiny_model, tiny_gen, tmp_path):
     assert Judge(judge).layer == "fc"  # the deepest 1-d layer before the output
 
 
+def test_evaluate_matches_real_classes_by_name(tiny_model, tiny_gen, tmp_path):
+    """An image folder's labels number its sorted sub-folders; the class reference must follow the names."""
+    from dgnam.evaluate import FID_REAL_PER_CLASS, load_run_images
+
+    g = torch.Generator().manual_seed(5)
+    x, labels = torch.rand(60, 1, 12, 12, generator=g), torch.arange(60) % 5
+    x[labels == 4] *= 0.2  # the folder's label 4 ("a", the judge's class 0) looks different from the rest
+    out = tmp_path / "run"
+    visualize(tiny_model, "logits:0", tiny_gen, restarts=3, steps=5, out=out, progress=False)
+    judge = Judge(tiny_model)
+    recs = json.loads((out / "results.json").read_text())["records"]
+    x01, space = load_run_images(out, recs)
+    feats = judge.features(space.encode(x01), space)
+    real = RealData(x, labels, classes=["e", "d", "c", "b", "a"])
+    real_feats = judge.features(real.space.encode(x), real.space)
+    right = frechet_distance(feats, real_feats[labels == 4][:FID_REAL_PER_CLASS])
+    wrong = frechet_distance(feats, real_feats[labels == 0][:FID_REAL_PER_CLASS])
+    assert abs(right - wrong) > 1e-3 * right
+    ev = evaluate_run(out, judge=tiny_model, model=tiny_model, data=real)
+    assert ev["units"][0]["fid"] == pytest.approx(right, rel=1e-5)
+    assert ev["summary"]["fid"] == pytest.approx(right, rel=1e-5) and "intended" in ev["summary"]["fid_reference"]
+    # a folder without the class: no per-class reference, and the set is compared with all real images, saying why
+    ev = evaluate_run(out, judge=tiny_model, model=tiny_model,
+                      data=RealData(x, labels, classes=["v", "w", "x", "y", "z"]))
+    assert ev["units"][0]["fid"] is None and "lack class(es) a" in ev["summary"]["fid_reference"]
+
+
 def test_evaluate_finds_a_memorized_image(tiny_model, tiny_gen, tmp_path):
     """A 'synthesized' image that is a training image has nearest-neighbour ratio 0."""
     from dgnam.images import save_png

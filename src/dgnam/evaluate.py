@@ -203,11 +203,23 @@ class RealData:
     images: torch.Tensor
     labels: torch.Tensor
     name: str = "data"
+    classes: list[str] | None = None  # the name of each label (an image folder's sub-folders), when known
     cache: dict = field(default_factory=dict, repr=False)  # per-model features and activations, computed once
 
     @property
     def space(self) -> ImageSpace:
         return plain_space(tuple(self.images.shape[-2:]), self.images.shape[1])
+
+    def of_class(self, c: int, judge_classes: Sequence[str] = ()) -> torch.Tensor:
+        """Mask of the real images of the judge's class ``c``. When both name their classes, by name: an image
+        folder's labels number its sorted sub-folders, not the judge's classes, and a class the data lacks has no
+        images. Otherwise by index (the same numbering, as for Fashion-MNIST and its judge)."""
+        if self.classes and judge_classes:
+            name = judge_classes[c]
+            if name not in self.classes:
+                return torch.zeros(len(self.labels), dtype=torch.bool)
+            return self.labels == self.classes.index(name)
+        return self.labels == c
 
 
 def load_real(spec: str | None, n: int = EVAL_REAL_IMAGES, size: tuple[int, int] = (28, 28), channels: int = 1,
@@ -220,7 +232,8 @@ def load_real(spec: str | None, n: int = EVAL_REAL_IMAGES, size: tuple[int, int]
     if n and len(x) > n:
         idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
         x, y = x[idx], y[idx]
-    return RealData(x.float(), y.long(), name=spec or "fashion-mnist")
+    classes = getattr(ds, "classes", None)
+    return RealData(x.float(), y.long(), name=spec or "fashion-mnist", classes=list(classes) if classes else None)
 
 
 def _class_units(model: nn.Module, units) -> list[bool]:
@@ -378,18 +391,21 @@ def evaluate_images(
         if c is not None:
             row["class"] = c
             row["judge_accuracy"] = float(np.mean([per_rec[k]["judge_correct"] for k in ks]))
-            same = real_feats[data.labels == c][:FID_REAL_PER_CLASS]
+            same = real_feats[data.of_class(c, judge_classes)][:FID_REAL_PER_CLASS]
             row["fid"] = frechet_distance(feats[ks], same) if len(ks) > 1 and len(same) > 1 else None
         unit_rows.append(row)
 
     # realism over the whole set, against real images of the same classes (class-balanced), else all real images
     classes = [intended(k) for k in range(len(records))]
-    if all(c is not None for c in classes):
-        ref = torch.cat([real_feats[data.labels == c][:FID_REAL_PER_CLASS] for c in sorted(set(classes))])
+    missing = sorted({c for c in classes if c is not None and int(data.of_class(c, judge_classes).sum()) < 2})
+    if all(c is not None for c in classes) and not missing:
+        ref = torch.cat([real_feats[data.of_class(c, judge_classes)][:FID_REAL_PER_CLASS] for c in sorted(set(classes))])
         fid_ref = f"real images of the {len(set(classes))} intended classes ({len(ref)} images)"
     else:
         ref = real_feats
-        fid_ref = f"all {len(ref)} real images (the units are not class units)"
+        why = ("the units are not class units" if not missing else "the real images lack class(es) " + ", ".join(
+            judge_classes[c] if judge_classes else str(c) for c in missing))
+        fid_ref = f"all {len(ref)} real images ({why})"
     fid = frechet_distance(feats, ref) if len(feats) > 1 else None
     restarts = [len(ks) for ks in by_unit.values()]
     correct = [r["judge_correct"] for r in per_rec if r["judge_correct"] is not None]

@@ -18,7 +18,9 @@ def evaluate(
     judge_arch: Optional[str] = typer.Option(None, help="architecture of a --judge weights file"),
     model: Optional[str] = typer.Option(None, help="the run's target, when it is not a zoo model"),
     arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
-    data: Optional[str] = typer.Option(None, help="real images: fashion-mnist (default) or an image folder"),
+    data: Optional[str] = typer.Option(None, help="real images: fashion-mnist (default) or an image folder, one "
+                                                  "sub-folder per class named as the judge's classes (the class "
+                                                  "references match by name)"),
     real: int = typer.Option(10_000, help="real training images sampled for the references"),
 ) -> None:
     """Add activation-vs-real, judge, Fréchet, nearest-training-image and diversity metrics to RUN_DIR's records;
