@@ -47,8 +47,11 @@ def test_image_folder(tmp_path):
     ds = ImageFolder(tmp_path, size=(16, 16), channels=1)
     x, y = ds.tensors()
     assert ds.classes == ["cats", "dogs"] and x.shape == (4, 1, 16, 16) and y.tolist() == [0, 0, 1, 1]
+    flat = ImageFolder(tmp_path / "cats", size=(8, 8))  # images without sub-folders: one class, the folder's
+    assert flat.classes == ["cats"] and flat.tensors()[1].tolist() == [0, 0]
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DgnamError, match="no images"):
-        ImageFolder(tmp_path / "cats", size=(8, 8))
+        ImageFolder(tmp_path / "empty", size=(8, 8))
 
 
 class Evil:

@@ -93,7 +93,9 @@ class FashionMNIST(Dataset):
 
 
 class ImageFolder(Dataset):
-    """One sub-folder per class (sorted names are the classes), images of any size resized to ``size``.
+    """One sub-folder per class (sorted names are the classes), images of any size resized to ``size``. A folder
+    of images without sub-folders is one class, named after the folder (facets, activation references and
+    nearest images need no labels).
 
     ``channels`` is 1 (gray) or 3 (RGB).
     """
@@ -111,8 +113,12 @@ class ImageFolder(Dataset):
             for p in sorted((root / c).rglob("*"))
             if p.suffix.lower() in IMAGE_SUFFIXES
         ]
+        if not self.samples:  # a flat folder: one class
+            flat = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            self.classes, self.samples = ([root.name], [(p, 0) for p in flat]) if flat else (self.classes, [])
         if not self.samples:
-            raise DgnamError(f"no images found under {root}/<class>/ (suffixes: {', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise DgnamError(f"no images found in {root} or in {root}/<class>/ (suffixes: "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES))})")
         self.size = tuple(size)
         self.channels = channels
 
