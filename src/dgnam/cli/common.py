@@ -39,12 +39,15 @@ def print_table(rows: list[dict], columns: list[str], title: str | None = None) 
     from rich.console import Console
     from rich.table import Table
 
+    import sys
+
     t = Table(title=title)
     for c in columns:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")  # a narrow terminal wraps values (unit names, figures), never cuts them
     for r in rows:
         t.add_row(*[f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns])
-    Console().print(t)
+    # written to a file or a pipe (logs, CI), rich would assume 80 columns: give the table the width it needs
+    Console(width=None if sys.stdout.isatty() else 200).print(t)
 
 
 def space_arg(net: nn.Module, shape: str | None):
