@@ -17,7 +17,8 @@ eps3 = 1e-17, lr = 1) on ``fmnist-g-fc6``'s code, conditioned on ``fmnist-cnn``,
   and the released code's class gradient (``ClassCondition(score="released")``: ``(1 - p) d logit``) with seeds 0-2;
   and the released code's prior ``E(G(h)) - h`` (``JointPrior``) in place of the trained DAE, with seeds 0-2;
   and the released class gradient at the bound-scaled lr, with seeds 0-2; and a sweep of the noise term eps3 at the
-  bound-scaled and the published lr (``noise_sweep``).
+  bound-scaled and the published lr (``noise_sweep``). ``dgnam_scaled``: DGN-AM's 50 restarts per class at the
+  bound-scaled step too (the method ``dgn-am-scaled``), to set beside the bound-scaled chains.
 
 Inpainting: the first 100 test images with the released hole (100/227 of the side, centred: 12 x 12 of 28 x 28),
 conditioned on their true class, at the released inpainting settings (``PPGNConfig.for_inpainting``: 21 updates,
@@ -47,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgnam import bound_scaled_lr, create_model, visualize
+from dgnam import bound_scaled_lr, build_method, create_model, visualize
 from dgnam.data import FashionMNIST
 from dgnam.evaluate import Judge, classify, frechet_distance, mean_pairwise_distance
 from dgnam.images import grid
@@ -178,6 +179,14 @@ def main() -> None:
     print(f"DGN-AM: {dgnam} ({dg_secs:.0f} s)", flush=True)
     grid(row_images(dg_images, gen.space), row_labels=labels, col_labels=[f"restart {r}" for r in range(0, N, 5)],
          cell=56, label_width=100).save(OUT / f"{args.out}_dgnam_restarts.png")
+    # the same restarts at the bound-scaled step (`dgn-am-scaled`): the DGN-AM to set beside the scaled-lr chains
+    spec = build_method("dgn-am-scaled", space, gen)
+    t = time.perf_counter()
+    run = visualize(cnn, ",".join(f"logits:{c}" for c in range(10)), spec.generator, restarts=N, seed=0, batch_size=50,
+                    config=spec.config, priors=spec.priors, progress=False, method="dgn-am-scaled")
+    dgnam_scaled = {**b.evaluate(run.images.view(10, N, *run.images.shape[1:])), "lr_start": spec.config.lr_start,
+                    "restarts_per_class": N, "seconds": round(time.perf_counter() - t, 1)}
+    print(f"DGN-AM, bound-scaled lr: {dgnam_scaled}", flush=True)
 
     # --- sweep (reported whole)
     sweep = []
@@ -287,6 +296,7 @@ def main() -> None:
                  "terms": terms},
         "dgnam": {**dgnam, "restarts_per_class": N, "steps": 200, "gradient_evaluations_per_class": N * 200,
                   "seconds": round(dg_secs, 1)},
+        "dgnam_scaled": dgnam_scaled,
         "real_images_diversity": b.real_diversity,
         "diversity_features": "fmnist-judge penult (128-d), mean pairwise L2 distance within a class, 50 images",
         "sweep": sweep,
