@@ -285,6 +285,8 @@ def test_cli_sample_walks_through_classes(tmp_path):
     ev = json.loads((out / "evaluation.json").read_text())
     assert [u["unit"] for u in ev["units"]] == doc["config"]["units"] and len(doc["config"]["units"]) == 2
     assert all("judge_class" in r for r in json.loads((out / "results.json").read_text())["records"])
+    page = (out / "report.html").read_text()  # the run's figure, the nearest images and the tables in one page
+    assert page.count("data:image/png;base64") == 2 and "samples.png" in page and "logits:5" in page
     one_line_error(cli("sample", "--class", "Hat", "--out", str(out)), "unknown class")
     one_line_error(cli("sample", "--class", "12", "--out", str(out)), "class 12 out of range: the model has classes 0..9")
     one_line_error(cli("sample", "--class", "1", "--unit", "fc6:0", "--out", str(out)), "--class")
