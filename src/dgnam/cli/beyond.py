@@ -12,7 +12,7 @@ import typer
 
 from ..errors import DgnamError
 from . import app, train_app
-from .common import device_arg, generator_arg, model_arg, print_table
+from .common import DATA_HELP, device_arg, generator_arg, model_arg, print_table
 
 
 def _encoder_for(generator_spec: str, net, encoder: Optional[str], layer: Optional[str]):
@@ -75,7 +75,7 @@ def _code_prior(kind: str, dae: Optional[Path], gen, encoder_for: Callable[[], t
 def facets(
     model: str = typer.Option(..., help="zoo name, package.module:factory, or a weights file with --arch"),
     unit: str = typer.Option(..., help="one unit, e.g. 'logits:Sandal', 'fc6:12'"),
-    data: Optional[str] = typer.Option(None, help="fashion-mnist (default), fashion-mnist:DIR, or an image folder"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
     split: str = typer.Option("train", help="train or test (Fashion-MNIST)"),
     limit: Optional[int] = typer.Option(None, help="use only the first N images of the data set"),
     k: int = typer.Option(10, help="number of facets"),
@@ -324,7 +324,7 @@ def train_dae_cmd(
     encoder: str = typer.Option("fmnist-cnn", help="the model whose layer the generator inverts"),
     layer: str = typer.Option("fc6", help="the code layer"),
     name: str = typer.Option("fmnist-dae-fc6", help="name of the trained model"),
-    data: Optional[str] = typer.Option(None, help="fashion-mnist (default), fashion-mnist:DIR, or an image folder"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
     epochs: int = typer.Option(30),
     batch_size: int = typer.Option(256),
     lr: float = typer.Option(1e-3),

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import DgnamError
 from . import app
-from .common import model_arg
+from .common import DATA_HELP, model_arg
 
 
 def _images(paths: list[Path], space) -> torch.Tensor:
@@ -52,7 +52,7 @@ def encode(
 def code_stats(
     model: str = typer.Option("fmnist-cnn"),
     layer: str = typer.Option("fc6"),
-    data: Optional[str] = typer.Option(None, help="fashion-mnist (default), fashion-mnist:DIR, or an image folder"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
     split: str = typer.Option("train"),
     limit: Optional[int] = typer.Option(None, help="use only the first N images"),
     out: Path = typer.Option(Path("codestats.safetensors")),

@@ -35,6 +35,11 @@ def device_arg(device: str) -> torch.device:
         raise DgnamError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
 
 
+#: ``--data`` of every command that reads images (:func:`dgnam.data.load_dataset`).
+DATA_HELP = ("fashion-mnist (default), fashion-mnist:DIR, or an image folder (one sub-folder per class, or the images "
+             "directly in it)")
+
+
 def print_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table

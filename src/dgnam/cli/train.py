@@ -10,12 +10,13 @@ import typer
 
 from ..errors import DgnamError
 from . import train_app
+from .common import DATA_HELP
 
 
 @train_app.command("classifier")
 def classifier(
     arch: str = typer.Option(..., help="zoo architecture: fmnist-cnn or fmnist-judge"),
-    data: Optional[str] = typer.Option(None, help="fashion-mnist (default), fashion-mnist:DIR, or an image folder"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
     epochs: int = typer.Option(10),
     batch_size: int = typer.Option(128),
     lr: float = typer.Option(2e-3),
@@ -48,7 +49,7 @@ def generator(
     layer: str = typer.Option("fc6", help="the layer of E to invert: its output is the code"),
     arch: str = typer.Option("fmnist-g-fc6", help="zoo generator whose architecture to train (code size follows LAYER)"),
     name: Optional[str] = typer.Option(None, help="name of the trained model (default: ARCH)"),
-    data: Optional[str] = typer.Option(None, help="fashion-mnist (default), fashion-mnist:DIR, or an image folder"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
     epochs: int = typer.Option(8, help="passes over the data; for a DGN-AM prior, about 1,000 optimizer steps did best "
                                "on Fashion-MNIST (fmnist-g-fc6: 1 epoch of 60k), longer training hurts DGN-AM "
                                "(benchmarks/generator_training.py)"),
