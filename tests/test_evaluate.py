@@ -87,7 +87,7 @@ def test_evaluate_matches_real_classes_by_name(tiny_model, tiny_gen, tmp_path):
     recs = json.loads((out / "results.json").read_text())["records"]
     x01, space = load_run_images(out, recs)
     feats = judge.features(space.encode(x01), space)
-    real = RealData(x, labels, classes=["e", "d", "c", "b", "a"])
+    real = RealData(x, labels, classes=["e", "d", "c", "b", "A"])  # names match case and punctuation aside
     real_feats = judge.features(real.space.encode(x), real.space)
     right = frechet_distance(feats, real_feats[labels == 4][:FID_REAL_PER_CLASS])
     wrong = frechet_distance(feats, real_feats[labels == 0][:FID_REAL_PER_CLASS])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,15 +212,21 @@ class RealData:
         return plain_space(tuple(self.images.shape[-2:]), self.images.shape[1])
 
     def of_class(self, c: int, judge_classes: Sequence[str] = ()) -> torch.Tensor:
-        """Mask of the real images of the judge's class ``c``. When both name their classes, by name: an image
-        folder's labels number its sorted sub-folders, not the judge's classes, and a class the data lacks has no
-        images. Otherwise by index (the same numbering, as for Fashion-MNIST and its judge)."""
+        """Mask of the real images of the judge's class ``c``. When both name their classes, by name (case and
+        punctuation aside, so a folder ``T-shirt_top`` is the class ``T-shirt/top``): an image folder's labels
+        number its sorted sub-folders, not the judge's classes, and a class the data lacks has no images.
+        Otherwise by index (the same numbering, as for Fashion-MNIST and its judge)."""
         if self.classes and judge_classes:
-            name = judge_classes[c]
-            if name not in self.classes:
+            names = [_class_key(n) for n in self.classes]
+            key = _class_key(judge_classes[c])
+            if key not in names:
                 return torch.zeros(len(self.labels), dtype=torch.bool)
-            return self.labels == self.classes.index(name)
+            return self.labels == names.index(key)
         return self.labels == c
+
+
+def _class_key(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", str(name).lower())
 
 
 def load_real(spec: str | None, n: int = EVAL_REAL_IMAGES, size: tuple[int, int] = (28, 28), channels: int = 1,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
 
@@ -43,8 +45,6 @@ DATA_HELP = ("fashion-mnist (default), fashion-mnist:DIR, or an image folder (on
 def print_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
-
-    import sys
 
     t = Table(title=title)
     for c in columns:
