@@ -287,6 +287,9 @@ def test_cli_sample_walks_through_classes(tmp_path):
     assert all("judge_class" in r for r in json.loads((out / "results.json").read_text())["records"])
     page = (out / "report.html").read_text()  # the run's figure, the nearest images and the tables in one page
     assert page.count("data:image/png;base64") == 2 and "samples.png" in page and "logits:5" in page
+    one_line_error(cli("sample", "--class", "1", "--n", "2", "--steps", "6", "--out", str(out)), "--overwrite")
+    p = cli("sample", "--class", "1", "--n", "2", "--steps", "6", "--burn-in", "2", "--out", str(out), "--overwrite")
+    assert p.returncode == 0 and len(list((out / "images").glob("*.png"))) == 2, p.stderr  # the 8 earlier ones gone
     one_line_error(cli("sample", "--class", "Hat", "--out", str(out)), "unknown class")
     one_line_error(cli("sample", "--class", "12", "--out", str(out)), "class 12 out of range: the model has classes 0..9")
     one_line_error(cli("sample", "--class", "1", "--unit", "fc6:0", "--out", str(out)), "--class")

@@ -166,6 +166,7 @@ def sample(
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu"),
     out: Path = typer.Option(Path("runs/sample"), help="output folder"),
+    overwrite: bool = typer.Option(False, help="replace the samples of an earlier run in --out"),
 ) -> None:
     """PPGN-h: sample many images of a class (or a unit) from one Markov chain on the generator's code."""
     from .. import __version__
@@ -203,6 +204,8 @@ def sample(
     cfg = PPGNConfig.for_samples(n, steps=steps or default_steps, burn_in=burn_in, eps1=eps1, eps2=eps2, eps3=eps3,
                                  lr=lr, lr_end=lr_end,
                                  reset_every=default_reset if reset_every is None else reset_every, seed=seed)
+    if (out / "results.json").exists() and not overwrite:
+        raise DgnamError(f"{out} already holds samples: choose another --out, or pass --overwrite to replace them")
     chain = run_sample(gen, R, conds, 1, cfg, progress=True)
     imgs = chain.images[0]
     arrs = to_uint8(imgs, gen.space)
@@ -211,6 +214,9 @@ def sample(
     if cls:
         cond_of = chain.segment.tolist()
         probs = [float(conds[s].probs(imgs[i : i + 1].to(dev), gen.space)) for i, s in enumerate(cond_of)]
+    if overwrite and (out / "images").is_dir():  # no earlier sample may linger beside the new ones
+        for stale in (out / "images").glob("s*.png"):
+            stale.unlink()
     out.mkdir(parents=True, exist_ok=True)
     scale = max(1, 96 // max(gen.space.size))
     kept = [0] * len(conds)
