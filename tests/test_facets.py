@@ -92,6 +92,12 @@ def test_facets_writes_run_and_grid(tiny_model, tiny_gen, tmp_path):
     assert 0.0 <= f.fidelity <= 1.0 and f.fidelity == np.mean([n == j for j, n in enumerate(f.nearest)])
     for name in ("facets.png", "embedding.png", "grid.png"):
         assert (tmp_path / "run" / name).exists()
+    # evaluated, the facets are one unit's images: one row, their diversity measured among them
+    from dgnam.evaluate import RealData, evaluate_run
+
+    real = RealData(torch.rand(30, 1, 12, 12, generator=torch.Generator().manual_seed(0)), torch.arange(30) % 5)
+    ev = evaluate_run(tmp_path / "run", judge=tiny_model, model=tiny_model, data=real)
+    assert [(u["unit"], u["images"]) for u in ev["units"]] == [("logits:0", 2)] and ev["units"][0]["diversity"] > 0
 
 
 def test_facets_give_the_models_back_as_they_were(tiny_model, tiny_gen):

@@ -382,9 +382,14 @@ def evaluate_images(
             "nn_index": int(nn_i[k, 0]), "nn_indices": [int(i) for i in nn_i[k]],
         })
 
+    # one row per unit: a run's restarts of it, or a facets run's facets (one "unit" each in `visualize`'s records)
     by_unit: dict[int, list[int]] = {}
+    first_of: dict[str, int] = {}
     for k, rec in enumerate(records):
-        by_unit.setdefault(int(rec.get("unit_index", k)), []).append(k)
+        ui = int(rec.get("unit_index", k))
+        if "facet" in rec:
+            ui = first_of.setdefault(rec["unit"], ui)
+        by_unit.setdefault(ui, []).append(k)
     unit_rows = []
     for ui, ks in sorted(by_unit.items()):
         row = {
