@@ -538,13 +538,21 @@ def hole_mask(size: tuple[int, int], box: tuple[int, int, int, int] | None = Non
     if box is None:
         side = max(1, round(min(H, W) * INPAINT_HOLE_FRACTION))
         box = ((W - side) // 2, (H - side) // 2, side, side)
-    x, y, w, h = (int(v) for v in box)
-    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > W or y + h > H:
-        raise DgnamError(f"mask {x},{y},{w},{h} does not fit in a {W}x{H} image: give x,y,w,h with x+w <= {W}, "
-                         f"y+h <= {H}")
+    x, y, w, h = _fitting_box(box, size)
     m = torch.zeros(1, 1, H, W)
     m[..., y : y + h, x : x + w] = 1.0
     return m
+
+
+def _fitting_box(box: tuple[int, int, int, int], size: tuple[int, int], what: str = "image"
+                 ) -> tuple[int, int, int, int]:
+    """``box`` as four ints, or a one-line error when it does not lie inside an image of ``size`` (H, W)."""
+    H, W = size
+    x, y, w, h = (int(v) for v in box)
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > W or y + h > H:
+        raise DgnamError(f"mask {x},{y},{w},{h} does not fit in the {W}x{H} {what}: give x,y,w,h in its pixels with "
+                         f"x+w <= {W}, y+h <= {H}")
+    return x, y, w, h
 
 
 def scale_box(box: tuple[int, int, int, int], src: tuple[int, int], dst: tuple[int, int],
@@ -554,10 +562,7 @@ def scale_box(box: tuple[int, int, int, int], src: tuple[int, int], dst: tuple[i
     scaled box covers every pixel the given one touches, so a hole drawn on a large photo still hides all of it.
     ``what`` names the image in the error when the box does not fit it."""
     (sh, sw), (dh, dw) = src, dst
-    x, y, w, h = (int(v) for v in box)
-    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > sw or y + h > sh:
-        raise DgnamError(f"mask {x},{y},{w},{h} does not fit in the {sw}x{sh} {what}: give x,y,w,h in its pixels "
-                         f"with x+w <= {sw}, y+h <= {sh}")
+    x, y, w, h = _fitting_box(box, src, what)
     x0, y0 = math.floor(x * dw / sw), math.floor(y * dh / sh)
     x1, y1 = math.ceil((x + w) * dw / sw), math.ceil((y + h) * dh / sh)
     return x0, y0, x1 - x0, y1 - y0

@@ -260,13 +260,11 @@ def _read_image(spec: str, space) -> tuple[torch.Tensor, tuple[int, int]]:
             raise DgnamError(f"{spec}: Fashion-MNIST {m[1]} has images 0..{len(ds) - 1}")
         img = ds[i][0]
         return space.encode(img[None]), tuple(img.shape[-2:])
-    from PIL import Image
+    from ..imagespace import from_uint8
+    from .codes import _read_arrays
 
-    from .codes import _images
-
-    x = _images([Path(spec)], space)
-    with Image.open(spec) as im:
-        return x, (im.height, im.width)
+    (arr,) = _read_arrays([Path(spec)])
+    return from_uint8([arr], space), tuple(arr.shape[:2])
 
 
 @app.command()

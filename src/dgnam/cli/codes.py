@@ -13,11 +13,10 @@ from . import app
 from .common import DATA_HELP, model_arg
 
 
-def _images(paths: list[Path], space) -> torch.Tensor:
+def _read_arrays(paths: list[Path]) -> list:
+    """The image files as HxWx3 uint8 arrays at their own size; an unreadable file is a one-line error."""
     from PIL import Image
     import numpy as np
-
-    from ..imagespace import from_uint8
 
     arrs = []
     for p in paths:
@@ -26,7 +25,13 @@ def _images(paths: list[Path], space) -> torch.Tensor:
                 arrs.append(np.asarray(im.convert("RGB")))
         except OSError as e:
             raise DgnamError(f"cannot read image {p}: {e}") from None
-    return from_uint8(arrs, space)
+    return arrs
+
+
+def _images(paths: list[Path], space) -> torch.Tensor:
+    from ..imagespace import from_uint8
+
+    return from_uint8(_read_arrays(paths), space)
 
 
 @app.command()
