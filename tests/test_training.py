@@ -110,3 +110,20 @@ def test_generator_feature_loss_on_the_code_layer(tmp_path):
     with pytest.raises(DgnamError, match="fc6"):
         train_generator(enc, "fc6", FMNIST_SPACE, FashionGenerator(256), FashionDiscriminator(256), FMNIST_GEN_SPACE,
                         x, x[:32], tmp_path / "bad", "g", bad, progress=False)
+
+
+def test_card_records_the_command_and_the_weights_hash(tmp_path, monkeypatch):
+    """The card says how to remake the weights, also when the CLI ran as ``python -m dgnam``, and hashes the file."""
+    from dgnam.weights import sha256
+
+    x, y = _data(64)
+    argv = ["/venv/lib/dgnam/__main__.py", "train", "classifier", "--name", "my net"]
+    monkeypatch.setattr("sys.argv", argv)
+    card = train_classifier(FashionCNN(3), FMNIST_SPACE, (x, y), (x[:32], y[:32]), tmp_path, "c",
+                            ClassifierConfig(epochs=1, batch_size=32, seed=0), progress=False)
+    assert card["command"] == "dgnam train classifier --name 'my net'"
+    assert card["sha256"] == sha256(tmp_path / "c.safetensors") and card["seed"] == 0
+    monkeypatch.setattr("sys.argv", ["script.py"])  # called from Python: no command remakes it
+    card = train_classifier(FashionCNN(3), FMNIST_SPACE, (x, y), (x[:32], y[:32]), tmp_path / "py", "c",
+                            ClassifierConfig(epochs=1, batch_size=32, seed=0), progress=False)
+    assert card["command"] is None

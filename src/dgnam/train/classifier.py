@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,8 +11,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..imagespace import ImageSpace
-from ..weights import save_safetensors, sha256
-from .common import Checkpoint, Timer, batches, cosine_lr, set_lr, write_card
+from ..weights import save_safetensors
+from .common import Checkpoint, Timer, batches, cosine_lr, provenance, set_lr, write_card
 
 
 @dataclass
@@ -109,15 +107,9 @@ def train_classifier(
         "kind": "classifier",
         "architecture": type(model).__name__,
         "data": data_name,
-        "command": "dgnam " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if Path(sys.argv[0]).name == "dgnam" else None,
-        "seed": config.seed,
-        "config": asdict(config),
         "metrics": {"test_accuracy": history[-1]["test_accuracy"] if history else None, "test_images": len(test[1])},
         "history": history,
-        "training_seconds": round(timer.seconds, 1),
-        "machine": f"{torch.get_num_threads()} threads, torch {torch.__version__}, {config.device}",
-        "weights": weights.name,
-        "sha256": sha256(weights),
+        **provenance(config, timer, weights),
     }
     write_card(out / f"{name}.json", card)
     return card

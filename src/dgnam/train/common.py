@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,6 +80,31 @@ class Checkpoint:
         if "rng" in st:
             torch.set_rng_state(st["rng"])
         return st["epoch"], st["history"], st["seconds"]
+
+
+def invoking_command() -> str | None:
+    """The ``dgnam ...`` command line this process was started with (``dgnam`` or ``python -m dgnam``), for a
+    card's ``command``; None when the trainer was called from Python, where no command remakes the weights."""
+    prog = Path(sys.argv[0])
+    if prog.name == "dgnam" or (prog.name == "__main__.py" and prog.parent.name == "dgnam"):
+        return "dgnam " + shlex.join(sys.argv[1:])
+    return None
+
+
+def provenance(config, timer: Timer, weights: Path) -> dict:
+    """The card fields every trainer writes: how the weights were made (command, seed, config, time, machine) and
+    the file's name and SHA-256, which loading checks."""
+    from ..weights import sha256
+
+    return {
+        "command": invoking_command(),
+        "seed": config.seed,
+        "config": asdict(config),
+        "training_seconds": round(timer.seconds, 1),
+        "machine": f"{torch.get_num_threads()} threads, torch {torch.__version__}, {config.device}",
+        "weights": weights.name,
+        "sha256": sha256(weights),
+    }
 
 
 def write_card(path: str | Path, card: dict) -> None:

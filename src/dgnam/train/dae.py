@@ -8,9 +8,7 @@ small MLP on 256-d vectors: a few minutes on two CPU cores.
 
 from __future__ import annotations
 
-import shlex
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,8 +16,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import DgnamError
-from ..weights import save_safetensors, sha256
-from .common import Checkpoint, Timer, batches, cosine_lr, set_lr, write_card
+from ..weights import save_safetensors
+from .common import Checkpoint, Timer, batches, cosine_lr, provenance, set_lr, write_card
 
 
 @dataclass
@@ -121,15 +119,9 @@ def train_dae(
         "arch": dae.arch(),
         "codes": source or {},
         "data": (source or {}).get("data", "fashion-mnist"),
-        "command": "dgnam " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if Path(sys.argv[0]).name == "dgnam" else None,
-        "seed": config.seed,
-        "config": asdict(config),
         "metrics": {**(history[-1] if history else {}), "test_codes": len(test_codes)},
         "history": history,
-        "training_seconds": round(timer.seconds, 1),
-        "machine": f"{torch.get_num_threads()} threads, torch {torch.__version__}, {config.device}",
-        "weights": weights.name,
-        "sha256": sha256(weights),
+        **provenance(config, timer, weights),
     }
     write_card(out / f"{name}.json", card)
     return card

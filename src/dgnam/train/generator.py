@@ -8,9 +8,7 @@ together. As in the released training code, the discriminator is not updated whi
 
 from __future__ import annotations
 
-import shlex
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,8 +19,8 @@ from tqdm.auto import tqdm
 from ..imagespace import ImageSpace, convert
 from ..priors import CodeStats
 from ..units import LayerReader, encode
-from ..weights import save_safetensors, sha256
-from .common import Checkpoint, Timer, batches, cosine_lr, set_lr, write_card
+from ..weights import save_safetensors
+from .common import Checkpoint, Timer, batches, cosine_lr, provenance, set_lr, write_card
 
 
 @dataclass
@@ -158,18 +156,12 @@ def train_generator(
         "architecture": type(generator).__name__,
         "inverts": {"layer": layer, "encoder": getattr(encoder, "zoo_name", type(encoder).__name__)},
         "data": data_name,
-        "command": "dgnam " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if Path(sys.argv[0]).name == "dgnam" else None,
-        "seed": config.seed,
-        "config": asdict(config),
         "metrics": history[-1] if history else {},
         "history": history,
         "code_stats": {"file": stats_path.name, "images": stats.count, "mean_of_means": float(stats.mean.mean()),
                        "median_U": float(stats.upper().median()),
                        "never_active_fraction": float((stats.percentiles[99.0] == 0).float().mean())},
-        "training_seconds": round(timer.seconds, 1),
-        "machine": f"{torch.get_num_threads()} threads, torch {torch.__version__}, {config.device}",
-        "weights": weights.name,
-        "sha256": sha256(weights),
+        **provenance(config, timer, weights),
     }
     write_card(out / f"{name}.json", card)
     return card
