@@ -5,7 +5,7 @@ import torch
 
 from dgnam import AMConfig, DgnamError, visualize
 from dgnam.generators import FourierGenerator
-from dgnam.imagespace import ImageSpace, convert
+from dgnam.imagespace import ImageSpace, caffe_space, convert
 from dgnam.methods import build_method, list_methods
 from dgnam.presets import YOSINSKI_SETTINGS, caffe_units_space, yosinski_config, yosinski_priors
 from dgnam.priors import (AlphaNorm, Blur, ClipSmallContribution, ClipSmallNorm, L2Decay, StepState, TotalVariation,
@@ -145,6 +145,10 @@ def test_caffe_units_space_is_0_255_minus_the_mean():
     assert torch.allclose(convert(raw, caffe, target), target.encode(x01), atol=1e-5)
     # code 0 is the target's mean colour
     assert torch.allclose(convert(torch.zeros(1, 3, 4, 4), caffe, target), torch.zeros(1, 3, 4, 4), atol=1e-5)
+    # the same for a BGR target (CaffeNet's space): the mean stays in the target's channel order
+    bgr = caffe_space(4)
+    assert torch.allclose(convert(torch.zeros(1, 3, 4, 4), caffe_units_space(bgr), bgr), torch.zeros(1, 3, 4, 4),
+                          atol=1e-4)
 
 
 def test_progress_policy_steps_so_the_linear_gain_is_the_target(tiny_model):

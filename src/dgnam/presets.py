@@ -59,7 +59,10 @@ YOSINSKI_INIT_STD_255 = 10.0
 
 def caffe_units_space(target: ImageSpace) -> ImageSpace:
     """The target's image in Caffe's pixel units: 0..255 minus the target's mean colour (0 = the mean colour)."""
-    mean01 = target.decode(torch.zeros(1, target.channels, 1, 1)).flatten().tolist()  # raw 0 is the mean colour
+    mean01 = target.decode(torch.zeros(1, target.channels, 1, 1))  # raw 0 is the mean colour, decoded to RGB
+    if target.color == "BGR":  # ImageSpace.mean is in the space's own channel order
+        mean01 = mean01.flip(1)
+    mean01 = mean01.flatten().tolist()
     return ImageSpace(size=target.size, color=target.color, lo=0.0, hi=255.0, mean=tuple(255.0 * m for m in mean01),
                       fit=target.fit)
 
