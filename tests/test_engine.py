@@ -53,6 +53,34 @@ def test_visualize_gives_the_model_back_as_it_was(tiny_model, tiny_gen):
     assert all(p.requires_grad for p in tiny_gen.parameters()) and tiny_gen.training
 
 
+def test_visualize_keeps_the_callers_gradients_and_runs_3d_models(tiny_model, tiny_gen):
+    """Gradients the caller accumulated survive a run unchanged (same tensor, values and layout), and channels_last
+    is skipped rather than failing for a model with 5-D weights."""
+    tiny_model(SPACE.encode(torch.rand(2, *SPACE.shape))).sum().backward()
+    w = tiny_model.features[3].weight
+    g, g_before = w.grad, w.grad.clone()
+    visualize(tiny_model, "logits:0", tiny_gen, steps=2, progress=False, channels_last=True)
+    assert w.grad is g and torch.equal(g, g_before) and g.is_contiguous()
+
+    class Volume(torch.nn.Module):  # a Conv3d over a stack of the image
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv3d(1, 2, 1)
+            self.logits = torch.nn.Linear(2, 3)
+
+        def forward(self, x):
+            return self.logits(self.conv(x.unsqueeze(2).repeat(1, 1, 2, 1, 1)).mean((2, 3, 4)))
+
+    run = visualize(Volume(), "logits:1", tiny_gen, steps=2, progress=False, channels_last=True, input_space=SPACE)
+    assert run.records[0]["activation"] == run.records[0]["activation"]
+
+
+def test_a_layer_the_forward_never_runs_is_a_one_line_error(tiny_model):
+    tiny_model.aux = torch.nn.Linear(3, 2)  # registered, but forward() never calls it
+    with pytest.raises(DgnamError, match="did not run in the model's forward pass"):
+        resolve_units(tiny_model, parse_units("aux:0"), SPACE.encode(torch.rand(1, *SPACE.shape)))
+
+
 def test_code_stays_in_clip_range_after_every_step(tiny_model, tiny_gen):
     upper = tiny_gen.code_stats.upper()
     seen = []

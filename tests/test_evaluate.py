@@ -74,6 +74,26 @@ def test_evaluate_run_on_tiny_run(tiny_model, tiny_gen, tmp_path):
     assert Judge(judge).layer == "fc"  # the deepest 1-d layer before the output
 
 
+def test_evaluate_scores_in_eval_mode_and_gives_the_modules_back(tiny_model, tiny_gen, tmp_path):
+    """A target and a judge passed in training mode are scored as in eval mode (BatchNorm's running statistics, as
+    the run optimized them), and come back in training mode with BatchNorm's statistics untouched."""
+    import copy
+
+    g = torch.Generator().manual_seed(3)
+    real = RealData(torch.rand(40, 1, 12, 12, generator=g), torch.arange(40) % 5, name="random")
+    out = tmp_path / "run"
+    visualize(tiny_model, "logits:0,1", tiny_gen, restarts=2, steps=5, out=out, progress=False)
+    judge = copy.deepcopy(tiny_model)
+    ref = evaluate_run(out, judge=judge, model=tiny_model, data=real, write=False)
+    tiny_model.train(), judge.train()
+    stats = tiny_model.features[1].running_mean.clone()
+    ev = evaluate_run(out, judge=judge, model=tiny_model, data=RealData(real.images, real.labels), write=False)
+    assert tiny_model.training and judge.training and judge.features[1].training
+    assert torch.equal(tiny_model.features[1].running_mean, stats)
+    assert json.dumps(ev["units"]) == json.dumps(ref["units"])  # activations, judge, Fréchet: all as in eval mode
+    assert json.dumps(ev["summary"]) == json.dumps(ref["summary"])
+
+
 def test_evaluate_matches_real_classes_by_name(tiny_model, tiny_gen, tmp_path):
     """An image folder's labels number its sorted sub-folders; the class reference must follow the names."""
     from dgnam.evaluate import FID_REAL_PER_CLASS, load_run_images

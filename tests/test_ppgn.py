@@ -146,6 +146,28 @@ def test_inpaint_keeps_the_context_and_fills_the_hole(tiny_model, tiny_gen, tiny
     assert res.score_history.shape == (3, 10)
 
 
+def test_inpaint_encodes_the_masked_image_in_the_encoders_own_space(tiny_model, tiny_gen):
+    """Images given in another space than the encoder's are converted before the start code is computed."""
+    from dgnam import ImageSpace
+    from dgnam.imagespace import convert
+
+    seen = []
+
+    class Spy(Enc):
+        def forward(self, x):
+            seen.append(x.clone())
+            return super().forward(x)
+
+    enc = Spy()
+    enc.input_space = SPACE  # mean 0.5, std 0.25
+    plain = ImageSpace(size=(12, 12), color="GRAY")  # [0, 1]
+    images = plain.encode(torch.rand(2, 1, 12, 12))
+    mask = hole_mask((12, 12), (3, 4, 5, 4))
+    inpaint(tiny_gen, None, ClassCondition(tiny_model, [0, 1]), images, mask, enc, "code", plain, PPGNConfig(steps=1))
+    want = convert(images * (1 - mask), plain, SPACE)
+    assert torch.allclose(seen[0], want, atol=1e-6) and seen[0].min() < -1  # in SPACE's range, not [0, 1]
+
+
 def test_step_size_falls_linearly_to_lr_end(tiny_model, tiny_gen):
     released = PPGNConfig.for_inpainting()
     sizes = [released.step_size(t) for t in range(released.steps)]

@@ -29,6 +29,7 @@ from torch import nn
 
 from .errors import DgnamError
 from .imagespace import ImageSpace, convert
+from .modules import frozen, module_device
 from .units import LOGITS, default_embed_layer, encode, layer_shapes, parse_units, resolve_units, unit_responses
 
 #: The default judge: a classifier of another architecture and seed, never used in optimization.
@@ -45,14 +46,14 @@ NEAREST_SHOWN = 3
 def probabilities(model: nn.Module, raw: torch.Tensor, space: ImageSpace, batch_size: int = 256) -> torch.Tensor:
     """Softmax class probabilities ``(N, classes)`` of ``model`` on images ``raw`` given in ``space`` (converted to
     the model's own input space, values clamped to the displayable range first, as a saved PNG would be)."""
-    model.eval()
     target = model.input_space
     x01 = space.decode(raw).clamp(0, 1)
-    dev = next(model.parameters()).device
+    dev = module_device(model)
     out = []
-    for i in range(0, len(raw), batch_size):
-        x = convert(space.encode(x01[i : i + batch_size]), space, target).to(dev)
-        out.append(model(x).softmax(1).cpu())
+    with frozen(model):
+        for i in range(0, len(raw), batch_size):
+            x = convert(space.encode(x01[i : i + batch_size]), space, target).to(dev)
+            out.append(model(x).softmax(1).cpu())
     return torch.cat(out)
 
 
@@ -138,7 +139,6 @@ class Judge:
     def __post_init__(self) -> None:
         if getattr(self.model, "input_space", None) is None:
             raise DgnamError("the judge needs an input space: use a zoo classifier or set model.input_space")
-        self.model.eval()
         if self.layer is None:
             example = self.space.encode(torch.full((1, *self.space.shape), 0.5))
             self.layer = default_embed_layer(self.model, example.to(self._device))
@@ -149,7 +149,7 @@ class Judge:
 
     @property
     def _device(self) -> torch.device:
-        return next((p.device for p in self.model.parameters()), torch.device("cpu"))
+        return module_device(self.model)
 
     def _inputs(self, raw: torch.Tensor, space: ImageSpace) -> torch.Tensor:
         x01 = space.decode(raw.float()).clamp(0, 1)

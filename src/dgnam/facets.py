@@ -53,6 +53,7 @@ from .errors import DgnamError
 from .evaluate import mean_pairwise_distance  # noqa: F401  (re-exported: facet diversity)
 from .generators import Generator, PixelGenerator
 from .imagespace import ImageSpace, to_uint8
+from .modules import frozen
 from .optimize import AMConfig
 from .priors import Prior, StepState, gaussian_blur
 from .units import LayerReader, Unit, default_embed_layer, encode, parse_units, resolve_units, unit_responses
@@ -317,8 +318,7 @@ def find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, conf
                 device: str | torch.device = "cpu") -> FacetSet:
     """Steps 1-2 of the algorithm: the top images of ``unit`` among ``images01`` (real images in [0, 1] at the
     model's input size), clustered into ``config.k`` facets in ``config.embed_layer``'s features. ``model`` runs in
-    eval mode on ``device`` and comes back as it was given (:func:`dgnam.run.frozen`)."""
-    from .run import frozen
+    eval mode on ``device`` and comes back as it was given (:func:`dgnam.modules.frozen`)."""
 
     with frozen(model, torch.device(device)):
         return _find_facets(model, unit, images01, config, torch.device(device))
@@ -371,7 +371,6 @@ def synthesize_facets(
     See :func:`facets` for the arguments. ``model`` and a given encoder come back as they were given."""
     from contextlib import ExitStack
 
-    from .run import frozen
 
     device = torch.device(device)
     with ExitStack() as stack:

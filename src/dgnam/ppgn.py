@@ -59,6 +59,7 @@ from torch import nn
 from .errors import DgnamError
 from .generators import Generator
 from .imagespace import ImageSpace, convert
+from .modules import frozen, module_device
 from .units import LayerReader, Unit, encode, unit_activations
 
 #: Published PPGN-h sampling settings (Nguyen et al. 2017, released ``sampling_class.sh`` / ``sampler.py``).
@@ -251,7 +252,7 @@ class ClassCondition:
     @torch.no_grad()
     def probs(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:
         """p(class_b | image_b), for reporting (the model in eval mode, then given back as it was)."""
-        dev = next((p.device for p in self.model.parameters()), images.device)
+        dev = module_device(self.model, images.device)
         with _borrowed([self.model], dev):
             logits = self.logits(images.to(dev), space)
         cls = _per_item(self.classes, len(images)).to(logits.device)
@@ -400,8 +401,7 @@ def _normalized_step(h: torch.Tensor, d: torch.Tensor, lr: float) -> None:
 @contextmanager
 def _borrowed(modules: Sequence[nn.Module | None], device: torch.device) -> Iterator[None]:
     """Each module (a generator, the DAE, a condition's model) in eval mode for the chain, then as the caller had it
-    (:func:`dgnam.run.frozen`): sampling must not leave the user's classifier in eval mode or frozen."""
-    from .run import frozen
+    (:func:`dgnam.modules.frozen`): sampling must not leave the user's classifier in eval mode or frozen."""
 
     with ExitStack() as stack:
         seen: set[int] = set()
@@ -469,7 +469,7 @@ def sample(
     if n_chains < 1:
         raise DgnamError(f"n_chains={n_chains}: run at least one chain")
     check_prior(dae, generator)
-    dev = next((p.device for p in generator.parameters()), torch.device("cpu"))
+    dev = module_device(generator)
     with _borrowed([generator, dae, *(getattr(c, "model", None) for c in conds)], dev):
         rng = _Noise(config.seed, n_chains)
         if init is None:
@@ -631,12 +631,13 @@ def inpaint(
     if mask.dim() != 4 or mask.shape[-2:] != images.shape[-2:] or mask.shape[0] not in (1, len(images)):
         raise DgnamError(f"mask has shape {tuple(mask.shape)}; give (1 or B, 1, H, W) matching the images")
     check_prior(dae, generator, layer)
-    dev = next((p.device for p in generator.parameters()), torch.device("cpu"))
+    dev = module_device(generator)
     with _borrowed([generator, dae, encoder, getattr(condition, "model", None)], dev):
         images, mask = images.to(dev), mask.to(dev).float()
         outside = 1 - mask
         masked = mask_images(images, mask)
-        h = generator.check_codes(encode(encoder, layer, masked).to(dev))
+        enc_space = getattr(encoder, "input_space", None) or space  # the encoder reads its own encoding
+        h = generator.check_codes(encode(encoder, layer, convert(masked, space, enc_space)).to(dev))
         upper = code_upper(generator, config.bound)
         rng = _Noise(config.seed, len(images))
         eps1 = torch.full((len(images),), float(config.eps1), device=dev)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -25,6 +24,7 @@ from .errors import DgnamError
 from .generators import Generator, PixelGenerator, check_generator
 from .imagespace import ImageSpace, to_uint8
 from .images import grid, save_png
+from .modules import frozen
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import Prior
 from .units import Unit, parse_units, resolve_units
@@ -84,31 +84,6 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     tmp.replace(path)
 
 
-@contextmanager
-def frozen(module: nn.Module, device: torch.device, channels_last: bool = False) -> Iterator[nn.Module]:
-    """``module`` in eval mode, on ``device``, without parameter gradients (NHWC with ``channels_last``) for the
-    duration of the block, then as the caller had it: each submodule's mode, each parameter's ``requires_grad``, and
-    the very tensors of its parameters and buffers (device and memory format). Activation maximization borrows the
-    user's model; a model that comes back frozen or reformatted would change the user's training or later results."""
-    saved = [(m, m.training, {k: (p, p.data, p.requires_grad) for k, p in m._parameters.items() if p is not None},
-              dict(m._buffers)) for m in module.modules()]
-    try:
-        module.eval().to(device)
-        if channels_last:
-            module.to(memory_format=torch.channels_last)
-        for p in module.parameters():
-            p.requires_grad_(False)
-        yield module
-    finally:
-        for m, training, params, buffers in saved:
-            for k, (param, tensor, grad) in params.items():
-                param.data = tensor
-                param.requires_grad_(grad)
-                m._parameters[k] = param
-            m._buffers.update(buffers)
-            m.training = training
-
-
 def visualize(
     model: nn.Module,
     units: str | Sequence[str | Unit],
@@ -141,7 +116,7 @@ def visualize(
     ``channels_last`` runs convolutions in the NHWC memory format (oneDNN's fast path: about 1.25x faster per
     iteration at paper scale on CPU, ``benchmarks/speed.py``); results agree with NCHW to float rounding.
     ``model`` and ``generator`` are used in eval mode on ``device`` and come back as they were given (see
-    :func:`frozen`).
+    :func:`dgnam.modules.frozen`).
     """
     if restarts < 1 or batch_size < 1 or (steps is not None and steps < 0):
         raise DgnamError(f"restarts={restarts}, batch_size={batch_size}, steps={steps}: give restarts and batch size "

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .errors import DgnamError
+from .modules import frozen, module_device
 
 LOGITS = "logits"
 
@@ -135,6 +136,10 @@ class LayerReader(nn.Module):
         finally:
             for h in handles:
                 h.remove()
+        missing = [n for n in self.layers if n not in outs]
+        if missing:
+            raise DgnamError(f"layer(s) {', '.join(map(repr, missing))} did not run in the model's forward pass (in eval "
+                             f"mode, e.g. an auxiliary head): pick a layer on the path to the output")
         return outs
 
 
@@ -142,8 +147,8 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
     """Check every unit against the model's real layer shapes (from one forward pass of ``example``) and turn
     class names into indices. Unknown layers name the closest existing ones; indices out of range state the range."""
     reader = LayerReader(model, [u.layer for u in units])
-    with torch.no_grad():
-        outs = reader(example)
+    with torch.no_grad(), frozen(model):  # eval mode: a probe must not move BatchNorm's running statistics
+        outs = reader(example.to(module_device(model)))
     classes = list(getattr(model, "classes", None) or [])
     resolved = []
     for u in units:
@@ -207,8 +212,8 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str
                 shapes[name] = tuple(o.shape[1:])
         handles.append(m.register_forward_hook(hook))
     try:
-        with torch.no_grad():
-            y = model(example)
+        with torch.no_grad(), frozen(model):
+            y = model(example.to(module_device(model)))
     finally:
         for h in handles:
             h.remove()
@@ -224,8 +229,9 @@ def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256)
     """The outputs of ``layer`` for a batch of images already in the model's input space, flattened per image:
     the codes a generator inverting that layer takes (the paper's "start from a real image")."""
     reader = LayerReader(model, [layer])
-    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-    parts = [reader(x[i : i + batch_size].to(dev))[layer].flatten(1).cpu() for i in range(0, len(x), batch_size)]
+    with frozen(model):  # eval mode: codes must not depend on the batching (BatchNorm) or on chance (dropout)
+        dev = module_device(model)
+        parts = [reader(x[i : i + batch_size].to(dev))[layer].flatten(1).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(parts)
 
 
@@ -255,14 +261,15 @@ def unit_responses(model: nn.Module, units: Unit | Sequence[Unit], x: torch.Tens
     if per_item and len(us) != len(x):
         raise DgnamError(f"{len(us)} units for {len(x)} inputs: per_item needs one unit per input")
     reader = LayerReader(model, sorted({u.layer for u in us}))
-    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+    dev = module_device(model)
     out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size].to(dev)
-        outs = reader(xb)
-        if per_item:
-            out.append(unit_activations(outs, us[i : i + len(xb)]).cpu())
-        else:
-            out.append(torch.stack([unit_activations(outs, [u] * len(xb)) for u in us], 1).cpu())
+    with frozen(model):  # eval mode, as the activations a run optimizes
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size].to(dev)
+            outs = reader(xb)
+            if per_item:
+                out.append(unit_activations(outs, us[i : i + len(xb)]).cpu())
+            else:
+                out.append(torch.stack([unit_activations(outs, [u] * len(xb)) for u in us], 1).cpu())
     acts = torch.cat(out)
     return acts[:, 0] if one and not per_item else acts

@@ -1,0 +1,56 @@
+"""Borrowing the user's modules: every core function that runs a caller's ``nn.Module`` (the target, a generator, a
+judge, an encoder) runs it through :func:`frozen`, so that it computes in eval mode and comes back exactly as given."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+
+
+def module_device(module: nn.Module, default: torch.device | str = "cpu") -> torch.device:
+    """The device of ``module``'s first parameter (or buffer); ``default`` for a module without tensors."""
+    t = next(module.parameters(), None)
+    if t is None:
+        t = next(module.buffers(), None)
+    return t.device if t is not None else torch.device(default)
+
+
+def _has_5d(module: nn.Module) -> bool:
+    return any(t.dim() == 5 for t in (*module.parameters(), *module.buffers()))
+
+
+@contextmanager
+def frozen(module: nn.Module, device: torch.device | str | None = None,
+           channels_last: bool = False) -> Iterator[nn.Module]:
+    """``module`` in eval mode, on ``device`` (default: where it is), without parameter gradients (NHWC with
+    ``channels_last``) for the duration of the block, then as the caller had it: each submodule's mode, each
+    parameter's ``requires_grad`` and accumulated ``.grad``, and the very tensors of its parameters and buffers
+    (device and memory format). Activation maximization borrows the user's model; a model that comes back frozen,
+    moved or reformatted would change the user's training or later results. ``channels_last`` is skipped for models
+    with 5-D tensors (Conv3d), which that format does not cover."""
+    device = module_device(module) if device is None else torch.device(device)
+    saved = [(m, m.training,
+              {k: (p, p.data, p.requires_grad, p.grad, None if p.grad is None else p.grad.data)
+               for k, p in m._parameters.items() if p is not None},
+              dict(m._buffers)) for m in module.modules()]
+    try:
+        module.eval().to(device)
+        if channels_last and not _has_5d(module):
+            module.to(memory_format=torch.channels_last)
+        for p in module.parameters():
+            p.requires_grad_(False)
+        yield module
+    finally:
+        for m, training, params, buffers in saved:
+            for k, (param, tensor, requires_grad, grad, grad_tensor) in params.items():
+                param.data = tensor
+                if grad is not None:
+                    grad.data = grad_tensor
+                param.grad = grad
+                param.requires_grad_(requires_grad)
+                m._parameters[k] = param
+            m._buffers.update(buffers)
+            m.training = training
