@@ -27,6 +27,13 @@ class TinyNet(nn.Module):
         return self.logits(self.fc(self.flatten(self.features(x))))
 
 
+def seeded_tiny_net() -> TinyNet:
+    """A factory that gives the same weights in every process (as one that loads a checkpoint does), for CLI runs
+    that are resumed: `conftest:TinyNet` draws new random weights each time."""
+    torch.manual_seed(0)
+    return TinyNet()
+
+
 class TinyGen(nn.Module):
     def __init__(self, dim=10):
         super().__init__()

@@ -22,14 +22,17 @@ def _one_line_error(p, *needles):
 
 def test_visualize_user_model_and_resume_errors(tmp_path):
     out = tmp_path / "run"
-    args = ["visualize", "--model", "conftest:TinyNet", "--input-shape", "1x12x12", "--units", "logits:0,1", "--steps", "5",
-            "--out", str(out)]
+    args = ["visualize", "--model", "conftest:seeded_tiny_net", "--input-shape", "1x12x12", "--units", "logits:0,1",
+            "--steps", "5", "--out", str(out)]
     p = dgnam(*args)
     assert p.returncode == 0, p.stderr
     recs = json.loads((out / "results.json").read_text())["records"]
     assert [r["unit"] for r in recs] == ["logits:0", "logits:1"]
     _one_line_error(dgnam(*args), "--resume")
     assert dgnam(*args, "--resume").returncode == 0
+    # a model whose weights differ from the run's (a fresh random init each process) is not mixed into it
+    other = ["conftest:TinyNet" if a == "conftest:seeded_tiny_net" else a for a in args]
+    _one_line_error(dgnam(*other, "--resume"), "weights")
     slow = tmp_path / "slow"
     p = dgnam(*args[:-1], str(slow), "--lr", "0.5")
     assert p.returncode == 0, p.stderr

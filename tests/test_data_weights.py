@@ -81,3 +81,18 @@ def test_plain_state_dict_and_hash(tmp_path):
     (tmp_path / "broken.safetensors").write_bytes(b"not really")
     with pytest.raises(DgnamError, match="not a valid safetensors"):
         load_state_dict(tmp_path / "broken.safetensors")
+
+
+def test_a_model_from_the_working_directory_leaves_sys_path_alone(tmp_path, monkeypatch):
+    """`--model mymod:build` imports from the working directory (as `python -m`) without leaving it on sys.path,
+    where a stray torch.py or numpy.py there would shadow the real package for the rest of the process."""
+    import sys
+
+    from dgnam.zoo import load_model
+
+    (tmp_path / "my_tiny_net.py").write_text("import torch\n\ndef build():\n    return torch.nn.Linear(3, 2)\n")
+    monkeypatch.chdir(tmp_path)
+    before = list(sys.path)
+    model = load_model("my_tiny_net:build")
+    assert isinstance(model, torch.nn.Linear) and not model.training
+    assert sys.path == before

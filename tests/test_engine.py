@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -75,6 +76,19 @@ def test_visualize_keeps_the_callers_gradients_and_runs_3d_models(tiny_model, ti
     assert run.records[0]["activation"] == run.records[0]["activation"]
 
 
+def test_double_models_generators_and_numpy_codes_run(tiny_model, tiny_gen):
+    """A .double() target or generator, and float64 start codes (numpy's default), run and agree with float32."""
+    import copy
+
+    import numpy as np
+
+    init = torch.from_numpy(np.abs(np.random.RandomState(0).randn(1, 10)))  # float64
+    ref = visualize(tiny_model, "logits:0", tiny_gen, steps=3, init=init.float(), progress=False)
+    for model, gen in [(copy.deepcopy(tiny_model).double(), tiny_gen), (tiny_model, copy.deepcopy(tiny_gen).double())]:
+        run = visualize(model, "logits:0", gen, steps=3, init=init, progress=False)
+        assert run.records[0]["activation"] == pytest.approx(ref.records[0]["activation"], rel=1e-4, abs=1e-4)
+
+
 def test_a_layer_the_forward_never_runs_is_a_one_line_error(tiny_model):
     tiny_model.aux = torch.nn.Linear(3, 2)  # registered, but forward() never calls it
     with pytest.raises(DgnamError, match="did not run in the model's forward pass"):
@@ -98,6 +112,20 @@ def test_code_stays_in_clip_range_after_every_step(tiny_model, tiny_gen):
     for c in seen:
         assert (c >= 0).all() and (c <= upper + 1e-6).all()
     assert any((c == upper).any() for c in seen)  # the bound is actually reached, so the clip did work
+
+
+def test_with_transforms_the_best_is_scored_on_the_image_as_shown(tiny_model, tiny_gen):
+    """The best code is picked on jittered views, but its reported activation is the shown image's, and it is never
+    below the final image's."""
+    from dgnam.transforms import Jitter, Pad
+
+    units = resolve_units(tiny_model, parse_units("logits:2") * 3, SPACE.encode(torch.rand(1, 1, 12, 12)))
+    pipe = Pipeline(tiny_gen, tiny_model, units, SPACE, [Pad(2), Jitter(2)])
+    res = optimize(pipe, units, tiny_gen.init_codes([0, 1, 2]), AMConfig(steps=15))
+    with torch.no_grad():
+        shown = pipe.activations(units, pipe.images(res.best_codes))
+    assert torch.allclose(res.best_activations, shown, atol=1e-5)
+    assert (res.best_activations >= res.activations - 1e-6).all()
 
 
 def test_l2_decay_shrinks_code_with_zero_gradient(tiny_gen):
@@ -193,6 +221,29 @@ def test_resume_gives_same_records(tmp_path, tiny_model, tiny_gen):
     for rec in full.records:
         assert (tmp_path / "part" / rec["image"]).exists() and (tmp_path / "part" / rec["code"]).exists()
     assert (tmp_path / "part" / "grid.png").exists()
+    # the resumed Run holds every image and code, the earlier batch's reloaded from its code files
+    assert torch.allclose(resumed.images, full.images, atol=1e-6) and torch.equal(resumed.codes, full.codes)
+    assert torch.equal(resumed.best_codes, full.best_codes)
+
+
+def test_resume_refuses_other_bounds_transforms_or_weights(tmp_path, tiny_model, tiny_gen):
+    """What results.json names alike but differs (clip bounds, transforms, retrained weights) is told apart."""
+    import copy
+
+    from dgnam.transforms import Jitter
+
+    kw = dict(steps=2, progress=False, out=tmp_path / "r")
+    visualize(tiny_model, "logits:0", tiny_gen, **kw)
+    visualize(tiny_model, "logits:0", tiny_gen, resume=True, **kw)  # the same settings resume
+    other_bounds = dgnam_code_priors(replace(tiny_gen.code_stats, std=tiny_gen.code_stats.std * 2))
+    retrained = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        retrained.logits.weight.add_(0.1)
+    for change, what in [(dict(priors=other_bounds), "priors"), (dict(transforms=[Jitter(1)]), "transforms")]:
+        with pytest.raises(DgnamError, match=what):
+            visualize(tiny_model, "logits:0", tiny_gen, resume=True, **change, **kw)
+    with pytest.raises(DgnamError, match="weights"):
+        visualize(retrained, "logits:0", tiny_gen, resume=True, **kw)
 
 
 def test_records_have_required_fields(tmp_path, tiny_model, tiny_gen):

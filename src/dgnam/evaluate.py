@@ -29,7 +29,7 @@ from torch import nn
 
 from .errors import DgnamError
 from .imagespace import ImageSpace, convert
-from .modules import frozen, module_device
+from .modules import frozen, module_device, module_dtype
 from .units import LOGITS, default_embed_layer, encode, layer_shapes, parse_units, resolve_units, unit_responses
 
 #: The default judge: a classifier of another architecture and seed, never used in optimization.
@@ -53,7 +53,7 @@ def probabilities(model: nn.Module, raw: torch.Tensor, space: ImageSpace, batch_
     with frozen(model):
         for i in range(0, len(raw), batch_size):
             x = convert(space.encode(x01[i : i + batch_size]), space, target).to(dev)
-            out.append(model(x).softmax(1).cpu())
+            out.append(model(x.to(module_dtype(model))).softmax(1).float().cpu())
     return torch.cat(out)
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from .errors import DgnamError
 from .imagespace import ImageSpace
+from .modules import module_device, module_dtype
 from .priors import CodeStats, Prior, dgnam_code_priors
 
 
@@ -47,6 +48,9 @@ class Generator(nn.Module):
         return AMConfig()
 
     def check_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """``codes`` in this generator's code shape and dtype (float64 codes from numpy, say, would not run a float32
+        network)."""
+        codes = codes.to(module_dtype(self))
         if tuple(codes.shape[1:]) != tuple(self.code_shape):
             if codes[0].numel() == int(torch.tensor(self.code_shape).prod()):
                 return codes.reshape(len(codes), *self.code_shape)
@@ -186,11 +190,10 @@ def check_generator(generator: Generator) -> None:
     """Fail early, in one line, when a generator's output does not match its declared space."""
     if not hasattr(generator, "space") or not hasattr(generator, "code_shape"):
         raise DgnamError(f"{type(generator).__name__} is not a dgnam generator: wrap it in LearnedGenerator(net, code_shape, space)")
-    p = next(generator.parameters(), None)
-    dev = p.device if p is not None else torch.device("cpu")
     with torch.no_grad():
         try:
-            out = generator(torch.zeros(1, *generator.code_shape, device=dev))
+            out = generator(torch.zeros(1, *generator.code_shape, device=module_device(generator),
+                                        dtype=module_dtype(generator)))
         except RuntimeError as e:
             raise DgnamError(f"generator {getattr(generator, 'name', '')} fails on codes of shape {generator.code_shape}: "
                              f"{str(e).splitlines()[0]}; check code_shape") from None

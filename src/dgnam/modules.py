@@ -18,6 +18,12 @@ def module_device(module: nn.Module, default: torch.device | str = "cpu") -> tor
     return t.device if t is not None else torch.device(default)
 
 
+def module_dtype(module: nn.Module, default: torch.dtype = torch.float32) -> torch.dtype:
+    """The floating dtype of ``module``'s first floating parameter; ``default`` for a module without one. Codes are
+    kept in their generator's dtype and images handed to a target in its own (a ``.double()`` or ``.half()`` model)."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), default)
+
+
 def _has_5d(module: nn.Module) -> bool:
     return any(t.dim() == 5 for t in (*module.parameters(), *module.buffers()))
 

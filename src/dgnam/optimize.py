@@ -135,7 +135,9 @@ def optimize(
 ) -> AMResult:
     """Maximize ``units[b]`` on ``G(codes[b])`` for every batch item b.
 
-    The reported result is the last code, as released; the code with the highest activation seen is kept too.
+    The reported result is the last code, as released; the code with the highest activation seen is kept too (with
+    transforms, seen on the step's transformed view; its reported activation is then that of the untransformed image,
+    and the final code replaces it when the final image scores higher).
     """
     if len(units) != len(codes):
         raise DgnamError(f"{len(units)} units for {len(codes)} codes: give one unit per code")
@@ -198,6 +200,8 @@ def optimize(
             on_step(step)
     with torch.no_grad():
         final = pipeline.activations(units, pipeline.images(codes))
+        if pipeline.transforms:  # the best was picked on randomly transformed views: report it on the image as shown
+            best_acts = pipeline.activations(units, pipeline.images(best_codes))
     _check_finite(final, codes, units, config.steps)
     better = final > best_acts
     best_acts = torch.where(better, final, best_acts)

@@ -59,7 +59,7 @@ from torch import nn
 from .errors import DgnamError
 from .generators import Generator
 from .imagespace import ImageSpace, convert
-from .modules import frozen, module_device
+from .modules import frozen, module_device, module_dtype
 from .units import LayerReader, Unit, encode, unit_activations
 
 #: Published PPGN-h sampling settings (Nguyen et al. 2017, released ``sampling_class.sh`` / ``sampler.py``).
@@ -232,7 +232,7 @@ class ClassCondition:
         self.score = score
 
     def logits(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:
-        out = self.model(convert(images, space, self.space))
+        out = self.model(convert(images, space, self.space).to(module_dtype(self.model)))
         return out[0] if isinstance(out, (tuple, list)) else out
 
     def __call__(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:

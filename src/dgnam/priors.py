@@ -50,7 +50,12 @@ class Prior:
         return None
 
     def to_dict(self) -> dict:
-        return {"prior": type(self).__name__, **{k: v for k, v in vars(self).items() if not isinstance(v, torch.Tensor)}}
+        """The prior's settings for ``results.json``; a tensor (a clip's bounds) by its digest, so that a resume with
+        other bounds is refused."""
+        from .weights import tensor_digest
+
+        return {"prior": type(self).__name__,
+                **{k: f"tensor:{tensor_digest([v])}" if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}}
 
 
 @dataclass

@@ -28,7 +28,7 @@ from .modules import frozen
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import Prior
 from .units import Unit, parse_units, resolve_units
-from .weights import save_safetensors
+from .weights import save_safetensors, tensor_digest
 
 RESULTS = "results.json"
 
@@ -158,8 +158,12 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
         "model": getattr(model, "zoo_name", type(model).__name__),
         "generator": getattr(generator, "name", type(generator).__name__),
         "method": method, "units": [u.address for u in resolved], "restarts": restarts, "seed": seed,
-        "init": init if isinstance(init, str) else "codes", "config": config.to_dict(),
-        "priors": [p.to_dict() for p in priors], "target_space": space.to_dict(),
+        "init": init if isinstance(init, str) else f"codes:{tensor_digest([init])}", "config": config.to_dict(),
+        "priors": [p.to_dict() for p in priors], "transforms": [_transform_dict(t) for t in transforms],
+        "target_space": space.to_dict(),
+        # the weights themselves: a resume after retraining (same class name, other weights) must not mix the two
+        "weights": {"model": tensor_digest(model.state_dict().values()),
+                    "generator": tensor_digest(generator.state_dict().values())},
     }
     records: list[dict] = []
     out_dir = Path(out) if out is not None else None
@@ -169,8 +173,11 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
                 raise DgnamError(f"run directory {out_dir} already has results: pass --resume to continue it, "
                                  f"or choose another --out")
             prev = _read_results(out_dir)
-            if prev.get("config") != json.loads(json.dumps(run_config)):
-                raise DgnamError(f"{out_dir} was made with different settings; resume with the same ones or choose another --out")
+            now, before = json.loads(json.dumps(run_config)), prev.get("config") or {}
+            differ = [k for k in now if now[k] != before.get(k)]
+            if differ:
+                raise DgnamError(f"{out_dir} was made with different settings ({', '.join(differ)}); resume with the "
+                                 f"same ones or choose another --out")
             records = prev.get("records", [])
         elif out_dir.exists() and any(out_dir.iterdir()) and not resume:
             raise DgnamError(f"{out_dir} exists and is not empty: pass --resume or choose another --out")
@@ -224,6 +231,9 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
     if out_dir is not None:
         write_grid(out_dir, records)
     order = [(rec["unit_index"], rec["restart"]) for rec in records]
+    if out_dir is not None:  # a resumed run: the earlier records' codes are on disk, their images are regenerated
+        _reload_finished(out_dir, [rec for rec in records if (rec["unit_index"], rec["restart"]) not in images_by_job],
+                         generator, device, batch_size, images_by_job, codes_by_job)
     have = all(k in images_by_job for k in order)
     return Run(
         records=records,
@@ -232,6 +242,33 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
         best_codes=torch.stack([codes_by_job[k][1] for k in order]) if have and order else None,
         out=out_dir,
     )
+
+
+def _transform_dict(t: Transform) -> dict | str:
+    from dataclasses import asdict, is_dataclass
+
+    return {"transform": type(t).__name__, **asdict(t)} if is_dataclass(t) else repr(t)
+
+
+@torch.no_grad()
+def _reload_finished(out_dir: Path, records: list[dict], generator: Generator, device: torch.device, batch_size: int,
+                     images: dict, codes: dict) -> None:
+    """Fill ``images`` and ``codes`` for records finished before a resume, from their code files."""
+    from .weights import load_state_dict
+
+    for i in range(0, len(records), batch_size):
+        chunk = records[i : i + batch_size]
+        try:
+            saved = [load_state_dict(out_dir / rec["code"]) for rec in chunk]
+        except (DgnamError, OSError, KeyError) as e:
+            raise DgnamError(f"cannot reload a finished record's code in {out_dir} ({e}); remove the folder or pick "
+                             f"another --out") from None
+        final = torch.stack([c["final"] for c in saved]).to(device)
+        imgs = generator(final).cpu()
+        for k, rec in enumerate(chunk):
+            key = (rec["unit_index"], rec["restart"])
+            images[key] = imgs[k]
+            codes[key] = (saved[k]["final"], saved[k]["best"])
 
 
 def write_grid(out_dir: Path, records: list[dict]) -> Path:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .errors import DgnamError
-from .modules import frozen, module_device
+from .modules import frozen, module_device, module_dtype
 
 LOGITS = "logits"
 
@@ -128,7 +128,7 @@ class LayerReader(nn.Module):
         for name, m in self._modules_by_name.items():
             handles.append(m.register_forward_hook(hook_for(name)))
         try:
-            y = self.model(x)
+            y = self.model(x.to(module_dtype(self.model)))  # a .double() or .half() model gets its own dtype
             if self._needs_output:
                 outs[LOGITS] = y[0] if isinstance(y, (tuple, list)) else y
         except _Stop:
@@ -213,7 +213,7 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str
         handles.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad(), frozen(model):
-            y = model(example.to(module_device(model)))
+            y = model(example.to(module_device(model), module_dtype(model)))
     finally:
         for h in handles:
             h.remove()

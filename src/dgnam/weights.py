@@ -24,6 +24,17 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def tensor_digest(tensors) -> str:
+    """A short SHA-256 of tensors' shapes, dtypes and values: tells apart runs made with different weights, code
+    bounds or start codes (a resume must not mix them), whatever device or memory format the tensors are in."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{tuple(t.shape)} {t.dtype};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def load_state_dict(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
     """Read a state dict from a ``.safetensors`` file or a plain tensor file (``torch.save`` of a dict of tensors).
 

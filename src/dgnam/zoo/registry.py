@@ -152,13 +152,19 @@ def load_model(spec: str, arch: str | None = None) -> nn.Module:
         import sys
 
         mod_name, _, attr = spec.partition(":")
-        if os.getcwd() not in sys.path:  # like `python -m`: the user's own modules in the working directory
-            sys.path.insert(0, os.getcwd())
+        cwd = os.getcwd()
+        added = cwd not in sys.path
+        if added:  # like `python -m`: the user's own modules in the working directory, for this import only
+            sys.path.insert(0, cwd)
         try:
-            factory = getattr(importlib.import_module(mod_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise DgnamError(f"cannot import {spec!r} ({e}); give package.module:factory on PYTHONPATH") from None
-        obj = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+            try:
+                factory = getattr(importlib.import_module(mod_name), attr)
+            except (ImportError, AttributeError) as e:
+                raise DgnamError(f"cannot import {spec!r} ({e}); give package.module:factory on PYTHONPATH") from None
+            obj = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+        finally:
+            if added and cwd in sys.path:
+                sys.path.remove(cwd)
         if not isinstance(obj, nn.Module):
             raise DgnamError(f"{spec} returned {type(obj).__name__}, not an nn.Module")
         return obj.eval()
