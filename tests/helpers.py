@@ -1,6 +1,10 @@
-"""Shared test helpers: the Fashion-MNIST data set, required on CI, skipped with a reason elsewhere."""
+"""Shared test helpers: the Fashion-MNIST data set (required on CI, skipped with a reason elsewhere) and running
+the CLI as the user does."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +20,21 @@ def fashion_mnist(split: str):
         if os.environ.get("CI"):
             raise  # CI installs the data set (scripts/setup.sh): its absence there is a failure
         pytest.skip(str(e))
+
+
+TESTS = Path(__file__).parent
+
+
+def dgnam(*args, cwd=TESTS) -> subprocess.CompletedProcess:
+    """``python -m dgnam ARGS`` in a fresh process (from the tests folder, so ``conftest:...`` factories import)."""
+    return subprocess.run([sys.executable, "-m", "dgnam", *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def one_line_error(p: subprocess.CompletedProcess, *needles: str) -> None:
+    """The command failed as a user mistake: exit 2 and one line ``error: ...`` holding each needle."""
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]

@@ -202,7 +202,7 @@ def test_act_range_bounds(tmp_path):
 
 
 def test_code_stats_option_replaces_generator_bounds(tmp_path, tiny_gen):
-    from dgnam.cli.run import _set_code_stats
+    from dgnam.cli.common import set_code_stats as _set_code_stats
 
     (tmp_path / "b.txt").write_text(" ".join(str(float(i)) for i in range(10)))
     gen = _set_code_stats(tiny_gen, tmp_path / "b.txt")

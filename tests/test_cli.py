@@ -1,23 +1,8 @@
 """The command line: user mistakes get one line that names the fix, never a traceback."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-HERE = Path(__file__).parent
-
-
-def dgnam(*args, cwd=HERE):
-    return subprocess.run([sys.executable, "-m", "dgnam", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-
-
-def _one_line_error(p, *needles):
-    assert p.returncode == 2, p.stderr
-    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
+from helpers import dgnam, one_line_error
 
 
 def test_visualize_user_model_and_resume_errors(tmp_path):
@@ -28,11 +13,11 @@ def test_visualize_user_model_and_resume_errors(tmp_path):
     assert p.returncode == 0, p.stderr
     recs = json.loads((out / "results.json").read_text())["records"]
     assert [r["unit"] for r in recs] == ["logits:0", "logits:1"]
-    _one_line_error(dgnam(*args), "--resume")
+    one_line_error(dgnam(*args), "--resume")
     assert dgnam(*args, "--resume").returncode == 0
     # a model whose weights differ from the run's (a fresh random init each process) is not mixed into it
     other = ["conftest:TinyNet" if a == "conftest:seeded_tiny_net" else a for a in args]
-    _one_line_error(dgnam(*other, "--resume"), "weights")
+    one_line_error(dgnam(*other, "--resume"), "weights")
     slow = tmp_path / "slow"
     p = dgnam(*args[:-1], str(slow), "--lr", "0.5")
     assert p.returncode == 0, p.stderr
@@ -41,12 +26,12 @@ def test_visualize_user_model_and_resume_errors(tmp_path):
 
 def test_bad_units_and_models(tmp_path):
     base = ["visualize", "--model", "conftest:TinyNet", "--input-shape", "1x12x12", "--steps", "2", "--out", str(tmp_path / "r")]
-    _one_line_error(dgnam(*base, "--units", "featurs.4:0"), "unknown layer", "features.4")
-    _one_line_error(dgnam(*base, "--units", "logits:7"), "0..4")
-    _one_line_error(dgnam(*base, "--units", "logits:0", "--lr", "0"), "--lr")
-    _one_line_error(dgnam(*base, "--units", "logits:0", "--restarts", "0"), "restarts=0")
-    _one_line_error(dgnam("layers", "no-such-model"), "unknown model")
-    _one_line_error(dgnam("layers", "conftest:TinyNet"), "input")
+    one_line_error(dgnam(*base, "--units", "featurs.4:0"), "unknown layer", "features.4")
+    one_line_error(dgnam(*base, "--units", "logits:7"), "0..4")
+    one_line_error(dgnam(*base, "--units", "logits:0", "--lr", "0"), "--lr")
+    one_line_error(dgnam(*base, "--units", "logits:0", "--restarts", "0"), "restarts=0")
+    one_line_error(dgnam("layers", "no-such-model"), "unknown model")
+    one_line_error(dgnam("layers", "conftest:TinyNet"), "input")
     evil = tmp_path / "evil.pt"
     evil.write_bytes(b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94\x8c\x02id\x94\x85\x94R\x94.")
-    _one_line_error(dgnam("layers", str(evil), "--arch", "fmnist-cnn"), "refusing")
+    one_line_error(dgnam("layers", str(evil), "--arch", "fmnist-cnn"), "refusing")

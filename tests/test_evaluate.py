@@ -151,3 +151,180 @@ def test_evaluate_run_errors(tmp_path):
         {"unit": "logits:0", "image": "images/s000.png"}]}))
     with pytest.raises(DgnamError, match="pass --model"):
         evaluate_run(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The judge must know the target's classes; the defaults are Fashion-MNIST's; incomplete runs; the table's n/a
+
+
+def _tiny_net(classes, outputs=None):
+    """A tiny classifier (conftest's TinyNet) with ``classes`` (or ``outputs`` unnamed ones) on the 12x12 gray SPACE."""
+    from conftest import SPACE, TinyNet
+    from torch import nn
+
+    torch.manual_seed(0)
+    m = TinyNet()
+    n = len(classes) if classes else outputs
+    m.logits = nn.Linear(16, n)
+    m.input_space, m.classes = SPACE, list(classes) if classes else None
+    return m.eval()
+
+
+def _random_real(n=40, classes=None):
+    g = torch.Generator().manual_seed(7)
+    return RealData(torch.rand(n, 1, 12, 12, generator=g), torch.arange(n) % 5, name="random", classes=classes)
+
+
+def test_evaluate_refuses_a_judge_of_other_classes(tiny_model, tiny_gen, tmp_path):
+    """Class-unit metrics map the target's class to the judge's by name (by index only where names are missing and
+    the counts agree); a judge of other classes is a one-line error naming --judge, never an index mapping."""
+    out = tmp_path / "run"
+    visualize(tiny_model, "logits:0,1", tiny_gen, restarts=2, steps=3, out=out, progress=False)
+    other = _tiny_net(["v", "w", "x", "y", "z"])  # as many classes, other names: "a" is no "v"
+    with pytest.raises(DgnamError, match=r"the judge TinyNet knows 5 classes, the target TinyNet 5 classes \(a, b "
+                                         r"not among the judge's\): give --judge"):
+        evaluate_run(out, judge=other, model=tiny_model, data=_random_real(), write=False)
+    with pytest.raises(DgnamError, match="knows 3 classes.*5 classes.*--judge"):  # no names, and another count
+        evaluate_run(out, judge=_tiny_net(None, outputs=3), model=tiny_model, data=_random_real(), write=False)
+    # the same names in another order: by name (the judge's class 4 is the target's "a")
+    rev = _tiny_net(["e", "d", "c", "b", "a"])
+    ev = evaluate_run(out, judge=rev, model=tiny_model, data=_random_real(), write=False)
+    assert [u["class"] for u in ev["units"]] == [4, 3]
+    # units that are not class units need no class match
+    chan = tmp_path / "chan"
+    visualize(tiny_model, "features.3:0", tiny_gen, restarts=2, steps=3, out=chan, progress=False)
+    ev = evaluate_run(chan, judge=other, model=tiny_model, data=_random_real(), write=False)
+    assert ev["summary"]["judge_accuracy"] is None and "class" not in ev["units"][0]
+
+
+def test_an_imagenet_target_is_not_judged_by_a_fashion_mnist_judge(tmp_path):
+    """An ImageNet class must not be scored as the Fashion-MNIST class of the same index (class 1 is no Trouser)."""
+    from dgnam.data import FASHION_MNIST_CLASSES
+    from dgnam.zoo.imagenet import imagenet_classes
+
+    names = imagenet_classes()
+    target = _tiny_net(names) if names else _tiny_net(None, outputs=1000)
+    judge = _tiny_net(FASHION_MNIST_CLASSES)
+    out = tmp_path / "run"
+    visualize(target, "logits:1", None, restarts=2, steps=1, out=out, progress=False)
+    with pytest.raises(DgnamError, match="knows 10 Fashion-MNIST classes.*1000 .*--judge") as e:
+        evaluate_run(out, judge=judge, model=target, data=_random_real(), write=False)
+    if names:  # the suggestion is the zoo's ImageNet judge
+        assert "ImageNet classes (goldfish not among the judge's): give --judge efficientnet-lite2" in str(e.value)
+
+
+def test_of_class_rejects_a_class_the_judge_does_not_have():
+    real = _random_real(classes=["a", "b", "c", "d", "e"])
+    with pytest.raises(DgnamError, match="not one of the judge's 2 classes"):  # was an IndexError
+        real.of_class(7, ["a", "b"])
+
+
+def test_evaluate_defaults_apply_to_fashion_mnist_targets_only(tiny_model, tiny_gen, tmp_path):
+    """Fashion-MNIST and fmnist-judge are the defaults of Fashion-MNIST targets; another target must give --data
+    (before anything slow runs) and a judge."""
+    out = tmp_path / "run"
+    visualize(tiny_model, "logits:0", tiny_gen, restarts=2, steps=2, out=out, progress=False)
+    with pytest.raises(DgnamError, match="does not take Fashion-MNIST images.*give --data FOLDER"):
+        evaluate_run(out, judge=tiny_model, model=tiny_model)
+    with pytest.raises(DgnamError, match="no default judge for the target TinyNet: give --judge"):
+        evaluate_run(out, model=tiny_model, data=_random_real())
+
+
+def test_judge_layer_of_a_judge_that_pools_functionally(tiny_model, tiny_gen, tmp_path):
+    """EfficientNet pools with F.adaptive_avg_pool2d: its only one-dimensional layer before the output is a dropout,
+    taken as the features; a judge without any names --judge-layer, which evaluate_run takes as judge_layer."""
+    from conftest import SPACE
+    from torch import nn
+
+    class Pooled(nn.Module):
+        def __init__(self, dropout: bool):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 8, 3)
+            self.drop = nn.Dropout(0.5) if dropout else None
+            self.fc = nn.Linear(8, 5)
+
+        def forward(self, x):
+            h = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(self.conv(x).relu(), 1), 1)
+            return self.fc(self.drop(h) if self.drop is not None else h)
+
+    torch.manual_seed(0)
+    with_drop, plain = Pooled(True), Pooled(False)
+    for m in (with_drop, plain):
+        m.input_space, m.classes = SPACE, ["a", "b", "c", "d", "e"]
+    assert Judge(with_drop.eval()).layer == "drop"
+    with pytest.raises(DgnamError, match="pass --judge-layer") as e:
+        Judge(plain.eval())
+    assert "--embed-layer" not in str(e.value)
+    assert Judge(plain, layer="conv").layer == "conv"
+    out = tmp_path / "run"
+    visualize(tiny_model, "logits:0", tiny_gen, restarts=2, steps=2, out=out, progress=False)
+    ev = evaluate_run(out, judge=plain, model=tiny_model, data=_random_real(), judge_layer="conv", write=False)
+    assert ev["settings"]["judge_layer"] == "conv"
+    with pytest.raises(DgnamError, match="--judge-layer 'cnv': the judge has no such layer"):
+        evaluate_run(out, judge=plain, model=tiny_model, data=_random_real(), judge_layer="cnv", write=False)
+
+
+def _truncate(out, keep: int) -> None:
+    """A run killed after ``keep`` of its images (records are written after each batch)."""
+    doc = json.loads((out / "results.json").read_text())
+    doc["records"] = doc["records"][:keep]
+    (out / "results.json").write_text(json.dumps(doc))
+
+
+def test_evaluate_refuses_an_incomplete_run_unless_partial(tiny_model, tiny_gen, tmp_path):
+    out = tmp_path / "run"
+    visualize(tiny_model, "logits:0,1", tiny_gen, restarts=2, steps=2, out=out, progress=False)
+    ev = evaluate_run(out, judge=tiny_model, model=tiny_model, data=_random_real())
+    assert ev["summary"]["complete"] and ev["summary"]["images_expected"] == 4 and ev["records_scored"] == 4
+    _truncate(out, 3)
+    with pytest.raises(DgnamError, match=r"has 3 of 4 images: finish it with `dgnam visualize \.\.\. --resume`"):
+        evaluate_run(out, judge=tiny_model, model=tiny_model, data=_random_real())
+    ev = evaluate_run(out, judge=tiny_model, model=tiny_model, data=_random_real(), partial=True)
+    assert not ev["summary"]["complete"] and ev["summary"]["images_expected"] == 4
+    written = json.loads((out / "evaluation.json").read_text())
+    assert written["records_scored"] == 3 and written["summary"]["images"] == 3 and not written["summary"]["complete"]
+
+
+def _image_folder(root, classes=("a", "b", "c", "d", "e"), per_class=4):
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(8)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            a = (torch.rand(12, 12, generator=g) * 255).byte().numpy()
+            Image.fromarray(a).save(root / c / f"{i}.png")
+    return root
+
+
+def tiny_judge():
+    """``--judge test_evaluate:tiny_judge`` / ``--model``: a tiny classifier with classes a..e on the 12x12 SPACE."""
+    return _tiny_net(["a", "b", "c", "d", "e"])
+
+
+def test_cli_evaluate_shows_n_a_and_marks_a_partial_run(tiny_model, tiny_gen, tmp_path, monkeypatch):
+    """Metrics that do not apply read n/a (not None) in the table, the summary line and report.html; a run scored
+    with --partial says so in the output and the report, which also says how many images it scored."""
+    from typer.testing import CliRunner
+
+    from dgnam.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    data = _image_folder(tmp_path / "real")
+    out = tmp_path / "run"
+    visualize(tiny_judge(), "features.3:0,1", tiny_gen, restarts=2, steps=2, out=out, progress=False)
+    args = ["evaluate", str(out), "--model", "test_evaluate:tiny_judge", "--judge", "test_evaluate:tiny_judge",
+            "--data", str(data), "--real", "20"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "None" not in r.output and "judge accuracy n/a" in r.output and "n/a" in r.output.split("Fréchet")[0]
+    page = (out / "report.html").read_text()
+    assert "None" not in page and "<td>n/a</td>" in page and "Scored 4 of the run's 4 images" in page
+    _truncate(out, 3)
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code != 0 and "3 of 4 images" in str(r.exception) and "--partial" in str(r.exception)
+    r = CliRunner().invoke(app, args + ["--partial"])
+    assert r.exit_code == 0, r.output
+    assert "INCOMPLETE RUN: scored 3 of 4 images" in r.output
+    page = (out / "report.html").read_text()
+    assert "INCOMPLETE RUN" in page and "Scored 3 of the run's 4 images" in page

@@ -269,31 +269,19 @@ def test_prior_term_is_r_minus_h(tiny_dae):
 # --------------------------------------------------------------------------------------------------------------------
 # The command line, on the embedded models (skipped where their weights or Fashion-MNIST are missing)
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
 from dgnam.zoo.registry import WEIGHTS_DIR  # noqa: E402
 
-from helpers import fashion_mnist  # noqa: E402
+from helpers import dgnam, fashion_mnist, one_line_error  # noqa: E402
 
 ZOO_FILES = ("fmnist-cnn.safetensors", "fmnist-g-fc6.safetensors", "fmnist-dae-fc6.safetensors")
 needs_zoo = pytest.mark.skipif(not all((WEIGHTS_DIR / f).exists() for f in ZOO_FILES),
                                reason="embedded fmnist-cnn / fmnist-g-fc6 / fmnist-dae-fc6 weights not built yet")
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "dgnam", *args], capture_output=True, text=True, timeout=300)
-
-
-def one_line_error(p, needle):
-    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
-    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], p.stderr
-
-
 @needs_zoo
 def test_cli_sample_walks_through_classes(tmp_path):
     out = tmp_path / "s"
-    p = cli("sample", "--class", "Sandal", "--class", "3", "--n", "4", "--steps", "12", "--burn-in", "4", "--out", str(out))
+    p = dgnam("sample", "--class", "Sandal", "--class", "3", "--n", "4", "--steps", "12", "--burn-in", "4", "--out", str(out))
     assert p.returncode == 0, p.stderr
     doc = json.loads((out / "results.json").read_text())
     assert doc["config"]["conditions"] == ["Sandal", "Dress"] and len(doc["records"]) == 8
@@ -302,21 +290,27 @@ def test_cli_sample_walks_through_classes(tmp_path):
     # the run reads like a `visualize` run: `dgnam evaluate` scores it, one unit per class, the samples as restarts
     assert [(r["unit_index"], r["restart"]) for r in doc["records"]] == [(0, 0), (0, 1), (0, 2), (0, 3),
                                                                           (1, 0), (1, 1), (1, 2), (1, 3)]
-    p = cli("evaluate", str(out), "--real", "200")
+    p = dgnam("evaluate", str(out), "--real", "200")
     assert p.returncode == 0, p.stderr
     ev = json.loads((out / "evaluation.json").read_text())
     assert [u["unit"] for u in ev["units"]] == doc["config"]["units"] and len(doc["config"]["units"]) == 2
     assert all("judge_class" in r for r in json.loads((out / "results.json").read_text())["records"])
     page = (out / "report.html").read_text()  # the run's figure, the nearest images and the tables in one page
     assert page.count("data:image/png;base64") == 2 and "samples.png" in page and "logits:5" in page
-    one_line_error(cli("sample", "--class", "1", "--n", "2", "--steps", "6", "--out", str(out)), "--overwrite")
-    p = cli("sample", "--class", "1", "--n", "2", "--steps", "6", "--burn-in", "2", "--out", str(out), "--overwrite")
+    one_line_error(dgnam("sample", "--class", "1", "--n", "2", "--steps", "6", "--out", str(out)), "--overwrite")
+    p = dgnam("sample", "--class", "1", "--n", "2", "--steps", "6", "--burn-in", "2", "--out", str(out), "--overwrite")
     assert p.returncode == 0 and len(list((out / "images").glob("*.png"))) == 2, p.stderr  # the 8 earlier ones gone
-    one_line_error(cli("sample", "--class", "Hat", "--out", str(out)), "unknown class")
-    one_line_error(cli("sample", "--class", "12", "--out", str(out)), "class 12 out of range: the model has classes 0..9")
-    one_line_error(cli("sample", "--class", "1", "--unit", "fc6:0", "--out", str(out)), "--class")
-    one_line_error(cli("sample", "--class", "1", "--n", "500", "--out", str(out)), "--steps")
-    p = cli("sample", "--class", "1", "--n", "2", "--steps", "6", "--burn-in", "2", "--prior", "joint", "--out",
+    new = str(tmp_path / "new")
+    one_line_error(dgnam("sample", "--class", "Hat", "--out", new), "unknown class")
+    one_line_error(dgnam("sample", "--class", "12", "--out", new), "class 12 out of range: the model has classes 0..9")
+    one_line_error(dgnam("sample", "--class", "1", "--unit", "fc6:0", "--out", new), "--class")
+    one_line_error(dgnam("sample", "--class", "1", "--n", "500", "--out", new), "--steps")
+    # asked-for settings are not silently replaced: one unit per chain, --steps 0 and a burn-in past the chain refused
+    one_line_error(dgnam("sample", "--unit", "fc6:0,1", "--out", new), "one unit per chain")
+    one_line_error(dgnam("sample", "--class", "1", "--steps", "0", "--out", new), "--steps")
+    one_line_error(dgnam("sample", "--class", "1", "--steps", "20", "--burn-in", "50", "--out", new), "--burn-in 50")
+    assert not (tmp_path / "new").exists()
+    p = dgnam("sample", "--class", "1", "--n", "2", "--steps", "6", "--burn-in", "2", "--prior", "joint", "--out",
             str(tmp_path / "j"))
     assert p.returncode == 0 and len(json.loads((tmp_path / "j" / "results.json").read_text())["records"]) == 2, p.stderr
 
@@ -335,26 +329,26 @@ def test_scale_box_maps_a_hole_on_a_file_onto_the_model_input():
 @needs_zoo
 def test_cli_inpaint(tmp_path):
     fashion_mnist("test")
-    p = cli("inpaint", "test:0", "--class", "Ankle boot", "--steps", "5", "--out", str(tmp_path / "i.png"))
+    p = dgnam("inpaint", "test:0", "--class", "Ankle boot", "--steps", "5", "--out", str(tmp_path / "i.png"))
     assert p.returncode == 0, p.stderr
     from PIL import Image
 
     assert Image.open(tmp_path / "i.png").width > 3 * 112
-    one_line_error(cli("inpaint", "test:0", "--class", "9", "--mask", "20,20,10,10"), "does not fit")
+    one_line_error(dgnam("inpaint", "test:0", "--class", "9", "--mask", "20,20,10,10"), "does not fit")
     # a file of another size: the mask is given in its own pixels and scaled with it
     from dgnam.data import FashionMNIST
 
     big = tmp_path / "big.png"
     Image.fromarray((FashionMNIST("test")[0][0][0] * 255).byte().numpy()).resize((56, 56)).save(big)
-    p = cli("inpaint", str(big), "--class", "9", "--mask", "30,30,24,24", "--steps", "2", "--out", str(tmp_path / "b.png"))
+    p = dgnam("inpaint", str(big), "--class", "9", "--mask", "30,30,24,24", "--steps", "2", "--out", str(tmp_path / "b.png"))
     assert p.returncode == 0, p.stderr
-    one_line_error(cli("inpaint", str(big), "--class", "9", "--mask", "40,40,20,20"), "56x56")
-    one_line_error(cli("inpaint", "test:0", "--class", "9", "--mask", "3,4"), "x,y,w,h")
-    one_line_error(cli("inpaint", "test:0", "--class", "10"), "out of range")
-    p = cli("inpaint", "test:0", "--class", "9", "--prior", "joint", "--steps", "3", "--out", str(tmp_path / "j.png"))
+    one_line_error(dgnam("inpaint", str(big), "--class", "9", "--mask", "40,40,20,20"), "56x56")
+    one_line_error(dgnam("inpaint", "test:0", "--class", "9", "--mask", "3,4"), "x,y,w,h")
+    one_line_error(dgnam("inpaint", "test:0", "--class", "10"), "out of range")
+    p = dgnam("inpaint", "test:0", "--class", "9", "--prior", "joint", "--steps", "3", "--out", str(tmp_path / "j.png"))
     assert p.returncode == 0 and (tmp_path / "j.png").exists(), p.stderr
-    one_line_error(cli("inpaint", "test:0", "--class", "9", "--prior", "joint", "--dae", "x.safetensors"), "--dae")
-    one_line_error(cli("inpaint", "test:0", "--class", "9", "--prior", "gan"), "use dae")
+    one_line_error(dgnam("inpaint", "test:0", "--class", "9", "--prior", "joint", "--dae", "x.safetensors"), "--dae")
+    one_line_error(dgnam("inpaint", "test:0", "--class", "9", "--prior", "gan"), "use dae")
 
 
 @needs_zoo

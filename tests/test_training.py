@@ -1,15 +1,20 @@
 """Each training loop lowers its loss and resumes from a checkpoint exactly (tiny data, few steps)."""
 
+import json
+
 import pytest
 import torch
 
 from dgnam import DgnamError
 from dgnam.train.common import Checkpoint
 from dgnam.imagespace import ImageSpace
-from dgnam.train.classifier import ClassifierConfig, train_classifier
+from dgnam.train.classifier import ClassifierConfig, hold_out, train_classifier
+from dgnam.train.dae import DAEConfig, train_dae
 from dgnam.train.generator import GeneratorConfig, train_generator
 from dgnam.weights import load_state_dict
 from dgnam.zoo.fmnist import FMNIST_GEN_SPACE, FMNIST_SPACE, FashionCNN, FashionDiscriminator, FashionGenerator
+
+from helpers import dgnam, one_line_error
 
 
 def _data(n=192, seed=0):
@@ -127,3 +132,101 @@ def test_card_records_the_command_and_the_weights_hash(tmp_path, monkeypatch):
     card = train_classifier(FashionCNN(3), FMNIST_SPACE, (x, y), (x[:32], y[:32]), tmp_path / "py", "c",
                             ClassifierConfig(epochs=1, batch_size=32, seed=0), progress=False)
     assert card["command"] is None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# `dgnam train ...` on bad input: one line naming the fix, never a traceback (run as the user runs it)
+
+
+
+def _folder(root, classes=("cat", "dog"), per_class=10):
+    """A tiny image folder with one sub-folder per class (no test split of its own)."""
+    import numpy as np
+    from PIL import Image
+
+    for ci, c in enumerate(classes):
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(np.full((28, 28), 40 + 150 * ci + i, np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("what, config", [
+    ("--epochs", ClassifierConfig(epochs=0)), ("--epochs", ClassifierConfig(epochs=-1)),
+    ("--batch-size", ClassifierConfig(batch_size=0)), ("--lr", ClassifierConfig(lr=-1.0)),
+    ("--lr", ClassifierConfig(lr=float("nan"))),
+    ("--epochs", GeneratorConfig(epochs=0)), ("--batch-size", GeneratorConfig(batch_size=0)),
+    ("--lr", GeneratorConfig(lr=0.0)), ("--w-adv", GeneratorConfig(w_adv=-1.0)),
+    ("--epochs", DAEConfig(epochs=0)), ("--batch-size", DAEConfig(batch_size=0)), ("--lr", DAEConfig(lr=-1.0)),
+    ("--noise", DAEConfig(noise_std=-1.0)),
+])
+def test_trainers_refuse_numbers_they_cannot_train_with(tmp_path, what, config):
+    """0 epochs wrote a model without metrics (a crash or NaN in the CLI), batch size 0 divided by zero, lr <= 0
+    made the optimizer raise, a negative noise std or loss weight trained silently: each is refused by its flag."""
+    x, y = _data(32)
+    with pytest.raises(DgnamError, match=what):
+        if isinstance(config, ClassifierConfig):
+            train_classifier(FashionCNN(3), FMNIST_SPACE, (x, y), (x, y), tmp_path, "c", config, progress=False)
+        elif isinstance(config, GeneratorConfig):
+            train_generator(FashionCNN(3).eval(), "fc6", FMNIST_SPACE, FashionGenerator(256), FashionDiscriminator(256),
+                            FMNIST_GEN_SPACE, x, x, tmp_path, "g", config, progress=False)
+        else:
+            train_dae(torch.rand(300, 16), torch.rand(20, 16), tmp_path, "d", config, progress=False)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_dae_too_few_codes_names_the_flags(tmp_path):
+    with pytest.raises(DgnamError, match="--limit.*--batch-size"):
+        train_dae(torch.rand(64, 16), torch.rand(20, 16), tmp_path, "d", DAEConfig(batch_size=256), progress=False)
+
+
+def test_hold_out_tests_every_class_on_images_it_does_not_train_on():
+    y = torch.tensor([0] * 20 + [1] * 3 + [2] * 1)
+    tr, te = hold_out(y, 0.1, seed=0)
+    assert set(tr.tolist()).isdisjoint(te.tolist()) and len(tr) + len(te) == len(y)
+    assert y[te].tolist() == [0, 0, 1]  # 10% of 20, at least one of 3, none of a class with a single image
+    assert 23 in tr.tolist()
+    assert torch.equal(hold_out(y, 0.1, seed=0)[1], te) and not torch.equal(hold_out(y, 0.5, seed=1)[1], te)
+    with pytest.raises(DgnamError, match="two or more"):
+        hold_out(torch.tensor([0, 1, 2]))
+
+
+def test_train_classifier_on_a_folder_holds_out_a_test_set_and_keeps_its_classes(tmp_path):
+    """The folder has no test split: it was tested on its training images, with 10 outputs for 2 classes."""
+    data, out = _folder(tmp_path / "data"), tmp_path / "out"
+    p = dgnam("train", "classifier", "--arch", "fmnist-cnn", "--data", str(data), "--epochs", "1", "--batch-size", "8",
+              "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    card = json.loads((out / "fmnist-cnn.json").read_text())
+    assert card["metrics"]["test_images"] == 2 and "held out" in card["test"]
+    assert card["classes"] == ["cat", "dog"]
+    assert load_state_dict(out / "fmnist-cnn.safetensors")["logits.weight"].shape[0] == 2
+    from dgnam.zoo import load_model  # loaded back with --arch: two outputs, named as the folder's classes
+
+    net = load_model(str(out / "fmnist-cnn.safetensors"), "fmnist-cnn")
+    assert net.classes == ("cat", "dog") and net(torch.zeros(1, 1, 28, 28)).shape == (1, 2)
+
+
+def test_train_commands_refuse_bad_options_in_one_line(tmp_path):
+    data = str(_folder(tmp_path / "data"))
+    cls = ["train", "classifier", "--arch", "fmnist-cnn", "--data", data, "--out", str(tmp_path / "c")]
+    one_line_error(dgnam(*cls, "--epochs", "0"), "--epochs")
+    one_line_error(dgnam(*cls, "--batch-size", "0"), "--batch-size")
+    one_line_error(dgnam(*cls, "--lr", "-1"), "--lr")
+    gen = ["train", "generator", "--data", data, "--out", str(tmp_path / "g")]
+    one_line_error(dgnam(*gen, "--epochs", "0"), "--epochs")
+    one_line_error(dgnam(*gen, "--limit", "0"), "--limit")
+    one_line_error(dgnam(*gen, "--encoder", "fmnist-g-fc6"), "--encoder", "give a classifier")
+    dae = ["train", "dae", "--data", data, "--out", str(tmp_path / "d")]
+    one_line_error(dgnam(*dae, "--epochs", "0"), "--epochs")
+    one_line_error(dgnam(*dae, "--noise", "-1"), "--noise")
+    one_line_error(dgnam(*dae, "--limit", "8"), "--limit", "--batch-size")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "g").exists() and not (tmp_path / "d").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_commands_refuse_cuda_without_it(tmp_path):
+    data = str(_folder(tmp_path / "data"))
+    for cmd in (["classifier", "--arch", "fmnist-cnn"], ["generator"], ["dae"]):
+        one_line_error(dgnam("train", *cmd, "--data", data, "--device", "cuda", "--out", str(tmp_path / "o")),
+                        "--device cpu")

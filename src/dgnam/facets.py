@@ -91,8 +91,10 @@ class FacetConfig:
             raise DgnamError(f"--top-fraction {self.top_fraction}: give a fraction in (0, 1]")
         if self.reduce not in ("tsne", "pca"):
             raise DgnamError(f"unknown reduction {self.reduce!r}: use tsne or pca")
-        if self.pca_dim < 1 or self.center_images < 1 or self.top_real < 0:
-            raise DgnamError("pca_dim and center_images must be >= 1, top_real >= 0")
+        if self.center_images < 1:
+            raise DgnamError(f"--center-images {self.center_images}: average at least 1 real image into each start")
+        if self.pca_dim < 1 or self.top_real < 0:
+            raise DgnamError(f"pca_dim {self.pca_dim}, top_real {self.top_real}: give pca_dim >= 1 and top_real >= 0")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -330,12 +332,16 @@ def _find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, con
     config.validate()
     space = _check_images(model, images01)
     x = space.encode(images01)
-    (u,) = resolve_units(model, parse_units(unit) if not isinstance(unit, Unit) else [unit], x[:1].to(device))
+    parsed = parse_units(unit) if not isinstance(unit, Unit) else [unit]
+    if len(parsed) != 1:
+        raise DgnamError(f"facets of one unit at a time: {len(parsed)} units given ({', '.join(map(str, parsed))})")
+    (u,) = resolve_units(model, parsed, x[:1].to(device))
     layer = config.embed_layer or default_embed_layer(model, x[:1].to(device))
     acts = unit_responses(model, u, x)
-    n_top = max(config.k, int(round(config.top_fraction * len(x))))
-    if n_top > len(x):
-        raise DgnamError(f"{len(x)} images for {config.k} facets: give more data (--limit) or lower --k")
+    n_top = int(round(config.top_fraction * len(x)))
+    if n_top < config.k:  # fewer top images than facets: the "facets" would be single images, or not exist
+        raise DgnamError(f"the top {config.top_fraction:g} of {len(x)} images is {n_top} images, fewer than the "
+                         f"{config.k} facets asked for: give more data, a larger --top-fraction or a smaller --k")
     top = acts.argsort(descending=True)[:n_top]
     feats = encode(model, layer, x[top])
     cl = cluster_features(feats, config.k, config.reduce, config.pca_dim, config.perplexity, config.seed)

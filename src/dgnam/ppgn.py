@@ -340,6 +340,10 @@ class PPGNConfig:
         if n < 1:
             raise DgnamError(f"--n {n}: ask for at least one sample")
         burn = steps // 4 if burn_in is None else burn_in
+        if steps < 1 or burn < 0:
+            raise DgnamError(f"--steps {steps}, --burn-in {burn}: give steps >= 1 and burn-in >= 0")
+        if burn >= steps:
+            raise DgnamError(f"--burn-in {burn} leaves none of the {steps} iterations: lower --burn-in or raise --steps")
         if steps - burn < n:
             raise DgnamError(f"{n} samples do not fit in {steps - burn} iterations after burn-in {burn}: "
                              f"raise --steps to at least {burn + n} or lower --n")
@@ -574,6 +578,8 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
         x, y, w, h = (int(v) for v in text.split(","))
     except ValueError:
         raise DgnamError(f"--mask {text!r}: write x,y,w,h in pixels, e.g. 8,8,12,12") from None
+    if w < 1 or h < 1:
+        raise DgnamError(f"--mask {text!r}: the hole's width and height must be at least 1 pixel")
     return x, y, w, h
 
 

@@ -31,6 +31,8 @@ from .units import Unit, parse_units, resolve_units
 from .weights import save_safetensors, tensor_digest
 
 RESULTS = "results.json"
+#: What ``dgnam evaluate`` writes into a run folder. A resume that adds records makes them stale, so it removes them.
+EVALUATION_FILES = ("evaluation.json", "nearest.png", "report.html")
 
 
 def unit_slug(index: int, unit: Unit) -> str:
@@ -66,8 +68,8 @@ def target_space(model: nn.Module, input_space: ImageSpace | None = None, genera
     if space is None and generator is not None and not isinstance(generator, PixelGenerator):
         space = generator.space
     if space is None:
-        raise DgnamError("the target's input space is unknown: pass input_space=ImageSpace(size=(H, W), ...) "
-                         "(or set model.input_space)")
+        raise DgnamError("the target's input space is unknown: give --input-shape CxHxW (Python: "
+                         "input_space=ImageSpace(size=(H, W), ...), or set model.input_space)")
     return space
 
 
@@ -156,6 +158,7 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
 
     run_config = {
         "model": getattr(model, "zoo_name", type(model).__name__),
+        "model_source": getattr(model, "dgnam_source", None),  # how load_model() rebuilds a user's model
         "generator": getattr(generator, "name", type(generator).__name__),
         "method": method, "units": [u.address for u in resolved], "restarts": restarts, "seed": seed,
         "init": init if isinstance(init, str) else f"codes:{tensor_digest([init])}", "config": config.to_dict(),
@@ -186,6 +189,9 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
 
     done = {(rec["unit_index"], rec["restart"]) for rec in records}
     todo = [j for j in jobs if (j[0], j[2]) not in done]
+    if out_dir is not None and todo:
+        for name in EVALUATION_FILES:  # an evaluation of the unfinished run would describe fewer images than it holds
+            (out_dir / name).unlink(missing_ok=True)
     images_by_job: dict[tuple[int, int], torch.Tensor] = {}
     codes_by_job: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]

@@ -66,7 +66,9 @@ def parse_units(spec: str | Unit | Sequence[str | Unit]) -> list[Unit]:
             raise DgnamError(f"cannot parse unit list {spec!r} at {text[pos:]!r}: write LAYER:CH[,CH...], LAYER:CH@Y,X or LAYER:CH:mean")
         layer = m["layer"] or layer
         if layer is None:
-            raise DgnamError(f"unit {m['ch']!r} has no layer: write LAYER:{m['ch']} (e.g. logits:{m['ch']})")
+            ch_hint = m["ch"].strip() if re.fullmatch(r"-?\d+", m["ch"].strip()) else "0"
+            raise DgnamError(f"unit {m['ch'].strip()!r} has no layer or no channel: write LAYER:CH, e.g. "
+                             f"logits:{ch_hint} (`dgnam layers MODEL` lists the layers)")
         ch_s = m["ch"].strip()
         ch: int | str = int(ch_s) if re.fullmatch(r"-?\d+", ch_s) else ch_s
         position = (int(m["y"]), int(m["x"])) if m["y"] is not None else None
@@ -143,12 +145,23 @@ class LayerReader(nn.Module):
         return outs
 
 
+def _probe(fn, example: torch.Tensor):
+    """The first forward pass of a model on an image of its declared input size: a model built for another size or
+    channel count fails here, and the user gets one line naming the shape, not torch's traceback."""
+    try:
+        return fn(example)
+    except (RuntimeError, ValueError, IndexError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DgnamError(f"the model fails on an input of shape {'x'.join(map(str, example.shape[1:]))} ({msg}); "
+                         f"declare the size and channels it takes (--input-shape CxHxW, or model.input_space)") from None
+
+
 def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor) -> list[Unit]:
     """Check every unit against the model's real layer shapes (from one forward pass of ``example``) and turn
     class names into indices. Unknown layers name the closest existing ones; indices out of range state the range."""
     reader = LayerReader(model, [u.layer for u in units])
     with torch.no_grad(), frozen(model):  # eval mode: a probe must not move BatchNorm's running statistics
-        outs = reader(example.to(module_device(model)))
+        outs = _probe(reader, example.to(module_device(model)))
     classes = list(getattr(model, "classes", None) or [])
     resolved = []
     for u in units:
@@ -213,7 +226,7 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str
         handles.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad(), frozen(model):
-            y = model(example.to(module_device(model), module_dtype(model)))
+            y = _probe(model, example.to(module_device(model), module_dtype(model)))
     finally:
         for h in handles:
             h.remove()

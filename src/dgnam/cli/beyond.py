@@ -33,6 +33,23 @@ def _encoder_for(generator_spec: str, net, encoder: Optional[str], layer: Option
     return model_arg(encoder), layer
 
 
+def _declared_space(net, model: str, command: str):
+    """The target's input space, which these commands read real images into; a user's model must declare it."""
+    space = getattr(net, "input_space", None)
+    if space is None:
+        raise DgnamError(f"{model} has no input_space; `dgnam {command}` needs a model that declares it (set "
+                         f"model.input_space = dgnam.ImageSpace(...) in your factory)")
+    return space
+
+
+def _fresh_dir(out: Path) -> None:
+    """``--out`` of a command that writes a run folder: not a file, and not an earlier run's folder."""
+    if out.exists() and not out.is_dir():
+        raise DgnamError(f"--out {out} is a file: give a folder for the run")
+    if out.is_dir() and any(out.iterdir()):
+        raise DgnamError(f"--out {out} exists and is not empty: choose another --out or remove it")
+
+
 #: Below this facet fidelity, `dgnam facets` says why most facet images left their facet and what to try.
 FIDELITY_HINT_BELOW = 0.5
 
@@ -99,6 +116,8 @@ def facets(
     encoder_layer: Optional[str] = typer.Option(None),
     arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
     generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
+    code_stats: Optional[Path] = typer.Option(None, help="the generator's code bounds (CodeStats .safetensors or "
+                                                         "act_range .txt)"),
 ) -> None:
     """Multifaceted visualization: cluster the images that excite UNIT most and synthesize one image per facet.
 
@@ -110,10 +129,11 @@ def facets(
 
     dev = device_arg(device)
     net = model_arg(model, arch)
-    space = getattr(net, "input_space", None)
-    if space is None:
-        raise DgnamError(f"{model} has no input_space; facets needs a model that declares it")
-    gen = generator_arg(generator, generator_arch)
+    space = _declared_space(net, model, "facets")
+    gen = generator_arg(generator, generator_arch, code_stats)
+    if lr_start is not None and not lr_start > 0:
+        raise DgnamError(f"--lr-start must be positive, got {lr_start}")
+    _fresh_dir(out)
     enc = _encoder_for(generator, net, encoder, encoder_layer) if gen is not None else None
     x, _ = load_dataset(data, split, space.size, space.channels).tensors(limit)
     cfg = FacetConfig(k=k, top_fraction=top_fraction, embed_layer=embed_layer, reduce=reduce,
@@ -146,6 +166,9 @@ def sample(
     n: int = typer.Option(50, help="samples to keep per class (evenly spaced along the chain after burn-in)"),
     model: str = typer.Option("fmnist-cnn", help="the condition network"),
     generator: str = typer.Option("fmnist-g-fc6"),
+    generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
+    code_stats: Optional[Path] = typer.Option(None, help="the generator's code bounds (CodeStats .safetensors or "
+                                                         "act_range .txt)"),
     dae: Optional[Path] = typer.Option(None, help="code DAE (.safetensors with its card); default: the embedded one"),
     prior: str = typer.Option("dae", help="prior on the code: dae (the trained DAE, R(h) - h) or joint (the released "
                                           "code's E(G(h)) - h)"),
@@ -179,9 +202,16 @@ def sample(
 
     if bool(cls) == bool(unit):
         raise DgnamError("give --class C (repeatable) or --unit LAYER:CH, not both and not neither")
+    if out.exists() and not out.is_dir():
+        raise DgnamError(f"--out {out} is a file: give a folder for the samples")
+    if (out / "results.json").exists() and not overwrite:
+        raise DgnamError(f"{out} already holds samples: choose another --out, or pass --overwrite to replace them")
+    if unit is not None and len(parse_units(unit)) != 1:
+        raise DgnamError(f"--unit {unit!r}: one unit per chain (run once per unit)")
     dev = device_arg(device)
     net = model_arg(model).to(dev)
-    gen = generator_arg(generator)
+    space = _declared_space(net, model, "sample")
+    gen = generator_arg(generator, generator_arch, code_stats)
     if gen is None:
         raise DgnamError("PPGN samples a learned generator's code: pass --generator (e.g. fmnist-g-fc6)")
     gen = gen.to(dev)
@@ -189,7 +219,6 @@ def sample(
     for m in (net, gen, R):
         for p in m.parameters():
             p.requires_grad_(False)
-    space = net.input_space
     example = space.encode(torch.full((1, *space.shape), 0.5, device=dev))
     if cls:
         idx = _class_indices(net, cls)
@@ -198,14 +227,12 @@ def sample(
         units = resolve_units(net, parse_units([f"logits:{c}" for c in idx]), example)  # the unit each class is
         default_steps, default_reset = PPGN_CLASS_STEPS, 0
     else:
-        units = resolve_units(net, parse_units(unit), example)[:1]
+        units = resolve_units(net, parse_units(unit), example)
         conds, names = [UnitCondition(net, units)], [units[0].address]
         default_steps, default_reset = PPGN_UNIT_STEPS, PPGN_UNIT_RESET_EVERY
-    cfg = PPGNConfig.for_samples(n, steps=steps or default_steps, burn_in=burn_in, eps1=eps1, eps2=eps2, eps3=eps3,
+    cfg = PPGNConfig.for_samples(n, steps=default_steps if steps is None else steps, burn_in=burn_in, eps1=eps1, eps2=eps2, eps3=eps3,
                                  lr=lr, lr_end=lr_end,
                                  reset_every=default_reset if reset_every is None else reset_every, seed=seed)
-    if (out / "results.json").exists() and not overwrite:
-        raise DgnamError(f"{out} already holds samples: choose another --out, or pass --overwrite to replace them")
     chain = run_sample(gen, R, conds, 1, cfg, progress=True)
     imgs = chain.images[0]
     arrs = to_uint8(imgs, gen.space)
@@ -250,10 +277,12 @@ def sample(
 def _read_image(spec: str, space) -> tuple[torch.Tensor, tuple[int, int]]:
     """IMAGE is a file, or ``test:INDEX`` / ``train:INDEX`` for a Fashion-MNIST image: the image at the model's
     input size, and its own size (H, W) before it was resized."""
-    m = re.fullmatch(r"(train|test):(\d+)", spec)
+    m = re.fullmatch(r"(train|test):(.*)", spec)
     if m and not Path(spec).exists():
         from ..data import FashionMNIST
 
+        if not re.fullmatch(r"\d+", m[2]):
+            raise DgnamError(f"{spec}: write {m[1]}:INDEX with INDEX >= 0, or give an image file")
         ds = FashionMNIST(m[1])
         i = int(m[2])
         if i >= len(ds):
@@ -276,6 +305,9 @@ def inpaint(
     cls: str = typer.Option(..., "--class", help="class the filled-in content should have (index or name)"),
     model: str = typer.Option("fmnist-cnn", help="the condition network (its input space is the image's)"),
     generator: str = typer.Option("fmnist-g-fc6"),
+    generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
+    code_stats: Optional[Path] = typer.Option(None, help="the generator's code bounds (CodeStats .safetensors or "
+                                                         "act_range .txt)"),
     dae: Optional[Path] = typer.Option(None, help="code DAE; default: the embedded one"),
     prior: str = typer.Option("dae", help="prior on the code: dae (trained) or joint (the released E(G(h)) - h)"),
     encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its zoo entry's)"),
@@ -291,21 +323,27 @@ def inpaint(
     class_score: str = typer.Option("log_prob", help="class gradient: log_prob, logit or released"),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu"),
-    out: Path = typer.Option(Path("inpaint.png"), help="PNG: [masked | result | original]"),
+    out: Path = typer.Option(Path("inpaint.png"), help="PNG of three panels: masked, result, original"),
 ) -> None:
     """PPGN inpainting: fill a hole in IMAGE with generated content of class C that fits the pixels around it."""
     from ..imagespace import to_uint8
     from ..images import grid
     from ..ppgn import ClassCondition, PPGNConfig, hole_mask, inpaint as run_inpaint, parse_box, scale_box
 
+    from PIL import Image
+
+    if out.suffix.lower() not in Image.registered_extensions():
+        raise DgnamError(f"--out {out}: give an image file name, e.g. inpaint.png")
+    if out.is_dir():
+        raise DgnamError(f"--out {out} is a folder: give an image file name, e.g. {out / 'inpaint.png'}")
     dev = device_arg(device)
     net = model_arg(model).to(dev)
-    gen = generator_arg(generator)
+    space = _declared_space(net, model, "inpaint")
+    gen = generator_arg(generator, generator_arch, code_stats)
     if gen is None:
         raise DgnamError("inpainting needs a learned generator: pass --generator (e.g. fmnist-g-fc6)")
     gen = gen.to(dev)
     enc, layer = _encoder_for(generator, net, encoder, encoder_layer)
-    space = net.input_space
     x, size = _read_image(image, space)
     box = scale_box(parse_box(mask), size, space.size, f"image {image}") if mask else None
     m = hole_mask(space.size, box)
@@ -318,6 +356,7 @@ def inpaint(
     p_result = float(cond.probs(res.result.to(dev), space))
     row = [to_uint8(t, space)[0] for t in (res.masked, res.result, x)]
     name = net.classes[c] if getattr(net, "classes", None) else str(c)
+    out.parent.mkdir(parents=True, exist_ok=True)
     grid([row], col_labels=["masked", f"result ({name})", "original"],
          cell_labels=[[f"p={p_masked:.2f}", f"p={p_result:.2f}", ""]], cell=112).save(out)
     typer.echo(f"p({name}): masked {p_masked:.3f} -> inpainted {p_result:.3f}; wrote {out}")
@@ -347,7 +386,10 @@ def train_dae_cmd(
     from ..train.dae import DAEConfig, train_dae
     from ..units import encode
 
-    enc = model_arg(encoder, encoder_arch)
+    cfg = DAEConfig(epochs=epochs, batch_size=batch_size, lr=lr, noise_std=noise, hidden=hidden, layers=layers,
+                    seed=seed, device=str(device_arg(device)))
+    cfg.validate()  # before the images are encoded
+    enc = model_arg(encoder, encoder_arch, flag="--encoder")
     space = enc.input_space
     tr, te = load_dataset(data, "train", space.size, space.channels), load_dataset(data, "test", space.size, space.channels)
     x_tr, _ = tr.tensors(limit)
@@ -355,8 +397,6 @@ def train_dae_cmd(
     typer.echo(f"encoding {len(x_tr)} + {len(x_te)} images with {encoder} {layer} ...")
     c_tr, c_te = encode(enc, layer, space.encode(x_tr)), encode(enc, layer, space.encode(x_te))
     torch.manual_seed(seed)
-    cfg = DAEConfig(epochs=epochs, batch_size=batch_size, lr=lr, noise_std=noise, hidden=hidden, layers=layers,
-                    seed=seed, device=device)
     card = train_dae(c_tr, c_te, out, name, cfg, resume=not fresh,
                      source={"encoder": encoder, "layer": layer, "data": data or "fashion-mnist", "images": len(x_tr)})
     mtr = card["metrics"]

@@ -10,34 +10,68 @@ import typer
 from . import app
 from .common import model_arg, print_table
 
+#: Shown for a metric that does not apply (judge accuracy of a unit that is not a class unit, the diversity or the
+#: Fréchet distance of a single image): "None" in a table reads like a failure.
+NOT_APPLICABLE = "n/a"
+
 
 @app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory written by `dgnam visualize`, `facets` or `sample` (or `dgnam demo`'s runs/demo/dgn-am)"),
-    judge: str = typer.Option("fmnist-judge", help="held-out classifier (zoo name, import path or file with --judge-arch)"),
+    judge: Optional[str] = typer.Option(None, help="held-out classifier of the target's classes (zoo name, import path "
+                                                   "or file with --judge-arch); default: fmnist-judge for a "
+                                                   "Fashion-MNIST target, efficientnet-lite2 for an ImageNet one"),
     judge_arch: Optional[str] = typer.Option(None, help="architecture of a --judge weights file"),
+    judge_layer: Optional[str] = typer.Option(None, help="the judge's feature layer for the Fréchet, nearest-image and "
+                                                         "diversity metrics (default: its penultimate features; "
+                                                         "`dgnam layers JUDGE` lists them)"),
     model: Optional[str] = typer.Option(None, help="the run's target, when it is not a zoo model"),
     arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
-    data: Optional[str] = typer.Option(None, help="real images: fashion-mnist (default) or an image folder, one "
-                                                  "sub-folder per class named as the judge's classes (the class "
-                                                  "references match by name)"),
+    data: Optional[str] = typer.Option(None, help="real images: fashion-mnist (the default, for a Fashion-MNIST "
+                                                  "target only) or an image folder, one sub-folder per class named "
+                                                  "as the judge's classes (the class references match by name)"),
     real: int = typer.Option(10_000, help="real training images sampled for the references"),
+    partial: bool = typer.Option(False, "--partial", help="score a run that has not finished all its images (marked "
+                                                          "incomplete); without it such a run is refused"),
 ) -> None:
     """Add activation-vs-real, judge, Fréchet, nearest-training-image and diversity metrics to RUN_DIR's records;
     writes evaluation.json, nearest.png and report.html there and prints the per-unit table."""
     from ..evaluate import evaluate_run
 
-    ev = evaluate_run(run_dir, judge=model_arg(judge, judge_arch), model=model_arg(model, arch) if model else None,
-                      data=data, real_images=real)
+    ev = evaluate_run(run_dir, judge=model_arg(judge, judge_arch) if judge else None,
+                      model=model_arg(model, arch) if model else None, data=data, real_images=real,
+                      judge_layer=judge_layer, partial=partial)
     unit_cols = ["unit", "images", "activation_ratio", "activation_percentile", "judge_accuracy", "fid", "nn_ratio",
                  "diversity"]
-    print_table(ev["units"], unit_cols, title=f"{run_dir}")
     s = ev["summary"]
-    typer.echo(f"Fréchet distance {s['fid'] if s['fid'] is None else round(s['fid'], 2)} over {s['images']} images "
-               f"({s['restarts_per_unit']} per unit) against {s['fid_reference']}; judge accuracy {s['judge_accuracy']}; "
-               f"median nearest-training-image ratio {s['nn_ratio']:.2f} (1 = typical real-to-real distance)")
+    warning = incomplete_warning(s)
+    if warning:
+        typer.secho(warning, fg=typer.colors.YELLOW, bold=True)
+    print_table([_shown(u, unit_cols) for u in ev["units"]], unit_cols, title=f"{run_dir}")
+    typer.echo(f"Fréchet distance {_fmt(s['fid'], 2)} over {s['images']} images ({s['restarts_per_unit']} per unit) "
+               f"against {s['fid_reference']}; judge accuracy {_fmt(s['judge_accuracy'], 3)}; median "
+               f"nearest-training-image ratio {s['nn_ratio']:.2f} (1 = typical real-to-real distance)"
+               + (f"; {warning}" if warning else ""))
     report = _write_report(Path(run_dir), ev, unit_cols)
     typer.echo(f"wrote {run_dir}/evaluation.json, {run_dir}/nearest.png and {report}")
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return NOT_APPLICABLE if value is None else f"{round(value, digits)}"
+
+
+def _shown(row: dict, columns: list[str]) -> dict:
+    """A table row with ``n/a`` for metrics that do not apply (``None``, or absent: a channel unit has no judge
+    accuracy or class Fréchet distance)."""
+    return {**row, **{c: NOT_APPLICABLE for c in columns if row.get(c) is None}}
+
+
+def incomplete_warning(summary: dict) -> str | None:
+    """The loud line for a run scored before it finished (``--partial``); ``None`` for a complete one."""
+    if summary.get("complete", True):
+        return None
+    return (f"INCOMPLETE RUN: scored {summary['images']} of {summary['images_expected']} images (--partial); "
+            f"these numbers are not the run's")
 
 
 #: The run's own figure, by the command that wrote it (visualize, facets, sample), shown first in the report.
@@ -45,19 +79,22 @@ RUN_FIGURES = ("grid.png", "facets.png", "samples.png")
 
 
 def _write_report(run_dir: Path, ev: dict, unit_cols: list[str]) -> Path:
-    """``report.html`` beside the run: its figure, the nearest training images, and the tables, in one page."""
-    from ..report import html_table, image_section, write_page
+    """``report.html`` beside the run: its figure, the nearest training images, and the tables, in one page. It says
+    how many of the run's images it scored, so a page older than a resumed run gives itself away."""
+    from ..report import html_table, image_section, warning_section, write_page
 
     s = ev["summary"]
-    sections = [(name, image_section(run_dir / name, name)) for name in RUN_FIGURES if (run_dir / name).exists()]
+    warning = incomplete_warning(s)
+    sections = [("Incomplete run", warning_section(warning))] if warning else []
+    sections += [(name, image_section(run_dir / name, name)) for name in RUN_FIGURES if (run_dir / name).exists()]
     sections += [
-        ("Summary", html_table([s], ["images", "units", "restarts_per_unit", "fid", "judge_accuracy",
-                                     "activation_ratio", "activation_percentile", "nn_ratio", "nn_ratio_min",
-                                     "diversity"])
+        ("Summary", f"<p>Scored {s['images']} of the run's {s.get('images_expected', s['images'])} images.</p>"
+         + html_table([s], ["images", "images_expected", "units", "restarts_per_unit", "fid", "judge_accuracy",
+                            "activation_ratio", "activation_percentile", "nn_ratio", "nn_ratio_min", "diversity"])
          + f"<p>Fréchet distance against {s['fid_reference']}; nn_ratio is the distance to the nearest training "
            f"image over the typical real-to-real distance ({s['real_nn_median']:.3f}); all in the judge's "
            f"features.</p>"),
-        ("Per unit", html_table(ev["units"], unit_cols)),
+        ("Per unit", html_table([_shown(u, unit_cols) for u in ev["units"]], unit_cols)),
         ("Nearest training images", image_section(run_dir / "nearest.png", "nearest training images")),
     ]
     return write_page(run_dir / "report.html", f"dgnam evaluate: {run_dir}", sections)

@@ -37,22 +37,28 @@ def visualize(
     input_shape: Optional[str] = typer.Option(None, help="CxHxW in [0, 1] for a model without input_space"),
 ) -> None:
     """Synthesize the preferred inputs of UNITS of MODEL; writes PNGs, codes, grid.png and results.json to OUT."""
-    from ..methods import build_method
+    from ..methods import build_method, get_method
     from ..run import target_space, visualize as run_visualize
 
     dev = device_arg(device)
     net = model_arg(model, arch)
-    gen = generator_arg(generator, generator_arch)
-    if code_stats is not None:
-        gen = _set_code_stats(gen, code_stats)
+    gen = generator_arg(generator, generator_arch, code_stats)
     space = target_space(net, space_arg(net, input_shape), gen)
-    spec = build_method(prior or ("dgn-am" if gen is not None else "pixel"), space, gen)
+    name = prior or ("dgn-am" if gen is not None else "pixel")
+    if gen is not None and not get_method(name).needs_generator:
+        raise DgnamError(f"--prior {name} optimizes pixels and would ignore --generator {generator}: drop one of them")
+    spec = build_method(name, space, gen)
     config = spec.config
     if lr is not None:
         if not lr > 0:
             raise DgnamError(f"--lr must be positive, got {lr}")
         config = dataclasses.replace(config, lr_start=lr)
+    if out.exists() and not out.is_dir():
+        raise DgnamError(f"--out {out} is a file: give a folder for the run")
     codes = _init_codes(init)
+    if not isinstance(codes, str) and restarts > 1:
+        raise DgnamError(f"--init {init} starts every restart from the same code, so --restarts {restarts} would give "
+                         f"{restarts} identical images: use --restarts 1")
     run = run_visualize(net, units, spec.generator, restarts=restarts, seed=seed, steps=steps, config=config,
                         priors=spec.priors, transforms=spec.transforms, init=codes, device=dev,
                         batch_size=batch_size, out=out, resume=resume, method=prior, input_space=space)
@@ -60,28 +66,20 @@ def visualize(
     typer.echo(f"wrote {out}/grid.png and {out}/results.json")
 
 
-def _set_code_stats(gen, path: Path):
-    """Replace a learned generator's code statistics (e.g. with the released act_range bounds of the paper)."""
-    import math
-
-    from ..generators import LearnedGenerator
-    from ..zoo.caffe_files import read_code_stats
-
-    if not isinstance(gen, LearnedGenerator):
-        raise DgnamError("--code-stats sets a learned generator's code bounds: give a --generator too")
-    gen.code_stats = read_code_stats(path, math.prod(gen.code_shape))
-    return gen
-
-
 def _init_codes(init: str):
     if init in ("randn", "zeros"):
         return init
     from ..weights import load_state_dict
 
+    if not Path(init).is_file():
+        raise DgnamError(f"--init {init}: give randn, zeros, or a codes file from `dgnam encode` (or a run's "
+                         f"codes/*.safetensors)")
     t = load_state_dict(init)
-    if "codes" not in t:
-        raise DgnamError(f"{init} has no 'codes' tensor; make it with `dgnam encode`")
-    return t["codes"]
+    if "codes" in t:
+        return t["codes"]
+    if "final" in t:  # a code file of a visualize run: continue from where that image ended
+        return t["final"][None]
+    raise DgnamError(f"{init} has no 'codes' tensor; make it with `dgnam encode`")
 
 
 @app.command()
@@ -94,7 +92,7 @@ def layers(
     from ..run import target_space
     from ..units import layer_shapes
 
-    net = model_arg(model, arch)
+    net = model_arg(model, arch, pretrained=False)  # shapes only: a zoo architecture needs no weights here
     space = target_space(net, space_arg(net, input_shape), None)
     rows = layer_shapes(net, space.encode(torch.full((1, *space.shape), 0.5)))
     print_table([{"layer": n, "type": t, "output shape": "x".join(map(str, s))} for n, t, s in rows],
@@ -107,7 +105,10 @@ def models(pattern: str = typer.Argument("*")) -> None:
     from ..zoo import get_entry, list_models
 
     rows = []
-    for name in list_models(pattern):
+    names = list_models(pattern)
+    if not names:
+        raise DgnamError(f"no zoo model matches {pattern!r}; `dgnam models` lists them all")
+    for name in names:
         e = get_entry(name)
         acc = e.card().get("metrics", {}).get("test_accuracy")
         rows.append({"name": name, "kind": e.kind, "test accuracy": "" if acc is None else f"{acc:.4f}",

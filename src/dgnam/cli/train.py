@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +11,27 @@ import typer
 
 from ..errors import DgnamError
 from . import train_app
-from .common import DATA_HELP
+from .common import DATA_HELP, device_arg, model_arg
+
+
+def _classifier_data(data: Optional[str], size: tuple[int, int], channels: int, seed: int):
+    """Train and test ``(x, y)``, the class names and where the test images come from. Fashion-MNIST has a test
+    split; an image folder has none (``load_dataset`` returns the same images for "test"), so a seeded share of
+    each class is held out: testing on the training images reported their fit, not accuracy."""
+    from ..data import ImageFolder, load_dataset
+    from ..train.classifier import HOLD_OUT, hold_out
+
+    tr = load_dataset(data, "train", size, channels)
+    if not isinstance(tr, ImageFolder):
+        te = load_dataset(data, "test", size, channels)
+        return tr.tensors(), te.tensors(), list(tr.classes), f"{data or 'fashion-mnist'} test split"
+    if len(tr.classes) < 2:
+        raise DgnamError(f"{data} holds one class ({tr.classes[0]}): a classifier needs one sub-folder per class, "
+                         f"two or more")
+    x, y = tr.tensors()
+    i_tr, i_te = hold_out(y, HOLD_OUT, seed)
+    test = f"{HOLD_OUT:.0%} of each class held out of {data} (seed {seed}, {len(i_te)} images)"
+    return (x[i_tr], y[i_tr]), (x[i_te], y[i_te]), list(tr.classes), test
 
 
 @train_app.command("classifier")
@@ -25,20 +46,23 @@ def classifier(
     device: str = typer.Option("cpu"),
     fresh: bool = typer.Option(False, help="ignore an existing checkpoint instead of resuming from it"),
 ) -> None:
-    """Train a classifier; an interrupted run resumes from OUT/ARCH-ckpt."""
-    from ..data import load_dataset
+    """Train a classifier; an interrupted run resumes from OUT/ARCH-ckpt. An image folder has no test split: 10% of
+    each class is held out to test on, and the model gets one output per class."""
     from ..train.classifier import ClassifierConfig, train_classifier
     from ..zoo import get_entry
 
     entry = get_entry(arch)
     if entry.kind != "classifier":
         raise DgnamError(f"{arch} is a {entry.kind}, not a classifier")
-    size, ch = entry.space.size, entry.space.channels
-    tr, te = load_dataset(data, "train", size, ch), load_dataset(data, "test", size, ch)
+    cfg = ClassifierConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=str(device_arg(device)))
+    cfg.validate()  # before the data is read
+    train, test, classes, test_name = _classifier_data(data, entry.space.size, entry.space.channels, seed)
+    own_classes = entry.classes is None or list(entry.classes) != classes
+    takes_count = "num_classes" in inspect.signature(entry.build).parameters
     torch.manual_seed(seed)
-    cfg = ClassifierConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
-    card = train_classifier(entry.build(), entry.space, tr.tensors(), te.tensors(), out, arch, cfg, resume=not fresh,
-                            data_name=data or "fashion-mnist")
+    model = entry.build(num_classes=len(classes)) if own_classes and takes_count else entry.build()
+    card = train_classifier(model, entry.space, train, test, out, arch, cfg, resume=not fresh,
+                            data_name=data or "fashion-mnist", classes=classes, test_name=test_name)
     typer.echo(f"{arch}: test accuracy {card['metrics']['test_accuracy']:.4f} in {card['training_seconds']:.0f} s "
                f"-> {out}/{arch}.safetensors")
 
@@ -73,12 +97,14 @@ def generator(
     from ..units import encode
     from ..zoo import get_entry
     from ..zoo.fmnist import FashionDiscriminator
-    from .common import model_arg
 
     entry = get_entry(arch)
     if entry.kind != "generator":
         raise DgnamError(f"{arch} is a {entry.kind}, not a generator")
-    enc = model_arg(encoder, encoder_arch)
+    cfg = GeneratorConfig(epochs=epochs, batch_size=batch_size, lr=lr, w_img=w_img, w_feat=w_feat, w_adv=w_adv,
+                          comparator_layer=comparator_layer, seed=seed, device=str(device_arg(device)))
+    cfg.validate()  # before the data is read
+    enc = model_arg(encoder, encoder_arch, flag="--encoder")
     space = enc.input_space
     tr, te = load_dataset(data, "train", space.size, space.channels), load_dataset(data, "test", space.size, space.channels)
     x_tr, _ = tr.tensors(limit)
@@ -86,8 +112,6 @@ def generator(
     code_dim = encode(enc, layer, space.encode(x_tr[:2])).shape[1]
     torch.manual_seed(seed)
     gen = entry.build(code_dim)
-    cfg = GeneratorConfig(epochs=epochs, batch_size=batch_size, lr=lr, w_img=w_img, w_feat=w_feat, w_adv=w_adv,
-                          comparator_layer=comparator_layer, seed=seed, device=device)
     card = train_generator(enc, layer, space, gen, FashionDiscriminator(code_dim), entry.space, x_tr, x_te, out,
                            name or arch, cfg, resume=not fresh, data_name=data or "fashion-mnist")
     m = card["metrics"]

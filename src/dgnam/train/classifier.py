@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..errors import DgnamError
 from ..imagespace import ImageSpace
 from ..weights import save_safetensors
-from .common import Checkpoint, Timer, batches, cosine_lr, provenance, set_lr, write_card
+from .common import Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, write_card
+
+#: Share of each class of a data set without a test split (an image folder) held out to measure test accuracy.
+HOLD_OUT = 0.1
 
 
 @dataclass
@@ -24,6 +29,28 @@ class ClassifierConfig:
     seed: int = 0
     augment: bool = True  # random +-2 px shift and horizontal flip
     device: str = "cpu"
+
+    def validate(self) -> None:
+        check_ranges(self, {"epochs": 1, "batch_size": 1})
+
+
+def hold_out(y: torch.Tensor, fraction: float = HOLD_OUT, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train and test indices for labels ``y`` of a data set without a test split: a seeded ``fraction`` of each
+    class (at least one image of every class that has two) is held out, so the test accuracy is measured on images
+    the model never trained on and every class is tested."""
+    g = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = min(max(1, round(fraction * len(idx))), len(idx) - 1)
+        test.append(idx[:k])
+        train.append(idx[k:])
+    test_idx = torch.cat(test).sort().values
+    if len(test_idx) == 0:
+        raise DgnamError("every class has a single image, so none can be held out to test on: give two or more "
+                         "images per class")
+    return torch.cat(train).sort().values, test_idx
 
 
 def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -59,11 +86,16 @@ def train_classifier(
     resume: bool = True,
     data_name: str = "fashion-mnist",
     progress: bool = True,
+    classes: Sequence[str] | None = None,
+    test_name: str | None = None,
 ) -> dict:
     """Train ``model`` with AdamW and a cosine schedule; checkpoint every epoch into ``out`` and resume from it.
 
-    Writes ``out/NAME.safetensors`` and the model card ``out/NAME.json``; returns the card.
+    Writes ``out/NAME.safetensors`` and the model card ``out/NAME.json``; returns the card. ``classes`` (the name of
+    each output) and ``test_name`` (where the test images come from) go into the card, since weights alone say
+    neither.
     """
+    config.validate()
     out = Path(out)
     torch.manual_seed(config.seed)
     dev = torch.device(config.device)
@@ -107,6 +139,8 @@ def train_classifier(
         "kind": "classifier",
         "architecture": type(model).__name__,
         "data": data_name,
+        "classes": list(classes) if classes is not None else None,
+        "test": test_name,
         "metrics": {"test_accuracy": history[-1]["test_accuracy"] if history else None, "test_images": len(test[1])},
         "history": history,
         **provenance(config, timer, weights),

@@ -24,6 +24,22 @@ def cosine_lr(base: float, step: int, total: int, warmup: int = 0) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * min(1.0, t)))
 
 
+#: Config fields whose command-line flag is not the field's name with dashes (``batch_size`` is ``--batch-size``).
+_FLAGS = {"noise_std": "--noise"}
+
+
+def check_ranges(config: object, at_least: dict[str, float], above_zero: tuple[str, ...] = ("lr",)) -> None:
+    """Refuse numbers a training loop cannot use, naming the flag to change: batch size 0 divides by zero, a
+    learning rate <= 0 makes the optimizer raise, 0 epochs write a model with no metrics, and a negative noise std
+    or loss weight runs without complaint but trains something else. ``not v >= low`` also refuses NaN."""
+    bad = [(f, f"{low:g} or more") for f, low in at_least.items() if not getattr(config, f) >= low]
+    bad += [(f, "above 0") for f in above_zero if not getattr(config, f) > 0]
+    if bad:
+        field, want = bad[0]
+        flag = _FLAGS.get(field, "--" + field.replace("_", "-"))
+        raise DgnamError(f"{flag} {getattr(config, field)}: give {flag} {want}")
+
+
 def set_lr(optim: torch.optim.Optimizer, lr: float) -> None:
     for g in optim.param_groups:
         g["lr"] = lr

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DgnamError
 from ..weights import save_safetensors
-from .common import Checkpoint, Timer, batches, cosine_lr, provenance, set_lr, write_card
+from .common import Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, write_card
 
 
 @dataclass
@@ -35,6 +35,9 @@ class DAEConfig:
     layers: int = 2
     seed: int = 0
     device: str = "cpu"
+
+    def validate(self) -> None:
+        check_ranges(self, {"epochs": 1, "batch_size": 1, "noise_std": 0, "hidden": 1, "layers": 1})
 
 
 @torch.no_grad()
@@ -73,9 +76,12 @@ def train_dae(
     """
     from ..ppgn import CodeDAE
 
-    if train_codes.dim() != 2 or len(train_codes) < config.batch_size:
-        raise DgnamError(f"train codes have shape {tuple(train_codes.shape)}: give (N, D) with N >= batch size "
-                         f"{config.batch_size}")
+    config.validate()
+    if train_codes.dim() != 2:
+        raise DgnamError(f"train codes have shape {tuple(train_codes.shape)}: give one code per row, (N, D)")
+    if len(train_codes) < config.batch_size:
+        raise DgnamError(f"{len(train_codes)} training codes (one per image) do not fill one batch of "
+                         f"{config.batch_size}: raise --limit (or drop it) or lower --batch-size")
     out = Path(out)
     torch.manual_seed(config.seed)
     dev = torch.device(config.device)

@@ -20,7 +20,7 @@ from ..imagespace import ImageSpace, convert
 from ..priors import CodeStats
 from ..units import LayerReader, encode
 from ..weights import save_safetensors
-from .common import Checkpoint, Timer, batches, cosine_lr, provenance, set_lr, write_card
+from .common import Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, write_card
 
 
 @dataclass
@@ -44,6 +44,9 @@ class GeneratorConfig:
     comparator_layer: str = "features"
     seed: int = 0
     device: str = "cpu"
+
+    def validate(self) -> None:
+        check_ranges(self, {"epochs": 1, "batch_size": 1, "w_img": 0, "w_feat": 0, "w_adv": 0})
 
 
 def _images01(raw: torch.Tensor, gen_space: ImageSpace, target_space: ImageSpace) -> torch.Tensor:
@@ -72,6 +75,7 @@ def train_generator(
     Writes ``out/NAME.safetensors``, the code statistics ``out/NAME.codestats.safetensors`` (of the layer over the
     training images) and the card ``out/NAME.json``; returns the card.
     """
+    config.validate()
     out = Path(out)
     torch.manual_seed(config.seed)
     dev = torch.device(config.device)

@@ -82,12 +82,17 @@ def get_entry(name: str) -> ZooEntry:
 
 
 def create_model(name: str, pretrained: bool = True) -> nn.Module:
-    """Build a zoo model in eval mode with its weights (hash-checked against its card).
+    """Build a zoo model in eval mode with its weights (hash-checked against its card); an entry that ships no
+    weights is an error unless ``pretrained=False`` (the architecture alone, e.g. to list its layers).
 
     Classifiers carry ``input_space`` (and ``classes``); generators are returned wrapped as
     :class:`dgnam.generators.LearnedGenerator` with their code statistics.
     """
     entry = get_entry(name)
+    if pretrained and entry.weights is None:  # random weights would run, and every figure would be meaningless
+        how = (f"--generator FILE --generator-arch {name}" if entry.kind == "generator" else f"--model FILE --arch {name}")
+        raise DgnamError(f"{name} ships no weights (an architecture only): give yours as {how} (`dgnam convert` "
+                         f"reads Caffe files)")
     net = entry.build()
     if pretrained and entry.weights is not None:
         path = entry.weights_path()
@@ -135,18 +140,21 @@ def _load_builtin() -> None:
             importlib.import_module(f"{__package__}.{mod}")
 
 
-def load_model(spec: str, arch: str | None = None) -> nn.Module:
+def load_model(spec: str, arch: str | None = None, pretrained: bool = True) -> nn.Module:
     """A model from a zoo name, an import path ``package.module:factory`` (called with no arguments), or a local
-    weights file with ``arch`` naming its zoo architecture (``.safetensors`` or a plain state dict)."""
+    weights file with ``arch`` naming its zoo architecture (``.safetensors`` or a plain state dict).
+    ``pretrained=False`` builds a zoo name's architecture without its weights."""
     import importlib
 
     if Path(spec).suffix in (".safetensors", ".pt", ".pth", ".bin", ".caffemodel") or Path(spec).is_file():
         if arch is None:
-            raise DgnamError(f"{spec} is a weights file: say which architecture it holds with --arch NAME "
-                             f"(`dgnam models` lists them)")
+            raise DgnamError(f"{spec} is a weights file: say which architecture it holds (--arch NAME for --model, "
+                             f"--generator-arch NAME for --generator; `dgnam models` lists them)")
         from . import files
 
-        return files.load_file_model(Path(spec), arch)
+        model = files.load_file_model(Path(spec), arch)
+        model.dgnam_source = {"spec": str(Path(spec).resolve()), "arch": arch}  # recorded by runs, for evaluate
+        return model
     if ":" in spec:
         import os
         import sys
@@ -167,5 +175,6 @@ def load_model(spec: str, arch: str | None = None) -> nn.Module:
                 sys.path.remove(cwd)
         if not isinstance(obj, nn.Module):
             raise DgnamError(f"{spec} returned {type(obj).__name__}, not an nn.Module")
+        obj.dgnam_source = {"spec": spec, "arch": None}  # recorded by runs, for evaluate
         return obj.eval()
-    return create_model(spec)
+    return create_model(spec, pretrained=pretrained)

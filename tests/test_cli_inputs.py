@@ -1,0 +1,114 @@
+"""Bad input to the CLI gets one line naming the fix, and nothing the user asked for is silently dropped (run in
+process with typer's runner; `test_cli.py` runs the real `python -m dgnam` for the exit code and the printing)."""
+
+import json
+import shutil
+
+import torch
+from typer.testing import CliRunner
+
+from dgnam import DgnamError
+from dgnam.cli import app
+from dgnam.zoo.registry import WEIGHTS_DIR
+
+from helpers import fashion_mnist
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def refused(needle, *args):
+    r = run(*args)
+    assert isinstance(r.exception, DgnamError), (r.output, r.exception)
+    msg = str(r.exception)
+    assert "\n" not in msg and needle in msg, msg
+    return msg
+
+
+def test_a_zoo_architecture_without_weights_is_refused_not_run_at_random():
+    refused("caffenet ships no weights", "visualize", "--model", "caffenet", "--units", "logits:1", "--steps", "1")
+    refused("--generator FILE --generator-arch deepsim-fc6", "visualize", "--model", "fmnist-cnn", "--generator",
+            "deepsim-fc6", "--units", "logits:1")
+    r = run("layers", "caffenet")  # the architecture alone is enough to list its layers
+    assert r.exit_code == 0 and "conv5" in r.output
+    refused("no zoo model matches", "models", "nothing")
+
+
+def test_a_generator_file_brings_its_code_stats_or_is_refused(tmp_path):
+    """`dgnam train generator` writes NAME.codestats.safetensors beside NAME.safetensors: it is found; without it
+    DGN-AM would clip the code at 0 only, so the run is refused until --code-stats gives the bounds."""
+    g = tmp_path / "g.safetensors"
+    shutil.copy(WEIGHTS_DIR / "fmnist-g-fc6.safetensors", g)
+    base = ["visualize", "--model", "fmnist-cnn", "--generator", g, "--generator-arch", "fmnist-g-fc6",
+            "--units", "logits:0", "--steps", "2"]
+    refused("has no code statistics", *base, "--out", tmp_path / "a")
+    r = run(*base, "--code-stats", WEIGHTS_DIR / "fmnist-g-fc6.codestats.safetensors", "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    shutil.copy(WEIGHTS_DIR / "fmnist-g-fc6.codestats.safetensors", tmp_path / "g.codestats.safetensors")
+    r = run(*base, "--out", tmp_path / "c")
+    assert r.exit_code == 0, r.output
+    priors = {p["prior"]: p for p in json.loads((tmp_path / "c" / "results.json").read_text())["config"]["priors"]}
+    assert priors["ClipCode"]["upper"] is not None  # the upper bound is there
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["config"]["priors"] == \
+        json.loads((tmp_path / "c" / "results.json").read_text())["config"]["priors"]
+
+
+def test_visualize_refuses_what_it_would_silently_drop_or_misuse(tmp_path):
+    base = ["visualize", "--model", "fmnist-cnn", "--units", "logits:0", "--steps", "2"]
+    refused("would ignore --generator", *base, "--generator", "fmnist-g-fc6", "--prior", "pixel")
+    codes = tmp_path / "c.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"codes": torch.rand(1, 256)}, str(codes))  # as `dgnam encode` writes them
+    refused("identical images", *base, "--generator", "fmnist-g-fc6", "--init", codes, "--restarts", "2")
+    refused("--init nothing.safetensors: give randn, zeros", *base, "--init", "nothing.safetensors")
+    # a run's own code file is a start too
+    r = run(*base, "--generator", "fmnist-g-fc6", "--out", tmp_path / "r1")
+    assert r.exit_code == 0, r.output
+    code = next((tmp_path / "r1" / "codes").glob("*.safetensors"))
+    r = run(*base, "--generator", "fmnist-g-fc6", "--init", code, "--out", tmp_path / "r2")
+    assert r.exit_code == 0, r.output
+    (tmp_path / "f").write_text("")
+    refused("is a file", *base, "--out", tmp_path / "f")
+    refused("fails on an input of shape 3x64x64", *base, "--input-shape", "3x64x64", "--out", tmp_path / "s")
+    refused("H, W >= 1", *base, "--input-shape", "3x0x32", "--out", tmp_path / "s")
+    refused("no layer or no channel", "visualize", "--model", "fmnist-cnn", "--units", "logits")
+
+
+def test_facets_and_inpaint_inputs(tmp_path):
+    fashion_mnist("train")
+    base = ["facets", "--model", "fmnist-cnn", "--limit", "300", "--k", "3", "--reduce", "pca", "--steps", "2"]
+    refused("one unit at a time", *base, "--unit", "logits:0,1", "--out", tmp_path / "a")
+    refused("fewer than the 10 facets", "facets", "--model", "fmnist-cnn", "--limit", "100", "--k", "10",
+            "--unit", "logits:0", "--out", tmp_path / "b")
+    refused("--limit 0", *base, "--unit", "logits:0", "--limit", "0", "--out", tmp_path / "c")
+    refused("--lr-start must be positive", *base, "--unit", "logits:0", "--lr-start", "0", "--out", tmp_path / "d")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("earlier")
+    refused("not empty", *base, "--unit", "logits:0", "--out", tmp_path / "full")
+    refused("test:INDEX with INDEX >= 0", "inpaint", "test:-1", "--class", "0")
+    refused("width and height", "inpaint", "test:0", "--class", "0", "--mask", "10,10,0,0")
+    refused("give an image file name", "inpaint", "test:0", "--class", "0", "--out", tmp_path / "x")
+    fashion_mnist("test")
+    out = tmp_path / "new" / "sub" / "i.png"  # folders that do not exist yet are made
+    r = run("inpaint", "test:0", "--class", "0", "--steps", "2", "--out", out)
+    assert r.exit_code == 0 and out.exists(), r.output
+
+
+def test_resume_removes_an_evaluation_of_the_unfinished_run(tmp_path, tiny_model, tiny_gen):
+    from dgnam import visualize
+    from dgnam.run import EVALUATION_FILES
+
+    out = tmp_path / "r"
+    visualize(tiny_model, "logits:0", tiny_gen, steps=2, out=out, progress=False)
+    for name in EVALUATION_FILES:
+        (out / name).write_text("of one image")
+    visualize(tiny_model, "logits:0", tiny_gen, steps=2, out=out, progress=False, resume=True)  # nothing new: kept
+    assert all((out / n).exists() for n in EVALUATION_FILES)
+    # a resume that adds records (the run was interrupted): the evaluation no longer describes the run
+    data = json.loads((out / "results.json").read_text())
+    data["records"] = []
+    (out / "results.json").write_text(json.dumps(data))
+    visualize(tiny_model, "logits:0", tiny_gen, steps=2, out=out, progress=False, resume=True)
+    assert not any((out / n).exists() for n in EVALUATION_FILES)
