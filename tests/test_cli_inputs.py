@@ -112,3 +112,10 @@ def test_resume_removes_an_evaluation_of_the_unfinished_run(tmp_path, tiny_model
     (out / "results.json").write_text(json.dumps(data))
     visualize(tiny_model, "logits:0", tiny_gen, steps=2, out=out, progress=False, resume=True)
     assert not any((out / n).exists() for n in EVALUATION_FILES)
+
+
+def test_version():
+    from dgnam import __version__
+
+    r = run("--version")
+    assert r.exit_code == 0 and r.output.strip() == f"dgnam {__version__}"

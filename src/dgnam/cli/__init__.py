@@ -13,6 +13,20 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 train_app = typer.Typer(no_args_is_help=True, help="Train zoo models: classifiers, generators, code autoencoders.")
 app.add_typer(train_app, name="train")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"dgnam {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")) -> None:
+    """Options before the command."""
+
 from . import beyond, codes, convert, demo, evaluation, run, train  # noqa: E402,F401  (each registers its commands on `app`)
 
 
