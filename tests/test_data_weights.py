@@ -54,6 +54,24 @@ def test_image_folder(tmp_path):
         ImageFolder(tmp_path / "empty", size=(8, 8))
 
 
+def test_image_folder_with_train_and_test_splits(tmp_path):
+    """ROOT/train/<class> and ROOT/test/<class>: each split is its own images, labelled by the same classes."""
+    from dgnam.data import load_dataset
+
+    for split, n in (("train", 3), ("test", 1)):
+        for c in ("cats", "dogs"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((20, 20), 50 * i, np.uint8)).save(tmp_path / split / c / f"{i}.png")
+    tr, te = load_dataset(str(tmp_path), "train", (8, 8), 1), load_dataset(str(tmp_path), "test", (8, 8), 1)
+    assert tr.classes == te.classes == ["cats", "dogs"] and (len(tr), len(te)) == (6, 2)
+    assert (tr.split, te.split) == ("train", "test") and te.tensors()[1].tolist() == [0, 1]
+    (tmp_path / "test" / "birds").mkdir()  # a class only one split has would renumber the labels
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "test" / "birds" / "0.png")
+    with pytest.raises(DgnamError, match="different class sub-folders"):
+        load_dataset(str(tmp_path), "test", (8, 8), 1)
+
+
 class Evil:
     def __reduce__(self):
         import os

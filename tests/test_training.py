@@ -205,6 +205,15 @@ def test_train_classifier_on_a_folder_holds_out_a_test_set_and_keeps_its_classes
 
     net = load_model(str(out / "fmnist-cnn.safetensors"), "fmnist-cnn")
     assert net.classes == ("cat", "dog") and net(torch.zeros(1, 1, 28, 28)).shape == (1, 2)
+    # a folder with its own train/ and test/ is tested on its test images, nothing held out
+    split = tmp_path / "split"
+    _folder(split / "train"), _folder(split / "test", per_class=3)
+    p = dgnam("train", "classifier", "--arch", "fmnist-cnn", "--data", str(split), "--epochs", "1", "--batch-size",
+              "8", "--out", str(tmp_path / "out2"))
+    assert p.returncode == 0, p.stderr
+    card = json.loads((tmp_path / "out2" / "fmnist-cnn.json").read_text())
+    assert card["metrics"]["test_images"] == 6 and card["test"].endswith("test split")
+    assert card["classes"] == ["cat", "dog"]
 
 
 def test_train_commands_refuse_bad_options_in_one_line(tmp_path):

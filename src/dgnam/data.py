@@ -100,6 +100,10 @@ class ImageFolder(Dataset):
     ``channels`` is 1 (gray) or 3 (RGB).
     """
 
+    #: ``"train"`` or ``"test"`` for a folder of a split layout (``ROOT/train/<class>``, ``ROOT/test/<class>``);
+    #: None for a plain folder, which has no test images of its own.
+    split: str | None = None
+
     def __init__(self, root: str | os.PathLike, size: tuple[int, int], channels: int = 3) -> None:
         from PIL import Image  # noqa: F401  (checked early so the error is clear)
 
@@ -147,6 +151,10 @@ class ImageFolder(Dataset):
         return torch.stack(xs), torch.tensor(ys)
 
 
+#: The sub-folders of an image folder that has its own test split.
+FOLDER_SPLITS = ("train", "test")
+
+
 def _count(n: int | None, total: int) -> int:
     """How many images ``--limit n`` takes: all for None, at most ``total``; 0 or a negative number is a mistake
     (Python's slicing would take none, or all but the last few)."""
@@ -158,9 +166,22 @@ def _count(n: int | None, total: int) -> int:
 
 
 def load_dataset(spec: str | None, split: str = "train", size: tuple[int, int] = (28, 28), channels: int = 1):
-    """``spec`` is ``"fashion-mnist"`` (optionally ``fashion-mnist:DIR``), ``None`` (Fashion-MNIST), or a folder."""
+    """``spec`` is ``"fashion-mnist"`` (optionally ``fashion-mnist:DIR``), ``None`` (Fashion-MNIST), or a folder:
+    one sub-folder per class, or ``train/`` and ``test/`` each with the same class sub-folders (then ``split``
+    picks one; a plain folder gives the same images for every split)."""
     if spec is None or spec == "fashion-mnist":
         return FashionMNIST(split)
     if spec.startswith("fashion-mnist:"):
         return FashionMNIST(split, root=spec.split(":", 1)[1])
+    root = Path(spec)
+    if all((root / sp).is_dir() for sp in FOLDER_SPLITS):  # train/ and test/, each with one sub-folder per class
+        if split not in FOLDER_SPLITS:
+            raise DgnamError(f"split {split!r}: {root} has the splits {', '.join(FOLDER_SPLITS)}")
+        ds = ImageFolder(root / split, size=size, channels=channels)
+        other = ImageFolder(root / FOLDER_SPLITS[split == "train"], size=size, channels=channels)
+        if ds.classes != other.classes:  # labels number the sorted sub-folders: they must be the same in both
+            raise DgnamError(f"{root}/train and {root}/test have different class sub-folders ({len(other.classes)} "
+                             f"vs {len(ds.classes)}): give both the same classes")
+        ds.split = split
+        return ds
     return ImageFolder(spec, size=size, channels=channels)

@@ -66,7 +66,7 @@ def device_arg(device: str) -> torch.device:
 
 #: ``--data`` of every command that reads images (:func:`dgnam.data.load_dataset`).
 DATA_HELP = ("fashion-mnist (default), fashion-mnist:DIR, or an image folder (one sub-folder per class, or the images "
-             "directly in it)")
+             "directly in it, or train/ and test/ each with the class sub-folders)")
 
 
 def print_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:

@@ -16,13 +16,14 @@ from .common import DATA_HELP, device_arg, model_arg
 
 def _classifier_data(data: Optional[str], size: tuple[int, int], channels: int, seed: int):
     """Train and test ``(x, y)``, the class names and where the test images come from. Fashion-MNIST has a test
-    split; an image folder has none (``load_dataset`` returns the same images for "test"), so a seeded share of
-    each class is held out: testing on the training images reported their fit, not accuracy."""
+    split, and so has a folder with train/ and test/; a plain image folder has none (``load_dataset`` returns the same
+    images for "test"), so a seeded share of each class is held out: testing on the training images reported their
+    fit, not accuracy."""
     from ..data import ImageFolder, load_dataset
     from ..train.classifier import HOLD_OUT, hold_out
 
     tr = load_dataset(data, "train", size, channels)
-    if not isinstance(tr, ImageFolder):
+    if not isinstance(tr, ImageFolder) or tr.split is not None:
         te = load_dataset(data, "test", size, channels)
         return tr.tensors(), te.tensors(), list(tr.classes), f"{data or 'fashion-mnist'} test split"
     if len(tr.classes) < 2:
