@@ -119,3 +119,13 @@ def test_version():
 
     r = run("--version")
     assert r.exit_code == 0 and r.output.strip() == f"dgnam {__version__}"
+
+
+def test_encode_takes_fashion_mnist_images_by_index_like_inpaint(tmp_path):
+    fashion_mnist("test")
+    from dgnam.weights import load_state_dict
+
+    r = run("encode", "test:3", "test:4", "--out", tmp_path / "c.safetensors")
+    assert r.exit_code == 0, r.output
+    assert load_state_dict(tmp_path / "c.safetensors")["codes"].shape == (2, 256)
+    refused("test:INDEX with INDEX >= 0", "encode", "test:x", "--out", tmp_path / "d.safetensors")

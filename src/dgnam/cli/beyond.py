@@ -12,6 +12,7 @@ import typer
 
 from ..errors import DgnamError
 from . import app, train_app
+from .codes import read_image
 from .common import DATA_HELP, device_arg, generator_arg, model_arg, print_table
 
 
@@ -274,28 +275,6 @@ def sample(
     typer.echo(f"wrote {len(records)} samples to {out}/samples.png (captions: iteration:{'p(class)' if cls else 'score'})")
 
 
-def _read_image(spec: str, space) -> tuple[torch.Tensor, tuple[int, int]]:
-    """IMAGE is a file, or ``test:INDEX`` / ``train:INDEX`` for a Fashion-MNIST image: the image at the model's
-    input size, and its own size (H, W) before it was resized."""
-    m = re.fullmatch(r"(train|test):(.*)", spec)
-    if m and not Path(spec).exists():
-        from ..data import FashionMNIST
-
-        if not re.fullmatch(r"\d+", m[2]):
-            raise DgnamError(f"{spec}: write {m[1]}:INDEX with INDEX >= 0, or give an image file")
-        ds = FashionMNIST(m[1])
-        i = int(m[2])
-        if i >= len(ds):
-            raise DgnamError(f"{spec}: Fashion-MNIST {m[1]} has images 0..{len(ds) - 1}")
-        img = ds[i][0]
-        return space.encode(img[None]), tuple(img.shape[-2:])
-    from ..imagespace import from_uint8
-    from .codes import _read_arrays
-
-    (arr,) = _read_arrays([Path(spec)])
-    return from_uint8([arr], space), tuple(arr.shape[:2])
-
-
 @app.command()
 def inpaint(
     image: str = typer.Argument(..., help="an image file, or test:INDEX / train:INDEX for a Fashion-MNIST image"),
@@ -344,7 +323,7 @@ def inpaint(
         raise DgnamError("inpainting needs a learned generator: pass --generator (e.g. fmnist-g-fc6)")
     gen = gen.to(dev)
     enc, layer = _encoder_for(generator, net, encoder, encoder_layer)
-    x, size = _read_image(image, space)
+    x, size = read_image(image, space)
     box = scale_box(parse_box(mask), size, space.size, f"image {image}") if mask else None
     m = hole_mask(space.size, box)
     (c,) = _class_indices(net, [cls])

@@ -28,15 +28,37 @@ def _read_arrays(paths: list[Path]) -> list:
     return arrs
 
 
-def _images(paths: list[Path], space) -> torch.Tensor:
+def read_image(spec: str, space) -> tuple[torch.Tensor, tuple[int, int]]:
+    """IMAGE is a file, or ``test:INDEX`` / ``train:INDEX`` for a Fashion-MNIST image: the image (1, C, H, W) in
+    ``space`` at its size, and the image's own size (H, W) before it was resized."""
+    import re
+
+    m = re.fullmatch(r"(train|test):(.*)", str(spec))
+    if m and not Path(spec).exists():
+        from ..data import FashionMNIST
+
+        if not re.fullmatch(r"\d+", m[2]):
+            raise DgnamError(f"{spec}: write {m[1]}:INDEX with INDEX >= 0, or give an image file")
+        ds = FashionMNIST(m[1])
+        i = int(m[2])
+        if i >= len(ds):
+            raise DgnamError(f"{spec}: Fashion-MNIST {m[1]} has images 0..{len(ds) - 1}")
+        img = ds[i][0]
+        return space.encode(img[None]), tuple(img.shape[-2:])
     from ..imagespace import from_uint8
 
-    return from_uint8(_read_arrays(paths), space)
+    (arr,) = _read_arrays([Path(spec)])
+    return from_uint8([arr], space), tuple(arr.shape[:2])
+
+
+def _images(specs: list[str], space) -> torch.Tensor:
+    return torch.cat([read_image(s, space)[0] for s in specs])
 
 
 @app.command()
 def encode(
-    images: list[Path] = typer.Argument(..., help="image files (any size; resized to the model's input)"),
+    images: list[str] = typer.Argument(..., help="image files (any size; resized to the model's input), or "
+                                                 "test:INDEX / train:INDEX for Fashion-MNIST images"),
     model: str = typer.Option("fmnist-cnn", help="the encoder: the model whose layer the generator inverts"),
     layer: str = typer.Option("fc6"),
     out: Path = typer.Option(Path("codes.safetensors")),
