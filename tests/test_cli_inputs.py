@@ -62,6 +62,7 @@ def test_visualize_refuses_what_it_would_silently_drop_or_misuse(tmp_path):
 
     save_file({"codes": torch.rand(1, 256)}, str(codes))  # as `dgnam encode` writes them
     refused("identical images", *base, "--generator", "fmnist-g-fc6", "--init", codes, "--restarts", "2")
+    refused("identical images", *base, "--generator", "fmnist-g-fc6", "--init", "zeros", "--restarts", "2")
     refused("--init nothing.safetensors: give randn, zeros", *base, "--init", "nothing.safetensors")
     # a run's own code file is a start too
     r = run(*base, "--generator", "fmnist-g-fc6", "--out", tmp_path / "r1")
@@ -80,7 +81,7 @@ def test_facets_and_inpaint_inputs(tmp_path):
     fashion_mnist("train")
     base = ["facets", "--model", "fmnist-cnn", "--limit", "300", "--k", "3", "--reduce", "pca", "--steps", "2"]
     refused("one unit at a time", *base, "--unit", "logits:0,1", "--out", tmp_path / "a")
-    refused("fewer than the 10 facets", "facets", "--model", "fmnist-cnn", "--limit", "100", "--k", "10",
+    refused("for each of the 10 facets", "facets", "--model", "fmnist-cnn", "--limit", "100", "--k", "10",
             "--unit", "logits:0", "--out", tmp_path / "b")
     refused("--limit 0", *base, "--unit", "logits:0", "--limit", "0", "--out", tmp_path / "c")
     refused("--lr-start must be positive", *base, "--unit", "logits:0", "--lr-start", "0", "--out", tmp_path / "d")
@@ -129,3 +130,21 @@ def test_encode_takes_fashion_mnist_images_by_index_like_inpaint(tmp_path):
     assert r.exit_code == 0, r.output
     assert load_state_dict(tmp_path / "c.safetensors")["codes"].shape == (2, 256)
     refused("test:INDEX with INDEX >= 0", "encode", "test:x", "--out", tmp_path / "d.safetensors")
+
+
+def test_a_generator_file_says_which_layer_it_inverts(tmp_path):
+    """The card `dgnam train generator` writes beside the weights names the encoder and layer, so PPGN's joint prior
+    (and inpainting, facets) need no --encoder for it."""
+    for suffix in (".safetensors", ".codestats.safetensors"):
+        shutil.copy(WEIGHTS_DIR / f"fmnist-g-fc6{suffix}", tmp_path / f"g{suffix}")
+    (tmp_path / "g.json").write_text(json.dumps({"inverts": {"encoder": "fmnist-cnn", "layer": "fc6"}}))
+    r = run("sample", "--class", "1", "--n", "2", "--steps", "6", "--burn-in", "2", "--prior", "joint",
+            "--generator", tmp_path / "g.safetensors", "--generator-arch", "fmnist-g-fc6", "--out", tmp_path / "s")
+    assert r.exit_code == 0, (r.output, r.exception)
+    from dgnam.cli.beyond import _inverts
+
+    (tmp_path / "g.json").write_text(json.dumps({"inverts": {"encoder": "fmnist-cnn", "layer": "fc5"}}))
+    assert _inverts(str(tmp_path / "g.safetensors"), "fmnist-g-fc6") == ("fmnist-cnn", "fc5")  # the card first
+    (tmp_path / "g.json").unlink()
+    assert _inverts(str(tmp_path / "g.safetensors"), "fmnist-g-fc6") == ("fmnist-cnn", "fc6")  # then the arch's
+    assert _inverts(str(tmp_path / "g.safetensors"), None) is None

@@ -246,6 +246,45 @@ def test_resume_refuses_other_bounds_transforms_or_weights(tmp_path, tiny_model,
         visualize(retrained, "logits:0", tiny_gen, resume=True, **kw)
 
 
+def test_resume_with_custom_transforms_extra_state_and_an_older_runs_record(tmp_path, tiny_model, tiny_gen):
+    """A transform that is a plain class (or holds a tensor) records the same settings in every process, a model
+    whose state_dict holds extra state runs, and a run recorded before weights and transforms were recorded resumes."""
+
+    class Shift:  # the Transform protocol, not a dataclass
+        def __init__(self):
+            self.by = 1
+            self.kernel = torch.ones(2)
+
+        def __call__(self, x, step):
+            return torch.roll(x, self.by, dims=-1)
+
+    class Versioned(type(tiny_model)):
+        def get_extra_state(self):
+            return {"version": 2}
+
+        def set_extra_state(self, state):
+            pass
+
+    model = Versioned()
+    model.load_state_dict(tiny_model.state_dict(), strict=False)
+    model.input_space = tiny_model.input_space
+    kw = dict(steps=2, progress=False, out=tmp_path / "r")
+    visualize(model, "logits:0", tiny_gen, transforms=[Shift()], **kw)
+    visualize(model, "logits:0", tiny_gen, transforms=[Shift()], resume=True, **kw)  # a new Shift, same settings
+    # an older run: no weights, transforms or model source recorded, and the clip bounds left out of the priors
+    path = tmp_path / "old" / "results.json"
+    visualize(tiny_model, "logits:0,1", tiny_gen, **{**kw, "out": tmp_path / "old"})
+    doc = json.loads(path.read_text())
+    for key in ("weights", "transforms", "model_source"):
+        del doc["config"][key]
+    doc["config"]["priors"] = [{k: v for k, v in p.items() if not str(v).startswith("tensor:")}
+                               for p in doc["config"]["priors"]]
+    doc["records"] = doc["records"][:1]
+    path.write_text(json.dumps(doc))
+    run = visualize(tiny_model, "logits:0,1", tiny_gen, resume=True, **{**kw, "out": tmp_path / "old"})
+    assert len(run.records) == 2 and run.images.shape[0] == 2
+
+
 def test_records_have_required_fields(tmp_path, tiny_model, tiny_gen):
     run = visualize(tiny_model, "logits:a,c", tiny_gen, steps=3, out=tmp_path / "r", progress=False)
     data = json.loads((tmp_path / "r" / "results.json").read_text())

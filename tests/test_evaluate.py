@@ -328,3 +328,37 @@ def test_cli_evaluate_shows_n_a_and_marks_a_partial_run(tiny_model, tiny_gen, tm
     assert "INCOMPLETE RUN: scored 3 of 4 images" in r.output
     page = (out / "report.html").read_text()
     assert "INCOMPLETE RUN" in page and "Scored 3 of the run's 4 images" in page
+
+
+def test_evaluate_refuses_a_target_whose_weights_changed_since_the_run(tmp_path, tiny_gen):
+    """The run records its target's weights digest; a file retrained in place is not scored as if it made the run."""
+    from dgnam.weights import save_safetensors
+    from dgnam.zoo import load_model
+    from dgnam.zoo.fmnist import FashionCNN
+
+    path = tmp_path / "net.safetensors"
+    torch.manual_seed(0)
+    save_safetensors(FashionCNN().state_dict(), path)
+    net = load_model(str(path), "fmnist-cnn")
+    out = tmp_path / "run"
+    visualize(net, "logits:0", None, steps=2, out=out, progress=False)
+    real = RealData(torch.rand(30, 1, 28, 28), torch.arange(30) % 10, name="random")
+    judge = load_model(str(path), "fmnist-cnn")
+    evaluate_run(out, judge=judge, data=real, write=False)  # reloaded from the recorded file: the same weights
+    torch.manual_seed(1)
+    save_safetensors(FashionCNN().state_dict(), path)  # retrained in place
+    with pytest.raises(DgnamError, match="other weights now"):
+        evaluate_run(out, judge=judge, data=real, write=False)
+
+
+def test_the_last_module_of_a_sequential_counts_as_a_class_unit():
+    """README's `classifier.3:0,1,2` on a Sequential is a class score: judge accuracy applies to it."""
+    from dgnam.evaluate import _class_units
+    from dgnam.imagespace import ImageSpace
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    net.input_space = ImageSpace(size=(4, 4), color="GRAY")
+    from dgnam.units import parse_units
+
+    units = parse_units("3:0,1,1:0")
+    assert _class_units(net, units) == [True, True, False]

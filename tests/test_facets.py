@@ -175,7 +175,8 @@ def test_bad_facet_settings(tiny_model, tiny_gen):
     with pytest.raises(DgnamError, match="top-fraction"):
         facets(tiny_model, "logits:0", x, None, FacetConfig(top_fraction=1.5), progress=False)
     with pytest.raises(DgnamError, match="encoder"):
-        facets(tiny_model, "logits:0", pattern_images(), tiny_gen, FacetConfig(k=2, reduce="pca"), progress=False)
+        facets(tiny_model, "logits:0", pattern_images(), tiny_gen, FacetConfig(k=2, top_fraction=0.5, reduce="pca"),
+               progress=False)
     with pytest.raises(DgnamError, match="expected"):
         facets(tiny_model, "logits:0", torch.rand(10, 1, 8, 8), None, FacetConfig(k=2), progress=False)
 

@@ -30,8 +30,9 @@ from torch import nn
 from .errors import DgnamError
 from .imagespace import ImageSpace, convert
 from .modules import frozen, module_device, module_dtype
-from .units import (LOGITS, default_embed_layer, encode, layer_names, layer_shapes, parse_units, resolve_units,
-                    unit_responses)
+from .weights import tensor_digest
+from .units import (LOGITS, LayerReader, default_embed_layer, encode, layer_names, layer_shapes, parse_units,
+                    resolve_units, unit_responses)
 
 #: The default judge of a Fashion-MNIST target: a classifier of another architecture and seed, never used in
 #: optimization. It (and Fashion-MNIST as the real data) applies only to targets that take Fashion-MNIST images.
@@ -282,10 +283,18 @@ def load_real(spec: str | None, n: int = EVAL_REAL_IMAGES, size: tuple[int, int]
 
 
 def _class_units(model: nn.Module, units) -> list[bool]:
+    """Which units are class scores: ``logits``, or a layer whose output is the model's output (the last module of
+    a ``Sequential``, e.g. ``classifier.3``)."""
     space = model.input_space
-    rows = layer_shapes(model, space.encode(torch.full((1, *space.shape), 0.5)))
+    example = space.encode(torch.full((1, *space.shape), 0.5))
+    rows = layer_shapes(model, example)
     last = rows[-1][0]
-    return [u.layer in (LOGITS, last) for u in units]
+    layers = sorted({u.layer for u in units} | {LOGITS})
+    with torch.no_grad(), frozen(model):
+        outs = LayerReader(model, layers)(example.to(module_device(model)))
+    final = outs[LOGITS]
+    is_output = {n: n in (LOGITS, last) or (o.shape == final.shape and torch.equal(o, final)) for n, o in outs.items()}
+    return [is_output[u.layer] for u in units]
 
 
 def _model_name(model: nn.Module) -> str:
@@ -422,16 +431,21 @@ def evaluate_run(
         raise DgnamError(f"{out} has {len(records)} of {expected} images: finish it with `dgnam visualize ... --resume` "
                          f"(the same command) first, or pass --partial to score the finished ones")
     if model is None and not cfg.get("model"):
-        raise DgnamError(f"{out}/results.json does not name the run's target model: pass --model")
+        raise DgnamError(f"{out}/results.json does not name the run's target model: pass --model (Python: model=)")
     if model is None or isinstance(model, str):
         name, arch = model or cfg.get("model"), None
         source = cfg.get("model_source")
         if model is None and isinstance(source, dict) and source.get("spec"):  # a user's model: its factory or file
             name, arch = source["spec"], source.get("arch")
         try:
-            model = load_model(name, arch)
+            loaded = load_model(name, arch)
         except DgnamError as e:
-            raise DgnamError(f"cannot load the run's target {name!r} ({e}); pass --model") from None
+            raise DgnamError(f"cannot load the run's target {name!r} ({e}); pass --model (Python: model=)") from None
+        recorded = (cfg.get("weights") or {}).get("model")
+        if model is None and recorded and recorded != tensor_digest(loaded.state_dict().values()):
+            raise DgnamError(f"the run's target {name} has other weights now than when the run was made (retrained "
+                             f"or replaced): pass --model with the run's weights (Python: model=)")
+        model = loaded
     if getattr(model, "input_space", None) is None:
         model.input_space = ImageSpace.from_dict(cfg["target_space"])
     tspace: ImageSpace = model.input_space
@@ -598,7 +612,7 @@ def evaluate_images(
             "settings": {"judge": getattr(judge.model, "zoo_name", type(judge.model).__name__),
                          "judge_layer": judge.layer, "model": getattr(model, "zoo_name", type(model).__name__),
                          "data": data.name, "real_images": len(data.images), "fid_real_per_class": FID_REAL_PER_CLASS,
-                         "note": "metrics on the saved PNG images; features: the judge's penultimate layer"}}
+                         "note": f"metrics on the saved PNG images; features: the judge's {judge.layer!r} layer"}}
 
 
 def nearest_figure(x01: torch.Tensor, src: ImageSpace, nn_i: torch.Tensor, data: RealData, records: Sequence[dict]):

@@ -66,13 +66,15 @@ FACET_CENTER_IMAGES = 15
 #: Weight of the facet term of *faceted* feature visualization (:class:`FacetDirection`, after Goh et al. 2021).
 #: 0, the default, is the paper's algorithm above, whose only link to the facet is the starting point.
 FACET_WEIGHT = 0.0
+#: Top images clustered per facet, at the least (ours): with fewer, k-means makes facets of single images.
+MIN_IMAGES_PER_FACET = 2
 
 
 @dataclass
 class FacetConfig:
-    """How facets are found. ``top_fraction`` of the given images (at least ``k``) are clustered; ``reduce`` is
-    ``"tsne"`` (PCA then t-SNE, the paper) or ``"pca"`` (k-means on the PCA features directly); ``top_real`` real
-    images per facet are shown beside its synthetic image."""
+    """How facets are found. ``top_fraction`` of the given images (at least ``MIN_IMAGES_PER_FACET * k``, else an
+    error) are clustered; ``reduce`` is ``"tsne"`` (PCA then t-SNE, the paper) or ``"pca"`` (k-means on the PCA
+    features directly); ``top_real`` real images per facet are shown beside its synthetic image."""
 
     k: int = FACET_K
     top_fraction: float = 0.02
@@ -87,6 +89,8 @@ class FacetConfig:
     def validate(self) -> None:
         if self.k < 1:
             raise DgnamError(f"--k {self.k}: ask for at least one facet")
+        if self.seed < 0:
+            raise DgnamError(f"--seed {self.seed}: give a seed >= 0 (t-SNE and k-means take no negative seed)")
         if not 0 < self.top_fraction <= 1:
             raise DgnamError(f"--top-fraction {self.top_fraction}: give a fraction in (0, 1]")
         if self.reduce not in ("tsne", "pca"):
@@ -339,9 +343,10 @@ def _find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, con
     layer = config.embed_layer or default_embed_layer(model, x[:1].to(device))
     acts = unit_responses(model, u, x)
     n_top = int(round(config.top_fraction * len(x)))
-    if n_top < config.k:  # fewer top images than facets: the "facets" would be single images, or not exist
-        raise DgnamError(f"the top {config.top_fraction:g} of {len(x)} images is {n_top} images, fewer than the "
-                         f"{config.k} facets asked for: give more data, a larger --top-fraction or a smaller --k")
+    if n_top < MIN_IMAGES_PER_FACET * config.k:  # else the "facets" would be single images, or would not exist
+        raise DgnamError(f"the top {config.top_fraction:g} of {len(x)} images is {n_top} images, fewer than "
+                         f"{MIN_IMAGES_PER_FACET} for each of the {config.k} facets: give more data, a larger "
+                         f"--top-fraction or a smaller --k")
     top = acts.argsort(descending=True)[:n_top]
     feats = encode(model, layer, x[top])
     cl = cluster_features(feats, config.k, config.reduce, config.pca_dim, config.perplexity, config.seed)
@@ -396,6 +401,8 @@ def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor
     from .run import visualize
 
     space = _check_images(model, images01)
+    if steps is not None and steps < 0:
+        raise DgnamError(f"--steps {steps}: give steps >= 0")
     x = space.encode(images01)
     k = found.config.k
     if generator is None:

@@ -52,10 +52,9 @@ class Prior:
     def to_dict(self) -> dict:
         """The prior's settings for ``results.json``; a tensor (a clip's bounds) by its digest, so that a resume with
         other bounds is refused."""
-        from .weights import tensor_digest
+        from .weights import json_safe
 
-        return {"prior": type(self).__name__,
-                **{k: f"tensor:{tensor_digest([v])}" if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}}
+        return {"prior": type(self).__name__, **json_safe(vars(self))}
 
 
 @dataclass

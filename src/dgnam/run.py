@@ -28,7 +28,7 @@ from .modules import frozen
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import Prior
 from .units import Unit, parse_units, resolve_units
-from .weights import save_safetensors, tensor_digest
+from .weights import json_safe, save_safetensors, tensor_digest
 
 RESULTS = "results.json"
 #: What ``dgnam evaluate`` writes into a run folder. A resume that adds records makes them stale, so it removes them.
@@ -177,6 +177,10 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
                                  f"or choose another --out")
             prev = _read_results(out_dir)
             now, before = json.loads(json.dumps(run_config)), prev.get("config") or {}
+            if "weights" not in before:  # made by a dgnam that recorded less: compare what it recorded, as it did
+                now = {k: v for k, v in now.items() if k in before}
+                now["priors"] = [{k: v for k, v in p.items() if not str(v).startswith("tensor:")}
+                                 for p in now.get("priors", [])]
             differ = [k for k in now if now[k] != before.get(k)]
             if differ:
                 raise DgnamError(f"{out_dir} was made with different settings ({', '.join(differ)}); resume with the "
@@ -250,10 +254,9 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
     )
 
 
-def _transform_dict(t: Transform) -> dict | str:
-    from dataclasses import asdict, is_dataclass
-
-    return {"transform": type(t).__name__, **asdict(t)} if is_dataclass(t) else repr(t)
+def _transform_dict(t: Transform) -> dict:
+    """A transform's settings for ``results.json`` (its attributes; tensors by digest), the same in every process."""
+    return {"transform": type(t).__name__, **json_safe(dict(getattr(t, "__dict__", {})))}
 
 
 @torch.no_grad()

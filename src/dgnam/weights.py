@@ -24,15 +24,45 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def tensor_digest(tensors) -> str:
+def tensor_digest(values) -> str:
     """A short SHA-256 of tensors' shapes, dtypes and values: tells apart runs made with different weights, code
-    bounds or start codes (a resume must not mix them), whatever device or memory format the tensors are in."""
+    bounds or start codes (a resume must not mix them), whatever device or memory format the tensors are in. A
+    ``state_dict`` may also hold other things (a module's extra state, a quantized layer's packing): those count
+    by their ``repr``, lists and tuples by their items."""
     h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{tuple(t.shape)} {t.dtype};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+    def add(v) -> None:
+        if isinstance(v, torch.Tensor):
+            t = v.detach().to("cpu")
+            if t.is_quantized:
+                t = t.dequantize()
+            t = t.contiguous()
+            h.update(f"{tuple(t.shape)} {t.dtype};".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                add(item)
+        else:
+            h.update(f"{type(v).__name__}:{v!r};".encode())
+
+    for v in values:
+        add(v)
     return h.hexdigest()[:16]
+
+
+def json_safe(value):
+    """``value`` as JSON can hold it, for a run's recorded settings: a tensor by its digest, containers item by item,
+    anything else that JSON cannot hold by its type's name (a memory address in a ``repr`` would differ in every
+    process, and a resume compares these records)."""
+    if isinstance(value, torch.Tensor):
+        return f"tensor:{tensor_digest([value])}"
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return type(value).__name__
 
 
 def load_state_dict(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:

@@ -16,22 +16,41 @@ from .codes import read_image
 from .common import DATA_HELP, device_arg, generator_arg, model_arg, print_table
 
 
-def _encoder_for(generator_spec: str, net, encoder: Optional[str], layer: Optional[str]):
-    """The model and layer whose codes the generator inverts: given, else the zoo entry's (the target itself when
-    it is that encoder)."""
+def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encoder: Optional[str],
+                 layer: Optional[str], encoder_arch: Optional[str] = None):
+    """The model and layer whose codes the generator inverts: given, else what the generator's card says (a file
+    that `dgnam train generator` wrote has ``NAME.json`` beside it), else its zoo entry's, or its architecture's (the
+    target itself when it is that encoder)."""
     if encoder is None or layer is None:
-        from ..zoo import get_entry
+        known = _inverts(generator_spec, generator_arch)
+        if known is None:
+            raise DgnamError(f"which layer does {generator_spec} invert? pass --encoder MODEL --encoder-layer LAYER")
+        encoder, layer = encoder or known[0], layer or known[1]
+    if encoder == getattr(net, "zoo_name", None) and encoder_arch is None:
+        return net, layer
+    return model_arg(encoder, encoder_arch, flag="--encoder"), layer
 
+
+def _inverts(generator_spec: str, generator_arch: Optional[str]) -> tuple[str, str] | None:
+    """(encoder, layer) a generator inverts, from its card beside a weights file, else a zoo entry."""
+    from ..zoo import get_entry
+
+    card = Path(generator_spec).with_suffix(".json")
+    if Path(generator_spec).is_file() and card.is_file():
         try:
-            entry = get_entry(generator_spec)
+            inv = json.loads(card.read_text()).get("inverts") or {}
+        except (OSError, ValueError, AttributeError):
+            inv = {}
+        if isinstance(inv, dict) and inv.get("encoder") and inv.get("layer"):
+            return inv["encoder"], inv["layer"]
+    for name in (generator_spec, generator_arch):
+        try:
+            entry = get_entry(name) if name else None
         except DgnamError:
             entry = None
-        if entry is None or entry.encoder is None:
-            raise DgnamError(f"which layer does {generator_spec} invert? pass --encoder MODEL --encoder-layer LAYER")
-        encoder, layer = encoder or entry.encoder, layer or entry.encoder_layer
-    if encoder == getattr(net, "zoo_name", None):
-        return net, layer
-    return model_arg(encoder), layer
+        if entry is not None and entry.encoder is not None:
+            return entry.encoder, entry.encoder_layer
+    return None
 
 
 def _declared_space(net, model: str, command: str):
@@ -113,8 +132,10 @@ def facets(
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu"),
     out: Path = typer.Option(Path("runs/facets"), help="run directory"),
-    encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its zoo entry's)"),
+    encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its card's or "
+                                                     "zoo entry's)"),
     encoder_layer: Optional[str] = typer.Option(None),
+    encoder_arch: Optional[str] = typer.Option(None, help="architecture of an --encoder weights file"),
     arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
     generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
     code_stats: Optional[Path] = typer.Option(None, help="the generator's code bounds (CodeStats .safetensors or "
@@ -135,7 +156,8 @@ def facets(
     if lr_start is not None and not lr_start > 0:
         raise DgnamError(f"--lr-start must be positive, got {lr_start}")
     _fresh_dir(out)
-    enc = _encoder_for(generator, net, encoder, encoder_layer) if gen is not None else None
+    enc = (_encoder_for(generator, generator_arch, net, encoder, encoder_layer, encoder_arch)
+           if gen is not None else None)
     x, _ = load_dataset(data, split, space.size, space.channels).tensors(limit)
     cfg = FacetConfig(k=k, top_fraction=top_fraction, embed_layer=embed_layer, reduce=reduce,
                       center_images=center_images, seed=seed)
@@ -176,6 +198,8 @@ def sample(
     encoder: Optional[str] = typer.Option(None, help="with --prior joint: the model whose layer the generator inverts "
                                                      "(default: its zoo entry's)"),
     encoder_layer: Optional[str] = typer.Option(None),
+    encoder_arch: Optional[str] = typer.Option(None, help="architecture of an --encoder weights file"),
+    arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
     steps: Optional[int] = typer.Option(None, help="iterations per class (default 200; 1000 for --unit)"),
     burn_in: Optional[int] = typer.Option(None, help="iterations before the first kept sample (default steps // 4)"),
     eps1: float = typer.Option(1e-5, help="weight of the DAE prior R(h) - h (published 1e-5)"),
@@ -210,13 +234,14 @@ def sample(
     if unit is not None and len(parse_units(unit)) != 1:
         raise DgnamError(f"--unit {unit!r}: one unit per chain (run once per unit)")
     dev = device_arg(device)
-    net = model_arg(model).to(dev)
+    net = model_arg(model, arch).to(dev)
     space = _declared_space(net, model, "sample")
     gen = generator_arg(generator, generator_arch, code_stats)
     if gen is None:
         raise DgnamError("PPGN samples a learned generator's code: pass --generator (e.g. fmnist-g-fc6)")
     gen = gen.to(dev)
-    R = _code_prior(prior, dae, gen, lambda: _encoder_for(generator, net, encoder, encoder_layer)).to(dev)
+    R = _code_prior(prior, dae, gen, lambda: _encoder_for(generator, generator_arch, net, encoder, encoder_layer,
+                                                          encoder_arch)).to(dev)
     for m in (net, gen, R):
         for p in m.parameters():
             p.requires_grad_(False)
@@ -242,9 +267,11 @@ def sample(
     if cls:
         cond_of = chain.segment.tolist()
         probs = [float(conds[s].probs(imgs[i : i + 1].to(dev), gen.space)) for i, s in enumerate(cond_of)]
-    if overwrite and (out / "images").is_dir():  # no earlier sample may linger beside the new ones
-        for stale in (out / "images").glob("s*.png"):
-            stale.unlink()
+    if overwrite:  # no earlier sample, nor an evaluation of them, may linger beside the new ones
+        from ..run import EVALUATION_FILES
+
+        for stale in [*(out / "images").glob("s*.png"), *(out / n for n in EVALUATION_FILES)]:
+            stale.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     scale = max(1, 96 // max(gen.space.size))
     kept = [0] * len(conds)
@@ -291,6 +318,8 @@ def inpaint(
     prior: str = typer.Option("dae", help="prior on the code: dae (trained) or joint (the released E(G(h)) - h)"),
     encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its zoo entry's)"),
     encoder_layer: Optional[str] = typer.Option(None),
+    encoder_arch: Optional[str] = typer.Option(None, help="architecture of an --encoder weights file"),
+    arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
     steps: int = typer.Option(21, help="iterations (released inpainting: 21, i.e. n_iters = 20)"),
     eps1: float = typer.Option(1e-5),
     eps2: float = typer.Option(1.0),
@@ -316,13 +345,13 @@ def inpaint(
     if out.is_dir():
         raise DgnamError(f"--out {out} is a folder: give an image file name, e.g. {out / 'inpaint.png'}")
     dev = device_arg(device)
-    net = model_arg(model).to(dev)
+    net = model_arg(model, arch).to(dev)
     space = _declared_space(net, model, "inpaint")
     gen = generator_arg(generator, generator_arch, code_stats)
     if gen is None:
         raise DgnamError("inpainting needs a learned generator: pass --generator (e.g. fmnist-g-fc6)")
     gen = gen.to(dev)
-    enc, layer = _encoder_for(generator, net, encoder, encoder_layer)
+    enc, layer = _encoder_for(generator, generator_arch, net, encoder, encoder_layer, encoder_arch)
     x, size = read_image(image, space)
     box = scale_box(parse_box(mask), size, space.size, f"image {image}") if mask else None
     m = hole_mask(space.size, box)

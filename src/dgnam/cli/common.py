@@ -17,7 +17,7 @@ def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag:
     """A classifier given as ``flag`` (``--model``; ``--encoder`` for the model whose layer a generator inverts)."""
     m = load_model(spec, arch, pretrained)
     if isinstance(m, Generator):
-        other = " and this as --generator" if flag == "--model" else " (e.g. fmnist-cnn)"
+        other = {"--model": " and this as --generator", "--encoder": " (e.g. fmnist-cnn)"}.get(flag, "")
         raise DgnamError(f"{flag} {spec} is a generator: give a classifier as {flag}{other}")
     return m
 

@@ -38,7 +38,7 @@ def evaluate(
     writes evaluation.json, nearest.png and report.html there and prints the per-unit table."""
     from ..evaluate import evaluate_run
 
-    ev = evaluate_run(run_dir, judge=model_arg(judge, judge_arch) if judge else None,
+    ev = evaluate_run(run_dir, judge=model_arg(judge, judge_arch, flag="--judge") if judge else None,
                       model=model_arg(model, arch) if model else None, data=data, real_images=real,
                       judge_layer=judge_layer, partial=partial)
     unit_cols = ["unit", "images", "activation_ratio", "activation_percentile", "judge_accuracy", "fid", "nn_ratio",

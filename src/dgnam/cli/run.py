@@ -56,9 +56,9 @@ def visualize(
     if out.exists() and not out.is_dir():
         raise DgnamError(f"--out {out} is a file: give a folder for the run")
     codes = _init_codes(init)
-    if not isinstance(codes, str) and restarts > 1:
+    if (not isinstance(codes, str) or codes == "zeros") and restarts > 1:
         raise DgnamError(f"--init {init} starts every restart from the same code, so --restarts {restarts} would give "
-                         f"{restarts} identical images: use --restarts 1")
+                         f"{restarts} identical images: use --restarts 1 (or --init randn)")
     run = run_visualize(net, units, spec.generator, restarts=restarts, seed=seed, steps=steps, config=config,
                         priors=spec.priors, transforms=spec.transforms, init=codes, device=dev,
                         batch_size=batch_size, out=out, resume=resume, method=prior, input_space=space)
@@ -92,7 +92,7 @@ def layers(
     from ..run import target_space
     from ..units import layer_shapes
 
-    net = model_arg(model, arch, pretrained=False)  # shapes only: a zoo architecture needs no weights here
+    net = model_arg(model, arch, pretrained=False, flag="MODEL")  # shapes only: a zoo architecture needs no weights here
     space = target_space(net, space_arg(net, input_shape), None)
     rows = layer_shapes(net, space.encode(torch.full((1, *space.shape), 0.5)))
     print_table([{"layer": n, "type": t, "output shape": "x".join(map(str, s))} for n, t, s in rows],

@@ -46,27 +46,34 @@ def _card_classes(path: Path) -> list[str] | None:
 
 
 def load_file_model(path: Path, arch: str) -> nn.Module:
-    """A zoo architecture with the weights of ``path``; a generator also gets the code statistics found beside the
-    file (without them DGN-AM's clip to ``[0, U]`` would have no upper bound)."""
+    """A zoo architecture with the weights of ``path``. A classifier trained on a folder gets its classes from the
+    card beside the file. A generator gets the code statistics found beside it (without them DGN-AM's clip to
+    ``[0, U]`` would have no upper bound), and their size sets its code size: the same architecture inverts other
+    layers (`dgnam train generator --layer fc5`)."""
     if not path.is_file():
         raise DgnamError(f"weights file {path} does not exist")
     entry = get_entry(arch)
+    takes = list(inspect.signature(entry.build).parameters)
     classes = _card_classes(path) if entry.kind == "classifier" else None
-    if classes and "num_classes" in inspect.signature(entry.build).parameters:
+    stats = None
+    if entry.kind == "generator" and code_stats_beside(path).is_file():
+        from ..priors import CodeStats
+
+        stats = CodeStats.load(code_stats_beside(path))
+    code_shape = entry.code_shape
+    if classes and "num_classes" in takes:
         net = entry.build(num_classes=len(classes))  # trained on a folder of its own classes (`dgnam train`)
+    elif stats is not None and len(code_shape or ()) == 1 and stats.mean.numel() != code_shape[0] and takes:
+        code_shape = (stats.mean.numel(),)
+        net = entry.build(code_shape[0])
     else:
         net = entry.build()
     load_into(net, read_state_dict(path, arch), what=f"{path.name} as {arch}")
     model = wrap(entry, net, with_stats=False, name=path.stem)
     if classes:
         model.classes = tuple(classes)
-    stats = code_stats_beside(path)
-    if entry.kind == "generator" and stats.is_file():
-        from ..priors import CodeStats
-
-        cs = CodeStats.load(stats)
-        if cs.mean.numel() != math.prod(entry.code_shape):
-            raise DgnamError(f"{stats.name} has {cs.mean.numel()} components, {path.name} takes codes of "
-                             f"{math.prod(entry.code_shape)}: it belongs to another generator; move it away")
-        model.code_stats = cs
+    if entry.kind == "generator":
+        model.code_shape = tuple(code_shape)
+        if stats is not None and stats.mean.numel() == math.prod(code_shape):  # else not this generator's: ignored
+            model.code_stats = stats
     return model
