@@ -239,3 +239,15 @@ def test_train_commands_refuse_cuda_without_it(tmp_path):
     for cmd in (["classifier", "--arch", "fmnist-cnn"], ["generator"], ["dae"]):
         one_line_error(dgnam("train", *cmd, "--data", data, "--device", "cuda", "--out", str(tmp_path / "o")),
                         "--device cpu")
+
+
+def test_generator_and_dae_on_a_plain_folder_test_on_held_out_images(tmp_path):
+    """A folder without test/ has no test images: the generator's and the DAE's test metrics come from a held-out
+    share, as the classifier's do, and their cards say so."""
+    data = str(_folder(tmp_path / "data"))
+    p = dgnam("train", "generator", "--data", data, "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "g"))
+    assert p.returncode == 0, p.stderr
+    assert "held out" in json.loads((tmp_path / "g" / "fmnist-g-fc6.json").read_text())["test"]
+    p = dgnam("train", "dae", "--data", data, "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "d"))
+    assert p.returncode == 0, p.stderr
+    assert "held out" in json.loads((tmp_path / "d" / "fmnist-dae-fc6.json").read_text())["codes"]["test"]

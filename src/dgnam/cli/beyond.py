@@ -390,23 +390,22 @@ def train_dae_cmd(
     encoder_arch: Optional[str] = typer.Option(None),
 ) -> None:
     """Train PPGN-h's code prior: a denoising autoencoder on LAYER codes of real images; resumable."""
-    from ..data import load_dataset
     from ..train.dae import DAEConfig, train_dae
     from ..units import encode
+    from .train import train_test
 
     cfg = DAEConfig(epochs=epochs, batch_size=batch_size, lr=lr, noise_std=noise, hidden=hidden, layers=layers,
                     seed=seed, device=str(device_arg(device)))
     cfg.validate()  # before the images are encoded
     enc = model_arg(encoder, encoder_arch, flag="--encoder")
     space = enc.input_space
-    tr, te = load_dataset(data, "train", space.size, space.channels), load_dataset(data, "test", space.size, space.channels)
-    x_tr, _ = tr.tensors(limit)
-    x_te, _ = te.tensors(2000)
+    (x_tr, _), (x_te, _), _, test_name = train_test(data, space.size, space.channels, seed, limit, 2000)
     typer.echo(f"encoding {len(x_tr)} + {len(x_te)} images with {encoder} {layer} ...")
     c_tr, c_te = encode(enc, layer, space.encode(x_tr)), encode(enc, layer, space.encode(x_te))
     torch.manual_seed(seed)
     card = train_dae(c_tr, c_te, out, name, cfg, resume=not fresh,
-                     source={"encoder": encoder, "layer": layer, "data": data or "fashion-mnist", "images": len(x_tr)})
+                     source={"encoder": encoder, "layer": layer, "data": data or "fashion-mnist", "images": len(x_tr),
+                             "test": test_name})
     mtr = card["metrics"]
     typer.echo(f"{name}: denoising MSE {mtr['denoise_mse']:.4f} (noisy input {mtr['noisy_input_mse']:.4f}) in "
                f"{card['training_seconds']:.0f} s -> {out}/{name}.safetensors")

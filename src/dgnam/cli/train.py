@@ -14,23 +14,22 @@ from . import train_app
 from .common import DATA_HELP, device_arg, model_arg
 
 
-def _classifier_data(data: Optional[str], size: tuple[int, int], channels: int, seed: int):
+def train_test(data: Optional[str], size: tuple[int, int], channels: int, seed: int, limit: Optional[int] = None,
+               test_limit: Optional[int] = None):
     """Train and test ``(x, y)``, the class names and where the test images come from. Fashion-MNIST has a test
     split, and so has a folder with train/ and test/; a plain image folder has none (``load_dataset`` returns the same
     images for "test"), so a seeded share of each class is held out: testing on the training images reported their
-    fit, not accuracy."""
+    fit, not a test figure. ``limit`` takes the first images of the training set (before a hold-out)."""
     from ..data import ImageFolder, load_dataset
     from ..train.classifier import HOLD_OUT, hold_out
 
     tr = load_dataset(data, "train", size, channels)
     if not isinstance(tr, ImageFolder) or tr.split is not None:
         te = load_dataset(data, "test", size, channels)
-        return tr.tensors(), te.tensors(), list(tr.classes), f"{data or 'fashion-mnist'} test split"
-    if len(tr.classes) < 2:
-        raise DgnamError(f"{data} holds one class ({tr.classes[0]}): a classifier needs one sub-folder per class, "
-                         f"two or more")
-    x, y = tr.tensors()
+        return tr.tensors(limit), te.tensors(test_limit), list(tr.classes), f"{data or 'fashion-mnist'} test split"
+    x, y = tr.tensors(limit)
     i_tr, i_te = hold_out(y, HOLD_OUT, seed)
+    i_te = i_te[:test_limit] if test_limit else i_te
     test = f"{HOLD_OUT:.0%} of each class held out of {data} (seed {seed}, {len(i_te)} images)"
     return (x[i_tr], y[i_tr]), (x[i_te], y[i_te]), list(tr.classes), test
 
@@ -57,7 +56,10 @@ def classifier(
         raise DgnamError(f"{arch} is a {entry.kind}, not a classifier")
     cfg = ClassifierConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=str(device_arg(device)))
     cfg.validate()  # before the data is read
-    train, test, classes, test_name = _classifier_data(data, entry.space.size, entry.space.channels, seed)
+    train, test, classes, test_name = train_test(data, entry.space.size, entry.space.channels, seed)
+    if len(classes) < 2:
+        raise DgnamError(f"{data} holds one class ({classes[0]}): a classifier needs one sub-folder per class, "
+                         f"two or more")
     own_classes = entry.classes is None or list(entry.classes) != classes
     takes_count = "num_classes" in inspect.signature(entry.build).parameters
     torch.manual_seed(seed)
@@ -93,7 +95,6 @@ def generator(
     encoder_arch: Optional[str] = typer.Option(None),
 ) -> None:
     """Train a DeePSiM generator inverting LAYER of ENCODER (image + feature + adversarial losses); resumable."""
-    from ..data import load_dataset
     from ..train.generator import GeneratorConfig, train_generator
     from ..units import encode
     from ..zoo import get_entry
@@ -107,14 +108,12 @@ def generator(
     cfg.validate()  # before the data is read
     enc = model_arg(encoder, encoder_arch, flag="--encoder")
     space = enc.input_space
-    tr, te = load_dataset(data, "train", space.size, space.channels), load_dataset(data, "test", space.size, space.channels)
-    x_tr, _ = tr.tensors(limit)
-    x_te, _ = te.tensors(1000)
+    (x_tr, _), (x_te, _), _, test_name = train_test(data, space.size, space.channels, seed, limit, 1000)
     code_dim = encode(enc, layer, space.encode(x_tr[:2])).shape[1]
     torch.manual_seed(seed)
     gen = entry.build(code_dim)
     card = train_generator(enc, layer, space, gen, FashionDiscriminator(code_dim), entry.space, x_tr, x_te, out,
-                           name or arch, cfg, resume=not fresh, data_name=data or "fashion-mnist")
+                           name or arch, cfg, resume=not fresh, data_name=data or "fashion-mnist", test_name=test_name)
     m = card["metrics"]
     typer.echo(f"{name or arch}: test image MSE {m.get('test_mse01', float('nan')):.4f}, encoder agreement on "
                f"reconstructions {m.get('test_encoder_agreement', float('nan')):.3f} in {card['training_seconds']:.0f} s -> {out}")

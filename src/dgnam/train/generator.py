@@ -69,8 +69,10 @@ def train_generator(
     resume: bool = True,
     data_name: str = "fashion-mnist",
     progress: bool = True,
+    test_name: str | None = None,
 ) -> dict:
     """Train ``generator`` to invert ``encoder``'s ``layer``; checkpoints every epoch in ``out`` and resumes.
+    ``test_name`` says in the card where the test images come from.
 
     Writes ``out/NAME.safetensors``, the code statistics ``out/NAME.codestats.safetensors`` (of the layer over the
     training images) and the card ``out/NAME.json``; returns the card.
@@ -160,6 +162,7 @@ def train_generator(
         "architecture": type(generator).__name__,
         "inverts": {"layer": layer, "encoder": getattr(encoder, "zoo_name", type(encoder).__name__)},
         "data": data_name,
+        "test": test_name,
         "metrics": history[-1] if history else {},
         "history": history,
         "code_stats": {"file": stats_path.name, "images": stats.count, "mean_of_means": float(stats.mean.mean()),
