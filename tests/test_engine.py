@@ -285,6 +285,13 @@ def test_resume_with_custom_transforms_extra_state_and_an_older_runs_record(tmp_
     assert len(run.records) == 2 and run.images.shape[0] == 2
 
 
+def test_records_say_which_spatial_unit_they_show(tiny_model, tiny_gen):
+    """A conv channel without @Y,X is read at its centre, as released; the record says where."""
+    run = visualize(tiny_model, "features.3:1,features.3:2@1,4,features.3:0:mean,fc:0", tiny_gen, steps=1,
+                    progress=False)
+    assert [r["position"] for r in run.records] == [[6, 6], [1, 4], None, None]  # features.3 is 8x12x12
+
+
 def test_records_have_required_fields(tmp_path, tiny_model, tiny_gen):
     run = visualize(tiny_model, "logits:a,c", tiny_gen, steps=3, out=tmp_path / "r", progress=False)
     data = json.loads((tmp_path / "r" / "results.json").read_text())

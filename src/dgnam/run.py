@@ -27,7 +27,7 @@ from .images import grid, save_png
 from .modules import frozen
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import Prior
-from .units import Unit, parse_units, resolve_units
+from .units import Unit, layer_shapes, parse_units, resolve_units
 from .weights import json_safe, save_safetensors, tensor_digest
 
 RESULTS = "results.json"
@@ -148,6 +148,7 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
     parsed = parse_units(units)
     example = space.encode(torch.full((1, *space.shape), 0.5, device=device))
     resolved = resolve_units(model, parsed, example)
+    positions = _positions(model, resolved, example)
     pipeline = Pipeline(generator, model, resolved, space, transforms).to(device)
 
     jobs = [(i, u, r) for i, u in enumerate(resolved) for r in range(restarts)]
@@ -216,7 +217,8 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
         for k, (i, u, r) in enumerate(batch):
             slug = f"{unit_slug(i, u)}_r{r}"
             rec = {
-                "unit": u.address, "unit_index": i, "layer": u.layer, "channel": u.channel, "restart": r,
+                "unit": u.address, "unit_index": i, "layer": u.layer, "channel": u.channel,
+                "position": positions[i], "restart": r,
                 "seed": seeds[k], "method": method, "activation": float(res.activations[k]),
                 "best_activation": float(res.best_activations[k]), "best_step": int(res.best_steps[k]),
                 "steps": config.steps, "code_l2": float(res.codes[k].norm()),
@@ -252,6 +254,20 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
         best_codes=torch.stack([codes_by_job[k][1] for k in order]) if have and order else None,
         out=out_dir,
     )
+
+
+def _positions(model: nn.Module, units: Sequence[Unit], example: torch.Tensor) -> list[list[int] | None]:
+    """The spatial position [y, x] each point unit reads (the channel's centre unless given, as released), None for
+    a channel mean or a layer without a spatial map: a record says which neuron of a conv layer it shows."""
+    shapes = {name: shape for name, _type, shape in layer_shapes(model, example)}
+    out: list[list[int] | None] = []
+    for u in units:
+        spatial = shapes.get(u.layer, ())[1:]
+        if u.reduce == "mean" or len(spatial) != 2:
+            out.append(None)
+        else:
+            out.append(list(u.position) if u.position is not None else [spatial[0] // 2, spatial[1] // 2])
+    return out
 
 
 def _transform_dict(t: Transform) -> dict:
