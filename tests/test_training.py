@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from dgnam import DgnamError
-from dgnam.train.common import Checkpoint
+from dgnam.train.common import Checkpoint, hold_out
 from dgnam.imagespace import ImageSpace
-from dgnam.train.classifier import ClassifierConfig, hold_out, train_classifier
+from dgnam.train.classifier import ClassifierConfig, train_classifier
 from dgnam.train.dae import DAEConfig, train_dae
 from dgnam.train.generator import GeneratorConfig, train_generator
 from dgnam.weights import load_state_dict

@@ -54,12 +54,12 @@ def probabilities(model: nn.Module, raw: torch.Tensor, space: ImageSpace, batch_
     the model's own input space, values clamped to the displayable range first, as a saved PNG would be)."""
     target = model.input_space
     x01 = space.decode(raw).clamp(0, 1)
-    dev = module_device(model)
+    dev, dtype = module_device(model), module_dtype(model)
     out = []
     with frozen(model):
         for i in range(0, len(raw), batch_size):
-            x = convert(space.encode(x01[i : i + batch_size]), space, target).to(dev)
-            out.append(model(x.to(module_dtype(model))).softmax(1).float().cpu())
+            x = convert(space.encode(x01[i : i + batch_size]), space, target).to(dev, dtype)
+            out.append(model(x).softmax(1).float().cpu())
     return torch.cat(out)
 
 
@@ -506,7 +506,9 @@ def evaluate_images(
     example = tspace.encode(torch.full((1, *tspace.shape), 0.5))
     units = resolve_units(model, parse_units([r["unit"] for r in records]), example)
     is_class = _class_units(model, units)
-    judge_class = judge_classes_of(model, judge.model, units, is_class)  # raises, before any work, if classes differ
+    # the judge's class each record's image should have (None: not a class unit); raises, before any work, if the
+    # judge does not know the target's classes
+    intended = judge_classes_of(model, judge.model, units, is_class)
 
     # activation relative to real data, on what the user sees
     key = ("acts", id(model))
@@ -531,10 +533,6 @@ def evaluate_images(
     jc, jp = judge.classify(raw, src)
     judge_classes = list(getattr(judge.model, "classes", None) or [])
 
-    def intended(k: int) -> int | None:
-        """The judge's class for record k's image (None: not a class unit)."""
-        return judge_class[k]
-
     # judge features: realism, memorization, diversity
     feats = judge.features(raw, src)
     key = ("features", id(judge.model), judge.layer)
@@ -548,7 +546,7 @@ def evaluate_images(
 
     per_rec = []
     for k, rec in enumerate(records):
-        c = intended(k)
+        c = intended[k]
         per_rec.append({
             "png_activation": acts[k], "activation_percentile": pct[k], "activation_ratio": ratio[k],
             "judge_class": int(jc[k]), "judge_prob": float(jp[k]),
@@ -575,7 +573,7 @@ def evaluate_images(
             "activation_percentile": float(np.mean([pct[k] for k in ks])),
             "nn_ratio": float(np.mean([per_rec[k]["nn_ratio"] for k in ks])),
         }
-        c = intended(ks[0])
+        c = intended[ks[0]]
         if c is not None:
             row["class"] = c
             row["judge_accuracy"] = float(np.mean([per_rec[k]["judge_correct"] for k in ks]))
@@ -584,11 +582,11 @@ def evaluate_images(
         unit_rows.append(row)
 
     # realism over the whole set, against real images of the same classes (class-balanced), else all real images
-    classes = [intended(k) for k in range(len(records))]
-    missing = sorted({c for c in classes if c is not None and int(data.of_class(c, judge_classes).sum()) < 2})
-    if all(c is not None for c in classes) and not missing:
-        ref = torch.cat([real_feats[data.of_class(c, judge_classes)][:FID_REAL_PER_CLASS] for c in sorted(set(classes))])
-        fid_ref = f"real images of the {len(set(classes))} intended classes ({len(ref)} images)"
+    missing = sorted({c for c in intended if c is not None and int(data.of_class(c, judge_classes).sum()) < 2})
+    if all(c is not None for c in intended) and not missing:
+        ref = torch.cat([real_feats[data.of_class(c, judge_classes)][:FID_REAL_PER_CLASS]
+                         for c in sorted(set(intended))])
+        fid_ref = f"real images of the {len(set(intended))} intended classes ({len(ref)} images)"
     else:
         ref = real_feats
         why = ("the units are not class units" if not missing else "the real images lack class(es) " + ", ".join(

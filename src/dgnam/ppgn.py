@@ -553,7 +553,9 @@ def _fitting_box(box: tuple[int, int, int, int], size: tuple[int, int], what: st
     """``box`` as four ints, or a one-line error when it does not lie inside an image of ``size`` (H, W)."""
     H, W = size
     x, y, w, h = (int(v) for v in box)
-    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > W or y + h > H:
+    if w < 1 or h < 1:
+        raise DgnamError(f"mask {x},{y},{w},{h}: the hole's width and height must be at least 1 pixel")
+    if x < 0 or y < 0 or x + w > W or y + h > H:
         raise DgnamError(f"mask {x},{y},{w},{h} does not fit in the {W}x{H} {what}: give x,y,w,h in its pixels with "
                          f"x+w <= {W}, y+h <= {H}")
     return x, y, w, h
@@ -578,8 +580,6 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
         x, y, w, h = (int(v) for v in text.split(","))
     except ValueError:
         raise DgnamError(f"--mask {text!r}: write x,y,w,h in pixels, e.g. 8,8,12,12") from None
-    if w < 1 or h < 1:
-        raise DgnamError(f"--mask {text!r}: the hole's width and height must be at least 1 pixel")
     return x, y, w, h
 
 

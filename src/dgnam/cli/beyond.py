@@ -13,7 +13,7 @@ import typer
 from ..errors import DgnamError
 from . import app, train_app
 from .codes import read_image
-from .common import DATA_HELP, device_arg, generator_arg, model_arg, print_table
+from .common import DATA_HELP, device_arg, generator_arg, model_arg, out_folder_arg, print_table
 
 
 def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encoder: Optional[str],
@@ -64,9 +64,7 @@ def _declared_space(net, model: str, command: str):
 
 def _fresh_dir(out: Path) -> None:
     """``--out`` of a command that writes a run folder: not a file, and not an earlier run's folder."""
-    if out.exists() and not out.is_dir():
-        raise DgnamError(f"--out {out} is a file: give a folder for the run")
-    if out.is_dir() and any(out.iterdir()):
+    if out_folder_arg(out).is_dir() and any(out.iterdir()):
         raise DgnamError(f"--out {out} exists and is not empty: choose another --out or remove it")
 
 
@@ -227,9 +225,7 @@ def sample(
 
     if bool(cls) == bool(unit):
         raise DgnamError("give --class C (repeatable) or --unit LAYER:CH, not both and not neither")
-    if out.exists() and not out.is_dir():
-        raise DgnamError(f"--out {out} is a file: give a folder for the samples")
-    if (out / "results.json").exists() and not overwrite:
+    if (out_folder_arg(out) / "results.json").exists() and not overwrite:
         raise DgnamError(f"{out} already holds samples: choose another --out, or pass --overwrite to replace them")
     if unit is not None and len(parse_units(unit)) != 1:
         raise DgnamError(f"--unit {unit!r}: one unit per chain (run once per unit)")

@@ -55,6 +55,13 @@ def set_code_stats(gen: Generator | None, path: Path) -> Generator:
     return gen
 
 
+def out_folder_arg(out: Path) -> Path:
+    """``--out`` of a command that writes a folder (a run, samples): a file there is refused in one line."""
+    if out.exists() and not out.is_dir():
+        raise DgnamError(f"--out {out} is a file: give a folder")
+    return out
+
+
 def device_arg(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DgnamError("--device cuda asked for, but this torch has no CUDA device; use --device cpu")

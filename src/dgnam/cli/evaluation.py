@@ -8,11 +8,9 @@ from typing import Optional
 import typer
 
 from . import app
+from ..report import NOT_APPLICABLE
 from .common import model_arg, print_table
 
-#: Shown for a metric that does not apply (judge accuracy of a unit that is not a class unit, the diversity or the
-#: Fréchet distance of a single image): "None" in a table reads like a failure.
-NOT_APPLICABLE = "n/a"
 
 
 @app.command()

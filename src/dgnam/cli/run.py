@@ -11,7 +11,7 @@ import typer
 
 from ..errors import DgnamError
 from . import app
-from .common import device_arg, generator_arg, model_arg, print_table, space_arg
+from .common import device_arg, generator_arg, model_arg, out_folder_arg, print_table, space_arg
 
 
 @app.command()
@@ -53,8 +53,7 @@ def visualize(
         if not lr > 0:
             raise DgnamError(f"--lr must be positive, got {lr}")
         config = dataclasses.replace(config, lr_start=lr)
-    if out.exists() and not out.is_dir():
-        raise DgnamError(f"--out {out} is a file: give a folder for the run")
+    out_folder_arg(out)
     codes = _init_codes(init)
     if (not isinstance(codes, str) or codes == "zeros") and restarts > 1:
         raise DgnamError(f"--init {init} starts every restart from the same code, so --restarts {restarts} would give "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Optional
 
@@ -21,7 +20,7 @@ def train_test(data: Optional[str], size: tuple[int, int], channels: int, seed: 
     images for "test"), so a seeded share of each class is held out: testing on the training images reported their
     fit, not a test figure. ``limit`` takes the first images of the training set (before a hold-out)."""
     from ..data import ImageFolder, load_dataset
-    from ..train.classifier import HOLD_OUT, hold_out
+    from ..train.common import HOLD_OUT, hold_out
 
     tr = load_dataset(data, "train", size, channels)
     if not isinstance(tr, ImageFolder) or tr.split is not None:
@@ -61,9 +60,8 @@ def classifier(
         raise DgnamError(f"{data} holds one class ({classes[0]}): a classifier needs one sub-folder per class, "
                          f"two or more")
     own_classes = entry.classes is None or list(entry.classes) != classes
-    takes_count = "num_classes" in inspect.signature(entry.build).parameters
     torch.manual_seed(seed)
-    model = entry.build(num_classes=len(classes)) if own_classes and takes_count else entry.build()
+    model = entry.build_for_classes(len(classes)) if own_classes else entry.build()
     card = train_classifier(model, entry.space, train, test, out, arch, cfg, resume=not fresh,
                             data_name=data or "fashion-mnist", classes=classes, test_name=test_name)
     typer.echo(f"{arch}: test accuracy {card['metrics']['test_accuracy']:.4f} in {card['training_seconds']:.0f} s "

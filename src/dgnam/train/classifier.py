@@ -11,14 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import DgnamError
 from ..imagespace import ImageSpace
 from ..weights import save_safetensors
 from .common import Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, write_card
-
-#: Share of each class of a data set without a test split (an image folder) held out to measure test accuracy.
-HOLD_OUT = 0.1
-
 
 @dataclass
 class ClassifierConfig:
@@ -32,25 +27,6 @@ class ClassifierConfig:
 
     def validate(self) -> None:
         check_ranges(self, {"epochs": 1, "batch_size": 1})
-
-
-def hold_out(y: torch.Tensor, fraction: float = HOLD_OUT, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train and test indices for labels ``y`` of a data set without a test split: a seeded ``fraction`` of each
-    class (at least one image of every class that has two) is held out, so the test accuracy is measured on images
-    the model never trained on and every class is tested."""
-    g = torch.Generator().manual_seed(seed)
-    train, test = [], []
-    for c in torch.unique(y).tolist():
-        idx = torch.nonzero(y == c).flatten()
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        k = min(max(1, round(fraction * len(idx))), len(idx) - 1)
-        test.append(idx[:k])
-        train.append(idx[k:])
-    test_idx = torch.cat(test).sort().values
-    if len(test_idx) == 0:
-        raise DgnamError("every class has a single image, so none can be held out to test on: give two or more "
-                         "images per class")
-    return torch.cat(train).sort().values, test_idx
 
 
 def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

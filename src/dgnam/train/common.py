@@ -40,6 +40,29 @@ def check_ranges(config: object, at_least: dict[str, float], above_zero: tuple[s
         raise DgnamError(f"{flag} {getattr(config, field)}: give {flag} {want}")
 
 
+#: Share of each class of a data set without a test split (an image folder) held out to measure the test metrics.
+HOLD_OUT = 0.1
+
+
+def hold_out(y: torch.Tensor, fraction: float = HOLD_OUT, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train and test indices for labels ``y`` of a data set without a test split: a seeded ``fraction`` of each
+    class (at least one image of every class that has two) is held out, so the test metrics are measured on images
+    the model never trained on and every class is tested."""
+    g = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = min(max(1, round(fraction * len(idx))), len(idx) - 1)
+        test.append(idx[:k])
+        train.append(idx[k:])
+    test_idx = torch.cat(test).sort().values
+    if len(test_idx) == 0:
+        raise DgnamError("every class has a single image, so none can be held out to test on: give two or more "
+                         "images per class")
+    return torch.cat(train).sort().values, test_idx
+
+
 def set_lr(optim: torch.optim.Optimizer, lr: float) -> None:
     for g in optim.param_groups:
         g["lr"] = lr

@@ -61,8 +61,8 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
 
         stats = CodeStats.load(code_stats_beside(path))
     code_shape = entry.code_shape
-    if classes and "num_classes" in takes:
-        net = entry.build(num_classes=len(classes))  # trained on a folder of its own classes (`dgnam train`)
+    if classes:
+        net = entry.build_for_classes(len(classes))  # trained on a folder of its own classes (`dgnam train`)
     elif stats is not None and len(code_shape or ()) == 1 and stats.mean.numel() != code_shape[0] and takes:
         code_shape = (stats.mean.numel(),)
         net = entry.build(code_shape[0])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,13 @@ class ZooEntry:
         """The model card (data, command, seed, metrics, training time, sha256), or ``{}`` if none is written."""
         p = CARDS_DIR / f"{self.name}.json"
         return json.loads(p.read_text()) if p.exists() else {}
+
+    def build_for_classes(self, n: int) -> nn.Module:
+        """The architecture with ``n`` outputs when its builder takes ``num_classes`` (a classifier of a folder's own
+        classes), else as registered."""
+        if "num_classes" in inspect.signature(self.build).parameters:
+            return self.build(num_classes=n)
+        return self.build()
 
     def weights_path(self) -> Path | None:
         if self.weights is None:
