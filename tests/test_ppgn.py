@@ -342,6 +342,16 @@ def test_cli_inpaint(tmp_path):
     Image.fromarray((FashionMNIST("test")[0][0][0] * 255).byte().numpy()).resize((56, 56)).save(big)
     p = dgnam("inpaint", str(big), "--class", "9", "--mask", "30,30,24,24", "--steps", "2", "--out", str(tmp_path / "b.png"))
     assert p.returncode == 0, p.stderr
+    # beside the panels: the file at its own size, only the hole replaced
+    import numpy as np
+
+    orig, filled = np.asarray(Image.open(big)), np.asarray(Image.open(tmp_path / "b-filled.png"))
+    assert filled.shape == orig.shape == (56, 56)
+    hole = np.zeros((56, 56), bool)
+    hole[30:54, 30:54] = True
+    assert (filled[~hole] == orig[~hole]).all() and (filled[hole] != orig[hole]).any()
+    one_line_error(dgnam("inpaint", "test:0", "--class", "9", "--out", str(tmp_path / "s.png"), "--filled",
+                         str(tmp_path / "s.png")), "different names")
     one_line_error(dgnam("inpaint", str(big), "--class", "9", "--mask", "40,40,20,20"), "56x56")
     one_line_error(dgnam("inpaint", "test:0", "--class", "9", "--mask", "3,4"), "x,y,w,h")
     one_line_error(dgnam("inpaint", "test:0", "--class", "10"), "out of range")
@@ -360,3 +370,19 @@ def test_embedded_dae_and_generator_know_their_layer():
     dae.code_layer = "fc5"  # as a DAE of fmnist-cnn's fc5 codes (also 256-d) would be
     with pytest.raises(DgnamError, match="trained on fc5 codes but fmnist-g-fc6 inverts fc6"):
         sample(gen, dae, ClassCondition(create_model("fmnist-cnn"), [1]), 1, PPGNConfig(steps=2))
+
+
+def test_paste_inside_keeps_every_pixel_outside_the_hole():
+    import numpy as np
+
+    from dgnam.images import paste_inside
+
+    photo = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    fill = np.full((28, 28), 200, np.uint8)  # a gray fill at the model's size
+    inside = np.zeros((40, 60), bool)
+    inside[10:20, 5:25] = True
+    out = paste_inside(photo, fill, inside)
+    assert out.shape == photo.shape and (out[~inside] == photo[~inside]).all()
+    assert (out[inside] == 200).all()  # resized flat gray, as RGB
+    with pytest.raises(ValueError):
+        paste_inside(photo, fill, inside[:10])

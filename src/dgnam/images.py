@@ -75,3 +75,20 @@ def grid(
                 for k, line in enumerate(str(cell_labels[i][j]).split("\n")):
                     draw.text((x, y + cell + 1 + 14 * k), _fit(draw, line, cell, font), fill="black", font=font)
     return canvas
+
+
+def paste_inside(original: np.ndarray, fill: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """``original`` (HxW or HxWx3 uint8, at its own size) with the pixels where ``inside`` (HxW bool) holds taken
+    from ``fill``, which is resized (bicubic) to the original's size first.
+
+    Why: a model fills a hole at its input size (28x28, 224x224), while the user's photo has its own; the result
+    they can use is their photo at full resolution with only the hole replaced, every other pixel untouched. A gray
+    fill in a colour photo is pasted as gray RGB, and a colour fill makes a gray photo RGB.
+    """
+    if inside.shape != original.shape[:2]:
+        raise ValueError(f"the mask is {inside.shape}, the image {original.shape[:2]}")
+    mode = "RGB" if original.ndim == 3 or fill.ndim == 3 else "L"
+    base = np.asarray(Image.fromarray(original).convert(mode)).copy()
+    big = Image.fromarray(fill).convert(mode).resize((original.shape[1], original.shape[0]), Image.BICUBIC)
+    base[inside] = np.asarray(big)[inside]
+    return base

@@ -328,10 +328,15 @@ def inpaint(
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu"),
     out: Path = typer.Option(Path("inpaint.png"), help="PNG of three panels: masked, result, original"),
+    filled: Optional[Path] = typer.Option(None, help="IMAGE at its own size with only the hole replaced (default: "
+                                                     "OUT's name + '-filled', e.g. inpaint-filled.png)"),
 ) -> None:
-    """PPGN inpainting: fill a hole in IMAGE with generated content of class C that fits the pixels around it."""
+    """PPGN inpainting: fill a hole in IMAGE with generated content of class C that fits the pixels around it.
+
+    Writes OUT (masked | result | original at the model's size) and FILLED: IMAGE at its own size, every pixel outside
+    the hole as it was, the hole filled with the result resized to IMAGE's size."""
     from ..imagespace import to_uint8
-    from ..images import grid
+    from ..images import grid, paste_inside, save_png
     from ..ppgn import ClassCondition, PPGNConfig, hole_mask, inpaint as run_inpaint, parse_box, scale_box
 
     from PIL import Image
@@ -340,6 +345,11 @@ def inpaint(
         raise DgnamError(f"--out {out}: give an image file name, e.g. inpaint.png")
     if out.is_dir():
         raise DgnamError(f"--out {out} is a folder: give an image file name, e.g. {out / 'inpaint.png'}")
+    filled = filled or out.with_name(f"{out.stem}-filled{out.suffix}")
+    if filled.suffix.lower() not in Image.registered_extensions() or filled.is_dir():
+        raise DgnamError(f"--filled {filled}: give an image file name, e.g. filled.png")
+    if filled.resolve() == out.resolve():
+        raise DgnamError(f"--filled {filled} is --out too: give them different names")
     dev = device_arg(device)
     net = model_arg(model, arch).to(dev)
     space = _declared_space(net, model, "inpaint")
@@ -348,9 +358,13 @@ def inpaint(
         raise DgnamError("inpainting needs a learned generator: pass --generator (e.g. fmnist-g-fc6)")
     gen = gen.to(dev)
     enc, layer = _encoder_for(generator, generator_arch, net, encoder, encoder_layer, encoder_arch)
-    x, size = read_image(image, space)
+    x, original = read_image(image, space)
+    size = original.shape[:2]
     box = scale_box(parse_box(mask), size, space.size, f"image {image}") if mask else None
     m = hole_mask(space.size, box)
+    # the hole at IMAGE's own size: the given box, or the default hole (model pixels) scaled up with the image
+    inside = (hole_mask(size, parse_box(mask)) if mask
+              else torch.nn.functional.interpolate(m, size=size, mode="nearest"))[0, 0].bool().numpy()
     (c,) = _class_indices(net, [cls])
     cond = ClassCondition(net, [c], score=class_score)
     cfg = PPGNConfig(steps=steps, eps1=eps1, eps2=eps2, eps3=eps3, eps4=eps4, lr=lr, lr_end=lr_end, seed=seed)
@@ -363,7 +377,10 @@ def inpaint(
     out.parent.mkdir(parents=True, exist_ok=True)
     grid([row], col_labels=["masked", f"result ({name})", "original"],
          cell_labels=[[f"p={p_masked:.2f}", f"p={p_result:.2f}", ""]], cell=112).save(out)
-    typer.echo(f"p({name}): masked {p_masked:.3f} -> inpainted {p_result:.3f}; wrote {out}")
+    filled.parent.mkdir(parents=True, exist_ok=True)
+    save_png(paste_inside(original, to_uint8(res.generated, space)[0], inside), filled)
+    typer.echo(f"p({name}): masked {p_masked:.3f} -> inpainted {p_result:.3f}; wrote {out} and {filled} "
+               f"({size[1]}x{size[0]})")
 
 
 @train_app.command("dae")

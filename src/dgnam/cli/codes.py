@@ -14,7 +14,8 @@ from .common import DATA_HELP, model_arg
 
 
 def _read_arrays(paths: list[Path]) -> list:
-    """The image files as HxWx3 uint8 arrays at their own size; an unreadable file is a one-line error."""
+    """The image files as uint8 arrays at their own size, HxW for gray files and HxWx3 otherwise; an unreadable file
+    is a one-line error."""
     from PIL import Image
     import numpy as np
 
@@ -22,15 +23,15 @@ def _read_arrays(paths: list[Path]) -> list:
     for p in paths:
         try:
             with Image.open(p) as im:
-                arrs.append(np.asarray(im.convert("RGB")))
+                arrs.append(np.asarray(im.convert("L" if im.mode in ("1", "L", "LA") else "RGB")))
         except OSError as e:
             raise DgnamError(f"cannot read image {p}: {e}") from None
     return arrs
 
 
-def read_image(spec: str, space) -> tuple[torch.Tensor, tuple[int, int]]:
+def read_image(spec: str, space) -> tuple[torch.Tensor, "np.ndarray"]:
     """IMAGE is a file, or ``test:INDEX`` / ``train:INDEX`` for a Fashion-MNIST image: the image (1, C, H, W) in
-    ``space`` at its size, and the image's own size (H, W) before it was resized."""
+    ``space`` at its size, and the image as read, at its own size (an HxW or HxWx3 uint8 array)."""
     import re
 
     m = re.fullmatch(r"(train|test):(.*)", str(spec))
@@ -44,11 +45,11 @@ def read_image(spec: str, space) -> tuple[torch.Tensor, tuple[int, int]]:
         if i >= len(ds):
             raise DgnamError(f"{spec}: Fashion-MNIST {m[1]} has images 0..{len(ds) - 1}")
         img = ds[i][0]
-        return space.encode(img[None]), tuple(img.shape[-2:])
+        return space.encode(img[None]), ds.images[i].numpy()
     from ..imagespace import from_uint8
 
     (arr,) = _read_arrays([Path(spec)])
-    return from_uint8([arr], space), tuple(arr.shape[:2])
+    return from_uint8([arr], space), arr
 
 
 def _images(specs: list[str], space) -> torch.Tensor:
