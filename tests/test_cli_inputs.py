@@ -144,7 +144,7 @@ def test_a_generator_file_says_which_layer_it_inverts(tmp_path):
     from dgnam.cli.beyond import _inverts
 
     (tmp_path / "g.json").write_text(json.dumps({"inverts": {"encoder": "fmnist-cnn", "layer": "fc5"}}))
-    assert _inverts(str(tmp_path / "g.safetensors"), "fmnist-g-fc6") == ("fmnist-cnn", "fc5")  # the card first
+    assert _inverts(str(tmp_path / "g.safetensors"), "fmnist-g-fc6") == ("fmnist-cnn", "fc5", None)  # the card first
     (tmp_path / "g.json").unlink()
-    assert _inverts(str(tmp_path / "g.safetensors"), "fmnist-g-fc6") == ("fmnist-cnn", "fc6")  # then the arch's
+    assert _inverts(str(tmp_path / "g.safetensors"), "fmnist-g-fc6") == ("fmnist-cnn", "fc6", None)  # then the arch's
     assert _inverts(str(tmp_path / "g.safetensors"), None) is None

@@ -251,3 +251,25 @@ def test_generator_and_dae_on_a_plain_folder_test_on_held_out_images(tmp_path):
     p = dgnam("train", "dae", "--data", data, "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "d"))
     assert p.returncode == 0, p.stderr
     assert "held out" in json.loads((tmp_path / "d" / "fmnist-dae-fc6.json").read_text())["codes"]["test"]
+
+
+def test_a_generator_of_a_file_encoder_finds_that_encoder_again(tmp_path):
+    """`train generator --encoder FILE --encoder-arch A` records the file and architecture in the card, so inpaint
+    (and sample --prior joint, facets) load that encoder without --encoder; the card used to name only the file's
+    stem, which nothing could load."""
+    from dgnam.cli.beyond import _inverts
+
+    data = str(_folder(tmp_path / "data"))
+    p = dgnam("train", "classifier", "--arch", "fmnist-cnn", "--data", data, "--epochs", "1", "--batch-size", "8",
+              "--out", str(tmp_path / "c"))
+    assert p.returncode == 0, p.stderr
+    enc = tmp_path / "c" / "fmnist-cnn.safetensors"
+    p = dgnam("train", "generator", "--data", data, "--epochs", "1", "--batch-size", "8", "--encoder", str(enc),
+              "--encoder-arch", "fmnist-cnn", "--name", "g", "--out", str(tmp_path / "g"))
+    assert p.returncode == 0, p.stderr
+    g = tmp_path / "g" / "g.safetensors"
+    assert _inverts(str(g), "fmnist-g-fc6") == (str(enc.resolve()), "fc6", "fmnist-cnn")
+    p = dgnam("inpaint", "test:0", "--class", "0", "--generator", str(g), "--generator-arch", "fmnist-g-fc6",
+              "--prior", "joint", "--steps", "1", "--out", str(tmp_path / "i.png"))
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "i-filled.png").exists()

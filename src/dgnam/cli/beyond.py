@@ -25,14 +25,18 @@ def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encode
         known = _inverts(generator_spec, generator_arch)
         if known is None:
             raise DgnamError(f"which layer does {generator_spec} invert? pass --encoder MODEL --encoder-layer LAYER")
-        encoder, layer = encoder or known[0], layer or known[1]
+        if encoder is None:
+            encoder, encoder_arch = known[0], encoder_arch or known[2]
+        layer = layer or known[1]
     if encoder == getattr(net, "zoo_name", None) and encoder_arch is None:
         return net, layer
     return model_arg(encoder, encoder_arch, flag="--encoder"), layer
 
 
-def _inverts(generator_spec: str, generator_arch: Optional[str]) -> tuple[str, str] | None:
-    """(encoder, layer) a generator inverts, from its card beside a weights file, else a zoo entry."""
+def _inverts(generator_spec: str, generator_arch: Optional[str]) -> tuple[str, str, Optional[str]] | None:
+    """(encoder, layer, encoder's architecture) a generator inverts, from its card beside a weights file, else a zoo
+    entry. An encoder loaded from a file or factory is named by its ``source`` in the card (the file with its
+    architecture), a zoo encoder by its name."""
     from ..zoo import get_entry
 
     card = Path(generator_spec).with_suffix(".json")
@@ -42,14 +46,17 @@ def _inverts(generator_spec: str, generator_arch: Optional[str]) -> tuple[str, s
         except (OSError, ValueError, AttributeError):
             inv = {}
         if isinstance(inv, dict) and inv.get("encoder") and inv.get("layer"):
-            return inv["encoder"], inv["layer"]
+            src = inv.get("source")
+            if isinstance(src, dict) and src.get("spec"):
+                return str(src["spec"]), inv["layer"], src.get("arch")
+            return inv["encoder"], inv["layer"], None
     for name in (generator_spec, generator_arch):
         try:
             entry = get_entry(name) if name else None
         except DgnamError:
             entry = None
         if entry is not None and entry.encoder is not None:
-            return entry.encoder, entry.encoder_layer
+            return entry.encoder, entry.encoder_layer, None
     return None
 
 

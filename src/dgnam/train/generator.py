@@ -160,7 +160,10 @@ def train_generator(
         "name": name,
         "kind": "generator",
         "architecture": type(generator).__name__,
-        "inverts": {"layer": layer, "encoder": getattr(encoder, "zoo_name", type(encoder).__name__)},
+        # a zoo name, or how to load a user's encoder again (its file and architecture, or its factory), so that
+        # `sample --prior joint`, `inpaint` and `facets` find it without --encoder
+        "inverts": {"layer": layer, "encoder": getattr(encoder, "zoo_name", type(encoder).__name__),
+                    **({"source": encoder.dgnam_source} if getattr(encoder, "dgnam_source", None) else {})},
         "data": data_name,
         "test": test_name,
         "metrics": history[-1] if history else {},
