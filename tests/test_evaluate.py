@@ -362,3 +362,23 @@ def test_the_last_module_of_a_sequential_counts_as_a_class_unit():
 
     units = parse_units("3:0,1,1:0")
     assert _class_units(net, units) == [True, True, False]
+
+
+def test_a_fashion_mnist_default_chosen_on_the_format_alone_is_said():
+    """A 28x28 gray 10-output model without class names gets Fashion-MNIST's data and judge (a user's own classifier
+    usually is one), but an MNIST-digits net looks the same: the evaluation says what it assumed."""
+    from torch import nn
+
+    from dgnam.data import FASHION_MNIST_CLASSES
+    from dgnam import ImageSpace
+    from dgnam.evaluate import _assumed_fashion_mnist, _class_set
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    net.input_space = ImageSpace(size=(28, 28), color="GRAY")
+    assert _class_set(net) == "Fashion-MNIST"
+    note = _assumed_fashion_mnist(net, "Fashion-MNIST", True, True)
+    assert "the real images and the judge are Fashion-MNIST's" in note and "--data and --judge" in note
+    assert "the judge are" in _assumed_fashion_mnist(net, "Fashion-MNIST", False, True)
+    assert _assumed_fashion_mnist(net, "Fashion-MNIST", False, False) is None  # both given: nothing assumed
+    net.classes = list(FASHION_MNIST_CLASSES)  # named: known, not assumed
+    assert _assumed_fashion_mnist(net, _class_set(net), True, True) is None

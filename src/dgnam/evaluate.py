@@ -335,6 +335,18 @@ def _class_set(model: nn.Module) -> str | None:
     return None
 
 
+def _assumed_fashion_mnist(model: nn.Module, class_set: str | None, default_data: bool, default_judge: bool
+                           ) -> str | None:
+    """The line that says a default was chosen on the target's format alone: a model without class names that takes
+    28x28 gray images with 10 outputs is taken for a Fashion-MNIST classifier (a user's own one usually is), but an
+    MNIST-digits net looks the same, and its judge accuracy against Fashion-MNIST would mean nothing."""
+    if class_set != "Fashion-MNIST" or getattr(model, "classes", None) or not (default_data or default_judge):
+        return None
+    chosen = " and ".join(w for w, d in (("the real images", default_data), ("the judge", default_judge)) if d)
+    return (f"assumed a Fashion-MNIST classifier (the target names no classes and takes 28x28 gray images with 10 "
+            f"outputs), so {chosen} are Fashion-MNIST's: for other data give --data and --judge")
+
+
 def _suggested_judge(model: nn.Module) -> str | None:
     """The zoo's held-out judge for the target's class set (never the target itself), if there is one."""
     judge = {"Fashion-MNIST": DEFAULT_JUDGE, "ImageNet": DEFAULT_IMAGENET_JUDGE}.get(_class_set(model) or "")
@@ -450,6 +462,7 @@ def evaluate_run(
         model.input_space = ImageSpace.from_dict(cfg["target_space"])
     tspace: ImageSpace = model.input_space
     class_set = _class_set(model)
+    assumed = _assumed_fashion_mnist(model, class_set, data is None, judge is None)
     if data is None and class_set != "Fashion-MNIST":  # Fashion-MNIST through an ImageNet model: minutes, no meaning
         raise DgnamError(f"the target {_model_name(model)} does not take Fashion-MNIST images (the default real data): "
                          f"give --data FOLDER with real images of the target's classes (one sub-folder per class)")
@@ -478,6 +491,8 @@ def evaluate_run(
     ev["summary"].update({"images_expected": expected if expected is not None else len(records),
                           "complete": expected is None or len(records) >= expected})
     ev["records_scored"] = len(records)
+    if assumed:
+        ev["summary"]["assumed"] = assumed
     if write:
         from .run import _write_json_atomic
 

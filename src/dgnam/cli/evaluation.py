@@ -45,6 +45,8 @@ def evaluate(
     warning = incomplete_warning(s)
     if warning:
         typer.secho(warning, fg=typer.colors.YELLOW, bold=True)
+    if s.get("assumed"):
+        typer.secho(f"note: {s['assumed']}", fg=typer.colors.YELLOW)
     print_table([_shown(u, unit_cols) for u in ev["units"]], unit_cols, title=f"{run_dir}")
     typer.echo(f"Fréchet distance {_fmt(s['fid'], 2)} over {s['images']} images ({s['restarts_per_unit']} per unit) "
                f"against {s['fid_reference']}; judge accuracy {_fmt(s['judge_accuracy'], 3)}; median "
@@ -84,6 +86,7 @@ def _write_report(run_dir: Path, ev: dict, unit_cols: list[str]) -> Path:
     s = ev["summary"]
     warning = incomplete_warning(s)
     sections = [("Incomplete run", warning_section(warning))] if warning else []
+    sections += [("Assumed", warning_section(s["assumed"]))] if s.get("assumed") else []
     sections += [(name, image_section(run_dir / name, name)) for name in RUN_FIGURES if (run_dir / name).exists()]
     sections += [
         ("Summary", f"<p>Scored {s['images']} of the run's {s.get('images_expected', s['images'])} images.</p>"
