@@ -261,9 +261,11 @@ def test_a_generator_of_a_file_encoder_finds_that_encoder_again(tmp_path):
 
     data = str(_folder(tmp_path / "data"))
     p = dgnam("train", "classifier", "--arch", "fmnist-cnn", "--data", data, "--epochs", "1", "--batch-size", "8",
-              "--out", str(tmp_path / "c"))
+              "--name", "enc", "--limit", "16", "--out", str(tmp_path / "c"))
     assert p.returncode == 0, p.stderr
-    enc = tmp_path / "c" / "fmnist-cnn.safetensors"
+    enc = tmp_path / "c" / "enc.safetensors"
+    m = json.loads((tmp_path / "c" / "enc.json").read_text())["metrics"]
+    assert m["train_images"] + m["test_images"] == 16  # --limit, then 10 % of each class held out
     p = dgnam("train", "generator", "--data", data, "--epochs", "1", "--batch-size", "8", "--encoder", str(enc),
               "--encoder-arch", "fmnist-cnn", "--name", "g", "--out", str(tmp_path / "g"))
     assert p.returncode == 0, p.stderr

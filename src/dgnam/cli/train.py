@@ -36,7 +36,9 @@ def train_test(data: Optional[str], size: tuple[int, int], channels: int, seed: 
 @train_app.command("classifier")
 def classifier(
     arch: str = typer.Option(..., help="zoo architecture: fmnist-cnn or fmnist-judge"),
+    name: Optional[str] = typer.Option(None, help="name of the trained model, its files' names (default: ARCH)"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    limit: Optional[int] = typer.Option(None, help="train on the first N images only"),
     epochs: int = typer.Option(10),
     batch_size: int = typer.Option(128),
     lr: float = typer.Option(2e-3),
@@ -45,8 +47,9 @@ def classifier(
     device: str = typer.Option("cpu"),
     fresh: bool = typer.Option(False, help="ignore an existing checkpoint instead of resuming from it"),
 ) -> None:
-    """Train a classifier; an interrupted run resumes from OUT/ARCH-ckpt. An image folder has no test split: 10% of
-    each class is held out to test on, and the model gets one output per class."""
+    """Train a classifier into OUT/NAME.safetensors (+ card NAME.json); an interrupted run resumes from OUT/NAME-ckpt.
+    An image folder has no test split: 10% of each class is held out to test on, and the model gets one output per
+    class."""
     from ..train.classifier import ClassifierConfig, train_classifier
     from ..zoo import get_entry
 
@@ -55,17 +58,18 @@ def classifier(
         raise DgnamError(f"{arch} is a {entry.kind}, not a classifier")
     cfg = ClassifierConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=str(device_arg(device)))
     cfg.validate()  # before the data is read
-    train, test, classes, test_name = train_test(data, entry.space.size, entry.space.channels, seed)
+    train, test, classes, test_name = train_test(data, entry.space.size, entry.space.channels, seed, limit)
     if len(classes) < 2:
         raise DgnamError(f"{data} holds one class ({classes[0]}): a classifier needs one sub-folder per class, "
                          f"two or more")
     own_classes = entry.classes is None or list(entry.classes) != classes
     torch.manual_seed(seed)
     model = entry.build_for_classes(len(classes)) if own_classes else entry.build()
-    card = train_classifier(model, entry.space, train, test, out, arch, cfg, resume=not fresh,
+    name = name or arch
+    card = train_classifier(model, entry.space, train, test, out, name, cfg, resume=not fresh,
                             data_name=data or "fashion-mnist", classes=classes, test_name=test_name)
-    typer.echo(f"{arch}: test accuracy {card['metrics']['test_accuracy']:.4f} in {card['training_seconds']:.0f} s "
-               f"-> {out}/{arch}.safetensors")
+    typer.echo(f"{name}: test accuracy {card['metrics']['test_accuracy']:.4f} in {card['training_seconds']:.0f} s "
+               f"-> {out}/{name}.safetensors (load it with --model {out}/{name}.safetensors --arch {arch})")
 
 
 @train_app.command("generator")

@@ -117,7 +117,8 @@ def train_classifier(
         "data": data_name,
         "classes": list(classes) if classes is not None else None,
         "test": test_name,
-        "metrics": {"test_accuracy": history[-1]["test_accuracy"] if history else None, "test_images": len(test[1])},
+        "metrics": {"test_accuracy": history[-1]["test_accuracy"] if history else None, "test_images": len(test[1]),
+                    "train_images": len(train[1])},
         "history": history,
         **provenance(config, timer, weights),
     }
