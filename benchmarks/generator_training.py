@@ -52,13 +52,12 @@ import numpy as np
 import torch
 
 from dgnam import LearnedGenerator, bound_scaled_lr, create_model
+from dgnam.zoo import load_model
 from dgnam.data import FashionMNIST
 from dgnam.facets import synthesize_facets
 from dgnam.optimize import DGNAM_LR_START
-from dgnam.priors import CodeStats
 from dgnam.units import encode
-from dgnam.weights import load_into, load_state_dict
-from dgnam.zoo.fmnist import FMNIST_GEN_SPACE, FashionGenerator
+from dgnam.zoo.files import card_beside
 from step_size import RESTARTS, measure  # this folder's step-size benchmark: the same DGN-AM job
 from facets import class_facets, fidelity_checks  # this folder's multifaceted benchmark: the same facets
 
@@ -67,12 +66,12 @@ SEED = 1  # not the benchmarks' seed 0
 
 
 def load_generator(weights: Path) -> tuple[LearnedGenerator, dict]:
-    stats = CodeStats.load(weights.with_name(weights.name.replace(".safetensors", ".codestats.safetensors")))
-    net = FashionGenerator(stats.dim)
-    load_into(net, load_state_dict(weights))
-    card = json.loads(weights.with_suffix(".json").read_text())
-    layer = card.get("inverts", {}).get("layer", "fc6")  # the layer of fmnist-cnn it inverts (older cards: fc6)
-    return LearnedGenerator(net.eval(), (stats.dim,), FMNIST_GEN_SPACE, stats, name=card["name"], code_layer=layer), card
+    """A generator `dgnam train generator` wrote, as `--generator FILE --generator-arch fmnist-g-fc6` loads it (code
+    statistics and the layer it inverts from beside the file), with its card."""
+    gen = load_model(str(weights), "fmnist-g-fc6")
+    if gen.code_stats is None:
+        raise SystemExit(f"{weights}: no code statistics beside it ({weights.stem}.codestats.safetensors)")
+    return gen, card_beside(weights)
 
 
 def main() -> None:

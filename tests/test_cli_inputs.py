@@ -81,7 +81,7 @@ def test_facets_and_inpaint_inputs(tmp_path):
     fashion_mnist("train")
     base = ["facets", "--model", "fmnist-cnn", "--limit", "300", "--k", "3", "--reduce", "pca", "--steps", "2"]
     refused("one unit at a time", *base, "--unit", "logits:0,1", "--out", tmp_path / "a")
-    refused("for each of the 10 facets", "facets", "--model", "fmnist-cnn", "--limit", "100", "--k", "10",
+    refused("that 10 facets need", "facets", "--model", "fmnist-cnn", "--limit", "100", "--k", "10",
             "--unit", "logits:0", "--out", tmp_path / "b")
     refused("--limit 0", *base, "--unit", "logits:0", "--limit", "0", "--out", tmp_path / "c")
     refused("--lr-start must be positive", *base, "--unit", "logits:0", "--lr-start", "0", "--out", tmp_path / "d")

@@ -31,8 +31,8 @@ from .errors import DgnamError
 from .imagespace import ImageSpace, convert
 from .modules import frozen, module_device, module_dtype
 from .weights import tensor_digest
-from .units import (LOGITS, LayerReader, default_embed_layer, encode, layer_names, layer_shapes, parse_units,
-                    resolve_units, unit_responses)
+from .units import (LOGITS, LayerReader, default_embed_layer, encode, layer_names, layer_shapes, output_tensor,
+                    parse_units, resolve_units, unit_responses)
 
 #: The default judge of a Fashion-MNIST target: a classifier of another architecture and seed, never used in
 #: optimization. It (and Fashion-MNIST as the real data) applies only to targets that take Fashion-MNIST images.
@@ -59,7 +59,7 @@ def probabilities(model: nn.Module, raw: torch.Tensor, space: ImageSpace, batch_
     with frozen(model):
         for i in range(0, len(raw), batch_size):
             x = convert(space.encode(x01[i : i + batch_size]), space, target).to(dev, dtype)
-            out.append(model(x).softmax(1).float().cpu())
+            out.append(output_tensor(model(x)).softmax(1).float().cpu())
     return torch.cat(out)
 
 
@@ -155,7 +155,7 @@ class Judge:
                 close = difflib.get_close_matches(self.layer, names, n=3, cutoff=0.5)
                 hint = f" (closest: {', '.join(close)})" if close else ""
                 raise DgnamError(f"--judge-layer {self.layer!r}: the judge has no such layer{hint}; "
-                                 f"`dgnam layers JUDGE` lists them")
+                                 f"`dgnam layers JUDGE` lists them (Python: judge_layer=)")
             return
         example = self.space.encode(torch.full((1, *self.space.shape), 0.5)).to(self._device)
         try:
@@ -166,7 +166,7 @@ class Judge:
             self.layer = _pass_through_layer(self.model, example)
             if self.layer is None:  # units.py names its own option; here the user's option is --judge-layer
                 raise DgnamError("cannot pick the judge's feature layer (it has no one-dimensional layer before its "
-                                 "output): pass --judge-layer (`dgnam layers JUDGE` lists them)") from None
+                                 "output): pass --judge-layer (Python: judge_layer=; `dgnam layers JUDGE` lists them)") from None
 
     @property
     def space(self) -> ImageSpace:
@@ -458,52 +458,66 @@ def evaluate_run(
             raise DgnamError(f"the run's target {name} has other weights now than when the run was made (retrained "
                              f"or replaced): pass --model with the run's weights (Python: model=)")
         model = loaded
-    if getattr(model, "input_space", None) is None:
+    # a model without input_space gets the run's for this evaluation only: left on it, a later evaluation of another
+    # run (or a visualize without input_space) would silently read images in this run's space
+    added_space = getattr(model, "input_space", None) is None
+    if added_space:
         model.input_space = ImageSpace.from_dict(cfg["target_space"])
-    tspace: ImageSpace = model.input_space
-    class_set = _class_set(model)
-    assumed = _assumed_fashion_mnist(model, class_set, data is None, judge is None)
-    if data is None and class_set != "Fashion-MNIST":  # Fashion-MNIST through an ImageNet model: minutes, no meaning
-        raise DgnamError(f"the target {_model_name(model)} does not take Fashion-MNIST images (the default real data): "
-                         f"give --data FOLDER with real images of the target's classes (one sub-folder per class)")
-    if judge is None:
-        judge = _suggested_judge(model)
+    try:
+        tspace: ImageSpace = model.input_space
+        class_set = _class_set(model)
+        assumed = _assumed_fashion_mnist(model, class_set, data is None, judge is None)
+        if data is None and class_set != "Fashion-MNIST":  # Fashion-MNIST through an ImageNet model: minutes, no meaning
+            raise DgnamError(f"the target {_model_name(model)} does not take Fashion-MNIST images (the default real data): "
+                             f"give --data FOLDER with real images of the target's classes (one sub-folder per class)")
         if judge is None:
-            raise DgnamError(f"no default judge for the target {_model_name(model)}: give --judge, a held-out "
-                             f"classifier of the target's classes")
-        try:
+            judge = _suggested_judge(model)
+            if judge is None:
+                raise DgnamError(f"no default judge for the target {_model_name(model)}: give --judge, a held-out "
+                                 f"classifier of the target's classes")
+            try:
+                judge = load_model(judge)
+            except DgnamError as e:
+                raise DgnamError(f"the default judge {judge} cannot be loaded ({e}); or give --judge") from None
+        elif isinstance(judge, str):
             judge = load_model(judge)
-        except DgnamError as e:
-            raise DgnamError(f"the default judge {judge} cannot be loaded ({e}); or give --judge") from None
-    elif isinstance(judge, str):
-        judge = load_model(judge)
-    judge_obj = Judge(judge, layer=judge_layer)
-    # the class check before the real data are read (which takes a while): a wrong judge fails at once
-    units = resolve_units(model, parse_units([r["unit"] for r in records]),
-                          tspace.encode(torch.full((1, *tspace.shape), 0.5)))
-    judge_classes_of(model, judge, units, _class_units(model, units))
-    if not isinstance(data, RealData):
-        data = load_real(data, n=real_images, size=tspace.size, channels=tspace.channels)
-    images = load_run_images(out, records)
-    ev = evaluate_images(images, records, model, judge_obj, data)
-    per_rec = ev.pop("records")
-    # which records were scored: an evaluation.json older than the run's results.json says so by its count
-    ev["summary"].update({"images_expected": expected if expected is not None else len(records),
-                          "complete": expected is None or len(records) >= expected})
-    ev["records_scored"] = len(records)
-    if assumed:
-        ev["summary"]["assumed"] = assumed
-    if write:
-        from .run import _write_json_atomic
+        judge_obj = Judge(judge, layer=judge_layer)
+        # the class check before the real data are read (which takes a while): a wrong judge fails at once
+        units = resolve_units(model, parse_units([r["unit"] for r in records]),
+                              tspace.encode(torch.full((1, *tspace.shape), 0.5)))
+        judge_classes_of(model, judge, units, _class_units(model, units))
+        if not isinstance(data, RealData):
+            data = load_real(data, n=real_images, size=tspace.size, channels=tspace.channels)
+        images = load_run_images(out, records)
+        ev = evaluate_images(images, records, model, judge_obj, data)
+        per_rec = ev.pop("records")
+        # which records were scored: an evaluation.json older than the run's results.json says so by its count
+        ev["summary"].update({"images_expected": expected if expected is not None else len(records),
+                              "complete": expected is None or len(records) >= expected})
+        ev["records_scored"] = len(records)
+        if assumed:
+            ev["summary"]["assumed"] = assumed
+        if write:
+            from .run import _write_json_atomic
 
-        for rec, metrics in zip(records, per_rec):
-            rec.update(metrics)
-        _write_json_atomic(out / "results.json", results)
-        nn_idx = torch.tensor([m["nn_indices"] for m in per_rec])
-        nearest_figure(*images, nn_idx, data, records).save(out / "nearest.png")
-        ev["nearest_png"] = str(out / "nearest.png")
-        (out / "evaluation.json").write_text(json.dumps(ev, indent=1))
-    return ev
+            for rec, metrics in zip(records, per_rec):
+                rec.update(metrics)
+            _write_json_atomic(out / "results.json", results)
+            nn_idx = torch.tensor([m["nn_indices"] for m in per_rec])
+            nearest_figure(*images, nn_idx, data, records).save(out / "nearest.png")
+            ev["nearest_png"] = str(out / "nearest.png")
+            (out / "evaluation.json").write_text(json.dumps(ev, indent=1))
+        return ev
+    finally:
+        if added_space:
+            del model.input_space
+
+
+def _mean_defined(values: Sequence[float | None]) -> float | None:
+    """The mean of the values that are defined; ``None`` when none is (e.g. activation ratios of units whose real
+    maximum is <= 0)."""
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None
 
 
 def evaluate_images(
@@ -542,7 +556,7 @@ def evaluate_images(
         acts.append(float(a))
         pct.append(float(activation_percentile(a, real)))
         rmax = float(real.max())
-        ratio.append(float(a) / rmax if rmax > 0 else float("nan"))
+        ratio.append(float(a) / rmax if rmax > 0 else None)  # no ratio to a real maximum <= 0 (JSON has no NaN)
 
     # recognisability
     jc, jp = judge.classify(raw, src)
@@ -584,7 +598,7 @@ def evaluate_images(
         row = {
             "unit": records[ks[0]]["unit"], "unit_index": ui, "images": len(ks),
             "diversity": mean_pairwise_distance(feats[ks]) if len(ks) > 1 else None,
-            "activation_ratio": float(np.mean([ratio[k] for k in ks])),
+            "activation_ratio": _mean_defined([ratio[k] for k in ks]),
             "activation_percentile": float(np.mean([pct[k] for k in ks])),
             "nn_ratio": float(np.mean([per_rec[k]["nn_ratio"] for k in ks])),
         }
@@ -615,7 +629,7 @@ def evaluate_images(
         "images": len(records), "units": len(unit_rows), "restarts_per_unit": min(restarts),
         "fid": fid, "fid_reference": fid_ref,
         "judge_accuracy": float(np.mean(correct)) if correct else None,
-        "activation_ratio": float(np.mean(ratio)), "activation_percentile": float(np.mean(pct)),
+        "activation_ratio": _mean_defined(ratio), "activation_percentile": float(np.mean(pct)),
         "nn_ratio": float(np.median([r["nn_ratio"] for r in per_rec])),
         "nn_ratio_min": float(min(r["nn_ratio"] for r in per_rec)),
         "real_nn_median": real_nn_median,

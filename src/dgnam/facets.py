@@ -53,7 +53,7 @@ from .errors import DgnamError
 from .evaluate import mean_pairwise_distance  # noqa: F401  (re-exported: facet diversity)
 from .generators import Generator, PixelGenerator
 from .imagespace import ImageSpace, to_uint8
-from .modules import frozen
+from .modules import as_device, frozen
 from .optimize import AMConfig
 from .priors import Prior, StepState, gaussian_blur
 from .units import LayerReader, Unit, default_embed_layer, encode, parse_units, resolve_units, unit_responses
@@ -317,6 +317,10 @@ def _check_images(model: nn.Module, images01: torch.Tensor) -> ImageSpace:
     if images01.dim() != 4 or tuple(images01.shape[1:]) != space.shape:
         raise DgnamError(f"images have shape {tuple(images01.shape)}, expected (N, {space.channels}, {space.size[0]}, "
                          f"{space.size[1]}) in [0, 1]; load them at the model's input size")
+    if not images01.is_floating_point() or images01.min() < 0 or images01.max() > 1:
+        lo, hi = float(images01.min()), float(images01.max())
+        raise DgnamError(f"images range over [{lo:g}, {hi:g}] ({images01.dtype}), expected floats in [0, 1] (not yet "
+                         f"in the model's input space): divide 0..255 images by 255")
     return space
 
 
@@ -326,8 +330,8 @@ def find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, conf
     model's input size), clustered into ``config.k`` facets in ``config.embed_layer``'s features. ``model`` runs in
     eval mode on ``device`` and comes back as it was given (:func:`dgnam.modules.frozen`)."""
 
-    with frozen(model, torch.device(device)):
-        return _find_facets(model, unit, images01, config, torch.device(device))
+    with frozen(model, as_device(device)):
+        return _find_facets(model, unit, images01, config, as_device(device))
 
 
 def _find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, config: FacetConfig | None,
@@ -344,9 +348,9 @@ def _find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, con
     acts = unit_responses(model, u, x)
     n_top = int(round(config.top_fraction * len(x)))
     if n_top < MIN_IMAGES_PER_FACET * config.k:  # else the "facets" would be single images, or would not exist
-        raise DgnamError(f"the top {config.top_fraction:g} of {len(x)} images is {n_top} images, fewer than "
-                         f"{MIN_IMAGES_PER_FACET} for each of the {config.k} facets: give more data, a larger "
-                         f"--top-fraction or a smaller --k")
+        raise DgnamError(f"the top {config.top_fraction:g} of {len(x)} images is {n_top} images, fewer than the "
+                         f"{MIN_IMAGES_PER_FACET * config.k} that {config.k} facets need ({MIN_IMAGES_PER_FACET} "
+                         f"each): give more data, a larger --top-fraction or a smaller --k")
     top = acts.argsort(descending=True)[:n_top]
     feats = encode(model, layer, x[top])
     cl = cluster_features(feats, config.k, config.reduce, config.pca_dim, config.perplexity, config.seed)
@@ -383,7 +387,7 @@ def synthesize_facets(
     from contextlib import ExitStack
 
 
-    device = torch.device(device)
+    device = as_device(device)
     with ExitStack() as stack:
         stack.enter_context(frozen(model, device))
         if encoder is not None and encoder[0] is not model:

@@ -49,10 +49,13 @@ class Generator(nn.Module):
 
     def check_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """``codes`` in this generator's code shape and dtype (float64 codes from numpy, say, would not run a float32
-        network)."""
+        network). Flat codes (N, D), as :func:`~dgnam.units.encode` gives them, are reshaped to a shaped code and shaped
+        codes are flattened for a flat one; two different shapes of the same size (an image in HWC order for CHW) are
+        refused, since reshaping would scramble them."""
         codes = codes.to(module_dtype(self))
         if tuple(codes.shape[1:]) != tuple(self.code_shape):
-            if codes[0].numel() == int(torch.tensor(self.code_shape).prod()):
+            flat = codes.dim() == 2 or len(self.code_shape) == 1
+            if flat and codes[0].numel() == int(torch.tensor(self.code_shape).prod()):
                 return codes.reshape(len(codes), *self.code_shape)
             raise DgnamError(f"codes have shape {tuple(codes.shape[1:])} per item, generator expects {tuple(self.code_shape)}")
         return codes

@@ -42,7 +42,10 @@ class ImageSpace:
     fit: Fit = "crop"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "size", tuple(int(s) for s in self.size))
+        size = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)  # size=32: a square
+        if len(size) != 2 or any(int(s) < 1 for s in size):
+            raise DgnamError(f"ImageSpace size {self.size!r}: give (height, width) in pixels, each >= 1")
+        object.__setattr__(self, "size", tuple(int(s) for s in size))
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
         if self.color not in ("RGB", "BGR", "GRAY"):
@@ -50,6 +53,12 @@ class ImageSpace:
         for name, vals in (("mean", self.mean), ("std", self.std)):
             if len(vals) not in (1, self.channels):
                 raise DgnamError(f"ImageSpace {name} has {len(vals)} values; give 1 or {self.channels}")
+        if any(v <= 0 for v in self.std):
+            raise DgnamError(f"ImageSpace std {self.std}: every value must be > 0 (it divides)")
+        if not self.hi > self.lo:
+            raise DgnamError(f"ImageSpace lo={self.lo}, hi={self.hi}: hi must be above lo (the range 0..1 maps onto)")
+        if self.fit not in ("crop", "resize"):
+            raise DgnamError(f"ImageSpace fit {self.fit!r}: use crop or resize")
 
     @property
     def channels(self) -> int:

@@ -76,6 +76,9 @@ def get_method(name: str) -> Method:
 
 def build_method(name: str, target_space: ImageSpace, generator: Generator | None = None) -> MethodSpec:
     m = get_method(name)
+    if not isinstance(target_space, ImageSpace):
+        raise DgnamError(f"build_method({name!r}, {target_space!r}): give the target's ImageSpace, e.g. "
+                         f"model.input_space or ImageSpace(size=(32, 32), color='RGB')")
     if m.needs_generator and generator is None:
         raise DgnamError(f"method {name} needs a generator: pass --generator (e.g. fmnist-g-fc6)")
     return m.build(target_space, generator)

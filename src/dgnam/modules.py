@@ -10,6 +10,23 @@ import torch
 from torch import nn
 
 
+def as_device(device: torch.device | str) -> torch.device:
+    """``device`` as a ``torch.device``, or a one-line error naming the fix: torch's own errors for a CUDA device this
+    build lacks ("Torch not compiled with CUDA enabled") surface only later, deep inside the first ``.to()``."""
+    from .errors import DgnamError
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DgnamError(f"unknown device {device!r}: use cpu, cuda or cuda:N (--device, Python: device=)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DgnamError(f"device {device!r} asked for, but this torch has no CUDA device: use --device cpu "
+                         f"(Python: device='cpu')")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DgnamError(f"device {device!r}: this machine has CUDA devices 0..{torch.cuda.device_count() - 1}")
+    return dev
+
+
 def module_device(module: nn.Module, default: torch.device | str = "cpu") -> torch.device:
     """The device of ``module``'s first parameter (or buffer); ``default`` for a module without tensors."""
     t = next(module.parameters(), None)
@@ -37,7 +54,7 @@ def frozen(module: nn.Module, device: torch.device | str | None = None,
     (device and memory format). Activation maximization borrows the user's model; a model that comes back frozen,
     moved or reformatted would change the user's training or later results. ``channels_last`` is skipped for models
     with 5-D tensors (Conv3d), which that format does not cover."""
-    device = module_device(module) if device is None else torch.device(device)
+    device = module_device(module) if device is None else as_device(device)
     saved = [(m, m.training,
               {k: (p, p.data, p.requires_grad, p.grad, None if p.grad is None else p.grad.data)
                for k, p in m._parameters.items() if p is not None},

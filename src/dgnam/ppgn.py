@@ -60,7 +60,7 @@ from .errors import DgnamError
 from .generators import Generator
 from .imagespace import ImageSpace, convert
 from .modules import frozen, module_device, module_dtype
-from .units import LayerReader, Unit, encode, unit_activations
+from .units import LayerReader, Unit, encode, output_tensor, parse_units, resolve_units, unit_activations
 
 #: Published PPGN-h sampling settings (Nguyen et al. 2017, released ``sampling_class.sh`` / ``sampler.py``).
 PPGN_EPS1 = 1e-5  # weight of the DAE prior term R(h) - h
@@ -233,7 +233,7 @@ class ClassCondition:
 
     def logits(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:
         out = self.model(convert(images, space, self.space).to(module_dtype(self.model)))
-        return out[0] if isinstance(out, (tuple, list)) else out
+        return output_tensor(out, "the condition model")
 
     def __call__(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:
         logits = self.logits(images, space)
@@ -260,14 +260,18 @@ class ClassCondition:
 
 
 class UnitCondition:
-    """The activation of a (resolved) unit of a model, e.g. a hidden conv channel: ``units[b]`` for chain b."""
+    """The activation of a unit of a model, e.g. a hidden conv channel: ``units[b]`` for chain b. ``units`` as
+    :func:`~dgnam.units.parse_units` takes them (``"features.3:5"``, Units, a list); they are checked against the
+    model's layers here, so a wrong layer or channel fails before any sampling."""
 
-    def __init__(self, model: nn.Module, units: Sequence[Unit], input_space: ImageSpace | None = None) -> None:
+    def __init__(self, model: nn.Module, units: str | Unit | Sequence[str | Unit],
+                 input_space: ImageSpace | None = None) -> None:
         self.model = model
-        self.units = list(units)
         self.space = input_space or getattr(model, "input_space", None)
         if self.space is None:
             raise DgnamError("the condition model has no input_space: pass input_space=ImageSpace(...)")
+        example = self.space.encode(torch.full((1, *self.space.shape), 0.5))
+        self.units = resolve_units(model, parse_units(units), example)
         self.reader = LayerReader(model, [u.layer for u in self.units])
 
     def __call__(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:
@@ -636,6 +640,10 @@ def inpaint(
                          f"{space.size[1]}) in the encoder's input space")
     if mask.dim() != 4 or mask.shape[-2:] != images.shape[-2:] or mask.shape[0] not in (1, len(images)):
         raise DgnamError(f"mask has shape {tuple(mask.shape)}; give (1 or B, 1, H, W) matching the images")
+    inverts = getattr(generator, "code_layer", None)
+    if inverts is not None and layer != inverts:  # the start code would come from a layer G never learned to invert
+        raise DgnamError(f"the encoder layer {layer!r} is not the one {getattr(generator, 'name', 'the generator')} "
+                         f"inverts ({inverts!r}): give layer={inverts!r} (--encoder-layer) and its encoder")
     check_prior(dae, generator, layer)
     dev = module_device(generator)
     with _borrowed([generator, dae, encoder, getattr(condition, "model", None)], dev):

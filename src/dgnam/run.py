@@ -9,6 +9,7 @@ most the batch in flight.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from .errors import DgnamError
 from .generators import Generator, PixelGenerator, check_generator
 from .imagespace import ImageSpace, to_uint8
 from .images import grid, save_png
-from .modules import frozen
+from .modules import as_device, frozen
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import Prior
 from .units import Unit, layer_shapes, parse_units, resolve_units
@@ -64,6 +65,9 @@ class Run:
 
 def target_space(model: nn.Module, input_space: ImageSpace | None = None, generator: Generator | None = None) -> ImageSpace:
     """The image space the target takes: given, else `model.input_space`, else a learned generator's output space."""
+    if input_space is not None and not isinstance(input_space, ImageSpace):
+        raise DgnamError(f"input_space={input_space!r}: give an ImageSpace, e.g. ImageSpace(size=(32, 32), "
+                         f"color='RGB') (the CLI's --input-shape CxHxW)")
     space = input_space or getattr(model, "input_space", None)
     if space is None and generator is not None and not isinstance(generator, PixelGenerator):
         space = generator.space
@@ -120,10 +124,21 @@ def visualize(
     ``model`` and ``generator`` are used in eval mode on ``device`` and come back as they were given (see
     :func:`dgnam.modules.frozen`).
     """
+    if not isinstance(model, nn.Module):
+        what = "a class: build an instance, e.g. Net()" if isinstance(model, type) else type(model).__name__
+        raise DgnamError(f"model is {what}; visualize takes an nn.Module instance")
+    for name, value in (("restarts", restarts), ("batch_size", batch_size), ("seed", seed), ("steps", steps)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise DgnamError(f"{name}={value!r}: give an int")
+    if config is not None and not isinstance(config, AMConfig):
+        raise DgnamError(f"config={config!r}: give an AMConfig, e.g. AMConfig(steps=100) (or steps=100 alone)")
+    bad = [p for p in priors or () if not isinstance(p, Prior)]
+    if bad:
+        raise DgnamError(f"priors {bad!r} are not Prior instances: write e.g. L2Decay() rather than L2Decay")
     if restarts < 1 or batch_size < 1 or (steps is not None and steps < 0):
         raise DgnamError(f"restarts={restarts}, batch_size={batch_size}, steps={steps}: give restarts and batch size "
                          f">= 1 and steps >= 0")
-    device = torch.device(device)
+    device = as_device(device)
     space = target_space(model, input_space, generator)
     if generator is None:
         generator = PixelGenerator(space)
@@ -172,6 +187,8 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
     records: list[dict] = []
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise DgnamError(f"out={out_dir} is a file: give a folder for the run (it is made if missing)")
         if (out_dir / RESULTS).exists():
             if not resume:
                 raise DgnamError(f"run directory {out_dir} already has results: pass --resume to continue it, "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, replace
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -37,6 +37,17 @@ class Unit:
     position: tuple[int, int] | None = None
     reduce: str = "point"  # "point" or "mean"
 
+    def __post_init__(self) -> None:
+        if self.reduce not in ("point", "mean"):
+            raise DgnamError(f"unit reduce={self.reduce!r}: use 'point' (one position) or 'mean' (the channel mean)")
+        if isinstance(self.channel, bool) or not isinstance(self.channel, (int, str)):
+            raise DgnamError(f"unit channel {self.channel!r}: give an int index or a class name")
+        if self.position is not None:
+            pos = tuple(self.position)
+            if len(pos) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pos):
+                raise DgnamError(f"unit position {self.position!r}: give (y, x) as two ints")
+            object.__setattr__(self, "position", pos)
+
     @property
     def address(self) -> str:
         s = f"{self.layer}:{self.channel}"
@@ -56,6 +67,8 @@ def parse_units(spec: str | Unit | Sequence[str | Unit]) -> list[Unit]:
     if isinstance(spec, Unit):
         return [spec]
     if not isinstance(spec, str):
+        if not isinstance(spec, Sequence) or not spec:
+            raise DgnamError(f"units {spec!r}: give a string like 'logits:0,1,2', a Unit, or a non-empty list of them")
         return [u for s in spec for u in parse_units(s)]
     units: list[Unit] = []
     pos, layer = 0, None
@@ -86,6 +99,24 @@ def _layer_modules(model: nn.Module) -> dict[str, nn.Module]:
 def layer_names(model: nn.Module) -> list[str]:
     names = list(_layer_modules(model))
     return names if LOGITS in names else names + [LOGITS]
+
+
+def output_tensor(out, what: str = "the model") -> torch.Tensor:
+    """The tensor in a module's output: the output itself, the first item of a tuple or list, or a dict's (a Hugging
+    Face ``ModelOutput`` is one) ``logits``, else its first tensor. Anything else is a one-line error: a forward that
+    returns no tensor has nothing to excite."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out:
+        return output_tensor(out[0], what)
+    if isinstance(out, Mapping):
+        if isinstance(out.get(LOGITS), torch.Tensor):
+            return out[LOGITS]
+        first = next((v for v in out.values() if isinstance(v, torch.Tensor)), None)
+        if first is not None:
+            return first
+    raise DgnamError(f"{what} returns {type(out).__name__}, not a tensor: wrap it in a module whose forward returns "
+                     f"the tensor to read")
 
 
 class _Stop(Exception):
@@ -121,7 +152,7 @@ class LayerReader(nn.Module):
             def hook(_m, _inp, out):
                 if name in outs:  # a module called twice: keep its first output
                     return
-                outs[name] = (out[0] if isinstance(out, (tuple, list)) else out).clone()
+                outs[name] = output_tensor(out, f"layer {name!r}").clone()
                 if not self._needs_output and wanted <= set(outs):
                     raise _Stop
 
@@ -132,7 +163,7 @@ class LayerReader(nn.Module):
         try:
             y = self.model(x.to(module_dtype(self.model)))  # a .double() or .half() model gets its own dtype
             if self._needs_output:
-                outs[LOGITS] = y[0] if isinstance(y, (tuple, list)) else y
+                outs[LOGITS] = output_tensor(y)
         except _Stop:
             pass
         finally:
@@ -145,15 +176,22 @@ class LayerReader(nn.Module):
         return outs
 
 
-def _probe(fn, example: torch.Tensor):
+#: What to do when the first forward pass fails: by default the model's declared input is wrong.
+DECLARE_INPUT = "declare the size and channels it takes (--input-shape CxHxW, or model.input_space)"
+
+
+def _probe(fn, example: torch.Tensor, fix: str = DECLARE_INPUT):
     """The first forward pass of a model on an image of its declared input size: a model built for another size or
-    channel count fails here, and the user gets one line naming the shape, not torch's traceback."""
+    channel count fails here, and the user gets one line naming the shape, not torch's traceback. A forward that
+    needs arguments besides the image (TypeError) fails here too."""
     try:
         return fn(example)
-    except (RuntimeError, ValueError, IndexError) as e:
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, TypeError) and "argument" in msg:
+            fix = "wrap the model in a module whose forward takes only the image batch"
         raise DgnamError(f"the model fails on an input of shape {'x'.join(map(str, example.shape[1:]))} ({msg}); "
-                         f"declare the size and channels it takes (--input-shape CxHxW, or model.input_space)") from None
+                         f"{fix}") from None
 
 
 def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor) -> list[Unit]:
@@ -176,7 +214,11 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
             if ch.lower() not in lookup:
                 close = difflib.get_close_matches(ch, classes, n=3)
                 hint = f"; closest: {', '.join(close)}" if close else ""
-                what = "this model has no class names: use an index" if not classes else f"unknown class name {ch!r}{hint}"
+                if not classes:
+                    what = (f"{ch!r} is not a channel index (list several as {u.layer}:1,2,3)" if re.fullmatch(
+                        r"\s*\d+\s*-\s*\d+\s*", ch) else "this model has no class names: use an index")
+                else:
+                    what = f"unknown class name {ch!r}{hint}"
                 raise DgnamError(f"unit {u.address}: {what}")
             ch = lookup[ch.lower()]
         if not 0 <= ch < n:
@@ -220,8 +262,11 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str
     handles = []
     for name, m in mods.items():
         def hook(_m, _i, out, name=name):
-            o = out[0] if isinstance(out, (tuple, list)) else out
-            if isinstance(o, torch.Tensor) and name not in shapes:
+            try:
+                o = output_tensor(out)
+            except DgnamError:  # a layer without a tensor output is not addressable
+                return
+            if name not in shapes:
                 shapes[name] = tuple(o.shape[1:])
         handles.append(m.register_forward_hook(hook))
     try:
@@ -232,8 +277,7 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str
             h.remove()
     rows = [(n, type(mods[n]).__name__, shapes[n]) for n in mods if n in shapes]
     if LOGITS not in mods:
-        y = y[0] if isinstance(y, (tuple, list)) else y
-        rows.append((LOGITS, "output", tuple(y.shape[1:])))
+        rows.append((LOGITS, "output", tuple(output_tensor(y).shape[1:])))
     return rows
 
 
@@ -241,10 +285,18 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str
 def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """The outputs of ``layer`` for a batch of images already in the model's input space, flattened per image:
     the codes a generator inverting that layer takes (the paper's "start from a real image")."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise DgnamError(f"encode takes a batch of images as a (N, C, H, W) tensor in the model's input space, got "
+                         f"{got}: add the batch dimension with x[None] or use torch.as_tensor")
     reader = LayerReader(model, [layer])
+    space = getattr(model, "input_space", None)
+    fix = (f"give images of the model's input shape {'x'.join(map(str, space.shape))} (ImageSpace.encode)"
+           if space is not None else "give images of the shape the model takes")
     with frozen(model):  # eval mode: codes must not depend on the batching (BatchNorm) or on chance (dropout)
         dev = module_device(model)
-        parts = [reader(x[i : i + batch_size].to(dev))[layer].flatten(1).cpu() for i in range(0, len(x), batch_size)]
+        parts = [_probe(reader, x[i : i + batch_size].to(dev), fix)[layer].flatten(1).cpu()
+                 for i in range(0, len(x), batch_size)]
     return torch.cat(parts)
 
 
@@ -259,7 +311,8 @@ def default_embed_layer(model: nn.Module, example: torch.Tensor) -> str:
     if cands and LOGITS not in mods and rows[-1][0] == LOGITS and dict((n, s) for n, _t, s in rows)[cands[-1]] == out_shape:
         cands = cands[:-1]  # the last layer of a model without a `logits` module is its output
     if not cands:
-        raise DgnamError("cannot pick a late feature layer for clustering: pass --embed-layer (`dgnam layers MODEL`)")
+        raise DgnamError("cannot pick a late feature layer for clustering: pass --embed-layer (Python: "
+                         "FacetConfig(embed_layer=...); `dgnam layers MODEL` lists them)")
     return cands[-1]
 
 

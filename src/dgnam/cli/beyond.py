@@ -38,13 +38,10 @@ def _inverts(generator_spec: str, generator_arch: Optional[str]) -> tuple[str, s
     entry. An encoder loaded from a file or factory is named by its ``source`` in the card (the file with its
     architecture), a zoo encoder by its name."""
     from ..zoo import get_entry
+    from ..zoo.files import card_beside
 
-    card = Path(generator_spec).with_suffix(".json")
-    if Path(generator_spec).is_file() and card.is_file():
-        try:
-            inv = json.loads(card.read_text()).get("inverts") or {}
-        except (OSError, ValueError, AttributeError):
-            inv = {}
+    if Path(generator_spec).is_file():
+        inv = card_beside(Path(generator_spec)).get("inverts")
         if isinstance(inv, dict) and inv.get("encoder") and inv.get("layer"):
             src = inv.get("source")
             if isinstance(src, dict) and src.get("spec"):

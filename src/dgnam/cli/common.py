@@ -63,12 +63,9 @@ def out_folder_arg(out: Path) -> Path:
 
 
 def device_arg(device: str) -> torch.device:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DgnamError("--device cuda asked for, but this torch has no CUDA device; use --device cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise DgnamError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    from ..modules import as_device
+
+    return as_device(device)
 
 
 #: ``--data`` of every command that reads images (:func:`dgnam.data.load_dataset`).

@@ -12,6 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..imagespace import ImageSpace
+from ..modules import as_device
 from ..weights import save_safetensors
 from .common import Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, write_card
 
@@ -74,7 +75,7 @@ def train_classifier(
     config.validate()
     out = Path(out)
     torch.manual_seed(config.seed)
-    dev = torch.device(config.device)
+    dev = as_device(config.device)
     model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ckpt = Checkpoint(out / f"{name}-ckpt")

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import DgnamError
+from ..modules import as_device
 from ..weights import save_safetensors
 from .common import Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, write_card
 
@@ -84,7 +85,7 @@ def train_dae(
                          f"{config.batch_size}: raise --limit (or drop it) or lower --batch-size")
     out = Path(out)
     torch.manual_seed(config.seed)
-    dev = torch.device(config.device)
+    dev = as_device(config.device)
     dae = CodeDAE(train_codes.shape[1], config.hidden, config.layers).to(dev)
     opt = torch.optim.Adam(dae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ckpt = Checkpoint(out / f"{name}-ckpt")

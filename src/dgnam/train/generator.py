@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..imagespace import ImageSpace, convert
+from ..modules import as_device
 from ..priors import CodeStats
 from ..units import LayerReader, encode
 from ..weights import save_safetensors
@@ -80,7 +81,7 @@ def train_generator(
     config.validate()
     out = Path(out)
     torch.manual_seed(config.seed)
-    dev = torch.device(config.device)
+    dev = as_device(config.device)
     encoder = encoder.eval().to(dev)
     for p in encoder.parameters():
         p.requires_grad_(False)

@@ -33,16 +33,28 @@ def code_stats_beside(path: Path) -> Path:
     return path.with_name(f"{path.stem}.codestats.safetensors")
 
 
-def _card_classes(path: Path) -> list[str] | None:
-    """The class names in the card `dgnam train classifier` writes beside its weights (``NAME.json``), if any."""
+def card_beside(path: Path) -> dict:
+    """The card `dgnam train` writes beside its weights (``NAME.json``); ``{}`` when there is none or it is unreadable."""
     card = path.with_suffix(".json")
     if not card.is_file():
-        return None
+        return {}
     try:
-        classes = json.loads(card.read_text()).get("classes")
-    except (OSError, ValueError, AttributeError):
-        return None
+        data = json.loads(card.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _card_classes(path: Path) -> list[str] | None:
+    """The class names in the card `dgnam train classifier` writes beside its weights, if any."""
+    classes = card_beside(path).get("classes")
     return [str(c) for c in classes] if isinstance(classes, list) and classes else None
+
+
+def _card_layer(path: Path) -> str | None:
+    """The encoder layer a generator inverts, from the card `dgnam train generator` writes beside its weights."""
+    inv = card_beside(path).get("inverts")
+    return str(inv["layer"]) if isinstance(inv, dict) and inv.get("layer") else None
 
 
 def load_file_model(path: Path, arch: str) -> nn.Module:
@@ -73,6 +85,10 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
     if classes:
         model.classes = tuple(classes)
     if entry.kind == "generator":
+        # the layer it inverts: its card's, else the architecture's when the code is that layer's size (else unknown,
+        # rather than the architecture's layer for a generator of another one: PPGN checks its DAE against this)
+        model.code_layer = _card_layer(path) or (entry.encoder_layer if tuple(code_shape) == tuple(entry.code_shape)
+                                                 else None)
         model.code_shape = tuple(code_shape)
         if stats is not None and stats.mean.numel() == math.prod(code_shape):  # else not this generator's: ignored
             model.code_stats = stats

@@ -99,8 +99,8 @@ def create_model(name: str, pretrained: bool = True) -> nn.Module:
     entry = get_entry(name)
     if pretrained and entry.weights is None:  # random weights would run, and every figure would be meaningless
         how = (f"--generator FILE --generator-arch {name}" if entry.kind == "generator" else f"--model FILE --arch {name}")
-        raise DgnamError(f"{name} ships no weights (an architecture only): give yours as {how} (`dgnam convert` "
-                         f"reads Caffe files)")
+        raise DgnamError(f"{name} ships no weights (an architecture only): give yours as {how} (Python: "
+                         f"load_model(FILE, arch={name!r}); `dgnam convert` reads Caffe files)")
     net = entry.build()
     if pretrained and entry.weights is not None:
         path = entry.weights_path()
