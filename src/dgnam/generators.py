@@ -198,7 +198,9 @@ def check_generator(generator: Generator) -> None:
             out = generator(torch.zeros(1, *generator.code_shape, device=module_device(generator),
                                         dtype=module_dtype(generator)))
         except RuntimeError as e:
-            raise DgnamError(f"generator {getattr(generator, 'name', '')} fails on codes of shape {generator.code_shape}: "
+            name = getattr(generator, "name", "")
+            raise DgnamError(f"the generator{'' if name in ('', 'generator') else ' ' + name} fails on codes of shape "
+                             f"{generator.code_shape}: "
                              f"{str(e).splitlines()[0]}; check code_shape") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 4 or tuple(out.shape[1:]) != generator.space.shape:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
