@@ -148,3 +148,23 @@ def test_a_generator_file_says_which_layer_it_inverts(tmp_path):
     (tmp_path / "g.json").unlink()
     assert _inverts(str(tmp_path / "g.safetensors"), "fmnist-g-fc6") == ("fmnist-cnn", "fc6", None)  # then the arch's
     assert _inverts(str(tmp_path / "g.safetensors"), None) is None
+
+
+def test_ctrl_c_says_how_to_continue(tmp_path):
+    """Ctrl-C used to end a command silently (exit 130): it now says what is kept and how each command continues."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "dgnam", "visualize", "--model", "fmnist-cnn", "--generator",
+                          "fmnist-g-fc6", "--units", "logits:0", "--restarts", "2", "--steps", "100000", "--out", out],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "images").exists() and time.time() < deadline:  # the run has started
+        time.sleep(0.2)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted: what was finished is on disk" in err and "--resume" in err, err

@@ -59,6 +59,41 @@ def test_dae_training_resumes_exactly(tmp_path, monkeypatch):
         assert torch.equal(pa, pb)
 
 
+def test_a_checkpoint_of_other_settings_is_refused_not_continued(tmp_path):
+    """A rerun with another lr, other data or another size used to continue the old checkpoint (or keep its finished
+    weights) while the card described the new settings. Now it names what differs; the same settings continue; a
+    checkpoint written before settings were stored is taken as it is; a damaged one is one line."""
+    from dgnam.train import common
+
+    codes, test = blob_codes(512), blob_codes(128, seed=1)
+    cfg = DAEConfig(epochs=1, batch_size=128, hidden=16, noise_std=0.5)
+    train_dae(codes, test, tmp_path, "d", cfg, progress=False)
+    for other, needle in [(DAEConfig(epochs=1, batch_size=128, hidden=16, noise_std=0.5, lr=0.05), "lr 0.001 -> 0.05"),
+                          (DAEConfig(epochs=2, batch_size=128, hidden=16, noise_std=0.5), "epochs 1 -> 2"),
+                          (DAEConfig(epochs=1, batch_size=128, hidden=64, noise_std=0.5), "hidden 16 -> 64")]:
+        with pytest.raises(DgnamError, match=f"other settings \\({needle}\\).*--fresh"):
+            train_dae(codes, test, tmp_path, "d", other, progress=False)
+    with pytest.raises(DgnamError, match="train_codes"):
+        train_dae(blob_codes(512, seed=5), test, tmp_path, "d", cfg, progress=False)
+    assert train_dae(codes, test, tmp_path, "d", cfg, progress=False)["history"][-1]["epoch"] == 1  # same: continues
+    fresh = train_dae(codes, test, tmp_path, "d", DAEConfig(epochs=1, batch_size=128, hidden=16, noise_std=0.5,
+                                                             lr=0.05), resume=False, progress=False)
+    assert fresh["config"]["lr"] == 0.05
+    ckpt = tmp_path / "d-ckpt" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state.pop("settings")  # as an older dgnam wrote it
+    torch.save(state, ckpt)
+    train_dae(codes, test, tmp_path, "d", cfg, progress=False)
+    for bad, needle in [({"model": {}}, "no epoch count"), (b"", "unreadable"), ({"epoch": 1, "history": []},
+                                                                                  "does not fit this training")]:
+        if isinstance(bad, bytes):
+            ckpt.write_bytes(bad)
+        else:
+            torch.save(bad, ckpt)
+        with pytest.raises(DgnamError, match=needle):
+            train_dae(codes, test, tmp_path, "d", cfg, progress=False)
+
+
 def test_load_dae_rejects_a_changed_file(tiny_dae, tmp_path):
     dae, card = tiny_dae
     from dgnam.weights import save_safetensors

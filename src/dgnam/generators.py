@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .errors import DgnamError
+from .errors import DgnamError, first_line
 from .imagespace import ImageSpace
 from .modules import module_device, module_dtype
 from .priors import CodeStats, Prior, dgnam_code_priors
@@ -201,7 +201,7 @@ def check_generator(generator: Generator) -> None:
             name = getattr(generator, "name", "")
             raise DgnamError(f"the generator{'' if name in ('', 'generator') else ' ' + name} fails on codes of shape "
                              f"{generator.code_shape}: "
-                             f"{str(e).splitlines()[0]}; check code_shape") from None
+                             f"{first_line(e)}; check code_shape") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 4 or tuple(out.shape[1:]) != generator.space.shape:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise DgnamError(

@@ -17,7 +17,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .errors import DgnamError
+from .errors import DgnamError, first_line
 from .modules import frozen, module_device, module_dtype
 
 LOGITS = "logits"
@@ -187,7 +187,7 @@ def _probe(fn, example: torch.Tensor, fix: str = DECLARE_INPUT):
     try:
         return fn(example)
     except (RuntimeError, ValueError, IndexError, TypeError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         if isinstance(e, TypeError) and "argument" in msg:
             fix = "wrap the model in a module whose forward takes only the image batch"
         raise DgnamError(f"the model fails on an input of shape {'x'.join(map(str, example.shape[1:]))} ({msg}); "

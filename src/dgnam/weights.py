@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import DgnamError
+from .errors import DgnamError, first_line
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -89,14 +89,17 @@ def load_state_dict(path: str | os.PathLike, expected_sha256: str | None = None)
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not for our users
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported (?:global|operand)[^.\n]*", str(e))
-        what = found.group(0).strip() if found else "objects other than tensors"
+        found = re.search(r"Unsupported global[^.\n]*", str(e))
+        if found is None:  # not a pickle at all (random bytes: "Unsupported operand"), rather than a dangerous one
+            raise DgnamError(f"{path} is not a readable tensor file ({first_line(e)}): it is corrupt or not written by "
+                             f"torch.save; save a plain state dict or convert it to safetensors") from None
+        what = found.group(0).strip()
         raise DgnamError(
             f"{path} is a pickle that carries code or objects, not plain tensors ({what}); refusing to load it. "
             f"Save a plain state dict (torch.save(model.state_dict())) or convert it to safetensors"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise DgnamError(f"{path} is not a readable tensor file ({str(e).splitlines()[0]}); is it corrupt?") from None
+        raise DgnamError(f"{path} is not a readable tensor file ({first_line(e)}); is it corrupt?") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -30,9 +30,18 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
 from . import beyond, codes, convert, demo, evaluation, run, train  # noqa: E402,F401  (each registers its commands on `app`)
 
 
+#: What Ctrl-C leaves: every command writes as it goes, and each says how it continues.
+INTERRUPTED = ("interrupted: what was finished is on disk. visualize continues with the same command plus --resume, "
+               "train commands with the same command; sample and facets start again")
+
+
 def main() -> None:
     try:
         app()
     except DgnamError as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except SystemExit as e:
+        if e.code == 130:  # Typer's exit for Ctrl-C
+            typer.secho(INTERRUPTED, fg=typer.colors.YELLOW, err=True)
+        raise

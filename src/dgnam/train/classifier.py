@@ -13,8 +13,9 @@ from tqdm.auto import tqdm
 
 from ..imagespace import ImageSpace
 from ..modules import as_device
-from ..weights import save_safetensors
-from .common import Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, write_card
+from ..weights import save_safetensors, tensor_digest
+from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, training_settings,
+                     write_card)
 
 @dataclass
 class ClassifierConfig:
@@ -78,7 +79,9 @@ def train_classifier(
     dev = as_device(config.device)
     model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    ckpt = Checkpoint(out / f"{name}-ckpt")
+    ckpt = Checkpoint(out / f"{name}-ckpt", training_settings(
+        config, architecture=type(model).__name__, outputs=len(classes) if classes is not None else None,
+        train_images=tensor_digest(list(train)), test_images=tensor_digest(list(test))))
     epoch0, history, elapsed = ckpt.resume({"model": model}, {"optim": opt}, name) if resume else (0, [], 0.0)
     x, y = train
     steps_per_epoch = max(1, len(y) // config.batch_size)

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import torch
 
-from ..errors import DgnamError
+from ..errors import DgnamError, first_line
 
 
 def cosine_lr(base: float, step: int, total: int, warmup: int = 0) -> float:
@@ -77,11 +77,17 @@ def batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Te
 
 
 class Checkpoint:
-    """``DIR/checkpoint.pt``: plain tensors and numbers only (read back with ``weights_only=True``)."""
+    """``DIR/checkpoint.pt``: plain tensors and numbers only (read back with ``weights_only=True``).
 
-    def __init__(self, directory: str | Path) -> None:
+    ``settings`` (JSON-able: the trainer's config and what it trains on) are stored with every epoch, and a resume
+    with other settings is refused naming them: continuing a checkpoint with another lr, layer or data set would mix
+    two trainings into weights whose card describes only the second.
+    """
+
+    def __init__(self, directory: str | Path, settings: dict | None = None) -> None:
         self.dir = Path(directory)
         self.path = self.dir / "checkpoint.pt"
+        self.settings = json.loads(json.dumps(settings)) if settings is not None else None
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -93,32 +99,65 @@ class Checkpoint:
         tmp.replace(self.path)  # atomic: a kill never leaves half a checkpoint
 
     def load(self) -> dict:
-        try:
-            return torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
-            raise DgnamError(f"checkpoint {self.path} is unreadable ({str(e).splitlines()[0]}); delete it to start over") from None
+        import pickle
 
+        fix = "delete it (or pass --fresh) to start over"
+        try:
+            st = torch.load(self.path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:  # torch's message advises weights_only=False: not for a file we did not write
+            raise DgnamError(f"checkpoint {self.path} holds objects other than plain tensors, so dgnam did not write "
+                             f"it; refusing to load it: {fix}") from None
+        except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
+            raise DgnamError(f"checkpoint {self.path} is unreadable ({first_line(e)}); {fix}") from None
+        if not isinstance(st, dict) or not isinstance(st.get("epoch"), int) or not isinstance(st.get("history"), list):
+            raise DgnamError(f"checkpoint {self.path} is not one dgnam wrote (no epoch count); {fix}")
+        return st
 
     def save_state(self, modules: dict, optims: dict, epoch: int, history: list, seconds: float) -> None:
-        """Save modules and optimizers (by name), progress and the RNG state after an epoch."""
+        """Save modules and optimizers (by name), progress, the settings and the RNG state after an epoch."""
         self.save({**{k: m.state_dict() for k, m in modules.items()}, **{k: o.state_dict() for k, o in optims.items()},
-                   "epoch": epoch, "history": history, "seconds": seconds, "rng": torch.get_rng_state()})
+                   "epoch": epoch, "history": history, "seconds": seconds, "rng": torch.get_rng_state(),
+                   **({"settings": json.dumps(self.settings, sort_keys=True)} if self.settings is not None else {})})
 
     def resume(self, modules: dict, optims: dict, what: str) -> tuple[int, list, float]:
         """Restore what :meth:`save_state` wrote; returns ``(epoch, history, seconds)`` (zeros when there is no
-        checkpoint). The RNG state is restored too, so dropout and noise continue as in an uninterrupted run."""
+        checkpoint). The RNG state is restored too, so dropout and noise continue as in an uninterrupted run. A
+        checkpoint of other settings is refused (one written before settings were stored is taken as it is)."""
         if not self.exists():
             return 0, [], 0.0
         from ..weights import load_into
 
         st = self.load()
-        for k, m in modules.items():
-            load_into(m, st[k], what=f"{what} checkpoint")
-        for k, o in optims.items():
-            o.load_state_dict(st[k])
-        if "rng" in st:
-            torch.set_rng_state(st["rng"])
-        return st["epoch"], st["history"], st["seconds"]
+        if self.settings is not None and isinstance(st.get("settings"), str):
+            before = json.loads(st["settings"])
+            differ = sorted(k for k in set(before) | set(self.settings) if before.get(k) != self.settings.get(k))
+            if differ:
+                shown = ", ".join(f"{k} {_short(before.get(k))} -> {_short(self.settings.get(k))}" for k in differ)
+                raise DgnamError(f"{self.dir} holds a checkpoint of other settings ({shown}): run with its settings to "
+                                 f"continue it, or pass --fresh (or another --out) to start over")
+        try:
+            for k, m in modules.items():
+                load_into(m, st[k], what=f"{what} checkpoint")
+            for k, o in optims.items():
+                o.load_state_dict(st[k])
+            if "rng" in st:
+                torch.set_rng_state(st["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, DgnamError) as e:
+            raise DgnamError(f"checkpoint {self.path} does not fit this training ({first_line(e)}); delete it (or "
+                             f"pass --fresh) to start over") from None
+        return st["epoch"], st["history"], float(st.get("seconds", 0.0))
+
+
+def training_settings(config, **what) -> dict:
+    """What a checkpoint must agree on to be continued: the trainer's config (all but the device, which may change
+    between sessions) and ``what`` it trains on (digests of the data, the encoder's weights, the layer, ...)."""
+    return {**{k: v for k, v in asdict(config).items() if k != "device"}, **what}
+
+
+def _short(value) -> str:
+    """A setting's value as the refusal shows it: digests and long values cut short."""
+    text = json.dumps(value)
+    return text if len(text) <= 24 else text[:21] + "..."
 
 
 def invoking_command() -> str | None:

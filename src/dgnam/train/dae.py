@@ -17,8 +17,9 @@ from tqdm.auto import tqdm
 
 from ..errors import DgnamError
 from ..modules import as_device
-from ..weights import save_safetensors
-from .common import Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, write_card
+from ..weights import save_safetensors, tensor_digest
+from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, training_settings,
+                     write_card)
 
 
 @dataclass
@@ -88,7 +89,9 @@ def train_dae(
     dev = as_device(config.device)
     dae = CodeDAE(train_codes.shape[1], config.hidden, config.layers).to(dev)
     opt = torch.optim.Adam(dae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    ckpt = Checkpoint(out / f"{name}-ckpt")
+    ckpt = Checkpoint(out / f"{name}-ckpt", training_settings(
+        config, code_dim=train_codes.shape[1], train_codes=tensor_digest([train_codes]),
+        test_codes=tensor_digest([test_codes])))
     epoch0, history, elapsed = ckpt.resume({"model": dae}, {"optim": opt}, name) if resume else (0, [], 0.0)
     n = len(train_codes)
     steps_per_epoch = max(1, n // config.batch_size)

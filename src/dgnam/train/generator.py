@@ -20,8 +20,9 @@ from ..imagespace import ImageSpace, convert
 from ..modules import as_device
 from ..priors import CodeStats
 from ..units import LayerReader, encode
-from ..weights import save_safetensors
-from .common import Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, write_card
+from ..weights import save_safetensors, tensor_digest
+from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, training_settings,
+                     write_card)
 
 
 @dataclass
@@ -98,7 +99,10 @@ def train_generator(
 
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
-    ckpt = Checkpoint(out / f"{name}-ckpt")
+    ckpt = Checkpoint(out / f"{name}-ckpt", training_settings(
+        config, layer=layer, code_dim=codes.shape[1], generator=type(generator).__name__,
+        discriminator=type(discriminator).__name__, encoder=tensor_digest(list(encoder.state_dict().values())),
+        train_images=tensor_digest([train_x01]), test_images=tensor_digest([test_x01])))
     modules, optims = {"generator": generator, "discriminator": discriminator}, {"opt_g": opt_g, "opt_d": opt_d}
     epoch0, history, elapsed = ckpt.resume(modules, optims, name) if resume else (0, [], 0.0)
     n = len(codes)

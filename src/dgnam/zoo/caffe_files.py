@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DgnamError
+from ..errors import DgnamError, first_line
 
 #: Caffe layer type -> the torch module class its blobs load into (checked so that a square Convolution is never
 #: silently loaded into a ConvTranspose2d, whose weight layout is transposed).
@@ -80,7 +80,7 @@ def read_caffemodel_layers(path: str | os.PathLike) -> list[CaffeLayer]:
     try:
         net.ParseFromString(path.read_bytes())
     except Exception as e:  # protobuf's DecodeError, or a message-too-large error from its parser
-        raise DgnamError(f"{path} is not a Caffe .caffemodel (protobuf: {str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+        raise DgnamError(f"{path} is not a Caffe .caffemodel (protobuf: {first_line(e)}); "
                          f"is it a .prototxt or a PyTorch file?") from None
     out: list[CaffeLayer] = []
     for layer in net.layer:
