@@ -340,3 +340,46 @@ def test_bad_generator_output_is_refused(tiny_model, tiny_gen):
     tiny_gen.space = ImageSpace(size=(20, 20), color="GRAY")
     with pytest.raises(DgnamError, match="cannot be adapted"):
         visualize(tiny_model, "logits:0", tiny_gen, steps=1, progress=False)
+
+
+def test_resume_names_each_difference_and_keeps_the_batch_size(tmp_path, tiny_model, tiny_gen):
+    """A resume at another --batch-size gave a run that matches no uninterrupted one (the batch shape changes float
+    rounding); a refusal named only "config", not which setting. Both are told now."""
+    kw = dict(restarts=2, progress=False, out=tmp_path / "r")
+    visualize(tiny_model, "logits:0", tiny_gen, steps=3, batch_size=2, **kw)
+    with pytest.raises(DgnamError, match="batch_size 2 -> 1"):
+        visualize(tiny_model, "logits:0", tiny_gen, steps=3, batch_size=1, resume=True, **kw)
+    with pytest.raises(DgnamError, match="config.steps 3 -> 4"):
+        visualize(tiny_model, "logits:0", tiny_gen, steps=4, batch_size=2, resume=True, **kw)
+    doc = json.loads((tmp_path / "r" / "results.json").read_text())
+    del doc["config"]["batch_size"]  # a run recorded before the batch size was
+    (tmp_path / "r" / "results.json").write_text(json.dumps(doc))
+    visualize(tiny_model, "logits:0", tiny_gen, steps=3, batch_size=1, resume=True, **kw)
+
+
+def test_a_resume_mends_what_a_kill_or_a_hand_broke(tmp_path, tiny_model, tiny_gen):
+    """Metrics of an evaluation made before the resume are dropped from the records with its files; a finished
+    record's missing or truncated PNG is rewritten from its code (it crashed the grid); a results.json of another
+    shape and NaN start codes are one line."""
+    from dgnam.run import EVALUATION_FIELDS
+
+    out = tmp_path / "r"
+    visualize(tiny_model, "logits:0,1", tiny_gen, steps=2, out=out, progress=False)
+    path = out / "results.json"
+    doc = json.loads(path.read_text())
+    doc["records"][0].update({k: 0.5 for k in EVALUATION_FIELDS})  # scored with --partial
+    doc["records"] = doc["records"][:1]
+    path.write_text(json.dumps(doc))
+    img = out / doc["records"][0]["image"]
+    first = img.read_bytes()
+    img.write_bytes(first[:60])  # truncated
+    (out / doc["records"][0]["best_image"]).unlink()
+    run = visualize(tiny_model, "logits:0,1", tiny_gen, steps=2, out=out, progress=False, resume=True)
+    assert not any(k in rec for rec in run.records for k in EVALUATION_FIELDS)
+    assert img.read_bytes() == first and (out / doc["records"][0]["best_image"]).exists()
+    for broken in ([1, 2, 3], {"config": {}, "records": [{"unit": "logits:0"}]}, {"config": None, "records": []}):
+        path.write_text(json.dumps(broken))
+        with pytest.raises(DgnamError, match="is not a run `dgnam visualize` wrote"):
+            visualize(tiny_model, "logits:0,1", tiny_gen, steps=2, out=out, progress=False, resume=True)
+    with pytest.raises(DgnamError, match="NaN or inf"):
+        visualize(tiny_model, "logits:0", tiny_gen, init=torch.full((1, 10), float("nan")), progress=False)

@@ -382,3 +382,14 @@ def test_a_fashion_mnist_default_chosen_on_the_format_alone_is_said():
     assert _assumed_fashion_mnist(net, "Fashion-MNIST", False, False) is None  # both given: nothing assumed
     net.classes = list(FASHION_MNIST_CLASSES)  # named: known, not assumed
     assert _assumed_fashion_mnist(net, _class_set(net), True, True) is None
+
+
+def test_a_resume_knows_every_field_evaluate_adds(tiny_model, tmp_path):
+    """run.EVALUATION_FIELDS is what a resume drops from the records: it must be exactly what evaluate writes."""
+    from dgnam.run import EVALUATION_FIELDS
+
+    out = tmp_path / "run"
+    before = visualize(tiny_model, "logits:0", None, restarts=2, steps=2, out=out, progress=False).records
+    evaluate_run(out, judge=tiny_model, model=tiny_model, data=_random_real())
+    after = json.loads((out / "results.json").read_text())["records"]
+    assert set(after[0]) - set(before[0]) == set(EVALUATION_FIELDS)

@@ -25,7 +25,7 @@ from .errors import DgnamError
 from .generators import Generator, PixelGenerator, check_generator
 from .imagespace import ImageSpace, to_uint8
 from .images import grid, save_png
-from .modules import as_device, frozen
+from .modules import as_device, frozen, module_device, module_dtype
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import Prior
 from .units import Unit, layer_shapes, parse_units, resolve_units
@@ -34,6 +34,10 @@ from .weights import json_safe, save_safetensors, tensor_digest
 RESULTS = "results.json"
 #: What ``dgnam evaluate`` writes into a run folder. A resume that adds records makes them stale, so it removes them.
 EVALUATION_FILES = ("evaluation.json", "nearest.png", "report.html")
+#: The fields `dgnam evaluate` adds to each record: a resume removes them with the files, since they describe the run
+#: as it was scored, before the resume (its per-record metrics also depend on the whole set, e.g. the Fréchet pool).
+EVALUATION_FIELDS = ("png_activation", "activation_percentile", "activation_ratio", "judge_class", "judge_prob",
+                     "judge_name", "judge_correct", "nn_distance", "nn_ratio", "nn_index", "nn_indices")
 
 
 def unit_slug(index: int, unit: Unit) -> str:
@@ -79,9 +83,36 @@ def target_space(model: nn.Module, input_space: ImageSpace | None = None, genera
 
 def _read_results(out: Path) -> dict:
     try:
-        return json.loads((out / RESULTS).read_text())
+        results = json.loads((out / RESULTS).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise DgnamError(f"cannot read {out / RESULTS} to resume ({e}); remove the folder or pick another --out") from None
+    records = results.get("records") if isinstance(results, dict) else None
+    if (not isinstance(results, dict) or not isinstance(results.get("config"), dict) or not isinstance(records, list)
+            or not all(isinstance(r, dict) and {"unit_index", "restart", "image", "code"} <= set(r) for r in records)):
+        raise DgnamError(f"{out / RESULTS} is not a run `dgnam visualize` wrote (no config, or records without "
+                         f"unit_index, restart, image and code); remove the folder or pick another --out")
+    return results
+
+
+def _differences(now: dict, before: dict) -> list[str]:
+    """What differs between a run's settings and the recorded ones, by name and value: ``config.steps 300 -> 200``
+    (a resume refused as "different settings (config)" left the user to guess which)."""
+    out = []
+    for k in now:
+        a, b = before.get(k), now[k]
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{kk} {_shown(a.get(kk))} -> {_shown(b.get(kk))}" for kk in sorted(set(a) | set(b), key=str)
+                    if a.get(kk) != b.get(kk)]
+        else:
+            out.append(f"{k} {_shown(a)} -> {_shown(b)}")
+    return out
+
+
+def _shown(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
@@ -168,6 +199,8 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
 
     jobs = [(i, u, r) for i, u in enumerate(resolved) for r in range(restarts)]
     if isinstance(init, torch.Tensor):
+        if not torch.isfinite(init).all():
+            raise DgnamError("init codes contain NaN or inf: give finite start codes (from dgnam encode, say)")
         init = generator.check_codes(init.to(device))
         if len(init) not in (1, len(resolved)):
             raise DgnamError(f"init has {len(init)} codes: give one, or one per unit ({len(resolved)})")
@@ -180,6 +213,8 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
         "init": init if isinstance(init, str) else f"codes:{tensor_digest([init])}", "config": config.to_dict(),
         "priors": [p.to_dict() for p in priors], "transforms": [_transform_dict(t) for t in transforms],
         "target_space": space.to_dict(),
+        # the batch shape changes float rounding, which lr 8 amplifies: a run reproduces only at its own batch size
+        "batch_size": batch_size,
         # the weights themselves: a resume after retraining (same class name, other weights) must not mix the two
         "weights": {"model": tensor_digest(model.state_dict().values()),
                     "generator": tensor_digest(generator.state_dict().values())},
@@ -199,9 +234,11 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
                 now = {k: v for k, v in now.items() if k in before}
                 now["priors"] = [{k: v for k, v in p.items() if not str(v).startswith("tensor:")}
                                  for p in now.get("priors", [])]
-            differ = [k for k in now if now[k] != before.get(k)]
+            if "batch_size" not in before:  # recorded since 2026-12-01: an older run's batch size is unknown
+                now.pop("batch_size", None)
+            differ = _differences(now, before)
             if differ:
-                raise DgnamError(f"{out_dir} was made with different settings ({', '.join(differ)}); resume with the "
+                raise DgnamError(f"{out_dir} was made with different settings ({'; '.join(differ)}); resume with the "
                                  f"same ones or choose another --out")
             records = prev.get("records", [])
         elif out_dir.exists() and any(out_dir.iterdir()) and not resume:
@@ -214,6 +251,7 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
     if out_dir is not None and todo:
         for name in EVALUATION_FILES:  # an evaluation of the unfinished run would describe fewer images than it holds
             (out_dir / name).unlink(missing_ok=True)
+        records = [{k: v for k, v in rec.items() if k not in EVALUATION_FIELDS} for rec in records]
     images_by_job: dict[tuple[int, int], torch.Tensor] = {}
     codes_by_job: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
@@ -257,12 +295,12 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
             _write_json_atomic(out_dir / RESULTS, {"dgnam_version": __version__, "config": run_config, "records": records})
     bar.close()
     records.sort(key=lambda rec: (rec["unit_index"], rec["restart"]))
-    if out_dir is not None:
-        write_grid(out_dir, records)
     order = [(rec["unit_index"], rec["restart"]) for rec in records]
     if out_dir is not None:  # a resumed run: the earlier records' codes are on disk, their images are regenerated
         _reload_finished(out_dir, [rec for rec in records if (rec["unit_index"], rec["restart"]) not in images_by_job],
                          generator, device, batch_size, images_by_job, codes_by_job)
+        _restore_pngs(out_dir, records, generator, images_by_job, codes_by_job)
+        write_grid(out_dir, records)
     have = all(k in images_by_job for k in order)
     return Run(
         records=records,
@@ -311,6 +349,29 @@ def _reload_finished(out_dir: Path, records: list[dict], generator: Generator, d
             key = (rec["unit_index"], rec["restart"])
             images[key] = imgs[k]
             codes[key] = (saved[k]["final"], saved[k]["best"])
+
+
+@torch.no_grad()
+def _restore_pngs(out_dir: Path, records: list[dict], generator: Generator, images: dict, codes: dict) -> None:
+    """Rewrite any PNG of a finished record that is missing or unreadable (a kill while it was written, a deleted
+    file) from its code: the codes are the run's record, the PNGs are views of them."""
+    from PIL import Image
+
+    def readable(path: Path) -> bool:
+        try:
+            with Image.open(path) as im:
+                im.load()
+            return True
+        except OSError:
+            return False
+
+    scale = max(1, 96 // max(generator.space.size))
+    for rec in records:
+        key = (rec["unit_index"], rec["restart"])
+        for field, image in (("image", lambda: images[key][None]), ("best_image", lambda: generator(
+                codes[key][1][None].to(module_device(generator), module_dtype(generator))).cpu())):
+            if rec.get(field) and not readable(out_dir / rec[field]):
+                save_png(to_uint8(image(), generator.space)[0], out_dir / rec[field], scale)
 
 
 def write_grid(out_dir: Path, records: list[dict]) -> Path:

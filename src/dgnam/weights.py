@@ -65,6 +65,24 @@ def json_safe(value):
     return type(value).__name__
 
 
+def carried_objects(path: Path, e: pickle.UnpicklingError) -> str | None:
+    """What a file that ``torch.load(weights_only=True)`` refused carries: the global it names ("Unsupported global:
+    GLOBAL os.system"), "objects other than tensors" for another well-formed pickle, or ``None`` when the bytes are no
+    pickle at all (a corrupt file: torch reports both as an unsupported operand). The pickle is only parsed
+    (``pickletools``), never run."""
+    import pickletools
+
+    found = re.search(r"Unsupported global[^.\n]*", str(e))
+    if found:
+        return found.group(0).strip()
+    try:
+        for _ in pickletools.genops(path.read_bytes()):
+            pass
+    except Exception:  # noqa: BLE001 - any parse failure: not a pickle
+        return None
+    return "objects other than tensors"
+
+
 def load_state_dict(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
     """Read a state dict from a ``.safetensors`` file or a plain tensor file (``torch.save`` of a dict of tensors).
 
@@ -89,11 +107,10 @@ def load_state_dict(path: str | os.PathLike, expected_sha256: str | None = None)
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not for our users
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global[^.\n]*", str(e))
-        if found is None:  # not a pickle at all (random bytes: "Unsupported operand"), rather than a dangerous one
-            raise DgnamError(f"{path} is not a readable tensor file ({first_line(e)}): it is corrupt or not written by "
-                             f"torch.save; save a plain state dict or convert it to safetensors") from None
-        what = found.group(0).strip()
+        what = carried_objects(path, e)
+        if what is None:  # not a pickle at all (random bytes), rather than a dangerous one
+            raise DgnamError(f"{path} is not a readable tensor file: it is corrupt or not written by torch.save; save "
+                             f"a plain state dict or convert it to safetensors") from None
         raise DgnamError(
             f"{path} is a pickle that carries code or objects, not plain tensors ({what}); refusing to load it. "
             f"Save a plain state dict (torch.save(model.state_dict())) or convert it to safetensors"

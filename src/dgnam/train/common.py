@@ -7,6 +7,7 @@ import math
 import shlex
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -103,9 +104,16 @@ class Checkpoint:
 
         fix = "delete it (or pass --fresh) to start over"
         try:
-            st = torch.load(self.path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:  # torch's message advises weights_only=False: not for a file we did not write
-            raise DgnamError(f"checkpoint {self.path} holds objects other than plain tensors, so dgnam did not write "
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not for our users
+                st = torch.load(self.path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:  # torch's message advises weights_only=False: not for a file we did not write
+            from ..weights import carried_objects
+
+            what = carried_objects(self.path, e)
+            if what is None:
+                raise DgnamError(f"checkpoint {self.path} is corrupt; {fix}") from None
+            raise DgnamError(f"checkpoint {self.path} holds more than plain tensors ({what}), so dgnam did not write "
                              f"it; refusing to load it: {fix}") from None
         except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
             raise DgnamError(f"checkpoint {self.path} is unreadable ({first_line(e)}); {fix}") from None
