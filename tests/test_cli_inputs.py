@@ -4,6 +4,7 @@ process with typer's runner; `test_cli.py` runs the real `python -m dgnam` for t
 import json
 import shutil
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -168,3 +169,24 @@ def test_ctrl_c_says_how_to_continue(tmp_path):
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and "interrupted: what was finished is on disk" in err and "--resume" in err, err
+
+
+def test_demo_replaces_an_earlier_demo_but_never_other_files(tmp_path):
+    """`dgnam demo --out DIR` deleted DIR/pixel and DIR/dgn-am whatever they held, and overwrote a run's
+    results.json; it now replaces only an earlier demo."""
+    from dgnam.demo import _check_demo_folder
+    from helpers import dgnam, fashion_mnist, one_line_error
+
+    fashion_mnist("test")
+    out = tmp_path / "demo"
+    p = dgnam("demo", "--steps", "2", "--restarts", "1", "--out", out)
+    assert p.returncode == 0, p.stderr
+    assert (out / "dgn-am" / "results.json").exists() and (out / "index.html").exists()
+    _check_demo_folder(out)  # an earlier demo: replaced
+    (out / "pixel" / "keep.txt").write_text("precious")
+    one_line_error(dgnam("demo", "--out", out), "not an earlier demo's (pixel/)", "another --out")
+    assert (out / "pixel" / "keep.txt").read_text() == "precious"
+    r = run("visualize", "--model", "fmnist-cnn", "--units", "logits:0", "--steps", "1", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    with pytest.raises(DgnamError, match="results.json"):
+        _check_demo_folder(tmp_path / "run")

@@ -27,12 +27,44 @@ DEMO_RESTARTS = 8  # "a few restarts, best kept"; 8 per class fit the demo's 2-m
 DEMO_METHODS = ("pixel", "dgn-am")
 
 
+#: What a demo folder holds: its own files, and one engine run per method (the files `visualize` and `evaluate` write).
+DEMO_FILES = ("grid.png", "results.json", "index.html")
+RUN_ENTRIES = ("images", "codes", "results.json", "grid.png", "evaluation.json", "nearest.png", "report.html")
+
+
+def _check_demo_folder(out: Path) -> None:
+    """The demo starts fresh, replacing an earlier demo in ``out``; anything else there is refused, not deleted."""
+    from .errors import DgnamError
+
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DgnamError(f"--out {out} is a file: give a folder for the demo")
+    foreign = [p.name for p in out.iterdir() if p.name not in (*DEMO_FILES, *DEMO_METHODS)]
+    for method in DEMO_METHODS:
+        sub = out / method
+        if sub.exists() and (not sub.is_dir() or not (sub / "results.json").exists()
+                             or any(p.name not in RUN_ENTRIES for p in sub.iterdir())):
+            foreign.append(f"{method}/")
+    if (out / "results.json").exists():
+        try:
+            ours = "summary" in json.loads((out / "results.json").read_text())
+        except (OSError, ValueError, TypeError):
+            ours = False
+        if not ours:
+            foreign.append("results.json")
+    if foreign:
+        raise DgnamError(f"{out} holds files that are not an earlier demo's ({', '.join(sorted(foreign)[:4])}): the "
+                         f"demo replaces its folder, so give another --out")
+
+
 def run_demo(out: str | Path = "runs/demo", restarts: int = DEMO_RESTARTS, steps: int | None = None, seed: int = 0,
              device: str = "cpu", data: str | None = None, progress: bool = True) -> dict:
     """Run the demo; returns ``{"records": [...], "table": [...], "seconds": s}`` and writes grid.png, results.json,
     index.html (and the two engine runs under ``out/pixel`` and ``out/dgn-am``)."""
     t0 = time.perf_counter()
     out = Path(out)
+    _check_demo_folder(out)
     target, judge, gen = create_model("fmnist-cnn"), create_model("fmnist-judge"), create_model("fmnist-g-fc6")
     space = target.input_space
     classes = list(target.classes)
