@@ -190,3 +190,31 @@ def test_demo_replaces_an_earlier_demo_but_never_other_files(tmp_path):
     assert r.exit_code == 0, r.output
     with pytest.raises(DgnamError, match="results.json"):
         _check_demo_folder(tmp_path / "run")
+
+
+def test_sample_overwrite_killed_while_writing_keeps_the_earlier_run(tmp_path, monkeypatch):
+    """`sample --overwrite` deleted the earlier samples before writing the new ones: a kill in between left a folder
+    whose results.json listed deleted images. The new run is written beside it and moved in when complete."""
+    from pathlib import Path
+
+    import dgnam.weights
+
+    out = tmp_path / "s"
+    quick = ["sample", "--class", "1", "--n", "2", "--steps", "6", "--burn-in", "2", "--out", out]
+    assert run(*quick).exit_code == 0
+    before = (out / "results.json").read_text()
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dgnam.weights, "save_safetensors", killed)  # the last file written before results.json
+    run(*quick[:2], "5", *quick[3:], "--overwrite")
+    assert (out / "results.json").read_text() == before
+    recs = json.loads(before)["records"]
+    assert all((out / r["image"]).exists() for r in recs)
+    monkeypatch.undo()
+    assert run(*quick[:2], "5", *quick[3:], "--overwrite").exit_code == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["config"]["conditions"] == ["Sandal"] and all((out / r["image"]).exists() for r in doc["records"])
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(Path(r["image"]).name for r in doc["records"])
+    assert not (tmp_path / ".s.partial").exists()
