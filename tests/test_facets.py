@@ -98,6 +98,28 @@ def test_facets_writes_run_and_grid(tiny_model, tiny_gen, tmp_path):
     real = RealData(torch.rand(30, 1, 12, 12, generator=torch.Generator().manual_seed(0)), torch.arange(30) % 5)
     ev = evaluate_run(tmp_path / "run", judge=tiny_model, model=tiny_model, data=real)
     assert [(u["unit"], u["images"]) for u in ev["units"]] == [("logits:0", 2)] and ev["units"][0]["diversity"] > 0
+    assert f.run.out == tmp_path / "run" and not (tmp_path / ".run.partial").exists()
+
+
+def test_facets_killed_before_its_outputs_leaves_no_run_that_looks_finished(tiny_model, tiny_gen, tmp_path,
+                                                                            monkeypatch):
+    """A facets run killed between the engine's results.json and the facet outputs looked complete (evaluate
+    scored it): it is now written beside OUT and moved in only when complete."""
+    import dgnam.facets as facets_mod
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(facets_mod, "embedding_png", killed)  # the last output written
+    cfg = FacetConfig(k=2, top_fraction=0.5, reduce="pca", center_images=3, top_real=2)
+    with pytest.raises(KeyboardInterrupt):
+        facets(tiny_model, "logits:0", pattern_images(), tiny_gen, cfg, encoder=(TinyEncoder().eval(), "code"),
+               steps=2, out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    monkeypatch.undo()
+    facets(tiny_model, "logits:0", pattern_images(), tiny_gen, cfg, encoder=(TinyEncoder().eval(), "code"), steps=2,
+           out=tmp_path / "run", progress=False)  # the next attempt starts over from the leftover
+    assert (tmp_path / "run" / "facets.png").exists()
 
 
 def test_facets_give_the_models_back_as_they_were(tiny_model, tiny_gen):

@@ -41,6 +41,7 @@ fc6, and one time in four in a held-out network's features.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -431,8 +432,16 @@ def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor
         priors = base + [FacetDirection(model, found.embed_layer, found.clustering, range(k), facet_weight, gen.space,
                                         space)]
 
+    staged = None
+    if out is not None:  # written beside OUT and moved in complete: a killed run never passes for a finished one
+        out = Path(out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise DgnamError(f"{out} exists and is not empty: choose another --out")
+        staged = out.parent / f".{out.name}.partial"
+        if staged.exists():
+            shutil.rmtree(staged)
     run = visualize(model, [found.unit] * k, gen, restarts=1, seed=found.config.seed, steps=steps, config=am_config,
-                    priors=priors, init=init, device=device, out=out, progress=progress, method=method,
+                    priors=priors, init=init, device=device, out=staged, progress=progress, method=method,
                     batch_size=max(32, k))
     synth = convert(run.images.to(device), gen.space, space)
     synth_feats = encode(model, found.embed_layer, synth)
@@ -446,8 +455,12 @@ def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor
                     "top_images": [int(i) for i in found.members[j][: found.config.top_real]],
                     "init_images": [int(i) for i in found.init_indices[j]],
                     "top_activation": float(found.activations[(found.indices == found.members[j][0]).nonzero()[0, 0]])})
-    if out is not None:
-        _write_outputs(Path(out), result, images01, space, gen)
+    if staged is not None:
+        _write_outputs(staged, result, images01, space, gen)
+        if out.exists():
+            out.rmdir()
+        staged.rename(out)
+        run.out = out
     return result
 
 
