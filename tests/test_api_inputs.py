@@ -194,3 +194,18 @@ def test_a_generator_file_knows_the_layer_its_card_names(tmp_path):
     x = cnn.input_space.encode(torch.rand(1, 1, 28, 28))
     with pytest.raises(DgnamError, match="'fc6' is not the one g inverts \\('fc5'\\)"):
         inpaint(gen, None, ClassCondition(cnn, [0]), x, hole_mask((28, 28)), cnn, "fc6")
+
+
+def test_code_statistics_of_another_size_beside_a_generator_are_named(tmp_path):
+    """Statistics of another size beside a generator file set its code size, and the weights then failed to load
+    with "wrong --arch?"; the message now names the statistics file."""
+    import shutil
+
+    from dgnam.priors import CodeStats
+    from dgnam.zoo import load_model
+    from dgnam.zoo.registry import WEIGHTS_DIR
+
+    shutil.copy(WEIGHTS_DIR / "fmnist-g-fc6.safetensors", tmp_path / "g.safetensors")
+    CodeStats(mean=torch.ones(100), std=torch.ones(100)).save(tmp_path / "g.codestats.safetensors")
+    with pytest.raises(DgnamError, match="g.codestats.safetensors\\) are 100-d.*replace or remove"):
+        load_model(str(tmp_path / "g.safetensors"), "fmnist-g-fc6")

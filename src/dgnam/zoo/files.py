@@ -80,7 +80,15 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
         net = entry.build(code_shape[0])
     else:
         net = entry.build()
-    load_into(net, read_state_dict(path, arch), what=f"{path.name} as {arch}")
+    try:
+        load_into(net, read_state_dict(path, arch), what=f"{path.name} as {arch}")
+    except DgnamError:
+        if stats is not None and tuple(code_shape) != tuple(entry.code_shape or ()):  # the stats set the code size
+            raise DgnamError(f"the code statistics beside {path.name} ({code_stats_beside(path).name}) are "
+                             f"{code_shape[0]}-d, but these weights do not take {code_shape[0]}-d codes: replace or "
+                             f"remove that file (it must be the statistics of the layer this generator inverts)"
+                             ) from None
+        raise
     model = wrap(entry, net, with_stats=False, name=path.stem)
     if classes:
         model.classes = tuple(classes)
