@@ -275,3 +275,14 @@ def test_a_generator_of_a_file_encoder_finds_that_encoder_again(tmp_path):
               "--prior", "joint", "--steps", "1", "--out", str(tmp_path / "i.png"))
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "i-filled.png").exists()
+
+
+def test_train_generator_gives_the_encoder_back_as_it_was(tmp_path):
+    """The encoder is borrowed: it was left in eval mode with requires_grad off (a user's classifier mid-training
+    stopped learning)."""
+    x, _ = _data(64)
+    torch.manual_seed(0)
+    enc = FashionCNN(3).train()
+    train_generator(enc, "fc6", FMNIST_SPACE, FashionGenerator(256), FashionDiscriminator(256), FMNIST_GEN_SPACE, x,
+                    x[:32], tmp_path, "g", GeneratorConfig(epochs=1, batch_size=32, seed=0), progress=False)
+    assert enc.training and all(p.requires_grad for p in enc.parameters())

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..imagespace import ImageSpace, convert
-from ..modules import as_device
+from ..modules import as_device, frozen
 from ..priors import CodeStats
 from ..units import LayerReader, encode
 from ..weights import save_safetensors, tensor_digest
@@ -80,12 +80,17 @@ def train_generator(
     training images) and the card ``out/NAME.json``; returns the card.
     """
     config.validate()
-    out = Path(out)
-    torch.manual_seed(config.seed)
     dev = as_device(config.device)
-    encoder = encoder.eval().to(dev)
-    for p in encoder.parameters():
-        p.requires_grad_(False)
+    with frozen(encoder, dev):  # E is borrowed: frozen for the training, given back as it was (mode, grads, device)
+        return _train_generator(encoder, layer, encoder_space, generator, discriminator, gen_space, train_x01,
+                                test_x01, Path(out), name, config, resume, data_name, progress, test_name, dev)
+
+
+def _train_generator(encoder: nn.Module, layer: str, encoder_space: ImageSpace, generator: nn.Module,
+                     discriminator: nn.Module, gen_space: ImageSpace, train_x01: torch.Tensor, test_x01: torch.Tensor,
+                     out: Path, name: str, config: GeneratorConfig, resume: bool, data_name: str, progress: bool,
+                     test_name: str | None, dev: torch.device) -> dict:
+    torch.manual_seed(config.seed)
     generator.to(dev)
     discriminator.to(dev)
     comparator = LayerReader(encoder, [config.comparator_layer])
