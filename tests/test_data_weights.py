@@ -114,3 +114,30 @@ def test_a_model_from_the_working_directory_leaves_sys_path_alone(tmp_path, monk
     model = load_model("my_tiny_net:build")
     assert isinstance(model, torch.nn.Linear) and not model.training
     assert sys.path == before
+
+
+def test_corrupt_bytes_are_not_called_dangerous_and_checkpoints_never_advise_unsafe_loading(tmp_path):
+    """Random bytes in a .pt read as "a pickle that carries code"; an unreadable checkpoint quoted torch's advice to
+    load it with weights_only=False. Both now say what the file is, and refuse."""
+    import os as _os
+
+    from dgnam.train.common import Checkpoint
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(bytes(range(256)) * 3)
+    with pytest.raises(DgnamError, match="corrupt or not written by torch.save"):
+        load_state_dict(junk)
+    ckpt = Checkpoint(tmp_path / "c")
+    ckpt.dir.mkdir()
+
+    class Obj:
+        def __reduce__(self):
+            return (_os.getcwd, ())
+
+    torch.save({"epoch": Obj()}, ckpt.path)
+    with pytest.raises(DgnamError, match="refusing to load it") as e:
+        ckpt.load()
+    assert "weights_only" not in str(e.value) and "\n" not in str(e.value)
+    ckpt.path.write_bytes(b"")
+    with pytest.raises(DgnamError, match="unreadable \\(EOFError\\)"):
+        ckpt.load()

@@ -71,12 +71,17 @@ def carried_objects(path: Path, e: pickle.UnpicklingError) -> str | None:
     pickle at all (a corrupt file: torch reports both as an unsupported operand). The pickle is only parsed
     (``pickletools``), never run."""
     import pickletools
+    import zipfile
 
-    found = re.search(r"Unsupported global[^.\n]*", str(e))
+    found = re.search(r"unsupported global:?\s*(?:GLOBAL\s+)?[\w.]+", str(e), re.IGNORECASE)
     if found:
         return found.group(0).strip()
     try:
-        for _ in pickletools.genops(path.read_bytes()):
+        data = path.read_bytes()
+        if zipfile.is_zipfile(path):  # torch.save's container: the pickle is its data.pkl
+            with zipfile.ZipFile(path) as z:
+                data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+        for _ in pickletools.genops(data):
             pass
     except Exception:  # noqa: BLE001 - any parse failure: not a pickle
         return None
