@@ -177,10 +177,10 @@ def test_no_nan_in_an_evaluation(tiny_model, tmp_path):
 
 def test_a_generator_file_knows_the_layer_its_card_names(tmp_path):
     """A generator file took its architecture's layer (fc6) even when its card says it inverts fc5, so PPGN's DAE
-    check compared the wrong layers; inpainting from another layer than the generator's is refused."""
+    check compared the wrong layers."""
     import shutil
 
-    from dgnam.ppgn import hole_mask, inpaint, ClassCondition
+    from dgnam.ppgn import CodeDAE, PPGNConfig, ClassCondition, sample
     from dgnam.zoo import create_model, load_model
     from dgnam.zoo.registry import WEIGHTS_DIR
 
@@ -190,10 +190,10 @@ def test_a_generator_file_knows_the_layer_its_card_names(tmp_path):
     (tmp_path / "g.json").write_text(json.dumps({"inverts": {"encoder": "fmnist-cnn", "layer": "fc5"}}))
     gen = load_model(str(tmp_path / "g.safetensors"), "fmnist-g-fc6")
     assert gen.code_layer == "fc5"
-    cnn = create_model("fmnist-cnn")
-    x = cnn.input_space.encode(torch.rand(1, 1, 28, 28))
-    with pytest.raises(DgnamError, match="'fc6' is not the one g inverts \\('fc5'\\)"):
-        inpaint(gen, None, ClassCondition(cnn, [0]), x, hole_mask((28, 28)), cnn, "fc6")
+    dae = CodeDAE(dim=256)
+    dae.code_layer = "fc6"
+    with pytest.raises(DgnamError, match="trained on fc6 codes but g inverts fc5"):
+        sample(gen, dae, ClassCondition(create_model("fmnist-cnn"), [0]), 1, PPGNConfig(steps=1))
 
 
 def test_code_statistics_of_another_size_beside_a_generator_are_named(tmp_path):
@@ -209,3 +209,31 @@ def test_code_statistics_of_another_size_beside_a_generator_are_named(tmp_path):
     CodeStats(mean=torch.ones(100), std=torch.ones(100)).save(tmp_path / "g.codestats.safetensors")
     with pytest.raises(DgnamError, match="g.codestats.safetensors\\) are 100-d.*replace or remove"):
         load_model(str(tmp_path / "g.safetensors"), "fmnist-g-fc6")
+
+
+def test_numpy_integers_and_iterables_still_name_units(tiny_model):
+    """The new Unit checks refused numpy ints and parse_units refused arrays and generators: both worked before."""
+    import numpy as np
+
+    assert Unit("logits", np.int64(3)).channel == 3 and type(Unit("logits", np.int64(3)).channel) is int
+    assert Unit("features.2", 1, position=(np.int64(1), np.int64(2))).position == (1, 2)
+    assert parse_units(np.array(["logits:0", "logits:1"])) == parse_units("logits:0,1")
+    assert parse_units(f"logits:{i}" for i in range(2)) == parse_units("logits:0,1")
+
+
+def test_encode_blames_the_shape_only_on_the_first_batch(tiny_model):
+    """Every batch used to go through the shape probe: a failure later in a large set (out of memory, a bug in the
+    model) was reported as a wrong input shape."""
+    calls = {"n": 0}
+
+    class Flaky(TinyNet):
+        def forward(self, x):
+            calls["n"] += 1
+            if calls["n"] > 1:
+                raise RuntimeError("something else went wrong")
+            return super().forward(x)
+
+    m = Flaky().eval()
+    m.input_space = SPACE
+    with pytest.raises(RuntimeError, match="something else"):
+        encode(m, "fc", SPACE.encode(torch.rand(4, 1, 12, 12)), batch_size=2)

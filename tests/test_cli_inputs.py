@@ -217,4 +217,33 @@ def test_sample_overwrite_killed_while_writing_keeps_the_earlier_run(tmp_path, m
     doc = json.loads((out / "results.json").read_text())
     assert doc["config"]["conditions"] == ["Sandal"] and all((out / r["image"]).exists() for r in doc["records"])
     assert sorted(p.name for p in (out / "images").iterdir()) == sorted(Path(r["image"]).name for r in doc["records"])
-    assert not (tmp_path / ".s.partial").exists()
+    assert not (out / ".dgnam-partial").exists()
+
+
+def test_sample_into_a_folder_on_another_filesystem(tmp_path):
+    """The staging folder sat beside --out: a --out on another mount (here a symlink into /dev/shm) failed with
+    'Invalid cross-device link' after deleting the earlier samples. It now lies inside --out."""
+    import os
+    import tempfile
+
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm")
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        (tmp_path / "s").symlink_to(other)
+        quick = ["sample", "--class", "1", "--n", "2", "--steps", "6", "--burn-in", "2", "--out", tmp_path / "s"]
+        assert run(*quick).exit_code == 0
+        r = run(*quick[:2], "5", *quick[3:], "--overwrite")
+        assert r.exit_code == 0, (r.output, r.exception)
+        doc = json.loads((tmp_path / "s" / "results.json").read_text())
+        assert doc["config"]["conditions"] == ["Sandal"] and all((tmp_path / "s" / x["image"]).exists()
+                                                                 for x in doc["records"])
+
+
+def test_an_interrupted_demo_can_be_run_again(tmp_path):
+    """A demo killed during its first method leaves DIR/pixel with images/ and codes/ but no results.json; the
+    rerun the Ctrl-C message suggests must not be refused."""
+    from dgnam.demo import _check_demo_folder
+
+    (tmp_path / "d" / "pixel" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "pixel" / "codes").mkdir()
+    _check_demo_folder(tmp_path / "d")

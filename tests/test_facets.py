@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,7 +99,7 @@ def test_facets_writes_run_and_grid(tiny_model, tiny_gen, tmp_path):
     real = RealData(torch.rand(30, 1, 12, 12, generator=torch.Generator().manual_seed(0)), torch.arange(30) % 5)
     ev = evaluate_run(tmp_path / "run", judge=tiny_model, model=tiny_model, data=real)
     assert [(u["unit"], u["images"]) for u in ev["units"]] == [("logits:0", 2)] and ev["units"][0]["diversity"] > 0
-    assert f.run.out == tmp_path / "run" and not (tmp_path / ".run.partial").exists()
+    assert f.run.out == tmp_path / "run" and not (tmp_path / "run" / ".dgnam-partial").exists()
 
 
 def test_facets_killed_before_its_outputs_leaves_no_run_that_looks_finished(tiny_model, tiny_gen, tmp_path,
@@ -115,11 +116,33 @@ def test_facets_killed_before_its_outputs_leaves_no_run_that_looks_finished(tiny
     with pytest.raises(KeyboardInterrupt):
         facets(tiny_model, "logits:0", pattern_images(), tiny_gen, cfg, encoder=(TinyEncoder().eval(), "code"),
                steps=2, out=tmp_path / "run", progress=False)
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run" / "results.json").exists()  # only the staging folder: no run to score
     monkeypatch.undo()
     facets(tiny_model, "logits:0", pattern_images(), tiny_gen, cfg, encoder=(TinyEncoder().eval(), "code"), steps=2,
            out=tmp_path / "run", progress=False)  # the next attempt starts over from the leftover
-    assert (tmp_path / "run" / "facets.png").exists()
+    assert (tmp_path / "run" / "facets.png").exists() and not (tmp_path / "run" / ".dgnam-partial").exists()
+    # `out` may be the working folder itself, or a symlink to an empty folder: nothing is renamed onto it
+    target = tmp_path / "empty"
+    target.mkdir()
+    (tmp_path / "link").symlink_to(target)
+    facets(tiny_model, "logits:0", pattern_images(), tiny_gen, cfg, encoder=(TinyEncoder().eval(), "code"), steps=2,
+           out=tmp_path / "link", progress=False)
+    assert (target / "facets.png").exists()
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    facets(tiny_model, "logits:0", pattern_images(), tiny_gen, cfg, encoder=(TinyEncoder().eval(), "code"), steps=2,
+           out=Path("."), progress=False)
+    assert (here / "results.json").exists()
+
+
+def test_facets_take_images_off_0_1_by_float_rounding_only(tiny_model):
+    """An antialiased resize overshoots 1 by ~1e-7: accepted; a 0..255 image is refused with its range shown."""
+    imgs = pattern_images()
+    cfg = FacetConfig(k=2, top_fraction=0.5, reduce="pca", center_images=3, top_real=2)
+    find_facets(tiny_model, "logits:0", imgs * (1 + 2e-7), cfg)
+    with pytest.raises(DgnamError, match="range over \\[0, 255\\]"):
+        find_facets(tiny_model, "logits:0", (imgs * 255).round(), cfg)
 
 
 def test_facets_give_the_models_back_as_they_were(tiny_model, tiny_gen):

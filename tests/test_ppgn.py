@@ -290,7 +290,7 @@ def test_bad_sampler_input(tiny_model, tiny_gen):
                 hole_mask(SPACE.size), Enc(), "code", SPACE)
     other = CodeDAE(dim=10)  # the right size, but trained on another layer's codes (its card says which)
     other.code_layer = "fc5"
-    with pytest.raises(DgnamError, match="trained on fc5 codes but tiny inverts code"):
+    with pytest.raises(DgnamError, match="trained on fc5 codes, but the codes here come from layer 'code'"):
         inpaint(tiny_gen, other, ClassCondition(tiny_model, [0]), torch.zeros(1, *SPACE.shape),
                 hole_mask(SPACE.size), Enc(), "code", SPACE)
 

@@ -41,7 +41,6 @@ fc6, and one time in four in a held-out network's features.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -318,11 +317,16 @@ def _check_images(model: nn.Module, images01: torch.Tensor) -> ImageSpace:
     if images01.dim() != 4 or tuple(images01.shape[1:]) != space.shape:
         raise DgnamError(f"images have shape {tuple(images01.shape)}, expected (N, {space.channels}, {space.size[0]}, "
                          f"{space.size[1]}) in [0, 1]; load them at the model's input size")
-    if not images01.is_floating_point() or images01.min() < 0 or images01.max() > 1:
-        lo, hi = float(images01.min()), float(images01.max())
-        raise DgnamError(f"images range over [{lo:g}, {hi:g}] ({images01.dtype}), expected floats in [0, 1] (not yet "
-                         f"in the model's input space): divide 0..255 images by 255")
+    lo, hi = float(images01.min()), float(images01.max())
+    if not images01.is_floating_point() or lo < -RANGE_SLACK or hi > 1 + RANGE_SLACK:
+        raise DgnamError(f"images range over [{lo:.6g}, {hi:.6g}] ({images01.dtype}), expected floats in [0, 1] (not "
+                         f"yet in the model's input space): divide 0..255 images by 255")
     return space
+
+
+#: How far outside [0, 1] images may stray by float rounding (an antialiased resize overshoots by ~1e-7); a 0..255
+#: image or one already normalized is far outside it.
+RANGE_SLACK = 1e-3
 
 
 def find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, config: FacetConfig | None = None,
@@ -403,7 +407,7 @@ def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor
                        priors: Sequence[Prior] | None, center_bias: CenterBias | None, facet_weight: float,
                        device: torch.device, out: str | Path | None, progress: bool) -> Facets:
     from .imagespace import convert
-    from .run import visualize
+    from .run import STAGING, move_in, staging_dir, visualize
 
     space = _check_images(model, images01)
     if steps is not None and steps < 0:
@@ -433,13 +437,11 @@ def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor
                                         space)]
 
     staged = None
-    if out is not None:  # written beside OUT and moved in complete: a killed run never passes for a finished one
+    if out is not None:  # staged and moved in complete: a killed run never passes for a finished one
         out = Path(out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if out.exists() and (not out.is_dir() or any(p.name != STAGING for p in out.iterdir())):
             raise DgnamError(f"{out} exists and is not empty: choose another --out")
-        staged = out.parent / f".{out.name}.partial"
-        if staged.exists():
-            shutil.rmtree(staged)
+        staged = staging_dir(out)
     run = visualize(model, [found.unit] * k, gen, restarts=1, seed=found.config.seed, steps=steps, config=am_config,
                     priors=priors, init=init, device=device, out=staged, progress=progress, method=method,
                     batch_size=max(32, k))
@@ -457,9 +459,7 @@ def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor
                     "top_activation": float(found.activations[(found.indices == found.members[j][0]).nonzero()[0, 0]])})
     if staged is not None:
         _write_outputs(staged, result, images01, space, gen)
-        if out.exists():
-            out.rmdir()
-        staged.rename(out)
+        move_in(staged, out)
         run.out = out
     return result
 

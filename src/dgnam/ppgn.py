@@ -180,8 +180,13 @@ def check_prior(dae: nn.Module | None, generator: Generator, layer: str | None =
     if dae.dim != n:
         raise DgnamError(f"the code DAE takes {dae.dim}-d codes but {name}'s code is {n}-d: pass the DAE of the layer "
                          f"the generator inverts (dgnam train dae --layer LAYER)")
+    given = layer is not None
     layer = layer or getattr(generator, "code_layer", None)
     if layer is not None and dae.code_layer is not None and dae.code_layer != layer:
+        if given:  # the encoder layer the codes come from here: either it or the DAE is not the generator's
+            raise DgnamError(f"the code DAE was trained on {dae.code_layer} codes, but the codes here come from layer "
+                             f"{layer!r}: give the encoder layer {name} inverts (--encoder-layer), or the DAE of "
+                             f"{layer!r} (dgnam train dae --layer {layer})")
         raise DgnamError(f"the code DAE was trained on {dae.code_layer} codes but {name} inverts {layer}: pass the DAE "
                          f"of that layer (dgnam train dae --layer {layer})")
 
@@ -640,10 +645,6 @@ def inpaint(
                          f"{space.size[1]}) in the encoder's input space")
     if mask.dim() != 4 or mask.shape[-2:] != images.shape[-2:] or mask.shape[0] not in (1, len(images)):
         raise DgnamError(f"mask has shape {tuple(mask.shape)}; give (1 or B, 1, H, W) matching the images")
-    inverts = getattr(generator, "code_layer", None)
-    if inverts is not None and layer != inverts:  # the start code would come from a layer G never learned to invert
-        raise DgnamError(f"the encoder layer {layer!r} is not the one {getattr(generator, 'name', 'the generator')} "
-                         f"inverts ({inverts!r}): give layer={inverts!r} (--encoder-layer) and its encoder")
     check_prior(dae, generator, layer)
     dev = module_device(generator)
     with _borrowed([generator, dae, encoder, getattr(condition, "model", None)], dev):

@@ -81,6 +81,51 @@ def target_space(model: nn.Module, input_space: ImageSpace | None = None, genera
     return space
 
 
+#: Where `facets` and `sample` write a run before moving it into its folder complete. Inside the folder, so that the
+#: moves stay on one filesystem (a folder on another mount, or a symlink to one, works), and never the folder itself
+#: renamed (a mount point or `.` cannot be).
+STAGING = ".dgnam-partial"
+
+
+def staging_dir(out: Path) -> Path:
+    """``OUT/.dgnam-partial``, made empty (a leftover of a killed run is discarded)."""
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    staged = out / STAGING
+    if staged.exists():
+        shutil.rmtree(staged)
+    staged.mkdir()
+    return staged
+
+
+def move_in(staged: Path, out: Path, last: str = RESULTS, stale: Sequence[Path] = ()) -> None:
+    """Move a complete run from ``staged`` into ``out``: files replace those of the same name, folders merge, ``last``
+    (the file that says the run is there) goes last; then the ``stale`` files the new run did not replace are removed,
+    and the staging folder. A kill before ``last`` leaves the earlier run's record in place."""
+    import shutil
+
+    def merge(src: Path, dst: Path) -> set[Path]:
+        dst.mkdir(parents=True, exist_ok=True)
+        written = set()
+        for entry in sorted(src.iterdir()):
+            if src == staged and entry.name == last:
+                continue
+            if entry.is_dir():
+                written |= merge(entry, dst / entry.name)
+            else:
+                entry.replace(dst / entry.name)
+                written.add(dst / entry.name)
+        return written
+
+    written = merge(staged, out)
+    (staged / last).replace(out / last)
+    for path in stale:
+        if path not in written:
+            path.unlink(missing_ok=True)
+    shutil.rmtree(staged)
+
+
 def _read_results(out: Path) -> dict:
     try:
         results = json.loads((out / RESULTS).read_text())

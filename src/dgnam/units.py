@@ -10,6 +10,7 @@ Several units share a layer with commas: ``fc6:0,1,2`` or ``logits:espresso,logi
 from __future__ import annotations
 
 import difflib
+import numbers
 import re
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Sequence
@@ -40,13 +41,15 @@ class Unit:
     def __post_init__(self) -> None:
         if self.reduce not in ("point", "mean"):
             raise DgnamError(f"unit reduce={self.reduce!r}: use 'point' (one position) or 'mean' (the channel mean)")
-        if isinstance(self.channel, bool) or not isinstance(self.channel, (int, str)):
+        if isinstance(self.channel, bool) or not isinstance(self.channel, (numbers.Integral, str)):
             raise DgnamError(f"unit channel {self.channel!r}: give an int index or a class name")
+        if isinstance(self.channel, numbers.Integral):  # numpy ints too, kept as plain ints (JSON, equality)
+            object.__setattr__(self, "channel", int(self.channel))
         if self.position is not None:
             pos = tuple(self.position)
-            if len(pos) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pos):
+            if len(pos) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pos):
                 raise DgnamError(f"unit position {self.position!r}: give (y, x) as two ints")
-            object.__setattr__(self, "position", pos)
+            object.__setattr__(self, "position", tuple(int(v) for v in pos))
 
     @property
     def address(self) -> str:
@@ -67,9 +70,10 @@ def parse_units(spec: str | Unit | Sequence[str | Unit]) -> list[Unit]:
     if isinstance(spec, Unit):
         return [spec]
     if not isinstance(spec, str):
-        if not isinstance(spec, Sequence) or not spec:
+        items = list(spec) if isinstance(spec, Iterable) else []  # a list, tuple, numpy array or generator
+        if not items:
             raise DgnamError(f"units {spec!r}: give a string like 'logits:0,1,2', a Unit, or a non-empty list of them")
-        return [u for s in spec for u in parse_units(s)]
+        return [u for s in items for u in parse_units(s)]
     units: list[Unit] = []
     pos, layer = 0, None
     text = spec.strip()
@@ -186,6 +190,8 @@ def _probe(fn, example: torch.Tensor, fix: str = DECLARE_INPUT):
     needs arguments besides the image (TypeError) fails here too."""
     try:
         return fn(example)
+    except torch.OutOfMemoryError:  # not about the input's shape
+        raise
     except (RuntimeError, ValueError, IndexError, TypeError) as e:
         msg = first_line(e)
         if isinstance(e, TypeError) and "argument" in msg:
@@ -295,8 +301,9 @@ def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256)
            if space is not None else "give images of the shape the model takes")
     with frozen(model):  # eval mode: codes must not depend on the batching (BatchNorm) or on chance (dropout)
         dev = module_device(model)
-        parts = [_probe(reader, x[i : i + batch_size].to(dev), fix)[layer].flatten(1).cpu()
-                 for i in range(0, len(x), batch_size)]
+        # the first batch is the probe: a wrong shape fails there in one line; later failures are not about it
+        parts = [(_probe(reader, x[i : i + batch_size].to(dev), fix) if i == 0 else reader(x[i : i + batch_size].to(dev)))
+                 [layer].flatten(1).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(parts)
 
 

@@ -32,7 +32,7 @@ from . import beyond, codes, convert, demo, evaluation, run, train  # noqa: E402
 
 #: What Ctrl-C leaves: every command writes as it goes, and each says how it continues.
 INTERRUPTED = ("interrupted: what was finished is on disk. visualize continues with the same command plus --resume, "
-               "train commands with the same command; sample and facets start again")
+               "train commands with the same command; demo, sample and facets start again")
 
 
 def main() -> None:

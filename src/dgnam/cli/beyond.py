@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -12,6 +11,7 @@ import torch
 import typer
 
 from ..errors import DgnamError
+from ..run import EVALUATION_FILES, move_in, staging_dir
 from . import app, train_app
 from .codes import read_image
 from .common import DATA_HELP, device_arg, generator_arg, model_arg, out_folder_arg, print_table
@@ -268,12 +268,9 @@ def sample(
     if cls:
         cond_of = chain.segment.tolist()
         probs = [float(conds[s].probs(imgs[i : i + 1].to(dev), gen.space)) for i, s in enumerate(cond_of)]
-    # everything is written beside OUT first and moved in at the end: a kill while writing (or before) leaves an
-    # earlier run in OUT whole, not its images deleted under a results.json that still lists them
-    final_out, out = out, out.parent / f".{out.name}.partial"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    # everything is staged and moved in at the end: a kill while writing (or before) leaves an earlier run in OUT
+    # whole, not its images deleted under a results.json that still lists them
+    final_out, out = out, staging_dir(out)
     scale = max(1, 96 // max(gen.space.size))
     kept = [0] * len(conds)
     for i, a in enumerate(arrs):
@@ -299,26 +296,13 @@ def sample(
                   "target_space": space.to_dict()}
     (out / "results.json").write_text(json.dumps({"dgnam_version": __version__, "config": run_config,
                                                   "records": records}, indent=1))
-    _move_in(out, final_out, overwrite)
+    # an earlier run's samples and its evaluation must not linger beside the new ones (only with --overwrite is
+    # there an earlier run)
+    stale = [*(final_out / "images").glob("s*.png"), *(final_out / n for n in EVALUATION_FILES)] if overwrite else []
+    move_in(out, final_out, stale=stale)
     out = final_out
     print_table(records[:: max(1, len(records) // 10)], ["sample", "step", "condition", "probability" if cls else "score"])
     typer.echo(f"wrote {len(records)} samples to {out}/samples.png (captions: iteration:{'p(class)' if cls else 'score'})")
-
-
-def _move_in(staged: Path, out: Path, overwrite: bool) -> None:
-    """Move a finished sample run from ``staged`` into ``out`` (results.json last), after removing an earlier run's
-    samples and evaluation there (``overwrite``); other files in ``out`` are left alone."""
-    from ..run import EVALUATION_FILES
-
-    if overwrite:  # no earlier sample, nor an evaluation of them, may linger beside the new ones
-        for stale in [*(out / "images").glob("s*.png"), *(out / n for n in EVALUATION_FILES)]:
-            stale.unlink(missing_ok=True)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    for f in sorted((staged / "images").iterdir()):
-        f.replace(out / "images" / f.name)
-    for name in ("samples.png", "codes.safetensors", "results.json"):
-        (staged / name).replace(out / name)
-    shutil.rmtree(staged)
 
 
 @app.command()

@@ -142,7 +142,7 @@ class Checkpoint:
             if differ:
                 shown = ", ".join(f"{k} {_short(before.get(k))} -> {_short(self.settings.get(k))}" for k in differ)
                 raise DgnamError(f"{self.dir} holds a checkpoint of other settings ({shown}): run with its settings to "
-                                 f"continue it, or pass --fresh (or another --out) to start over")
+                                 f"continue it, or pass --fresh (Python: resume=False) or another --out to start over")
         try:
             for k, m in modules.items():
                 load_into(m, st[k], what=f"{what} checkpoint")
