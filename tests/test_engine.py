@@ -383,3 +383,15 @@ def test_a_resume_mends_what_a_kill_or_a_hand_broke(tmp_path, tiny_model, tiny_g
             visualize(tiny_model, "logits:0,1", tiny_gen, steps=2, out=out, progress=False, resume=True)
     with pytest.raises(DgnamError, match="NaN or inf"):
         visualize(tiny_model, "logits:0", tiny_gen, init=torch.full((1, 10), float("nan")), progress=False)
+
+
+def test_a_refusal_shows_where_two_lists_differ(tmp_path, tiny_model, tiny_gen):
+    """Long lists were cut to the same prefix on both sides ("units ["logits:0", ... -> ["logits:0", ..."): the
+    refusal now names the item that differs."""
+    kw = dict(steps=2, progress=False, out=tmp_path / "r")
+    visualize(tiny_model, "logits:0,1,2,3", tiny_gen, **kw)
+    with pytest.raises(DgnamError, match='units\\[3\\] "logits:3" -> "logits:4"'):
+        visualize(tiny_model, "logits:0,1,2,4", tiny_gen, resume=True, **kw)
+    other_bounds = dgnam_code_priors(replace(tiny_gen.code_stats, std=tiny_gen.code_stats.std * 2))
+    with pytest.raises(DgnamError, match="priors\\[0\\]\\.upper"):
+        visualize(tiny_model, "logits:0,1,2,3", tiny_gen, priors=other_bounds, resume=True, **kw)

@@ -140,19 +140,22 @@ def _read_results(out: Path) -> dict:
 
 
 def _differences(now: dict, before: dict) -> list[str]:
-    """What differs between a run's settings and the recorded ones, by name and value: ``config.steps 300 -> 200``
-    (a resume refused as "different settings (config)" left the user to guess which)."""
-    out = []
+    """What differs between a run's settings and the recorded ones, each by its path and values: ``config.steps 300
+    -> 200``, ``units[3] "logits:3" -> "logits:4"``, ``priors[0].upper "tensor:..." -> ...`` (a refusal that named
+    only "config", or cut two long lists to the same prefix, left the user to guess which)."""
+    out: list[str] = []
     for k in now:
-        a, b = before.get(k), now[k]
-        if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += [f"{k}.{kk} {_shown(a.get(kk))} -> {_shown(b.get(kk))}" for kk in sorted(set(a) | set(b), key=str)
-                    if a.get(kk) != b.get(kk)]
-        else:
-            out.append(f"{k} {_shown(a)} -> {_shown(b)}")
+        out += _diff(now[k], before.get(k), k)
     return out
+
+
+def _diff(now, before, path: str) -> list[str]:
+    if isinstance(now, dict) and isinstance(before, dict):
+        return [d for k in sorted(set(now) | set(before), key=str) for d in _diff(now.get(k), before.get(k),
+                                                                                   f"{path}.{k}")]
+    if isinstance(now, list) and isinstance(before, list) and len(now) == len(before):
+        return [d for i, (a, b) in enumerate(zip(now, before)) for d in _diff(a, b, f"{path}[{i}]")]
+    return [] if now == before else [f"{path} {_shown(before)} -> {_shown(now)}"]
 
 
 def _shown(value) -> str:
