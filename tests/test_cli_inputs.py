@@ -89,6 +89,9 @@ def test_facets_and_inpaint_inputs(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("earlier")
     refused("not empty", *base, "--unit", "logits:0", "--out", tmp_path / "full")
+    (tmp_path / "killed" / ".dgnam-partial" / "images").mkdir(parents=True)  # what a killed facets run leaves
+    r = run(*base, "--unit", "logits:0", "--out", tmp_path / "killed")  # run again, as the Ctrl-C message says
+    assert r.exit_code == 0 and (tmp_path / "killed" / "facets.png").exists(), (r.output, r.exception)
     refused("test:INDEX with INDEX >= 0", "inpaint", "test:-1", "--class", "0")
     refused("width and height", "inpaint", "test:0", "--class", "0", "--mask", "10,10,0,0")
     refused("give an image file name", "inpaint", "test:0", "--class", "0", "--out", tmp_path / "x")

@@ -407,7 +407,7 @@ def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor
                        priors: Sequence[Prior] | None, center_bias: CenterBias | None, facet_weight: float,
                        device: torch.device, out: str | Path | None, progress: bool) -> Facets:
     from .imagespace import convert
-    from .run import STAGING, move_in, staging_dir, visualize
+    from .run import check_fresh_dir, move_in, staging_dir, visualize
 
     space = _check_images(model, images01)
     if steps is not None and steps < 0:
@@ -438,9 +438,7 @@ def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor
 
     staged = None
     if out is not None:  # staged and moved in complete: a killed run never passes for a finished one
-        out = Path(out)
-        if out.exists() and (not out.is_dir() or any(p.name != STAGING for p in out.iterdir())):
-            raise DgnamError(f"{out} exists and is not empty: choose another --out")
+        out = check_fresh_dir(Path(out))
         staged = staging_dir(out)
     run = visualize(model, [found.unit] * k, gen, restarts=1, seed=found.config.seed, steps=steps, config=am_config,
                     priors=priors, init=init, device=device, out=staged, progress=progress, method=method,

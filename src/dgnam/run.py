@@ -99,6 +99,14 @@ def staging_dir(out: Path) -> Path:
     return staged
 
 
+def check_fresh_dir(out: Path) -> Path:
+    """``out`` for a run that cannot resume (`facets`): missing, or an empty folder; a killed run's staging folder in
+    it does not count, since the next run discards it."""
+    if out.exists() and (not out.is_dir() or any(p.name != STAGING for p in out.iterdir())):
+        raise DgnamError(f"{out} exists and is not empty: choose another --out or remove it")
+    return out
+
+
 def move_in(staged: Path, out: Path, last: str = RESULTS, stale: Sequence[Path] = ()) -> None:
     """Move a complete run from ``staged`` into ``out``: files replace those of the same name, folders merge, ``last``
     (the file that says the run is there) goes last; then the ``stale`` files the new run did not replace are removed,
@@ -140,25 +148,26 @@ def _read_results(out: Path) -> dict:
 
 
 def _differences(now: dict, before: dict) -> list[str]:
-    """What differs between a run's settings and the recorded ones, each by its path and values: ``config.steps 300
-    -> 200``, ``units[3] "logits:3" -> "logits:4"``, ``priors[0].upper "tensor:..." -> ...`` (a refusal that named
-    only "config", or cut two long lists to the same prefix, left the user to guess which)."""
-    out: list[str] = []
-    for k in now:
-        out += _diff(now[k], before.get(k), k)
-    return out
+    """What differs between a run's settings and the recorded ones (only the settings this version records: an older
+    run's record may lack some, see the legacy handling in :func:`_visualize`)."""
+    return [d for k in now for d in setting_differences(now[k], before.get(k), k)]
 
 
-def _diff(now, before, path: str) -> list[str]:
+def setting_differences(now, before, path: str = "") -> list[str]:
+    """Each difference between two JSON-like settings, by its path and values: ``config.steps 300 -> 200``,
+    ``units[3] "logits:3" -> "logits:4"``, ``priors[0].upper "tensor:..." -> ...``. A resume or a training checkpoint
+    refused as "different settings (config)", or with two long lists cut to the same prefix, left the user to guess
+    which setting to change."""
     if isinstance(now, dict) and isinstance(before, dict):
-        return [d for k in sorted(set(now) | set(before), key=str) for d in _diff(now.get(k), before.get(k),
-                                                                                   f"{path}.{k}")]
+        return [d for k in sorted(set(now) | set(before), key=str)
+                for d in setting_differences(now.get(k), before.get(k), f"{path}.{k}" if path else str(k))]
     if isinstance(now, list) and isinstance(before, list) and len(now) == len(before):
-        return [d for i, (a, b) in enumerate(zip(now, before)) for d in _diff(a, b, f"{path}[{i}]")]
+        return [d for i, (a, b) in enumerate(zip(now, before)) for d in setting_differences(a, b, f"{path}[{i}]")]
     return [] if now == before else [f"{path} {_shown(before)} -> {_shown(now)}"]
 
 
 def _shown(value) -> str:
+    """A setting's value as a refusal shows it: long values (digests, lists) cut short."""
     text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
 

@@ -11,10 +11,10 @@ import torch
 import typer
 
 from ..errors import DgnamError
-from ..run import EVALUATION_FILES, move_in, staging_dir
+from ..run import EVALUATION_FILES, check_fresh_dir, move_in, staging_dir
 from . import app, train_app
 from .codes import read_image
-from .common import DATA_HELP, device_arg, generator_arg, model_arg, out_folder_arg, print_table
+from .common import DATA_HELP, device_arg, generator_arg, image_file_arg, model_arg, out_folder_arg, print_table
 
 
 def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encoder: Optional[str],
@@ -65,12 +65,6 @@ def _declared_space(net, model: str, command: str):
         raise DgnamError(f"{model} has no input_space; `dgnam {command}` needs a model that declares it (set "
                          f"model.input_space = dgnam.ImageSpace(...) in your factory)")
     return space
-
-
-def _fresh_dir(out: Path) -> None:
-    """``--out`` of a command that writes a run folder: not a file, and not an earlier run's folder."""
-    if out_folder_arg(out).is_dir() and any(out.iterdir()):
-        raise DgnamError(f"--out {out} exists and is not empty: choose another --out or remove it")
 
 
 #: Below this facet fidelity, `dgnam facets` says why most facet images left their facet and what to try.
@@ -158,7 +152,7 @@ def facets(
     gen = generator_arg(generator, generator_arch, code_stats)
     if lr_start is not None and not lr_start > 0:
         raise DgnamError(f"--lr-start must be positive, got {lr_start}")
-    _fresh_dir(out)
+    check_fresh_dir(out_folder_arg(out))  # before the data are read and clustered
     enc = (_encoder_for(generator, generator_arch, net, encoder, encoder_layer, encoder_arch)
            if gen is not None else None)
     x, _ = load_dataset(data, split, space.size, space.channels).tensors(limit)
@@ -346,15 +340,8 @@ def inpaint(
     from ..images import grid, paste_inside, save_png
     from ..ppgn import ClassCondition, PPGNConfig, hole_mask, inpaint as run_inpaint, parse_box, scale_box
 
-    from PIL import Image
-
-    if out.suffix.lower() not in Image.registered_extensions():
-        raise DgnamError(f"--out {out}: give an image file name, e.g. inpaint.png")
-    if out.is_dir():
-        raise DgnamError(f"--out {out} is a folder: give an image file name, e.g. {out / 'inpaint.png'}")
-    filled = filled or out.with_name(f"{out.stem}-filled{out.suffix}")
-    if filled.suffix.lower() not in Image.registered_extensions() or filled.is_dir():
-        raise DgnamError(f"--filled {filled}: give an image file name, e.g. filled.png")
+    out = image_file_arg(out, "--out", "inpaint.png")
+    filled = image_file_arg(filled or out.with_name(f"{out.stem}-filled{out.suffix}"), "--filled", "filled.png")
     if filled.resolve() == out.resolve():
         raise DgnamError(f"--filled {filled} is --out too: give them different names")
     dev = device_arg(device)

@@ -62,6 +62,18 @@ def out_folder_arg(out: Path) -> Path:
     return out
 
 
+def image_file_arg(path: Path, flag: str, example: str) -> Path:
+    """An image file a command writes (inpaint's ``--out``, ``--filled``): a name Pillow can save by its suffix, not
+    a folder."""
+    from PIL import Image
+
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise DgnamError(f"{flag} {path}: give an image file name, e.g. {example}")
+    if path.is_dir():
+        raise DgnamError(f"{flag} {path} is a folder: give an image file name, e.g. {path / example}")
+    return path
+
+
 def device_arg(device: str) -> torch.device:
     from ..modules import as_device
 

@@ -137,12 +137,13 @@ class Checkpoint:
 
         st = self.load()
         if self.settings is not None and isinstance(st.get("settings"), str):
-            before = json.loads(st["settings"])
-            differ = sorted(k for k in set(before) | set(self.settings) if before.get(k) != self.settings.get(k))
+            from ..run import setting_differences
+
+            differ = setting_differences(self.settings, json.loads(st["settings"]))
             if differ:
-                shown = ", ".join(f"{k} {_short(before.get(k))} -> {_short(self.settings.get(k))}" for k in differ)
-                raise DgnamError(f"{self.dir} holds a checkpoint of other settings ({shown}): run with its settings to "
-                                 f"continue it, or pass --fresh (Python: resume=False) or another --out to start over")
+                raise DgnamError(f"{self.dir} holds a checkpoint of other settings ({'; '.join(differ)}): run with its "
+                                 f"settings to continue it, or pass --fresh (Python: resume=False) or another --out to "
+                                 f"start over")
         try:
             for k, m in modules.items():
                 load_into(m, st[k], what=f"{what} checkpoint")
@@ -160,12 +161,6 @@ def training_settings(config, **what) -> dict:
     """What a checkpoint must agree on to be continued: the trainer's config (all but the device, which may change
     between sessions) and ``what`` it trains on (digests of the data, the encoder's weights, the layer, ...)."""
     return {**{k: v for k, v in asdict(config).items() if k != "device"}, **what}
-
-
-def _short(value) -> str:
-    """A setting's value as the refusal shows it: digests and long values cut short."""
-    text = json.dumps(value)
-    return text if len(text) <= 24 else text[:21] + "..."
 
 
 def invoking_command() -> str | None:
