@@ -301,9 +301,12 @@ def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256)
            if space is not None else "give images of the shape the model takes")
     with frozen(model):  # eval mode: codes must not depend on the batching (BatchNorm) or on chance (dropout)
         dev = module_device(model)
-        # the first batch is the probe: a wrong shape fails there in one line; later failures are not about it
-        parts = [(_probe(reader, x[i : i + batch_size].to(dev), fix) if i == 0 else reader(x[i : i + batch_size].to(dev)))
-                 [layer].flatten(1).cpu() for i in range(0, len(x), batch_size)]
+        parts = []
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size].to(dev)
+            # the first batch is the probe: a wrong shape fails there in one line; later failures are not about it
+            outs = _probe(reader, xb, fix) if i == 0 else reader(xb)
+            parts.append(outs[layer].flatten(1).cpu())
     return torch.cat(parts)
 
 

@@ -248,8 +248,8 @@ def sample(
         units = resolve_units(net, parse_units([f"logits:{c}" for c in idx]), example)  # the unit each class is
         default_steps, default_reset = PPGN_CLASS_STEPS, 0
     else:
-        units = resolve_units(net, parse_units(unit), example)
-        conds, names = [UnitCondition(net, units)], [units[0].address]
+        conds = [UnitCondition(net, unit)]  # it parses and checks the unit against the model
+        units, names = conds[0].units, [conds[0].units[0].address]
         default_steps, default_reset = PPGN_UNIT_STEPS, PPGN_UNIT_RESET_EVERY
     cfg = PPGNConfig.for_samples(n, steps=default_steps if steps is None else steps, burn_in=burn_in, eps1=eps1, eps2=eps2, eps3=eps3,
                                  lr=lr, lr_end=lr_end,
