@@ -36,6 +36,14 @@ def test_a_zoo_architecture_without_weights_is_refused_not_run_at_random():
     refused("no zoo model matches", "models", "nothing")
 
 
+def test_commands_that_read_real_images_need_a_declared_input_space(tmp_path):
+    for args in (["encode", "test:0", "--model", "conftest:TinyNet", "--layer", "fc", "--out", tmp_path / "c.safetensors"],
+                 ["code-stats", "--model", "conftest:TinyNet", "--layer", "fc", "--out", tmp_path / "s.safetensors"],
+                 ["train", "generator", "--encoder", "conftest:TinyNet", "--layer", "fc", "--out", tmp_path / "g"],
+                 ["train", "dae", "--encoder", "conftest:TinyNet", "--layer", "fc", "--out", tmp_path / "d"]):
+        refused("conftest:TinyNet has no input_space", *args)
+
+
 def test_a_generator_file_brings_its_code_stats_or_is_refused(tmp_path):
     """`dgnam train generator` writes NAME.codestats.safetensors beside NAME.safetensors: it is found; without it
     DGN-AM would clip the code at 0 only, so the run is refused until --code-stats gives the bounds."""
@@ -73,8 +81,12 @@ def test_visualize_refuses_what_it_would_silently_drop_or_misuse(tmp_path):
     assert r.exit_code == 0, r.output
     (tmp_path / "f").write_text("")
     refused("is a file", *base, "--out", tmp_path / "f")
-    refused("fails on an input of shape 3x64x64", *base, "--input-shape", "3x64x64", "--out", tmp_path / "s")
+    refused("the model declares its input space, 1x28x28", *base, "--input-shape", "3x64x64", "--out", tmp_path / "s")
     refused("H, W >= 1", *base, "--input-shape", "3x0x32", "--out", tmp_path / "s")
+    # the declared shape again keeps the model's normalization, which a bare shape would have dropped
+    r = run(*base, "--input-shape", "1x28x28", "--out", tmp_path / "same")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "same" / "results.json").read_text())["config"]["target_space"]["mean"] == [0.286]
     refused("no layer or no channel", "visualize", "--model", "fmnist-cnn", "--units", "logits")
 
 

@@ -1,7 +1,9 @@
 """Evaluation metrics on constructed cases with known answers, and `evaluate_run` end to end on a tiny run."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,6 +23,18 @@ def test_frechet_identical_sets_is_zero_and_shift_is_squared_distance():
     assert frechet_distance(a, 3 * a) > frechet_distance(a, 1.5 * a) > 0
     with pytest.raises(DgnamError, match="at least 2"):
         frechet_distance(a[:1], a)
+
+
+def test_frechet_of_near_identical_images_is_finite():
+    # Judge features of two near-identical synthesized images and 48 real ones (32 of the dimensions, saved from a run
+    # where scipy's sqrtm of S_a S_b returned NaN and evaluation.json got a bare NaN). Two images give a rank-1
+    # covariance S_a = u u^T / 2 (u their difference), so tr((S_a S_b)^(1/2)) = sqrt(u^T S_b u / 2) exactly.
+    z = np.load(Path(__file__).parent / "data" / "frechet_near_singular.npz")
+    synth, real = torch.from_numpy(z["synth"]).double(), torch.from_numpy(z["real"]).double()
+    s_b = torch.cov(real.T)
+    u = synth[0] - synth[1]
+    want = float(((synth.mean(0) - real.mean(0)) ** 2).sum() + (u @ u) / 2 + s_b.trace() - 2 * torch.sqrt(u @ s_b @ u / 2))
+    assert frechet_distance(synth, real) == pytest.approx(want, rel=1e-9)
 
 
 def test_frechet_gaussian_closed_form():

@@ -82,6 +82,20 @@ def test_dgnam_facets_start_from_mean_code(tiny_model, tiny_gen, tmp_path):
     assert f.embed_layer == "fc"  # the deepest 1-D layer before the output
 
 
+def test_facet_start_codes_are_read_in_the_encoders_own_space(tiny_model, tiny_gen):
+    # an encoder that normalizes its input differently from the target must get its own encoding of the images
+    from dgnam import ImageSpace
+
+    enc = TinyEncoder().eval()
+    enc.input_space = ImageSpace(size=(12, 12), color="GRAY", mean=(0.3,), std=(0.4,))
+    x = pattern_images()
+    cfg = FacetConfig(k=2, top_fraction=0.5, reduce="pca", pca_dim=5, center_images=3, top_real=2)
+    f = facets(tiny_model, "logits:1", x, tiny_gen, cfg, encoder=(enc, "code"), steps=0, progress=False)
+    for j in range(2):
+        want = encode(enc, "code", enc.input_space.encode(x[f.init_indices[j]])).mean(0)
+        assert torch.allclose(f.run.codes[j], want, atol=1e-6)
+
+
 def test_facets_writes_run_and_grid(tiny_model, tiny_gen, tmp_path):
     enc = TinyEncoder().eval()
     cfg = FacetConfig(k=2, top_fraction=0.5, reduce="tsne", perplexity=5, center_images=3, top_real=2)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -93,11 +92,13 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
         raise DgnamError(f"the Fréchet distance needs at least 2 images per set (got {len(a)} and {len(b)}): "
                          f"use more restarts")
     s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # fewer images than dimensions: singular covariance; the formula still holds
-        covmean = linalg.sqrtm(s1 @ s2)
-    covmean = np.real(covmean)
-    d = float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+    # tr((S_a S_b)^(1/2)) as the sum of the square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2), which has the
+    # same eigenvalues as S_a S_b but is symmetric positive semi-definite. scipy's sqrtm of S_a S_b returns NaN for
+    # near-singular covariances (a few near-identical images; fewer images than dimensions is the rule here).
+    w, v = linalg.eigh(s1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    lam = linalg.eigvalsh(root1 @ s2 @ root1)
+    d = float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(lam, 0, None)).sum())
     return max(d, 0.0)
 
 

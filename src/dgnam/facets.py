@@ -427,7 +427,9 @@ def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor
                              "generator inverts")
         enc_model, enc_layer = enc
         enc_model = enc_model.eval().to(device)  # the given encoder is frozen by the caller; a zoo one is ours
-        init = torch.stack([encode(enc_model, enc_layer, x[i].to(device)).mean(0) for i in found.init_indices])
+        enc_space = getattr(enc_model, "input_space", None) or space  # the encoder reads its own encoding
+        init = torch.stack([encode(enc_model, enc_layer, convert(x[i], space, enc_space).to(device)).mean(0)
+                            for i in found.init_indices])
         gen, method = generator, "dgn-am-facets"
     if facet_weight < 0:
         raise DgnamError(f"--facet-weight {facet_weight}: give 0 (the paper's method) or a positive weight")

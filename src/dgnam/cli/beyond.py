@@ -14,7 +14,8 @@ from ..errors import DgnamError
 from ..run import EVALUATION_FILES, check_fresh_dir, move_in, staging_dir
 from . import app, train_app
 from .codes import read_image
-from .common import DATA_HELP, device_arg, generator_arg, image_file_arg, model_arg, out_folder_arg, print_table
+from .common import (DATA_HELP, declared_space, device_arg, generator_arg, image_file_arg, model_arg, out_folder_arg,
+                     print_table)
 
 
 def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encoder: Optional[str],
@@ -56,15 +57,6 @@ def _inverts(generator_spec: str, generator_arch: Optional[str]) -> tuple[str, s
         if entry is not None and entry.encoder is not None:
             return entry.encoder, entry.encoder_layer, None
     return None
-
-
-def _declared_space(net, model: str, command: str):
-    """The target's input space, which these commands read real images into; a user's model must declare it."""
-    space = getattr(net, "input_space", None)
-    if space is None:
-        raise DgnamError(f"{model} has no input_space; `dgnam {command}` needs a model that declares it (set "
-                         f"model.input_space = dgnam.ImageSpace(...) in your factory)")
-    return space
 
 
 #: Below this facet fidelity, `dgnam facets` says why most facet images left their facet and what to try.
@@ -148,7 +140,7 @@ def facets(
 
     dev = device_arg(device)
     net = model_arg(model, arch)
-    space = _declared_space(net, model, "facets")
+    space = declared_space(net, model, "facets")
     gen = generator_arg(generator, generator_arch, code_stats)
     if lr_start is not None and not lr_start > 0:
         raise DgnamError(f"--lr-start must be positive, got {lr_start}")
@@ -230,7 +222,7 @@ def sample(
         raise DgnamError(f"--unit {unit!r}: one unit per chain (run once per unit)")
     dev = device_arg(device)
     net = model_arg(model, arch).to(dev)
-    space = _declared_space(net, model, "sample")
+    space = declared_space(net, model, "sample")
     gen = generator_arg(generator, generator_arch, code_stats)
     if gen is None:
         raise DgnamError("PPGN samples a learned generator's code: pass --generator (e.g. fmnist-g-fc6)")
@@ -346,7 +338,7 @@ def inpaint(
         raise DgnamError(f"--filled {filled} is --out too: give them different names")
     dev = device_arg(device)
     net = model_arg(model, arch).to(dev)
-    space = _declared_space(net, model, "inpaint")
+    space = declared_space(net, model, "inpaint")
     gen = generator_arg(generator, generator_arch, code_stats)
     if gen is None:
         raise DgnamError("inpainting needs a learned generator: pass --generator (e.g. fmnist-g-fc6)")
@@ -405,7 +397,7 @@ def train_dae_cmd(
                     seed=seed, device=str(device_arg(device)))
     cfg.validate()  # before the images are encoded
     enc = model_arg(encoder, encoder_arch, flag="--encoder")
-    space = enc.input_space
+    space = declared_space(enc, encoder, "train dae")
     (x_tr, _), (x_te, _), _, test_name = train_test(data, space.size, space.channels, seed, limit, 2000)
     typer.echo(f"encoding {len(x_tr)} + {len(x_te)} images with {encoder} {layer} ...")
     c_tr, c_te = encode(enc, layer, space.encode(x_tr)), encode(enc, layer, space.encode(x_te))

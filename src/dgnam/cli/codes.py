@@ -10,7 +10,7 @@ import typer
 
 from ..errors import DgnamError
 from . import app
-from .common import DATA_HELP, model_arg
+from .common import DATA_HELP, declared_space, model_arg
 
 
 def _read_arrays(paths: list[Path]) -> list:
@@ -70,7 +70,7 @@ def encode(
     from ..weights import save_safetensors
 
     net = model_arg(model, arch)
-    codes = encode_layer(net, layer, _images(images, net.input_space))
+    codes = encode_layer(net, layer, _images(images, declared_space(net, model, "encode")))
     save_safetensors({"codes": codes}, out, metadata={"model": model, "layer": layer,
                                                       "images": [str(p) for p in images]})
     typer.echo(f"wrote {len(codes)} codes of {codes.shape[1]} components to {out}")
@@ -92,7 +92,7 @@ def code_stats(
     from ..units import encode as encode_layer
 
     net = model_arg(model, arch)
-    space = net.input_space
+    space = declared_space(net, model, "code-stats")
     ds = load_dataset(data, split, space.size, space.channels)
     x, _ = ds.tensors(limit)
     stats = CodeStats.from_codes(encode_layer(net, layer, space.encode(x)))

@@ -99,9 +99,12 @@ def print_table(rows: list[dict], columns: list[str], title: str | None = None) 
 
 
 def space_arg(net: nn.Module, shape: str | None):
-    """``--input-shape CxHxW`` for a user's model without ``input_space``: images in [0, 1], gray or RGB."""
+    """``--input-shape CxHxW`` for a user's model without ``input_space``: images in [0, 1], gray or RGB. A model
+    that declares its space keeps it (with its normalization, which a bare shape would drop): the same shape is
+    accepted, another is refused."""
+    declared = getattr(net, "input_space", None)
     if shape is None:
-        return getattr(net, "input_space", None)
+        return declared
     from ..imagespace import ImageSpace
 
     try:
@@ -109,4 +112,19 @@ def space_arg(net: nn.Module, shape: str | None):
         assert c in (1, 3) and h >= 1 and w >= 1
     except (ValueError, AssertionError):
         raise DgnamError(f"--input-shape {shape!r}: write CxHxW with C 1 or 3 and H, W >= 1, e.g. 3x224x224") from None
+    if declared is not None:
+        if tuple(declared.shape) != (c, h, w):
+            raise DgnamError(f"--input-shape {shape}: the model declares its input space, "
+                             f"{'x'.join(map(str, declared.shape))} ({declared.color}, its own normalization); drop "
+                             f"--input-shape")
+        return declared
     return ImageSpace(size=(h, w), color="GRAY" if c == 1 else "RGB")
+
+
+def declared_space(net: nn.Module, model: str, command: str):
+    """The model's input space, which commands that read real images need; a user's model must declare it."""
+    space = getattr(net, "input_space", None)
+    if space is None:
+        raise DgnamError(f"{model} has no input_space; `dgnam {command}` needs a model that declares it (set "
+                         f"model.input_space = dgnam.ImageSpace(...) in your factory)")
+    return space

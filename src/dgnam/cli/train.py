@@ -10,7 +10,7 @@ import typer
 
 from ..errors import DgnamError
 from . import train_app
-from .common import DATA_HELP, device_arg, model_arg
+from .common import DATA_HELP, declared_space, device_arg, model_arg
 
 
 def train_test(data: Optional[str], size: tuple[int, int], channels: int, seed: int, limit: Optional[int] = None,
@@ -109,7 +109,7 @@ def generator(
                           comparator_layer=comparator_layer, seed=seed, device=str(device_arg(device)))
     cfg.validate()  # before the data is read
     enc = model_arg(encoder, encoder_arch, flag="--encoder")
-    space = enc.input_space
+    space = declared_space(enc, encoder, "train generator")
     (x_tr, _), (x_te, _), _, test_name = train_test(data, space.size, space.channels, seed, limit, 1000)
     code_dim = encode(enc, layer, space.encode(x_tr[:2])).shape[1]
     torch.manual_seed(seed)
