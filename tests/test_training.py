@@ -286,3 +286,51 @@ def test_train_generator_gives_the_encoder_back_as_it_was(tmp_path):
     train_generator(enc, "fc6", FMNIST_SPACE, FashionGenerator(256), FashionDiscriminator(256), FMNIST_GEN_SPACE, x,
                     x[:32], tmp_path, "g", GeneratorConfig(epochs=1, batch_size=32, seed=0), progress=False)
     assert enc.training and all(p.requires_grad for p in enc.parameters())
+
+
+def _colour_folder(root, per_class=8):
+    """Two classes that differ only in hue (the same gray level): a gray model cannot tell them apart."""
+    import numpy as np
+    from PIL import Image
+
+    for c, rgb in (("red", (200, 40, 40)), ("green", (40, 146, 40))):  # about the same luma
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            a = np.zeros((30, 30, 3), np.uint8)
+            a[4:26, 4:26] = np.array(rgb) + i
+            Image.fromarray(a).save(root / c / f"{i}.png")
+    return root
+
+
+def test_a_colour_folder_trains_colour_models_that_load_back_in_colour(tmp_path):
+    """`train classifier --color RGB` keeps the folder's colour (it was read as gray), and `train generator` on a
+    colour encoder trains a colour generator and a discriminator of the encoder's channels (it crashed on 3
+    channels); their cards record the image spaces and loading the files restores them."""
+    from dgnam.zoo import load_model
+
+    data = str(_colour_folder(tmp_path / "data"))
+    p = dgnam("train", "classifier", "--arch", "fmnist-cnn", "--data", data, "--color", "RGB", "--epochs", "1",
+              "--batch-size", "8", "--name", "c", "--out", str(tmp_path / "c"))
+    assert p.returncode == 0, p.stderr
+    assert "read as 3x28x28 RGB" in p.stdout
+    card = json.loads((tmp_path / "c" / "c.json").read_text())
+    assert card["input_space"]["color"] == "RGB" and len(card["input_space"]["mean"]) == 3
+    net = load_model(str(tmp_path / "c" / "c.safetensors"), "fmnist-cnn")
+    assert net.input_space.shape == (3, 28, 28) and net.input_space.mean == tuple(card["input_space"]["mean"])
+    assert net(torch.zeros(1, 3, 28, 28)).shape == (1, 2)
+    p = dgnam("train", "generator", "--encoder", str(tmp_path / "c" / "c.safetensors"), "--encoder-arch",
+              "fmnist-cnn", "--data", data, "--epochs", "1", "--batch-size", "8", "--name", "g", "--out",
+              str(tmp_path / "g"))
+    assert p.returncode == 0, p.stderr
+    assert json.loads((tmp_path / "g" / "g.json").read_text())["space"]["color"] == "RGB"
+    g = load_model(str(tmp_path / "g" / "g.safetensors"), "fmnist-g-fc6")
+    assert g.space.color == "RGB" and g(torch.rand(2, 256)).shape == (2, 3, 32, 32)
+    p = dgnam("visualize", "--model", str(tmp_path / "c" / "c.safetensors"), "--arch", "fmnist-cnn", "--generator",
+              str(tmp_path / "g" / "g.safetensors"), "--generator-arch", "fmnist-g-fc6", "--units", "logits:red",
+              "--steps", "2", "--out", str(tmp_path / "run"))
+    assert p.returncode == 0, p.stderr
+    # an architecture that cannot take the folder's classes or colours is refused, not trained with the wrong head
+    one_line_error(dgnam("train", "classifier", "--arch", "efficientnet-lite0", "--data", data, "--out",
+                         str(tmp_path / "e")), "fixed 1000-class head")
+    one_line_error(dgnam("train", "classifier", "--arch", "fmnist-cnn", "--data", data, "--color", "CMYK", "--out",
+                         str(tmp_path / "e")), "--color CMYK")

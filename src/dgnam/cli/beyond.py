@@ -83,12 +83,19 @@ def _class_indices(net, names: list[str]) -> list[int]:
     return out
 
 
-def _code_prior(kind: str, dae: Optional[Path], gen, encoder_for: Callable[[], tuple]):
+def _code_prior(kind: str, dae: Optional[Path], gen, encoder_for: Callable[[], tuple], generator_spec: str,
+                generator_arch: Optional[str]):
     """PPGN's prior on codes: the trained DAE (``dae``, the issue's PPGN-h) or the released code's ``E(G(h))``
-    (``joint``: the generator and the encoder it inverts, which ``encoder_for()`` returns with its layer)."""
-    from ..ppgn import JointPrior, load_dae
+    (``joint``: the generator and the encoder it inverts, which ``encoder_for()`` returns with its layer). The
+    embedded DAE denoises fmnist-cnn's fc6 codes: another generator's codes need their own (a DAE of another
+    encoder's fc6 has the same size, so nothing else would notice)."""
+    from ..ppgn import ZOO_DAE, JointPrior, load_dae
 
     if kind == "dae":
+        if dae is None and _inverts(generator_spec, generator_arch) != ("fmnist-cnn", "fc6", None):
+            raise DgnamError(f"the embedded code DAE ({ZOO_DAE}) denoises fmnist-cnn fc6 codes, not those of "
+                             f"{generator_spec}: pass --dae (`dgnam train dae --encoder ENCODER --layer LAYER`) or "
+                             f"--prior joint")
         return load_dae(dae)
     if kind != "joint":
         raise DgnamError(f"--prior {kind!r}: use dae (a trained code DAE) or joint (the released E(G(h)))")
@@ -209,8 +216,8 @@ def sample(
     from .. import __version__
     from ..imagespace import to_uint8
     from ..images import grid, save_png
-    from ..ppgn import (PPGN_CLASS_STEPS, PPGN_UNIT_RESET_EVERY, PPGN_UNIT_STEPS, ClassCondition, PPGNConfig,
-                        UnitCondition, sample as run_sample)
+    from ..ppgn import (PPGN_CLASS_STEPS, PPGN_UNIT_RESET_EVERY, PPGN_UNIT_STEPS, ZOO_DAE, ClassCondition,
+                        PPGNConfig, UnitCondition, sample as run_sample)
     from ..units import parse_units, resolve_units
     from ..weights import save_safetensors
 
@@ -228,7 +235,7 @@ def sample(
         raise DgnamError("PPGN samples a learned generator's code: pass --generator (e.g. fmnist-g-fc6)")
     gen = gen.to(dev)
     R = _code_prior(prior, dae, gen, lambda: _encoder_for(generator, generator_arch, net, encoder, encoder_layer,
-                                                          encoder_arch)).to(dev)
+                                                          encoder_arch), generator, generator_arch).to(dev)
     for m in (net, gen, R):
         for p in m.parameters():
             p.requires_grad_(False)
@@ -277,7 +284,9 @@ def sample(
             for i in range(0, len(records), cols)]
     grid(rows, cell_labels=caps).save(out / "samples.png")
     save_safetensors({"codes": chain.codes[0]}, out / "codes.safetensors", metadata={"generator": generator})
-    run_config = {"model": getattr(net, "zoo_name", model), "generator": generator, "method": "ppgn-h",
+    run_config = {"model": getattr(net, "zoo_name", model), "model_source": getattr(net, "dgnam_source", None),
+                  "generator": generator, "method": "ppgn-h", "prior": prior,
+                  "dae": str(dae.resolve()) if dae is not None else (ZOO_DAE if prior == "dae" else None),
                   "units": [u.address for u in units], "conditions": names, "sampler": cfg.to_dict(),
                   "target_space": space.to_dict()}
     (out / "results.json").write_text(json.dumps({"dgnam_version": __version__, "config": run_config,
@@ -354,7 +363,7 @@ def inpaint(
     (c,) = _class_indices(net, [cls])
     cond = ClassCondition(net, [c], score=class_score)
     cfg = PPGNConfig(steps=steps, eps1=eps1, eps2=eps2, eps3=eps3, eps4=eps4, lr=lr, lr_end=lr_end, seed=seed)
-    R = _code_prior(prior, dae, gen, lambda: (enc, layer)).to(dev)
+    R = _code_prior(prior, dae, gen, lambda: (enc, layer), generator, generator_arch).to(dev)
     res = run_inpaint(gen, R, cond, x, m, enc.to(dev), layer, space, cfg)
     p_masked = float(cond.probs(res.masked.to(dev), space))
     p_result = float(cond.probs(res.result.to(dev), space))

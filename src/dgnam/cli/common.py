@@ -14,7 +14,12 @@ from ..zoo import load_model
 
 
 def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag: str = "--model") -> nn.Module:
-    """A classifier given as ``flag`` (``--model``; ``--encoder`` for the model whose layer a generator inverts)."""
+    """A classifier given as ``flag`` (``--model``; ``--encoder`` for the model whose layer a generator inverts,
+    ``--judge``): a weights file without its architecture is refused naming this flag's ``-arch`` option."""
+    if arch is None and (Path(spec).is_file() or Path(spec).suffix in (".safetensors", ".pt", ".pth", ".bin", ".caffemodel")):
+        arch_flag = {"--encoder": "--encoder-arch", "--judge": "--judge-arch"}.get(flag, "--arch")
+        raise DgnamError(f"{spec} is a weights file: say which architecture it holds with {arch_flag} NAME (`dgnam "
+                         f"models` lists them)")
     m = load_model(spec, arch, pretrained)
     if isinstance(m, Generator):
         other = {"--model": " and this as --generator", "--encoder": " (e.g. fmnist-cnn)"}.get(flag, "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
 from typing import Optional
 
@@ -46,10 +48,13 @@ def classifier(
     out: Path = typer.Option(Path("checkpoints"), help="folder for weights, card and the resumable checkpoint"),
     device: str = typer.Option("cpu"),
     fresh: bool = typer.Option(False, help="ignore an existing checkpoint instead of resuming from it"),
+    color: Optional[str] = typer.Option(None, help="GRAY or RGB: the colour the model sees (default: the "
+                                                   "architecture's, GRAY for fmnist-*). RGB keeps a folder's colour, "
+                                                   "normalized with its training images' mean and std"),
 ) -> None:
     """Train a classifier into OUT/NAME.safetensors (+ card NAME.json); an interrupted run resumes from OUT/NAME-ckpt.
     An image folder has no test split: 10% of each class is held out to test on, and the model gets one output per
-    class."""
+    class. Images are read at the architecture's input size (28x28 for fmnist-*)."""
     from ..train.classifier import ClassifierConfig, train_classifier
     from ..zoo import get_entry
 
@@ -58,15 +63,30 @@ def classifier(
         raise DgnamError(f"{arch} is a {entry.kind}, not a classifier")
     cfg = ClassifierConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=str(device_arg(device)))
     cfg.validate()  # before the data is read
-    train, test, classes, test_name = train_test(data, entry.space.size, entry.space.channels, seed, limit)
+    space = entry.space
+    color = (color or space.color).upper()
+    if color not in ("GRAY", "RGB"):
+        raise DgnamError(f"--color {color}: use GRAY or RGB")
+    kw = {}
+    if color != space.color:
+        if "channels" not in inspect.signature(entry.build).parameters:
+            raise DgnamError(f"{arch} takes {space.color} images only: drop --color")
+        kw = {"channels": 1 if color == "GRAY" else 3}
+    train, test, classes, test_name = train_test(data, space.size, kw.get("channels", space.channels), seed, limit)
     if len(classes) < 2:
         raise DgnamError(f"{data} holds one class ({classes[0]}): a classifier needs one sub-folder per class, "
                          f"two or more")
+    if kw:  # the data's own normalization, as the zoo's spaces use their training set's
+        dims = [0, 2, 3]
+        space = dataclasses.replace(space, color=color, mean=tuple(train[0].mean(dims).tolist()),
+                                    std=tuple(train[0].std(dims).clamp_min(1e-3).tolist()))
     own_classes = entry.classes is None or list(entry.classes) != classes
     torch.manual_seed(seed)
-    model = entry.build_for_classes(len(classes)) if own_classes else entry.build()
+    model = entry.build_for_classes(len(classes), **kw) if own_classes else entry.build(**kw)
     name = name or arch
-    card = train_classifier(model, entry.space, train, test, out, name, cfg, resume=not fresh,
+    typer.echo(f"images read as {space.channels}x{space.size[0]}x{space.size[1]} {space.color} ({arch}'s input "
+               f"size{'; --color RGB keeps colour' if space.color == 'GRAY' and data else ''})")
+    card = train_classifier(model, space, train, test, out, name, cfg, resume=not fresh,
                             data_name=data or "fashion-mnist", classes=classes, test_name=test_name)
     typer.echo(f"{name}: test accuracy {card['metrics']['test_accuracy']:.4f} in {card['training_seconds']:.0f} s "
                f"-> {out}/{name}.safetensors (load it with --model {out}/{name}.safetensors --arch {arch})")
@@ -113,8 +133,15 @@ def generator(
     (x_tr, _), (x_te, _), _, test_name = train_test(data, space.size, space.channels, seed, limit, 1000)
     code_dim = encode(enc, layer, space.encode(x_tr[:2])).shape[1]
     torch.manual_seed(seed)
-    gen = entry.build(code_dim)
-    card = train_generator(enc, layer, space, gen, FashionDiscriminator(code_dim), entry.space, x_tr, x_te, out,
+    gen_space, kw = entry.space, {}
+    if space.channels != gen_space.channels and "channels" in inspect.signature(entry.build).parameters:
+        # a colour encoder gets a colour generator (its images are the encoder's colour)
+        gen_space = dataclasses.replace(gen_space, color="GRAY" if space.channels == 1 else "RGB")
+        kw = {"channels": space.channels}
+    gen = entry.build(code_dim, **kw)
+    # the discriminator judges the encoder's images (the generator's, converted): their channels
+    disc = FashionDiscriminator(code_dim, channels=space.channels)
+    card = train_generator(enc, layer, space, gen, disc, gen_space, x_tr, x_te, out,
                            name or arch, cfg, resume=not fresh, data_name=data or "fashion-mnist", test_name=test_name)
     m = card["metrics"]
     typer.echo(f"{name or arch}: test image MSE {m.get('test_mse01', float('nan')):.4f}, encoder agreement on "

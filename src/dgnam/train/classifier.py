@@ -119,6 +119,7 @@ def train_classifier(
         "kind": "classifier",
         "architecture": type(model).__name__,
         "data": data_name,
+        "input_space": space.to_dict(),  # loading the file restores it (a colour model of a gray architecture)
         "classes": list(classes) if classes is not None else None,
         "test": test_name,
         "metrics": {"test_accuracy": history[-1]["test_accuracy"] if history else None, "test_images": len(test[1]),

@@ -170,6 +170,7 @@ def _train_generator(encoder: nn.Module, layer: str, encoder_space: ImageSpace, 
         "name": name,
         "kind": "generator",
         "architecture": type(generator).__name__,
+        "space": gen_space.to_dict(),  # its output space; loading the file restores it (a colour generator)
         # a zoo name, or how to load a user's encoder again (its file and architecture, or its factory), so that
         # `sample --prior joint`, `inpaint` and `facets` find it without --encoder
         "inverts": {"layer": layer, "encoder": getattr(encoder, "zoo_name", type(encoder).__name__),

@@ -57,6 +57,22 @@ def _card_layer(path: Path) -> str | None:
     return str(inv["layer"]) if isinstance(inv, dict) and inv.get("layer") else None
 
 
+def _card_space(path: Path, kind: str):
+    """The image space recorded in the card `dgnam train` writes beside its weights: a classifier's input space, a
+    generator's output space (a colour model trained with ``--color RGB``, or on a colour encoder). ``None`` when the
+    card has none (older cards, other files): the architecture's own space holds."""
+    from ..imagespace import ImageSpace
+
+    d = card_beside(path).get("input_space" if kind == "classifier" else "space")
+    if not isinstance(d, dict):
+        return None
+    try:
+        return ImageSpace.from_dict(d)
+    except (DgnamError, KeyError, TypeError, ValueError):
+        raise DgnamError(f"the card beside {path.name} ({path.with_suffix('.json').name}) has an unreadable image "
+                         f"space: fix or remove that file") from None
+
+
 def load_file_model(path: Path, arch: str) -> nn.Module:
     """A zoo architecture with the weights of ``path``. A classifier trained on a folder gets its classes from the
     card beside the file. A generator gets the code statistics found beside it (without them DGN-AM's clip to
@@ -73,13 +89,16 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
 
         stats = CodeStats.load(code_stats_beside(path))
     code_shape = entry.code_shape
+    space = _card_space(path, entry.kind)
+    # a colour model of a gray architecture: built with the card's channels (the builder takes them)
+    kw = {"channels": space.channels} if space is not None and "channels" in takes else {}
     if classes:
-        net = entry.build_for_classes(len(classes))  # trained on a folder of its own classes (`dgnam train`)
+        net = entry.build_for_classes(len(classes), **kw)  # trained on a folder of its own classes (`dgnam train`)
     elif stats is not None and len(code_shape or ()) == 1 and stats.mean.numel() != code_shape[0] and takes:
         code_shape = (stats.mean.numel(),)
-        net = entry.build(code_shape[0])
+        net = entry.build(code_shape[0], **kw)
     else:
-        net = entry.build()
+        net = entry.build(**kw)
     try:
         load_into(net, read_state_dict(path, arch), what=f"{path.name} as {arch}")
     except DgnamError:
@@ -90,6 +109,11 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
                              ) from None
         raise
     model = wrap(entry, net, with_stats=False, name=path.stem)
+    if space is not None:
+        if entry.kind == "generator":
+            model.space = space
+        else:
+            model.input_space = space
     if classes:
         model.classes = tuple(classes)
     if entry.kind == "generator":

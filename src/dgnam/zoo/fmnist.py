@@ -30,12 +30,13 @@ def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
 
 
 class FashionCNN(nn.Module):
-    """The target Phi: VGG-style conv stack, then fc5 -> fc6 (the code layer, ReLU) -> logits."""
+    """The target Phi: VGG-style conv stack, then fc5 -> fc6 (the code layer, ReLU) -> logits. ``channels`` 3 takes
+    colour images (`dgnam train classifier --color RGB`); the zoo's weights are gray."""
 
-    def __init__(self, num_classes: int = 10, code_dim: int = 256) -> None:
+    def __init__(self, num_classes: int = 10, code_dim: int = 256, channels: int = 1) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            *_conv_bn(1, 32), *_conv_bn(32, 32), nn.MaxPool2d(2),  # 28 -> 14
+            *_conv_bn(channels, 32), *_conv_bn(32, 32), nn.MaxPool2d(2),  # 28 -> 14
             *_conv_bn(32, 64), *_conv_bn(64, 64), nn.MaxPool2d(2),  # 14 -> 7
             *_conv_bn(64, 128), nn.MaxPool2d(2),  # 7 -> 3
         )
@@ -54,10 +55,10 @@ class FashionCNN(nn.Module):
 class FashionJudge(nn.Module):
     """The held-out judge: LeNet-style 5x5 convolutions, no BatchNorm, one hidden layer ``penult``."""
 
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self, num_classes: int = 10, channels: int = 1) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(channels, 32, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         )
         self.flatten = nn.Flatten()
@@ -71,9 +72,10 @@ class FashionJudge(nn.Module):
 
 class FashionGenerator(nn.Module):
     """DeePSiM generator for a 256-d code: three fully connected layers, reshape to 128x4x4, then up-convolutions to
-    a 32x32 gray image in [-1, 1]. The Caffe fc6 generator's names and LeakyReLU(0.3), at Fashion-MNIST's scale."""
+    a 32x32 gray image in [-1, 1] (``channels`` 3: colour, for a colour encoder). The Caffe fc6 generator's names
+    and LeakyReLU(0.3), at Fashion-MNIST's scale."""
 
-    def __init__(self, code_dim: int = 256) -> None:
+    def __init__(self, code_dim: int = 256, channels: int = 1) -> None:
         super().__init__()
         lrelu = lambda: nn.LeakyReLU(DEEPSIM_LEAK, inplace=True)  # noqa: E731
         self.defc7 = nn.Linear(code_dim, 256)
@@ -92,7 +94,7 @@ class FashionGenerator(nn.Module):
         self.relu_conv2_1 = lrelu()
         self.deconv1 = nn.ConvTranspose2d(32, 16, 4, 2, 1)  # 16 -> 32
         self.relu_deconv1 = lrelu()
-        self.deconv0 = nn.Conv2d(16, 1, 3, 1, 1)
+        self.deconv0 = nn.Conv2d(16, channels, 3, 1, 1)
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         x = self.relu_defc7(self.defc7(code))
@@ -108,12 +110,13 @@ class FashionGenerator(nn.Module):
 
 class FashionDiscriminator(nn.Module):
     """DeePSiM discriminator (training only): convolutions on the image, a fully connected branch on the encoder
-    features, joined before the real/fake logit, so it judges whether image and code belong together."""
+    features, joined before the real/fake logit, so it judges whether image and code belong together. It sees the
+    encoder's images: ``channels`` is theirs, any size is pooled."""
 
-    def __init__(self, code_dim: int = 256) -> None:
+    def __init__(self, code_dim: int = 256, channels: int = 1) -> None:
         super().__init__()
         self.image = nn.Sequential(
-            nn.Conv2d(1, 32, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # 28 -> 14
+            nn.Conv2d(channels, 32, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # 28 -> 14
             nn.Conv2d(32, 64, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # 14 -> 7
             nn.Conv2d(64, 128, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # 7 -> 4
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),

@@ -49,12 +49,15 @@ class ZooEntry:
         p = CARDS_DIR / f"{self.name}.json"
         return json.loads(p.read_text()) if p.exists() else {}
 
-    def build_for_classes(self, n: int) -> nn.Module:
-        """The architecture with ``n`` outputs when its builder takes ``num_classes`` (a classifier of a folder's own
-        classes), else as registered."""
-        if "num_classes" in inspect.signature(self.build).parameters:
-            return self.build(num_classes=n)
-        return self.build()
+    def build_for_classes(self, n: int, **kw) -> nn.Module:
+        """The architecture with ``n`` outputs (a classifier of a folder's own classes); ``kw`` go to the builder
+        too (``channels``). An architecture whose builder takes no ``num_classes`` is refused: it would keep its
+        registered outputs under the folder's class names."""
+        if "num_classes" not in inspect.signature(self.build).parameters:
+            raise DgnamError(f"{self.name} has a fixed {len(self.classes or ()) or 'number of'}-class head and cannot "
+                             f"be built with {n} classes; train one of the architectures that can (fmnist-cnn, "
+                             f"fmnist-judge)")
+        return self.build(num_classes=n, **kw)
 
     def weights_path(self) -> Path | None:
         if self.weights is None:
