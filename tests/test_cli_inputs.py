@@ -262,3 +262,16 @@ def test_an_interrupted_demo_can_be_run_again(tmp_path):
     (tmp_path / "d" / "pixel" / "images").mkdir(parents=True)
     (tmp_path / "d" / "pixel" / "codes").mkdir()
     _check_demo_folder(tmp_path / "d")
+
+
+def test_start_codes_of_another_layer_are_refused(tmp_path):
+    """fc5 codes are 256-d like fc6's: without the check they ran through the fc6 generator without a word."""
+    r = run("encode", "test:0", "--layer", "fc5", "--out", tmp_path / "fc5.safetensors")
+    assert r.exit_code == 0, r.output
+    base = ["visualize", "--model", "fmnist-cnn", "--generator", "fmnist-g-fc6", "--units", "logits:0", "--steps", "2"]
+    refused("holds fmnist-cnn fc5 codes, but fmnist-g-fc6 inverts fmnist-cnn fc6", *base, "--init",
+            tmp_path / "fc5.safetensors", "--out", tmp_path / "a")
+    r = run("encode", "test:0", "--out", tmp_path / "fc6.safetensors")
+    assert r.exit_code == 0, r.output
+    r = run(*base, "--init", tmp_path / "fc6.safetensors", "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.output

@@ -54,6 +54,25 @@ def test_image_folder(tmp_path):
         ImageFolder(tmp_path / "empty", size=(8, 8))
 
 
+def test_image_folder_limit_keeps_every_class_and_hidden_entries_are_skipped(tmp_path):
+    for c, n in (("a", 5), ("b", 3), ("c", 2)):
+        (tmp_path / c).mkdir()
+        for i in range(n):
+            Image.fromarray(np.full((8, 8), 20 * i, np.uint8)).save(tmp_path / c / f"{i}.png")
+    # a notebook's checkpoint folder and a hidden file are no class and no image
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / ".ipynb_checkpoints" / "x.png")
+    (tmp_path / "a" / ".hidden").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a" / ".hidden" / "y.png")
+    ds = ImageFolder(tmp_path, size=(8, 8), channels=1)
+    assert ds.classes == ["a", "b", "c"] and len(ds) == 10
+    # the samples are sorted by class: a limit takes the classes in turn instead of the first class only
+    assert ds.tensors(4)[1].tolist() == [0, 1, 2, 0]
+    assert sorted(ds.tensors(8)[1].tolist()) == [0, 0, 0, 1, 1, 1, 2, 2]
+    x, y = ds.tensors()
+    assert y.tolist() == [0] * 5 + [1] * 3 + [2] * 2 and x[1].mean() > x[0].mean()  # no limit: the order as sorted
+
+
 def test_image_folder_with_train_and_test_splits(tmp_path):
     """ROOT/train/<class> and ROOT/test/<class>: each split is its own images, labelled by the same classes."""
     from dgnam.data import load_dataset

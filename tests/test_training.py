@@ -226,6 +226,8 @@ def test_train_commands_refuse_bad_options_in_one_line(tmp_path):
     one_line_error(dgnam(*gen, "--epochs", "0"), "--epochs")
     one_line_error(dgnam(*gen, "--limit", "0"), "--limit")
     one_line_error(dgnam(*gen, "--encoder", "fmnist-g-fc6"), "--encoder", "give a classifier")
+    one_line_error(dgnam(*gen, "--layer", "fc7"), "--layer fc7 of fmnist-cnn", "closest: fc6")
+    one_line_error(dgnam(*gen, "--comparator-layer", "conv9"), "--comparator-layer conv9 of fmnist-cnn")
     dae = ["train", "dae", "--data", data, "--out", str(tmp_path / "d")]
     one_line_error(dgnam(*dae, "--epochs", "0"), "--epochs")
     one_line_error(dgnam(*dae, "--noise", "-1"), "--noise")
@@ -275,6 +277,10 @@ def test_a_generator_of_a_file_encoder_finds_that_encoder_again(tmp_path):
               "--prior", "joint", "--steps", "1", "--out", str(tmp_path / "i.png"))
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "i-filled.png").exists()
+    # the embedded DAE denoises fmnist-cnn's fc6 codes, not this encoder's (of the same size): refused
+    for cmd in (["inpaint", "test:0"], ["sample"]):
+        one_line_error(dgnam(*cmd, "--class", "0", "--generator", str(g), "--generator-arch", "fmnist-g-fc6",
+                             "--steps", "1", "--out", str(tmp_path / "x.png")), "embedded code DAE", "--dae")
 
 
 def test_train_generator_gives_the_encoder_back_as_it_was(tmp_path):

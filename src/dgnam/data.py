@@ -110,15 +110,17 @@ class ImageFolder(Dataset):
         root = Path(root)
         if not root.is_dir():
             raise DgnamError(f"image folder {root} does not exist: give a folder with one sub-folder per class")
-        self.classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+        # hidden entries (.ipynb_checkpoints, .DS_Store, ...) are no classes and no images
+        self.classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         self.samples = [
             (p, ci)
             for ci, c in enumerate(self.classes)
             for p in sorted((root / c).rglob("*"))
-            if p.suffix.lower() in IMAGE_SUFFIXES
+            if p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(root).parts)
         ]
         if not self.samples:  # a flat folder: one class
-            flat = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            flat = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                          and not p.name.startswith("."))
             self.classes, self.samples = ([root.name], [(p, 0) for p in flat]) if flat else (self.classes, [])
         if not self.samples:
             raise DgnamError(f"no images found in {root} or in {root}/<class>/ (suffixes: "
@@ -146,9 +148,18 @@ class ImageFolder(Dataset):
         return t.contiguous(), label
 
     def tensors(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and labels; ``n`` (``--limit``) takes the classes in turn (the first image of each class,
+        then the second, ...), so that a limit never leaves a class out: the samples are sorted by class."""
         n = _count(n, len(self))
-        xs, ys = zip(*(self[i] for i in range(n)))
+        xs, ys = zip(*(self[i] for i in (range(n) if n == len(self) else self._by_turns()[:n])))
         return torch.stack(xs), torch.tensor(ys)
+
+    def _by_turns(self) -> list[int]:
+        per_class: dict[int, list[int]] = {}
+        for i, (_, label) in enumerate(self.samples):
+            per_class.setdefault(label, []).append(i)
+        longest = max(len(v) for v in per_class.values())
+        return [v[k] for k in range(longest) for v in per_class.values() if k < len(v)]
 
 
 #: The sub-folders of an image folder that has its own test split.

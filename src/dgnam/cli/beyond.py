@@ -14,8 +14,8 @@ from ..errors import DgnamError
 from ..run import EVALUATION_FILES, check_fresh_dir, move_in, staging_dir
 from . import app, train_app
 from .codes import read_image
-from .common import (DATA_HELP, declared_space, device_arg, generator_arg, image_file_arg, model_arg, out_folder_arg,
-                     print_table)
+from .common import (DATA_HELP, LIMIT_HELP, declared_space, device_arg, generator_arg, image_file_arg, model_arg,
+                     out_folder_arg, print_table)
 
 
 def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encoder: Optional[str],
@@ -110,7 +110,7 @@ def facets(
     unit: str = typer.Option(..., help="one unit, e.g. 'logits:Sandal', 'fc6:12'"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     split: str = typer.Option("train", help="train or test (Fashion-MNIST)"),
-    limit: Optional[int] = typer.Option(None, help="use only the first N images of the data set"),
+    limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
     k: int = typer.Option(10, help="number of facets"),
     top_fraction: float = typer.Option(0.02, help="fraction of the images that excite the unit most to cluster"),
     generator: Optional[str] = typer.Option(None, help="generator for DGN-AM from each facet's mean code; none = "
@@ -390,7 +390,7 @@ def train_dae_cmd(
     noise: float = typer.Option(1.0, help="std of the Gaussian noise added to codes"),
     hidden: int = typer.Option(512),
     layers: int = typer.Option(2, help="hidden layers"),
-    limit: Optional[int] = typer.Option(None, help="train on the first N images only"),
+    limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("checkpoints"), help="folder for weights, card and the resumable checkpoint"),
     device: str = typer.Option("cpu"),

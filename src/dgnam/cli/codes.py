@@ -10,7 +10,7 @@ import typer
 
 from ..errors import DgnamError
 from . import app
-from .common import DATA_HELP, declared_space, model_arg
+from .common import DATA_HELP, LIMIT_HELP, declared_space, model_arg
 
 
 def _read_arrays(paths: list[Path]) -> list:
@@ -71,7 +71,10 @@ def encode(
 
     net = model_arg(model, arch)
     codes = encode_layer(net, layer, _images(images, declared_space(net, model, "encode")))
-    save_safetensors({"codes": codes}, out, metadata={"model": model, "layer": layer,
+    # the model as a generator's card names its encoder (a zoo name, or a file's resolved path), so that
+    # `visualize --init` can check the codes are of the layer the generator inverts
+    ident = (getattr(net, "dgnam_source", None) or {}).get("spec") or getattr(net, "zoo_name", None) or model
+    save_safetensors({"codes": codes}, out, metadata={"model": ident, "layer": layer,
                                                       "images": [str(p) for p in images]})
     typer.echo(f"wrote {len(codes)} codes of {codes.shape[1]} components to {out}")
 
@@ -82,7 +85,7 @@ def code_stats(
     layer: str = typer.Option("fc6"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     split: str = typer.Option("train"),
-    limit: Optional[int] = typer.Option(None, help="use only the first N images"),
+    limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
     out: Path = typer.Option(Path("codestats.safetensors")),
     arch: Optional[str] = typer.Option(None),
 ) -> None:

@@ -88,6 +88,8 @@ def device_arg(device: str) -> torch.device:
 #: ``--data`` of every command that reads images (:func:`dgnam.data.load_dataset`).
 DATA_HELP = ("fashion-mnist (default), fashion-mnist:DIR, or an image folder (one sub-folder per class, or the images "
              "directly in it, or train/ and test/ each with the class sub-folders)")
+LIMIT_HELP = ("use only N images: Fashion-MNIST's first N; an image folder's taken from each class in turn, so that "
+              "none is left out")
 
 
 def print_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:

@@ -54,7 +54,7 @@ def visualize(
             raise DgnamError(f"--lr must be positive, got {lr}")
         config = dataclasses.replace(config, lr_start=lr)
     out_folder_arg(out)
-    codes = _init_codes(init)
+    codes = _init_codes(init, generator, generator_arch)
     if (not isinstance(codes, str) or codes == "zeros") and restarts > 1:
         raise DgnamError(f"--init {init} starts every restart from the same code, so --restarts {restarts} would give "
                          f"{restarts} identical images: use --restarts 1 (or --init randn)")
@@ -65,7 +65,9 @@ def visualize(
     typer.echo(f"wrote {out}/grid.png and {out}/results.json")
 
 
-def _init_codes(init: str):
+def _init_codes(init: str, generator: Optional[str] = None, generator_arch: Optional[str] = None):
+    """The start codes of ``--init``. Codes from `dgnam encode` name the model and layer they come from: another
+    layer or encoder than the one the generator inverts is refused (codes of the same size would run, meaninglessly)."""
     if init in ("randn", "zeros"):
         return init
     from ..weights import load_state_dict
@@ -73,6 +75,21 @@ def _init_codes(init: str):
     if not Path(init).is_file():
         raise DgnamError(f"--init {init}: give randn, zeros, or a codes file from `dgnam encode` (or a run's "
                          f"codes/*.safetensors)")
+    if generator is not None:
+        from safetensors import safe_open
+        from .beyond import _inverts
+
+        try:
+            with safe_open(init, "pt") as f:
+                meta = f.metadata() or {}
+        except Exception:  # not safetensors, or damaged: load_state_dict below says which
+            meta = {}
+        known = _inverts(generator, generator_arch)
+        if known is not None and meta.get("model") and meta.get("layer"):
+            got, want = (meta["model"], meta["layer"]), (known[0], known[1])
+            if got != want:
+                raise DgnamError(f"--init {init} holds {got[0]} {got[1]} codes, but {generator} inverts {want[0]} "
+                                 f"{want[1]}: encode with `dgnam encode --model {want[0]} --layer {want[1]}`")
     t = load_state_dict(init)
     if "codes" in t:
         return t["codes"]

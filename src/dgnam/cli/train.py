@@ -12,7 +12,7 @@ import typer
 
 from ..errors import DgnamError
 from . import train_app
-from .common import DATA_HELP, declared_space, device_arg, model_arg
+from .common import DATA_HELP, LIMIT_HELP, declared_space, device_arg, model_arg
 
 
 def train_test(data: Optional[str], size: tuple[int, int], channels: int, seed: int, limit: Optional[int] = None,
@@ -20,7 +20,7 @@ def train_test(data: Optional[str], size: tuple[int, int], channels: int, seed: 
     """Train and test ``(x, y)``, the class names and where the test images come from. Fashion-MNIST has a test
     split, and so has a folder with train/ and test/; a plain image folder has none (``load_dataset`` returns the same
     images for "test"), so a seeded share of each class is held out: testing on the training images reported their
-    fit, not a test figure. ``limit`` takes the first images of the training set (before a hold-out)."""
+    fit, not a test figure. ``limit`` takes that many training images (before a hold-out; see ``LIMIT_HELP``)."""
     from ..data import ImageFolder, load_dataset
     from ..train.common import HOLD_OUT, hold_out
 
@@ -40,7 +40,7 @@ def classifier(
     arch: str = typer.Option(..., help="zoo architecture: fmnist-cnn or fmnist-judge"),
     name: Optional[str] = typer.Option(None, help="name of the trained model, its files' names (default: ARCH)"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    limit: Optional[int] = typer.Option(None, help="train on the first N images only"),
+    limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
     epochs: int = typer.Option(10),
     batch_size: int = typer.Option(128),
     lr: float = typer.Option(2e-3),
@@ -109,7 +109,7 @@ def generator(
     w_adv: float = typer.Option(0.005, help="weight of the adversarial loss"),
     comparator_layer: str = typer.Option("features", help="layer of E whose features the feature loss compares "
                                          "(DeePSiM's comparator); LAYER itself makes G(y) encode back to y"),
-    limit: Optional[int] = typer.Option(None, help="train on the first N images only"),
+    limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("checkpoints")),
     device: str = typer.Option("cpu"),
@@ -130,6 +130,13 @@ def generator(
     cfg.validate()  # before the data is read
     enc = model_arg(encoder, encoder_arch, flag="--encoder")
     space = declared_space(enc, encoder, "train generator")
+    from ..units import LayerReader
+
+    for flag, name_ in (("--layer", layer), ("--comparator-layer", comparator_layer)):
+        try:  # before the data is read; the comparator's default is fmnist-cnn's conv stack, which others lack
+            LayerReader(enc, [name_])
+        except DgnamError as e:
+            raise DgnamError(f"{flag} {name_} of {encoder}: {e}") from None
     (x_tr, _), (x_te, _), _, test_name = train_test(data, space.size, space.channels, seed, limit, 1000)
     code_dim = encode(enc, layer, space.encode(x_tr[:2])).shape[1]
     torch.manual_seed(seed)
