@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dgnam.data import FashionMNIST, ImageFolder, read_idx
+from dgnam.data import FashionMNIST, ImageFolder, load_dataset, read_idx
 from dgnam.errors import DgnamError
 from dgnam.weights import load_state_dict, save_safetensors, sha256
 
@@ -71,6 +71,12 @@ def test_image_folder_limit_keeps_every_class_and_hidden_entries_are_skipped(tmp
     assert sorted(ds.tensors(8)[1].tolist()) == [0, 0, 0, 1, 1, 1, 2, 2]
     x, y = ds.tensors()
     assert y.tolist() == [0] * 5 + [1] * 3 + [2] * 2 and x[1].mean() > x[0].mean()  # no limit: the order as sorted
+    # half of the split layout is named as such, not read as one class called "train"
+    half = tmp_path / "half"
+    (half / "train").mkdir(parents=True)
+    (tmp_path / "a").rename(half / "train" / "a")
+    with pytest.raises(DgnamError, match="has train/ but no test/"):
+        load_dataset(str(half), "train", (8, 8), 1)
 
 
 def test_image_folder_with_train_and_test_splits(tmp_path):

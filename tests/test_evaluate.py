@@ -60,7 +60,9 @@ def test_nearest_neighbor_of_a_copy_is_zero():
 def test_activation_percentile_and_pairwise_distance():
     real = torch.arange(1.0, 101.0)  # 1..100
     p = activation_percentile(torch.tensor([0.0, 50.0, 100.0, 1000.0]), real)
-    assert p.tolist() == [0.0, 50.0, 100.0, 100.0]
+    assert p.tolist() == [0.0, 49.5, 99.5, 100.0]  # a tie counts half: only above every real image is 100
+    # a ReLU unit that never fires: an image that does not fire it either is not above all real images
+    assert activation_percentile(torch.tensor([0.0, 1.0]), torch.zeros(50)).tolist() == [50.0, 100.0]
     pts = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
     assert mean_pairwise_distance(pts) == pytest.approx(5.0)
     assert mean_pairwise_distance(pts[:1]) == 0.0
@@ -142,15 +144,20 @@ def test_evaluate_finds_a_memorized_image(tiny_model, tiny_gen, tmp_path):
 
     g = torch.Generator().manual_seed(4)
     x = (torch.rand(40, 1, 12, 12, generator=g) * 255).round() / 255  # exactly representable in a PNG
-    real = RealData(x, torch.arange(40) % 5)
+    # a seeded sample of a larger set: records name the training image by its index in the set, not in the sample
+    real = RealData(x, torch.arange(40) % 5, indices=torch.arange(100, 140))
     out = tmp_path / "copy"
     visualize(tiny_model, "logits:0", None, restarts=2, steps=1, out=out, progress=False)
     rec0 = json.loads((out / "results.json").read_text())["records"][0]
     save_png(to_uint8(real.space.encode(x[5:6]), real.space)[0], out / rec0["image"], scale=8)
     ev = evaluate_run(out, judge=tiny_model, model=tiny_model, data=real)
-    assert ev["summary"]["nn_ratio_min"] == pytest.approx(0.0, abs=1e-6)
+    assert ev["summary"]["nn_ratio_min"] == pytest.approx(0.0, abs=1e-5)  # features of other batch shapes round apart
     recs = json.loads((out / "results.json").read_text())["records"]
-    assert recs[0]["nn_index"] == 5
+    assert recs[0]["nn_index"] == 105
+    # the typical real-to-real distance: each real image against all the others (the pool a query searches)
+    feats = Judge(tiny_model).features(real.space.encode(x), real.space)
+    d, _ = nearest_neighbors(feats, feats, exclude_self=True)
+    assert ev["summary"]["real_nn_median"] == pytest.approx(float(d[:, 0].median()), rel=1e-5)
 
 
 def test_evaluate_run_errors(tmp_path):
@@ -165,6 +172,15 @@ def test_evaluate_run_errors(tmp_path):
         {"unit": "logits:0", "image": "images/s000.png"}]}))
     with pytest.raises(DgnamError, match="pass --model"):
         evaluate_run(tmp_path)
+    for broken in ([1, 2], {"config": [], "records": []}, {"config": {}, "records": {"a": 1}}):
+        (tmp_path / "results.json").write_text(json.dumps(broken))
+        with pytest.raises(DgnamError, match="not a run's|no records"):
+            evaluate_run(tmp_path)
+    from dgnam.evaluate import load_real
+
+    for n in (1, -5):
+        with pytest.raises(DgnamError, match=f"--real {n}: sample at least 2"):
+            load_real(None, n=n)
 
 
 # --------------------------------------------------------------------------------------------------------------------

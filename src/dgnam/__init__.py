@@ -12,11 +12,11 @@ from .priors import (AlphaNorm, Blur, ClipCode, ClipSmallContribution, ClipSmall
                      Prior, TotalVariation, dgnam_code_priors)
 from .run import Run, visualize
 from .units import Unit, encode, parse_units
-from .zoo import create_model, list_models
+from .zoo import create_model, list_models, load_model
 
 __all__ = [
     "AMConfig", "AlphaNorm", "Blur", "ClipCode", "ClipSmallContribution", "ClipSmallNorm", "CodeStats", "DgnamError",
     "FourierGenerator", "Generator", "ImageSpace", "L2Decay", "L2Penalty", "LearnedGenerator", "PixelGenerator", "Prior",
     "Run", "TotalVariation", "Unit", "bound_scaled_lr", "build_method", "create_model", "dgnam_code_priors", "encode",
-    "evaluate_run", "list_methods", "list_models", "optimize", "parse_units", "visualize",
+    "evaluate_run", "list_methods", "list_models", "load_model", "optimize", "parse_units", "visualize",
 ]

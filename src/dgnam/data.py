@@ -185,6 +185,11 @@ def load_dataset(spec: str | None, split: str = "train", size: tuple[int, int] =
     if spec.startswith("fashion-mnist:"):
         return FashionMNIST(split, root=spec.split(":", 1)[1])
     root = Path(spec)
+    halves = [sp for sp in FOLDER_SPLITS if (root / sp).is_dir() and any(p.is_dir() for p in (root / sp).iterdir())]
+    if len(halves) == 1 and not any(p.is_dir() and p.name not in FOLDER_SPLITS for p in root.iterdir()):
+        other = FOLDER_SPLITS[halves[0] == "train"]  # one split of the split layout, not a class named "train"
+        raise DgnamError(f"{root} has {halves[0]}/ but no {other}/: add {other}/ with the same class sub-folders, or "
+                         f"give {root / halves[0]} itself (10 % of each class is then held out for testing)")
     if all((root / sp).is_dir() for sp in FOLDER_SPLITS):  # train/ and test/, each with one sub-folder per class
         if split not in FOLDER_SPLITS:
             raise DgnamError(f"split {split!r}: {root} has the splits {', '.join(FOLDER_SPLITS)}")

@@ -75,7 +75,8 @@ def run_demo(out: str | Path = "runs/demo", restarts: int = DEMO_RESTARTS, steps
     with torch.no_grad():
         real_logits = torch.cat([target(space.encode(x01[i : i + 1000])) for i in range(0, len(y), 1000)])
     real_max = [float(real_logits[y == c, c].max()) for c in range(len(classes))]
-    example_idx = [int((y == c).nonzero()[0]) for c in range(len(classes))]
+    # the real row shows the test image each logit likes most, so that its caption (that logit) is its own value
+    example_idx = [int(torch.where(y == c, real_logits[:, c], float("-inf")).argmax()) for c in range(len(classes))]
 
     out.mkdir(parents=True, exist_ok=True)
     best: dict[str, list[dict]] = {}
@@ -106,7 +107,7 @@ def run_demo(out: str | Path = "runs/demo", restarts: int = DEMO_RESTARTS, steps
     caps = [[f"real {real_max[c]:.1f}" for c in range(len(classes))]] + [
         [f"{r['activation']:.1f} {'ok' if r['judge_class'] == r['channel'] else 'no'}" for r in best[m]] for m in DEMO_METHODS
     ]
-    img = grid(rows, row_labels=["real test image", "pixel AM", "DGN-AM"], col_labels=[c.split("/")[0] for c in classes],
+    img = grid(rows, row_labels=["top real test image", "pixel AM", "DGN-AM"], col_labels=[c.split("/")[0] for c in classes],
                cell_labels=caps, cell=84, label_width=120)
     img.save(out / "grid.png")
 

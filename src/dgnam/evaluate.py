@@ -126,9 +126,15 @@ def nearest_neighbors(query: torch.Tensor, reference: torch.Tensor, k: int = 1, 
 
 
 def activation_percentile(values: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """For each value, the percentage of ``real`` activations at or below it (100 = above every real image)."""
+    """For each value, its percentile rank among the ``real`` activations: the percentage below it, ties counted
+    half (the mid-rank convention, scipy's ``percentileofscore(kind="mean")``). 100 = above every real image. Ties
+    matter for ReLU units: counting them whole put an image with activation 0 above all the real images of a unit
+    that never fires (percentile 100)."""
     s = real.flatten().sort().values
-    return torch.searchsorted(s, values.flatten().to(s.dtype), right=True).float() * (100.0 / len(s))
+    v = values.flatten().to(s.dtype)
+    below = torch.searchsorted(s, v, right=False).float()
+    at_or_below = torch.searchsorted(s, v, right=True).float()
+    return (below + at_or_below) * (50.0 / len(s))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -242,6 +248,9 @@ class RealData:
     labels: torch.Tensor
     name: str = "data"
     classes: list[str] | None = None  # the name of each label (an image folder's sub-folders), when known
+    #: each image's index in its data set (a seeded sample keeps them: records and figures name the training image
+    #: by it); None: the images are the whole set, in order
+    indices: torch.Tensor | None = None
     cache: dict = field(default_factory=dict, repr=False)  # per-model features and activations, computed once
 
     @property
@@ -271,16 +280,22 @@ def _class_key(name: str) -> str:
 
 def load_real(spec: str | None, n: int = EVAL_REAL_IMAGES, size: tuple[int, int] = (28, 28), channels: int = 1,
               split: str = "train", seed: int = 0) -> RealData:
-    """A seeded sample of ``n`` images of a dataset (``None``/``"fashion-mnist"`` or an image folder)."""
+    """A seeded sample of ``n`` images of a dataset (``None``/``"fashion-mnist"`` or an image folder); ``n`` None or
+    0: all of them. The sample keeps each image's index in the data set (``RealData.indices``)."""
     from .data import load_dataset
 
+    if n is not None and (n < 0 or n == 1):
+        raise DgnamError(f"--real {n}: sample at least 2 real images (0: all of them; default {EVAL_REAL_IMAGES})")
     ds = load_dataset(spec, split=split, size=size, channels=channels)
     x, y = ds.tensors()
     if n and len(x) > n:
         idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
         x, y = x[idx], y[idx]
+    else:
+        idx = None
     classes = getattr(ds, "classes", None)
-    return RealData(x.float(), y.long(), name=spec or "fashion-mnist", classes=list(classes) if classes else None)
+    return RealData(x.float(), y.long(), name=spec or "fashion-mnist", classes=list(classes) if classes else None,
+                    indices=idx)
 
 
 def _class_units(model: nn.Module, units) -> list[bool]:
@@ -431,7 +446,12 @@ def evaluate_run(
         results = json.loads((out / "results.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise DgnamError(f"{out} is not a finished run ({e}); give a directory written by `dgnam visualize`") from None
+    if not isinstance(results, dict) or not isinstance(results.get("config", {}), dict):
+        raise DgnamError(f"{out}/results.json is not a run's (no config): give a directory written by `dgnam "
+                         f"visualize`, `dgnam facets` or `dgnam sample`")
     records = results.get("records", [])
+    if not isinstance(records, list):
+        records = None
     if not records:
         raise DgnamError(f"{out}/results.json has no records: the run has not finished a batch yet")
     if not all(isinstance(r, dict) and "unit" in r and "image" in r for r in records):
@@ -506,7 +526,7 @@ def evaluate_run(
             _write_json_atomic(out / "results.json", results)
             nn_idx = torch.tensor([m["nn_indices"] for m in per_rec])
             nearest_figure(*images, nn_idx, data, records).save(out / "nearest.png")
-            ev["nearest_png"] = str(out / "nearest.png")
+            ev["nearest_png"] = "nearest.png"  # beside evaluation.json: a path from the working directory goes stale
             (out / "evaluation.json").write_text(json.dumps(ev, indent=1))
         return ev
     finally:
@@ -562,6 +582,10 @@ def evaluate_images(
     # recognisability
     jc, jp = judge.classify(raw, src)
     judge_classes = list(getattr(judge.model, "classes", None) or [])
+    # the names that pick a class's real images: the judge's, else the target's (a judge without names was matched
+    # to the target's classes by index); by index only when neither has names. An image folder's labels number its
+    # sorted sub-folders, not the judge's outputs.
+    ref_names = judge_classes or list(getattr(model, "classes", None) or [])
 
     # judge features: realism, memorization, diversity
     feats = judge.features(raw, src)
@@ -570,9 +594,15 @@ def evaluate_images(
         data.cache[key] = judge.features(data.space.encode(data.images), data.space)
     real_feats = data.cache[key]
     nn_d, nn_i = nearest_neighbors(feats, real_feats, k=NEAREST_SHOWN)
-    half = len(real_feats) // 2  # real-to-real: one half of the pool against the other, as a query is to the pool
-    rr_d, _ = nearest_neighbors(real_feats[:half], real_feats[half:])
-    real_nn_median = float(rr_d[:, 0].median())
+    # real-to-real: each real image against all the others (leave one out), the same pool a query searches. One
+    # half against the other searched a pool half as dense, and an image folder's halves (its samples are in class
+    # order) held different classes: the typical distance came out 2-3x too large.
+    key = ("real_nn_median", id(judge.model), judge.layer)
+    if key not in data.cache:
+        rr_d, _ = nearest_neighbors(real_feats, real_feats, exclude_self=True)
+        data.cache[key] = float(rr_d[:, 0].median())
+    real_nn_median = data.cache[key]
+    nn_i = data.indices[nn_i] if data.indices is not None else nn_i  # positions in the sample -> data set indices
 
     per_rec = []
     for k, rec in enumerate(records):
@@ -607,19 +637,20 @@ def evaluate_images(
         if c is not None:
             row["class"] = c
             row["judge_accuracy"] = float(np.mean([per_rec[k]["judge_correct"] for k in ks]))
-            same = real_feats[data.of_class(c, judge_classes)][:FID_REAL_PER_CLASS]
+            same = real_feats[data.of_class(c, ref_names)][:FID_REAL_PER_CLASS]
             row["fid"] = frechet_distance(feats[ks], same) if len(ks) > 1 and len(same) > 1 else None
         unit_rows.append(row)
 
     # realism over the whole set, against real images of the same classes (class-balanced), else all real images
-    missing = sorted({c for c in intended if c is not None and int(data.of_class(c, judge_classes).sum()) < 2})
+    missing = sorted({c for c in intended if c is not None and int(data.of_class(c, ref_names).sum()) < 2})
     if all(c is not None for c in intended) and not missing:
-        ref = torch.cat([real_feats[data.of_class(c, judge_classes)][:FID_REAL_PER_CLASS]
+        ref = torch.cat([real_feats[data.of_class(c, ref_names)][:FID_REAL_PER_CLASS]
                          for c in sorted(set(intended))])
         fid_ref = f"real images of the {len(set(intended))} intended classes ({len(ref)} images)"
     else:
         ref = real_feats
-        why = ("the units are not class units" if not missing else "the real images lack class(es) " + ", ".join(
+        why = (("the units are not class units" if not any(c is not None for c in intended) else
+                "not every unit is a class unit") if not missing else "the real images lack class(es) " + ", ".join(
             judge_classes[c] if judge_classes else str(c) for c in missing))
         fid_ref = f"all {len(ref)} real images ({why})"
     fid = frechet_distance(feats, ref) if len(feats) > 1 else None
@@ -650,13 +681,16 @@ def nearest_figure(x01: torch.Tensor, src: ImageSpace, nn_i: torch.Tensor, data:
 
     rows, labels, caps = [], [], []
     seen_units = set()
+    # records name training images by their index in the data set; the sample holds them at other positions
+    at = {d: p for p, d in enumerate(data.indices.tolist())} if data.indices is not None else None
     for k, rec in enumerate(records):
         u = rec.get("unit_index", k)
         if u in seen_units:
             continue
         seen_units.add(u)
         synth = to_uint8(src.encode(x01[k : k + 1]), src)[0]
-        near = to_uint8(data.space.encode(data.images[nn_i[k]]), data.space)
+        pos = torch.tensor([at[int(i)] for i in nn_i[k]]) if at is not None else nn_i[k]
+        near = to_uint8(data.space.encode(data.images[pos]), data.space)
         rows.append([synth, *near])
         labels.append(rec["unit"])
         caps.append(["synthesized"] + [f"#{int(i)}" for i in nn_i[k]])
