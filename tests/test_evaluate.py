@@ -423,3 +423,17 @@ def test_a_resume_knows_every_field_evaluate_adds(tiny_model, tmp_path):
     evaluate_run(out, judge=tiny_model, model=tiny_model, data=_random_real())
     after = json.loads((out / "results.json").read_text())["records"]
     assert set(after[0]) - set(before[0]) == set(EVALUATION_FIELDS)
+
+
+def test_a_judge_without_names_takes_a_named_folders_images_by_the_targets_names(tiny_model, tiny_gen, tmp_path):
+    """A folder's labels number its sorted sub-folders. A judge without names is matched to the target by index, so
+    its class c is the target's class c: the real images of that class are the folder's of the target's name c (by
+    the judge's index they were another class's)."""
+    out = tmp_path / "run"
+    visualize(tiny_model, "logits:0", tiny_gen, restarts=2, steps=2, out=out, progress=False)
+    folder_order = ["e", "d", "c", "b", "a"]  # the target's class 0 ("a") is the folder's label 4
+    real = _random_real(classes=folder_order)
+    ev = evaluate_run(out, judge=_tiny_net(None, outputs=5), model=tiny_model, data=real, write=False)
+    named = evaluate_run(out, judge=_tiny_net(list("abcde")), model=tiny_model, data=real, write=False)
+    assert ev["units"][0]["fid"] == pytest.approx(named["units"][0]["fid"])
+    assert ev["summary"]["fid_reference"] == named["summary"]["fid_reference"]
