@@ -299,6 +299,9 @@ def test_records_have_required_fields(tmp_path, tiny_model, tiny_gen):
         for key in ("unit", "restart", "seed", "activation", "best_activation", "steps", "code_l2", "image"):
             assert key in rec
     assert [r["channel"] for r in run.records] == [0, 2]
+    # a class asked for by name ran as its index: the records keep the name (hidden units have none)
+    assert [r["class_name"] for r in run.records] == ["a", "c"]
+    assert "class_name" not in visualize(tiny_model, "fc:0", tiny_gen, steps=1, progress=False).records[0]
 
 
 def test_pixel_generator_shares_loop(tiny_model):

@@ -158,6 +158,13 @@ def test_evaluate_finds_a_memorized_image(tiny_model, tiny_gen, tmp_path):
     feats = Judge(tiny_model).features(real.space.encode(x), real.space)
     d, _ = nearest_neighbors(feats, feats, exclude_self=True)
     assert ev["summary"]["real_nn_median"] == pytest.approx(float(d[:, 0].median()), rel=1e-5)
+    # what these numbers cannot say is said: the judge is the target, 2 images per unit, a sampled search pool
+    caveats = " | ".join(ev["summary"]["caveats"])
+    assert "judge is the target itself" in caveats and "from 2 images per unit" in caveats
+    assert "seeded sample of 40" in caveats
+    full = RealData(x, torch.arange(40) % 5)  # the whole set: no sampling caveat
+    assert not any("seeded sample" in c for c in evaluate_run(out, judge=tiny_model, model=tiny_model, data=full,
+                                                              write=False)["summary"]["caveats"])
 
 
 def test_evaluate_run_errors(tmp_path):

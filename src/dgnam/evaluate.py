@@ -43,6 +43,9 @@ DEFAULT_IMAGENET_JUDGE = "efficientnet-lite2"
 EVAL_REAL_IMAGES = 10_000
 #: Real images per class for the Fréchet reference set.
 FID_REAL_PER_CLASS = 1_000
+#: Below this many images per unit a per-unit Fréchet distance mostly measures the sample size (the issue's example
+#: of enough restarts per class is 50); the output says so.
+FID_MEANINGFUL_IMAGES = 50
 #: Training images shown beside each synthesized one in ``nearest.png``.
 NEAREST_SHOWN = 3
 
@@ -667,6 +670,19 @@ def evaluate_images(
         "real_nn_median": real_nn_median,
         "diversity": float(np.mean(divs)) if divs else None,
     }
+    caveats = []
+    if judge.model is model or any(getattr(judge.model, a, None) is not None and getattr(judge.model, a, None) ==
+                                   getattr(model, a, None) for a in ("zoo_name", "dgnam_source")):
+        caveats.append("the judge is the target itself, not held out: its accuracy says how the target sees the "
+                       "images, not whether another network recognizes them")
+    if any(r.get("fid") is not None for r in unit_rows) and min(restarts) < FID_MEANINGFUL_IMAGES:
+        caveats.append(f"per-unit Fréchet distances from {min(restarts)} images per unit mostly measure the small "
+                       f"sample (real images against their own class read far above 0 at such sizes): compare them "
+                       f"only between runs of the same restarts, or run {FID_MEANINGFUL_IMAGES} or more")
+    if data.indices is not None:
+        caveats.append(f"nearest training images are searched among a seeded sample of {len(real_feats)} of the data "
+                       f"set's images: a copy of another one reads as typical (--real 0 searches them all)")
+    summary["caveats"] = caveats
     return {"summary": summary, "units": unit_rows, "records": per_rec,
             "settings": {"judge": getattr(judge.model, "zoo_name", type(judge.model).__name__),
                          "judge_layer": judge.layer, "model": getattr(model, "zoo_name", type(model).__name__),

@@ -28,7 +28,7 @@ from .images import grid, save_png
 from .modules import as_device, frozen, module_device, module_dtype
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import Prior
-from .units import Unit, layer_shapes, parse_units, resolve_units
+from .units import LOGITS, Unit, layer_shapes, parse_units, resolve_units
 from .weights import json_safe, save_safetensors, tensor_digest
 
 RESULTS = "results.json"
@@ -251,6 +251,7 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
     parsed = parse_units(units)
     example = space.encode(torch.full((1, *space.shape), 0.5, device=device))
     resolved = resolve_units(model, parsed, example)
+    class_names = [str(c) for c in (getattr(model, "classes", None) or ())]
     positions = _positions(model, resolved, example)
     pipeline = Pipeline(generator, model, resolved, space, transforms).to(device)
 
@@ -336,6 +337,8 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
                 "steps": config.steps, "code_l2": float(res.codes[k].norm()),
                 "image": f"images/{slug}.png", "image_size": list(generator.space.size), "best_image": f"images/{slug}_best.png", "code": f"codes/{slug}.safetensors",
             }
+            if u.layer == LOGITS and 0 <= u.channel < len(class_names):  # logits:cat ran as logits:1: say which
+                rec["class_name"] = class_names[u.channel]
             if meta:
                 rec.update(meta)
             records.append(rec)
@@ -443,7 +446,7 @@ def write_grid(out_dir: Path, records: list[dict]) -> Path:
     for _, recs in sorted(by_unit.items()):
         rows.append([np.asarray(Image.open(out_dir / rec["image"])) for rec in recs])
         caps.append([f"{rec['activation']:.2f}" for rec in recs])
-        labels.append(recs[0]["unit"])
+        labels.append(recs[0]["unit"] + (f" {recs[0]['class_name']}" if recs[0].get("class_name") else ""))
     ncols = max(len(r) for r in rows) if rows else 0
     img = grid(rows, row_labels=labels, col_labels=[f"restart {j}" for j in range(ncols)], cell_labels=caps)
     path = out_dir / "grid.png"

@@ -45,8 +45,8 @@ def evaluate(
     warning = incomplete_warning(s)
     if warning:
         typer.secho(warning, fg=typer.colors.YELLOW, bold=True)
-    if s.get("assumed"):
-        typer.secho(f"note: {s['assumed']}", fg=typer.colors.YELLOW)
+    for note in ([s["assumed"]] if s.get("assumed") else []) + s.get("caveats", []):
+        typer.secho(f"note: {note}", fg=typer.colors.YELLOW)
     print_table([_shown(u, unit_cols) for u in ev["units"]], unit_cols, title=f"{run_dir}")
     typer.echo(f"Fréchet distance {_fmt(s['fid'], 2)} over {s['images']} images ({s['restarts_per_unit']} per unit) "
                f"against {s['fid_reference']}; judge accuracy {_fmt(s['judge_accuracy'], 3)}; median "
@@ -87,14 +87,15 @@ def _write_report(run_dir: Path, ev: dict, unit_cols: list[str]) -> Path:
     warning = incomplete_warning(s)
     sections = [("Incomplete run", warning_section(warning))] if warning else []
     sections += [("Assumed", warning_section(s["assumed"]))] if s.get("assumed") else []
+    sections += [("Caveats", "".join(warning_section(c) for c in s["caveats"]))] if s.get("caveats") else []
     sections += [(name, image_section(run_dir / name, name)) for name in RUN_FIGURES if (run_dir / name).exists()]
     sections += [
         ("Summary", f"<p>Scored {s['images']} of the run's {s.get('images_expected', s['images'])} images.</p>"
          + html_table([s], ["images", "images_expected", "units", "restarts_per_unit", "fid", "judge_accuracy",
                             "activation_ratio", "activation_percentile", "nn_ratio", "nn_ratio_min", "diversity"])
          + f"<p>Fréchet distance against {s['fid_reference']}; nn_ratio is the distance to the nearest training "
-           f"image over the typical real-to-real distance ({s['real_nn_median']:.3f}); all in the judge's "
-           f"features.</p>"),
+           f"image over the typical real-to-real distance ({s['real_nn_median']:.3f}), its median over the images "
+           f"here (per unit: their mean); all in the judge's features.</p>"),
         ("Per unit", html_table([_shown(u, unit_cols) for u in ev["units"]], unit_cols)),
         ("Nearest training images", image_section(run_dir / "nearest.png", "nearest training images")),
     ]

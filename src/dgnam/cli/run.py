@@ -61,7 +61,9 @@ def visualize(
     run = run_visualize(net, units, spec.generator, restarts=restarts, seed=seed, steps=steps, config=config,
                         priors=spec.priors, transforms=spec.transforms, init=codes, device=dev,
                         batch_size=batch_size, out=out, resume=resume, method=prior, input_space=space)
-    print_table(run.records, ["unit", "restart", "activation", "best_activation", "image"])
+    named = any("class_name" in r for r in run.records)
+    print_table(run.records, ["unit", *(["class_name"] if named else []), "restart", "activation", "best_activation",
+                              "image"])
     typer.echo(f"wrote {out}/grid.png and {out}/results.json")
 
 
