@@ -275,3 +275,20 @@ def test_start_codes_of_another_layer_are_refused(tmp_path):
     assert r.exit_code == 0, r.output
     r = run(*base, "--init", tmp_path / "fc6.safetensors", "--out", tmp_path / "b")
     assert r.exit_code == 0, r.output
+    # codes of a file of the generator's encoder architecture (a copy of its weights, say) are its codes too
+    shutil.copy(WEIGHTS_DIR / "fmnist-cnn.safetensors", tmp_path / "cnn.safetensors")
+    r = run("encode", "test:0", "--model", tmp_path / "cnn.safetensors", "--arch", "fmnist-cnn", "--out",
+            tmp_path / "file6.safetensors")
+    assert r.exit_code == 0, r.output
+    r = run(*base, "--init", tmp_path / "file6.safetensors", "--out", tmp_path / "c")
+    assert r.exit_code == 0, r.output
+    from dgnam.cli.run import _init_codes  # a Caffe file's codes for a deepsim generator (caffenet ships no weights)
+
+    from safetensors.torch import save_file
+    save_file({"codes": torch.rand(1, 4096)}, str(tmp_path / "caffe.safetensors"),
+              metadata={"model": "/data/caffenet.caffemodel", "arch": "caffenet", "layer": "relu6"})
+    assert _init_codes(str(tmp_path / "caffe.safetensors"), "deepsim-fc6").shape == (1, 4096)
+    save_file({"codes": torch.rand(1, 4096)}, str(tmp_path / "caffe7.safetensors"),
+              metadata={"model": "/data/caffenet.caffemodel", "arch": "caffenet", "layer": "relu7"})
+    with pytest.raises(DgnamError, match="--model FILE --arch caffenet --layer relu6"):
+        _init_codes(str(tmp_path / "caffe7.safetensors"), "deepsim-fc6")

@@ -77,6 +77,9 @@ def test_image_folder_limit_keeps_every_class_and_hidden_entries_are_skipped(tmp
     (tmp_path / "a").rename(half / "train" / "a")
     with pytest.raises(DgnamError, match="has train/ but no test/"):
         load_dataset(str(half), "train", (8, 8), 1)
+    (half / ".ipynb_checkpoints").mkdir()  # a notebook's folder beside it changes nothing
+    with pytest.raises(DgnamError, match="has train/ but no test/"):
+        load_dataset(str(half), "train", (8, 8), 1)
 
 
 def test_image_folder_with_train_and_test_splits(tmp_path):

@@ -181,7 +181,7 @@ def test_evaluate_run_errors(tmp_path):
         evaluate_run(tmp_path)
     for broken in ([1, 2], {"config": [], "records": []}, {"config": {}, "records": {"a": 1}}):
         (tmp_path / "results.json").write_text(json.dumps(broken))
-        with pytest.raises(DgnamError, match="not a run's|no records"):
+        with pytest.raises(DgnamError, match="not a run.s|not a list"):
             evaluate_run(tmp_path)
     from dgnam.evaluate import load_real
 

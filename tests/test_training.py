@@ -340,3 +340,21 @@ def test_a_colour_folder_trains_colour_models_that_load_back_in_colour(tmp_path)
                          str(tmp_path / "e")), "fixed 1000-class head")
     one_line_error(dgnam("train", "classifier", "--arch", "fmnist-cnn", "--data", data, "--color", "CMYK", "--out",
                          str(tmp_path / "e")), "--color CMYK")
+    one_line_error(dgnam("train", "classifier", "--arch", "fmnist-cnn", "--color", "RGB", "--out", str(tmp_path / "e")),
+                   "Fashion-MNIST is gray")
+    # without --color an architecture keeps its own colour order (caffenet's BGR was refused as a --color)
+    one_line_error(dgnam("train", "classifier", "--arch", "caffenet", "--data", str(tmp_path / "none"), "--out",
+                         str(tmp_path / "e")), "does not exist")
+
+
+def test_a_classifier_file_of_a_fixed_head_with_folder_classes_in_its_card_still_loads(tmp_path):
+    """An older `train classifier` kept efficientnet's 1000 outputs and wrote the folder's classes in the card: the
+    file loads as what it holds (the architecture's classes), not refused as if it were being trained."""
+    from dgnam.weights import save_safetensors
+    from dgnam.zoo import get_entry, load_model
+
+    entry = get_entry("efficientnet-lite0")
+    save_safetensors(entry.build().state_dict(), tmp_path / "old.safetensors")
+    (tmp_path / "old.json").write_text(json.dumps({"classes": ["cat", "dog"]}))
+    net = load_model(str(tmp_path / "old.safetensors"), "efficientnet-lite0")
+    assert len(net.classes) == 1000 == net._fc.out_features

@@ -185,8 +185,11 @@ def load_dataset(spec: str | None, split: str = "train", size: tuple[int, int] =
     if spec.startswith("fashion-mnist:"):
         return FashionMNIST(split, root=spec.split(":", 1)[1])
     root = Path(spec)
-    halves = [sp for sp in FOLDER_SPLITS if (root / sp).is_dir() and any(p.is_dir() for p in (root / sp).iterdir())]
-    if len(halves) == 1 and not any(p.is_dir() and p.name not in FOLDER_SPLITS for p in root.iterdir()):
+    def folders(d: Path) -> list[str]:  # the class sub-folders of d (hidden ones are none, as ImageFolder skips them)
+        return [p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")] if d.is_dir() else []
+
+    halves = [sp for sp in FOLDER_SPLITS if folders(root / sp)]
+    if len(halves) == 1 and set(folders(root)) <= set(FOLDER_SPLITS):
         other = FOLDER_SPLITS[halves[0] == "train"]  # one split of the split layout, not a class named "train"
         raise DgnamError(f"{root} has {halves[0]}/ but no {other}/: add {other}/ with the same class sub-folders, or "
                          f"give {root / halves[0]} itself (10 % of each class is then held out for testing)")

@@ -260,17 +260,18 @@ class RealData:
     def space(self) -> ImageSpace:
         return plain_space(tuple(self.images.shape[-2:]), self.images.shape[1])
 
-    def of_class(self, c: int, judge_classes: Sequence[str] = ()) -> torch.Tensor:
-        """Mask of the real images of the judge's class ``c``. When both name their classes, by name (case and
-        punctuation aside, so a folder ``T-shirt_top`` is the class ``T-shirt/top``): an image folder's labels
-        number its sorted sub-folders, not the judge's classes, and a class the data lacks has no images.
-        Otherwise by index (the same numbering, as for Fashion-MNIST and its judge)."""
-        if judge_classes and not 0 <= c < len(judge_classes):  # a target's class index is no judge class
-            raise DgnamError(f"class {c} is not one of the judge's {len(judge_classes)} classes: give --judge a "
+    def of_class(self, c: int, class_names: Sequence[str] = ()) -> torch.Tensor:
+        """Mask of the real images of class ``c`` of ``class_names`` (the judge's, or the target's when the judge
+        names none). When both name their classes, by name (case and punctuation aside, so a folder ``T-shirt_top``
+        is the class ``T-shirt/top``): an image folder's labels number its sorted sub-folders, not the judge's
+        classes, and a class the data lacks has no images. Otherwise by index (the same numbering, as for
+        Fashion-MNIST and its judge)."""
+        if class_names and not 0 <= c < len(class_names):  # a target's class index is no judge class
+            raise DgnamError(f"class {c} is not one of the judge's {len(class_names)} classes: give --judge a "
                              f"classifier of the target's classes")
-        if self.classes and judge_classes:
+        if self.classes and class_names:
             names = [_class_key(n) for n in self.classes]
-            key = _class_key(judge_classes[c])
+            key = _class_key(class_names[c])
             if key not in names:
                 return torch.zeros(len(self.labels), dtype=torch.bool)
             return self.labels == names.index(key)
@@ -454,7 +455,8 @@ def evaluate_run(
                          f"visualize`, `dgnam facets` or `dgnam sample`")
     records = results.get("records", [])
     if not isinstance(records, list):
-        records = None
+        raise DgnamError(f"{out}/results.json has records that are not a list: give a directory written by `dgnam "
+                         f"visualize`, `dgnam facets` or `dgnam sample`")
     if not records:
         raise DgnamError(f"{out}/results.json has no records: the run has not finished a batch yet")
     if not all(isinstance(r, dict) and "unit" in r and "image" in r for r in records):
@@ -654,7 +656,7 @@ def evaluate_images(
         ref = real_feats
         why = (("the units are not class units" if not any(c is not None for c in intended) else
                 "not every unit is a class unit") if not missing else "the real images lack class(es) " + ", ".join(
-            judge_classes[c] if judge_classes else str(c) for c in missing))
+            ref_names[c] if c < len(ref_names) else str(c) for c in missing))
         fid_ref = f"all {len(ref)} real images ({why})"
     fid = frechet_distance(feats, ref) if len(feats) > 1 else None
     restarts = [len(ks) for ks in by_unit.values()]

@@ -73,8 +73,9 @@ def encode(
     codes = encode_layer(net, layer, _images(images, declared_space(net, model, "encode")))
     # the model as a generator's card names its encoder (a zoo name, or a file's resolved path), so that
     # `visualize --init` can check the codes are of the layer the generator inverts
-    ident = (getattr(net, "dgnam_source", None) or {}).get("spec") or getattr(net, "zoo_name", None) or model
-    save_safetensors({"codes": codes}, out, metadata={"model": ident, "layer": layer,
+    source = getattr(net, "dgnam_source", None) or {}
+    ident = source.get("spec") or getattr(net, "zoo_name", None) or model
+    save_safetensors({"codes": codes}, out, metadata={"model": ident, "arch": source.get("arch") or "", "layer": layer,
                                                       "images": [str(p) for p in images]})
     typer.echo(f"wrote {len(codes)} codes of {codes.shape[1]} components to {out}")
 

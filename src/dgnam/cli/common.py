@@ -10,13 +10,13 @@ from torch import nn
 
 from ..errors import DgnamError
 from ..generators import Generator, LearnedGenerator
-from ..zoo import load_model
+from ..zoo.registry import is_weights_file, load_model
 
 
 def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag: str = "--model") -> nn.Module:
     """A classifier given as ``flag`` (``--model``; ``--encoder`` for the model whose layer a generator inverts,
     ``--judge``): a weights file without its architecture is refused naming this flag's ``-arch`` option."""
-    if arch is None and (Path(spec).is_file() or Path(spec).suffix in (".safetensors", ".pt", ".pth", ".bin", ".caffemodel")):
+    if arch is None and is_weights_file(spec):
         arch_flag = {"--encoder": "--encoder-arch", "--judge": "--judge-arch"}.get(flag, "--arch")
         raise DgnamError(f"{spec} is a weights file: say which architecture it holds with {arch_flag} NAME (`dgnam "
                          f"models` lists them)")

@@ -88,16 +88,38 @@ def _init_codes(init: str, generator: Optional[str] = None, generator_arch: Opti
             meta = {}
         known = _inverts(generator, generator_arch)
         if known is not None and meta.get("model") and meta.get("layer"):
-            got, want = (meta["model"], meta["layer"]), (known[0], known[1])
-            if got != want:
-                raise DgnamError(f"--init {init} holds {got[0]} {got[1]} codes, but {generator} inverts {want[0]} "
-                                 f"{want[1]}: encode with `dgnam encode --model {want[0]} --layer {want[1]}`")
+            got, want = _encoder_kind(meta["model"], meta.get("arch")), _encoder_kind(known[0], known[2])
+            if meta["layer"] != known[1] or (got and want and got != want):
+                how = known[0] if not known[2] and _has_weights(known[0]) else f"FILE --arch {want or known[0]}"
+                raise DgnamError(f"--init {init} holds {got or meta['model']} {meta['layer']} codes, but {generator} "
+                                 f"inverts {want or known[0]} {known[1]}: encode with `dgnam encode --model {how} "
+                                 f"--layer {known[1]}`")
     t = load_state_dict(init)
     if "codes" in t:
         return t["codes"]
     if "final" in t:  # a code file of a visualize run: continue from where that image ended
         return t["final"][None]
     raise DgnamError(f"{init} has no 'codes' tensor; make it with `dgnam encode`")
+
+
+def _encoder_kind(model: str, arch: Optional[str]) -> Optional[str]:
+    """Which network codes come from, as far as their file or a generator's card says: a weights file's architecture
+    (copies and moves of a file are the same encoder), else a zoo name or import path. ``None`` for a file named
+    without its architecture (codes of an older `dgnam encode`): unknown, not compared."""
+    from ..zoo.registry import is_weights_file
+
+    if arch:
+        return arch
+    return None if is_weights_file(model) or "/" in model or "\\" in model else model
+
+
+def _has_weights(name: str) -> bool:
+    from ..zoo import get_entry
+
+    try:
+        return get_entry(name).weights is not None
+    except DgnamError:
+        return True  # an import path: it loads as given
 
 
 @app.command()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from pathlib import Path
 from typing import Optional
 
@@ -63,29 +62,35 @@ def classifier(
         raise DgnamError(f"{arch} is a {entry.kind}, not a classifier")
     cfg = ClassifierConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=str(device_arg(device)))
     cfg.validate()  # before the data is read
-    space = entry.space
-    color = (color or space.color).upper()
-    if color not in ("GRAY", "RGB"):
-        raise DgnamError(f"--color {color}: use GRAY or RGB")
-    kw = {}
-    if color != space.color:
-        if "channels" not in inspect.signature(entry.build).parameters:
-            raise DgnamError(f"{arch} takes {space.color} images only: drop --color")
-        kw = {"channels": 1 if color == "GRAY" else 3}
+    space, kw = entry.space, {}
+    if color is not None:  # only a colour the user asked for; the architecture's own (BGR for caffenet) stays
+        color = color.upper()
+        if color not in ("GRAY", "RGB"):
+            raise DgnamError(f"--color {color}: use GRAY or RGB")
+        channels = 1 if color == "GRAY" else 3
+        if channels == 3 and (data is None or data.startswith("fashion-mnist")):
+            raise DgnamError("--color RGB: Fashion-MNIST is gray; give a colour image folder with --data")
+        if channels != space.channels:
+            if not entry.takes("channels"):
+                raise DgnamError(f"{arch} takes {space.color} images only: drop --color")
+            kw = {"channels": channels}
     train, test, classes, test_name = train_test(data, space.size, kw.get("channels", space.channels), seed, limit)
     if len(classes) < 2:
         raise DgnamError(f"{data} holds one class ({classes[0]}): a classifier needs one sub-folder per class, "
                          f"two or more")
     if kw:  # the data's own normalization, as the zoo's spaces use their training set's
         dims = [0, 2, 3]
-        space = dataclasses.replace(space, color=color, mean=tuple(train[0].mean(dims).tolist()),
+        space = dataclasses.replace(space, color="GRAY" if kw["channels"] == 1 else "RGB",
+                                    mean=tuple(train[0].mean(dims).tolist()),
                                     std=tuple(train[0].std(dims).clamp_min(1e-3).tolist()))
     own_classes = entry.classes is None or list(entry.classes) != classes
     torch.manual_seed(seed)
     model = entry.build_for_classes(len(classes), **kw) if own_classes else entry.build(**kw)
     name = name or arch
+    folder = data is not None and not data.startswith("fashion-mnist")
+    folder_hint = "; --color RGB keeps a folder's colour" if space.color == "GRAY" and folder else ""
     typer.echo(f"images read as {space.channels}x{space.size[0]}x{space.size[1]} {space.color} ({arch}'s input "
-               f"size{'; --color RGB keeps colour' if space.color == 'GRAY' and data else ''})")
+               f"size{folder_hint})")
     card = train_classifier(model, space, train, test, out, name, cfg, resume=not fresh,
                             data_name=data or "fashion-mnist", classes=classes, test_name=test_name)
     typer.echo(f"{name}: test accuracy {card['metrics']['test_accuracy']:.4f} in {card['training_seconds']:.0f} s "
@@ -141,7 +146,7 @@ def generator(
     code_dim = encode(enc, layer, space.encode(x_tr[:2])).shape[1]
     torch.manual_seed(seed)
     gen_space, kw = entry.space, {}
-    if space.channels != gen_space.channels and "channels" in inspect.signature(entry.build).parameters:
+    if space.channels != gen_space.channels and entry.takes("channels"):
         # a colour encoder gets a colour generator (its images are the encoder's colour)
         gen_space = dataclasses.replace(gen_space, color="GRAY" if space.channels == 1 else "RGB")
         kw = {"channels": space.channels}

@@ -53,11 +53,15 @@ class ZooEntry:
         """The architecture with ``n`` outputs (a classifier of a folder's own classes); ``kw`` go to the builder
         too (``channels``). An architecture whose builder takes no ``num_classes`` is refused: it would keep its
         registered outputs under the folder's class names."""
-        if "num_classes" not in inspect.signature(self.build).parameters:
-            raise DgnamError(f"{self.name} has a fixed {len(self.classes or ()) or 'number of'}-class head and cannot "
-                             f"be built with {n} classes; train one of the architectures that can (fmnist-cnn, "
-                             f"fmnist-judge)")
+        if not self.takes("num_classes"):
+            head = f"a fixed {len(self.classes)}-class head" if self.classes else "a fixed head"
+            raise DgnamError(f"{self.name} has {head} and cannot be built with {n} classes; train one of the "
+                             f"architectures that can (fmnist-cnn, fmnist-judge)")
         return self.build(num_classes=n, **kw)
+
+    def takes(self, parameter: str) -> bool:
+        """Whether the builder takes ``parameter`` (``num_classes``, ``channels``)."""
+        return parameter in inspect.signature(self.build).parameters
 
     def weights_path(self) -> Path | None:
         if self.weights is None:
@@ -151,13 +155,22 @@ def _load_builtin() -> None:
             importlib.import_module(f"{__package__}.{mod}")
 
 
+#: Suffixes that mark a weights file even before it exists (a typo is then "does not exist", not "unknown model").
+WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".caffemodel")
+
+
+def is_weights_file(spec: str) -> bool:
+    """Whether ``spec`` names a weights file (which needs its architecture) rather than a zoo name or import path."""
+    return Path(spec).suffix in WEIGHTS_SUFFIXES or Path(spec).is_file()
+
+
 def load_model(spec: str, arch: str | None = None, pretrained: bool = True) -> nn.Module:
     """A model from a zoo name, an import path ``package.module:factory`` (called with no arguments), or a local
     weights file with ``arch`` naming its zoo architecture (``.safetensors`` or a plain state dict).
     ``pretrained=False`` builds a zoo name's architecture without its weights."""
     import importlib
 
-    if Path(spec).suffix in (".safetensors", ".pt", ".pth", ".bin", ".caffemodel") or Path(spec).is_file():
+    if is_weights_file(spec):
         if arch is None:
             raise DgnamError(f"{spec} is a weights file: say which architecture it holds (--arch NAME for --model, "
                              f"--generator-arch NAME for --generator; `dgnam models` lists them)")
