@@ -199,6 +199,13 @@ def test_act_range_bounds(tmp_path):
     (tmp_path / "empty.txt").write_text("\n")
     with pytest.raises(DgnamError, match="no numbers"):
         read_bounds(tmp_path / "empty.txt")
+    (tmp_path / "neg.txt").write_text("1.0 -1.0 0\n")  # the code would sit below its own lower clip 0
+    with pytest.raises(DgnamError, match="negative bounds"):
+        read_bounds(tmp_path / "neg.txt")
+    (tmp_path / "zero.txt").write_text("0 0 0\n")
+    with pytest.raises(DgnamError, match="freezes the code at 0"):
+        read_bounds(tmp_path / "zero.txt")
+    assert read_bounds(tmp_path / "lines.txt").tolist()[0] == 1.5 and read_bounds(path).min() >= 0  # zeros allowed
 
 
 def test_code_stats_option_replaces_generator_bounds(tmp_path, tiny_gen):

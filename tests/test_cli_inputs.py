@@ -88,6 +88,14 @@ def test_visualize_refuses_what_it_would_silently_drop_or_misuse(tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "same" / "results.json").read_text())["config"]["target_space"]["mean"] == [0.286]
     refused("no layer or no channel", "visualize", "--model", "fmnist-cnn", "--units", "logits")
+    # architectures given where nothing takes them were silently ignored
+    refused("--arch caffenet is for a weights file, and fmnist-cnn is a zoo model", *base, "--arch", "caffenet")
+    refused("--generator-arch deepsim-fc8 is for a --generator weights file: drop", *base, "--generator-arch",
+            "deepsim-fc8")
+    refused("--generator-arch fmnist-g-fc6 is for a --generator weights file, and fmnist-g-fc6 is not one", *base,
+            "--generator", "fmnist-g-fc6", "--generator-arch", "fmnist-g-fc6")
+    refused("--judge-arch fmnist-judge names the architecture of a weights file", "evaluate", tmp_path / "r1",
+            "--judge-arch", "fmnist-judge")
 
 
 def test_facets_and_inpaint_inputs(tmp_path):

@@ -169,3 +169,19 @@ def test_corrupt_bytes_are_not_called_dangerous_and_checkpoints_never_advise_uns
     ckpt.path.write_bytes(b"")
     with pytest.raises(DgnamError, match="unreadable \\(EOFError\\)"):
         ckpt.load()
+
+
+def test_weights_with_nan_are_refused_where_they_are_loaded(tmp_path):
+    """NaN weights loaded without a word, and surfaced only as NaN activations ("lower the learning rate")."""
+    from dgnam.weights import load_into, save_safetensors
+    from dgnam.zoo import load_model
+    from dgnam.zoo.fmnist import FashionJudge
+
+    state = FashionJudge().state_dict()
+    state["penult.0.weight"][0, 0] = float("nan")
+    save_safetensors(state, tmp_path / "j.safetensors")
+    with pytest.raises(DgnamError, match="tensor penult.0.weight holds NaN or inf values"):
+        load_model(str(tmp_path / "j.safetensors"), "fmnist-judge")
+    state["logits.bias"][0] = float("inf")
+    with pytest.raises(DgnamError, match=r"holds NaN or inf values \(and 1 more\)"):
+        load_into(FashionJudge(), state)

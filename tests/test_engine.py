@@ -324,6 +324,16 @@ def test_unit_parsing_and_resolution(tiny_model):
         resolve_units(tiny_model, parse_units("features.4:0@1,12"), ex)
     with pytest.raises(DgnamError, match="unknown class name"):
         resolve_units(tiny_model, parse_units("logits:zebra"), ex)
+    with pytest.raises(DgnamError, match="class names name the model's outputs.*index 0..7"):  # not "channel 1 of 0..7"
+        resolve_units(tiny_model, parse_units("features.4:b"), ex)
+    with pytest.raises(DgnamError, match="@Y,X picks one position and :mean averages them all"):  # was ignored
+        parse_units("features.4:3@1,2:mean")
+    tiny_model.classes = ["a", "b, the second", "c", "d", "e"]
+    try:
+        with pytest.raises(DgnamError, match="has a comma, which separates units: give its index, logits:1"):
+            resolve_units(tiny_model, parse_units("logits:b, the second"), ex)
+    finally:
+        tiny_model.classes = ["a", "b", "c", "d", "e"]
     names = [n for n, _, _ in layer_shapes(tiny_model, ex)]
     assert "features.4" in names and names[-1] == "logits"
 

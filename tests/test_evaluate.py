@@ -10,6 +10,7 @@ import torch
 from dgnam import DgnamError, visualize
 from dgnam.evaluate import (Judge, RealData, activation_percentile, evaluate_run, frechet_distance,
                             mean_pairwise_distance, nearest_neighbors)
+from dgnam.units import encode
 
 
 def test_frechet_identical_sets_is_zero_and_shift_is_squared_distance():
@@ -134,7 +135,7 @@ def test_evaluate_matches_real_classes_by_name(tiny_model, tiny_gen, tmp_path):
     # a folder without the class: no per-class reference, and the set is compared with all real images, saying why
     ev = evaluate_run(out, judge=tiny_model, model=tiny_model,
                       data=RealData(x, labels, classes=["v", "w", "x", "y", "z"]))
-    assert ev["units"][0]["fid"] is None and "lack class(es) a" in ev["summary"]["fid_reference"]
+    assert ev["units"][0]["fid"] is None and "fewer than 2 real images of class(es) a" in ev["summary"]["fid_reference"]
 
 
 def test_evaluate_finds_a_memorized_image(tiny_model, tiny_gen, tmp_path):
@@ -444,3 +445,40 @@ def test_a_judge_without_names_takes_a_named_folders_images_by_the_targets_names
     named = evaluate_run(out, judge=_tiny_net(list("abcde")), model=tiny_model, data=real, write=False)
     assert ev["units"][0]["fid"] == pytest.approx(named["units"][0]["fid"])
     assert ev["summary"]["fid_reference"] == named["summary"]["fid_reference"]
+
+
+def test_an_imagenet_folder_named_by_wordnet_ids_gives_each_class_its_images():
+    from dgnam.zoo.imagenet import imagenet_classes, imagenet_wnids
+
+    names = imagenet_classes()
+    if names is None or imagenet_wnids() is None:
+        pytest.skip("needs the imagenet-classes package")
+    real = RealData(torch.rand(4, 3, 8, 8), torch.tensor([0, 0, 1, 1]), classes=["n01443537", "n07920052"])
+    assert real.of_class(967, list(names)).tolist() == [False, False, True, True]  # espresso
+    assert real.of_class(1, list(names)).tolist() == [True, True, False, False]  # goldfish
+    assert not real.of_class(5, list(names)).any()
+
+
+def test_a_conv_judge_layer_is_averaged_over_its_positions(tiny_model):
+    """A conv layer's flat C*H*W features made the Fréchet covariances take minutes and tens of GB."""
+    from conftest import SPACE
+
+    x = SPACE.encode(torch.rand(6, 1, 12, 12, generator=torch.Generator().manual_seed(0)))
+    f = Judge(tiny_model, layer="features.3").features(x, SPACE)
+    full = encode(tiny_model, "features.3", x, pool=False).view(6, 8, -1)
+    assert f.shape == (6, 8) and torch.allclose(f, full.mean(2), atol=1e-6)
+
+
+def test_real_images_that_are_mostly_copies_leave_nn_ratio_undefined(tiny_model, tmp_path):
+    """With most real images duplicated, the typical real-to-real distance is 0: nn_ratio divided by it (a
+    ZeroDivisionError traceback); it is undefined now, and said so."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(20, 1, 12, 12, generator=g).repeat(2, 1, 1, 1)
+    real = RealData(x, torch.arange(40) % 5)
+    out = tmp_path / "run"
+    visualize(tiny_model, "logits:0", None, restarts=2, steps=1, out=out, progress=False)
+    ev = evaluate_run(out, judge=tiny_model, model=tiny_model, data=real)
+    assert ev["summary"]["real_nn_median"] == 0 and ev["summary"]["nn_ratio"] is None
+    recs = json.loads((out / "results.json").read_text())["records"]
+    assert all(r["nn_ratio"] is None and r["nn_distance"] > 0 for r in recs)
+    assert any("nn_ratio is undefined" in c for c in ev["summary"]["caveats"])

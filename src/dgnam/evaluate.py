@@ -191,7 +191,10 @@ class Judge:
         return convert(space.encode(x01), space, self.space)
 
     def features(self, raw: torch.Tensor, space: ImageSpace) -> torch.Tensor:
-        return encode(self.model, self.layer, self._inputs(raw, space))
+        """The layer's output per image; a spatial layer's (``--judge-layer`` on a conv block) averaged over its
+        positions, as FID pools Inception's last conv block: its flat C*H*W features (tens of thousands) made the
+        covariances of the Fréchet distance take minutes and tens of GB."""
+        return encode(self.model, self.layer, self._inputs(raw, space), pool=True)
 
     def classify(self, raw: torch.Tensor, space: ImageSpace) -> tuple[torch.Tensor, torch.Tensor]:
         return classify(self.model, raw, space)
@@ -272,10 +275,22 @@ class RealData:
         if self.classes and class_names:
             names = [_class_key(n) for n in self.classes]
             key = _class_key(class_names[c])
+            if key not in names:  # an ImageNet folder names its classes by WordNet ID (n07920052 = espresso)
+                key = _imagenet_wnid(class_names, c)
             if key not in names:
                 return torch.zeros(len(self.labels), dtype=torch.bool)
             return self.labels == names.index(key)
         return self.labels == c
+
+
+def _imagenet_wnid(class_names: Sequence[str], c: int) -> str | None:
+    """The WordNet ID of class ``c`` when ``class_names`` are the ImageNet-1k classes (as the zoo names them)."""
+    from .zoo.imagenet import imagenet_classes, imagenet_wnids
+
+    if len(class_names) != 1000 or tuple(class_names) != imagenet_classes():
+        return None
+    wnids = imagenet_wnids()
+    return _class_key(wnids[c]) if wnids else None
 
 
 def _class_key(name: str) -> str:
@@ -617,7 +632,8 @@ def evaluate_images(
             "judge_class": int(jc[k]), "judge_prob": float(jp[k]),
             "judge_name": judge_classes[int(jc[k])] if judge_classes else str(int(jc[k])),
             "judge_correct": None if c is None else bool(int(jc[k]) == c),
-            "nn_distance": float(nn_d[k, 0]), "nn_ratio": float(nn_d[k, 0]) / real_nn_median,
+            # no ratio when most real images have an exact copy among them (the typical distance is 0)
+            "nn_distance": float(nn_d[k, 0]), "nn_ratio": float(nn_d[k, 0]) / real_nn_median if real_nn_median > 0 else None,
             "nn_index": int(nn_i[k, 0]), "nn_indices": [int(i) for i in nn_i[k]],
         })
 
@@ -636,7 +652,7 @@ def evaluate_images(
             "diversity": mean_pairwise_distance(feats[ks]) if len(ks) > 1 else None,
             "activation_ratio": _mean_defined([ratio[k] for k in ks]),
             "activation_percentile": float(np.mean([pct[k] for k in ks])),
-            "nn_ratio": float(np.mean([per_rec[k]["nn_ratio"] for k in ks])),
+            "nn_ratio": _mean_defined([per_rec[k]["nn_ratio"] for k in ks]),
         }
         c = intended[ks[0]]
         if c is not None:
@@ -655,7 +671,7 @@ def evaluate_images(
     else:
         ref = real_feats
         why = (("the units are not class units" if not any(c is not None for c in intended) else
-                "not every unit is a class unit") if not missing else "the real images lack class(es) " + ", ".join(
+                "not every unit is a class unit") if not missing else "fewer than 2 real images of class(es) " + ", ".join(
             ref_names[c] if c < len(ref_names) else str(c) for c in missing))
         fid_ref = f"all {len(ref)} real images ({why})"
     fid = frechet_distance(feats, ref) if len(feats) > 1 else None
@@ -667,8 +683,8 @@ def evaluate_images(
         "fid": fid, "fid_reference": fid_ref,
         "judge_accuracy": float(np.mean(correct)) if correct else None,
         "activation_ratio": _mean_defined(ratio), "activation_percentile": float(np.mean(pct)),
-        "nn_ratio": float(np.median([r["nn_ratio"] for r in per_rec])),
-        "nn_ratio_min": float(min(r["nn_ratio"] for r in per_rec)),
+        "nn_ratio": float(np.median([r["nn_ratio"] for r in per_rec])) if real_nn_median > 0 else None,
+        "nn_ratio_min": float(min(r["nn_ratio"] for r in per_rec)) if real_nn_median > 0 else None,
         "real_nn_median": real_nn_median,
         "diversity": float(np.mean(divs)) if divs else None,
     }
@@ -681,6 +697,9 @@ def evaluate_images(
         caveats.append(f"per-unit Fréchet distances from {min(restarts)} images per unit mostly measure the small "
                        f"sample (real images against their own class read far above 0 at such sizes): compare them "
                        f"only between runs of the same restarts, or run {FID_MEANINGFUL_IMAGES} or more")
+    if real_nn_median == 0:
+        caveats.append("most real images have an exact copy among the real images (their typical nearest-neighbour "
+                       "distance is 0): nn_ratio is undefined; nn_distance is still given")
     if data.indices is not None:
         caveats.append(f"nearest training images are searched among a seeded sample of {len(real_feats)} of the data "
                        f"set's images: a copy of another one reads as typical (--real 0 searches them all)")

@@ -50,6 +50,9 @@ class Unit:
             if len(pos) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pos):
                 raise DgnamError(f"unit position {self.position!r}: give (y, x) as two ints")
             object.__setattr__(self, "position", tuple(int(v) for v in pos))
+            if self.reduce == "mean":  # the mean is over every position: one of them would be silently ignored
+                raise DgnamError(f"unit {self.address!r}: @Y,X picks one position and :mean averages them all; give "
+                                 f"one of them")
 
     @property
     def address(self) -> str:
@@ -216,10 +219,16 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
         n = shape[0]
         ch = u.channel
         if isinstance(ch, str):
+            if classes and u.layer != LOGITS and n != len(classes):
+                raise DgnamError(f"unit {u.address}: class names name the model's outputs (logits:{ch}); layer "
+                                 f"{u.layer!r} has {n} channels: give an index 0..{n - 1}")
             lookup = {c.lower(): i for i, c in enumerate(classes)}
             if ch.lower() not in lookup:
                 close = difflib.get_close_matches(ch, classes, n=3)
                 hint = f"; closest: {', '.join(close)}" if close else ""
+                comma = [i for i, c in enumerate(classes) if c.lower().startswith(ch.lower() + ",")]
+                if comma:  # the comma separates units: such a name cannot be written in a unit list
+                    hint = f"; {classes[comma[0]]!r} has a comma, which separates units: give its index, logits:{comma[0]}"
                 if not classes:
                     what = (f"{ch!r} is not a channel index (list several as {u.layer}:1,2,3)" if re.fullmatch(
                         r"\s*\d+\s*-\s*\d+\s*", ch) else "this model has no class names: use an index")
@@ -288,9 +297,10 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str
 
 
 @torch.no_grad()
-def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256, pool: bool = False) -> torch.Tensor:
     """The outputs of ``layer`` for a batch of images already in the model's input space, flattened per image:
-    the codes a generator inverting that layer takes (the paper's "start from a real image")."""
+    the codes a generator inverting that layer takes (the paper's "start from a real image"). ``pool`` averages a
+    spatial output over its positions instead (C features per image, as FID pools a conv block)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise DgnamError(f"encode takes a batch of images as a (N, C, H, W) tensor in the model's input space, got "
@@ -306,7 +316,8 @@ def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256)
             xb = x[i : i + batch_size].to(dev)
             # the first batch is the probe: a wrong shape fails there in one line; later failures are not about it
             outs = _probe(reader, xb, fix) if i == 0 else reader(xb)
-            parts.append(outs[layer].flatten(1).cpu())
+            out = outs[layer]
+            parts.append((out.flatten(2).mean(2) if pool and out.dim() > 2 else out.flatten(1)).cpu())
     return torch.cat(parts)
 
 

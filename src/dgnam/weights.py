@@ -136,6 +136,11 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], what: str = "mo
            if k in own and own[k].shape != v.shape]
     if bad:
         raise DgnamError(f"{what}: tensor shapes do not match the architecture ({'; '.join(bad[:3])}); wrong --arch?")
+    broken = [k for k, v in state.items() if k in own and v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:  # they would load, and every activation would be NaN, far from here
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        raise DgnamError(f"{what}: tensor {broken[0]} holds NaN or inf values{more}: the file is damaged, or was "
+                         f"saved from a training that diverged")
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if strict and (missing or unexpected):

@@ -16,10 +16,13 @@ from ..zoo.registry import is_weights_file, load_model
 def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag: str = "--model") -> nn.Module:
     """A classifier given as ``flag`` (``--model``; ``--encoder`` for the model whose layer a generator inverts,
     ``--judge``): a weights file without its architecture is refused naming this flag's ``-arch`` option."""
+    arch_flag = {"--encoder": "--encoder-arch", "--judge": "--judge-arch"}.get(flag, "--arch")
     if arch is None and is_weights_file(spec):
-        arch_flag = {"--encoder": "--encoder-arch", "--judge": "--judge-arch"}.get(flag, "--arch")
         raise DgnamError(f"{spec} is a weights file: say which architecture it holds with {arch_flag} NAME (`dgnam "
                          f"models` lists them)")
+    if arch is not None and not is_weights_file(spec):  # it would be ignored: the zoo entry or factory decides
+        raise DgnamError(f"{arch_flag} {arch} is for a weights file, and {spec} is a zoo model or import path: drop "
+                         f"{arch_flag}")
     m = load_model(spec, arch, pretrained)
     if isinstance(m, Generator):
         other = {"--model": " and this as --generator", "--encoder": " (e.g. fmnist-cnn)"}.get(flag, "")
@@ -31,6 +34,9 @@ def generator_arg(spec: str | None, arch: str | None = None, code_stats: Path | 
     """``--generator`` (with ``--generator-arch`` for a file, ``--code-stats`` to replace its bounds). A learned
     generator must come with code statistics: every method here clips its code to ``[0, U]``, and without U the
     clip has no upper bound (the README's ablation: judge accuracy 0.48 instead of 0.90)."""
+    if arch is not None and (spec is None or not is_weights_file(spec)):  # it would be ignored
+        raise DgnamError(f"--generator-arch {arch} is for a --generator weights file"
+                         + ("" if spec is None else f", and {spec} is not one") + ": drop --generator-arch")
     if spec is None or spec in ("none", "pixels"):
         if code_stats is not None:
             set_code_stats(None, code_stats)  # refused: nothing to bound

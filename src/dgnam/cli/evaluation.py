@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from . import app
+from ..errors import DgnamError
 from ..report import NOT_APPLICABLE
 from .common import model_arg, print_table
 
@@ -21,8 +22,9 @@ def evaluate(
                                                    "Fashion-MNIST target, efficientnet-lite2 for an ImageNet one"),
     judge_arch: Optional[str] = typer.Option(None, help="architecture of a --judge weights file"),
     judge_layer: Optional[str] = typer.Option(None, help="the judge's feature layer for the Fréchet, nearest-image and "
-                                                         "diversity metrics (default: its penultimate features; "
-                                                         "`dgnam layers JUDGE` lists them)"),
+                                                         "diversity metrics (default: its penultimate features; a "
+                                                         "conv layer is averaged over its positions; `dgnam layers "
+                                                         "JUDGE` lists them)"),
     model: Optional[str] = typer.Option(None, help="the run's target, when it is not a zoo model"),
     arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
     data: Optional[str] = typer.Option(None, help="real images: fashion-mnist (the default, for a Fashion-MNIST "
@@ -36,6 +38,10 @@ def evaluate(
     writes evaluation.json, nearest.png and report.html there and prints the per-unit table."""
     from ..evaluate import evaluate_run
 
+    for given, needs, what in ((arch, model, "--arch"), (judge_arch, judge, "--judge-arch")):
+        if given is not None and needs is None:
+            raise DgnamError(f"{what} {given} names the architecture of a weights file, and none is given: add "
+                             f"{'--model' if what == '--arch' else '--judge'} FILE or drop {what}")
     ev = evaluate_run(run_dir, judge=model_arg(judge, judge_arch, flag="--judge") if judge else None,
                       model=model_arg(model, arch) if model else None, data=data, real_images=real,
                       judge_layer=judge_layer, partial=partial)
@@ -50,7 +56,7 @@ def evaluate(
     print_table([_shown(u, unit_cols) for u in ev["units"]], unit_cols, title=f"{run_dir}")
     typer.echo(f"Fréchet distance {_fmt(s['fid'], 2)} over {s['images']} images ({s['restarts_per_unit']} per unit) "
                f"against {s['fid_reference']}; judge accuracy {_fmt(s['judge_accuracy'], 3)}; median "
-               f"nearest-training-image ratio {s['nn_ratio']:.2f} (1 = typical real-to-real distance)"
+               f"nearest-training-image ratio {_fmt(s['nn_ratio'], 2)} (1 = typical real-to-real distance)"
                + (f"; {warning}" if warning else ""))
     report = _write_report(Path(run_dir), ev, unit_cols)
     typer.echo(f"wrote {run_dir}/evaluation.json, {run_dir}/nearest.png and {report}")

