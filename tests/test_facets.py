@@ -270,3 +270,34 @@ def test_cli_facets_on_the_embedded_models(tmp_path):
     from dgnam.cli.beyond import FIDELITY_HINT_BELOW
 
     assert ("--facet-weight 10" in p.stdout) == (doc["facets"]["fidelity"] < FIDELITY_HINT_BELOW)
+
+
+def test_cli_facets_on_an_image_folder_name_the_real_images_by_file(tmp_path):
+    """With --limit a folder's rows are taken from each class in turn: the records name the files, which row
+    indices alone do not identify."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from dgnam.cli import app
+    from dgnam.imagespace import to_uint8
+    from dgnam.zoo.fmnist import FMNIST_SPACE
+
+    from helpers import fashion_mnist
+
+    x, y = fashion_mnist("test").tensors(400)
+    folder = tmp_path / "data"
+    for c, name in ((5, "Sandal"), (7, "Sneaker"), (9, "Ankle boot")):
+        (folder / name).mkdir(parents=True)
+        for i, img in enumerate(to_uint8(FMNIST_SPACE.encode(x[y == c][:20]), FMNIST_SPACE)):
+            Image.fromarray(img).save(folder / name / f"{i:02d}.png")
+    out = tmp_path / "f"
+    r = CliRunner().invoke(app, ["facets", "--model", "fmnist-cnn", "--unit", "logits:Sandal", "--data", str(folder),
+                                 "--limit", "30", "--k", "2", "--top-fraction", "0.5", "--reduce", "pca", "--steps",
+                                 "2", "--center-images", "3", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    recs = json.loads((out / "results.json").read_text())["records"]
+    files = [f for rec in recs for f in rec["top_files"] + rec["init_files"]]
+    assert files and all((folder / f).is_file() for f in files)
+    assert len(recs[0]["top_files"]) == len(recs[0]["top_images"])
+    # the unit's top images: its own class's files come first
+    assert recs[0]["top_files"][0].startswith("Sandal/")

@@ -125,6 +125,7 @@ class ImageFolder(Dataset):
         if not self.samples:
             raise DgnamError(f"no images found in {root} or in {root}/<class>/ (suffixes: "
                              f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+        self.root = root
         self.size = tuple(size)
         self.channels = channels
 
@@ -150,9 +151,17 @@ class ImageFolder(Dataset):
     def tensors(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The images and labels; ``n`` (``--limit``) takes the classes in turn (the first image of each class,
         then the second, ...), so that a limit never leaves a class out: the samples are sorted by class."""
-        n = _count(n, len(self))
-        xs, ys = zip(*(self[i] for i in (range(n) if n == len(self) else self._by_turns()[:n])))
+        xs, ys = zip(*(self[i] for i in self.order(n)))
         return torch.stack(xs), torch.tensor(ys)
+
+    def order(self, n: int | None = None) -> list[int]:
+        """Which samples :meth:`tensors` takes, in its order (row i of its tensors is ``samples[order(n)[i]]``)."""
+        n = _count(n, len(self))
+        return list(range(n)) if n == len(self) else self._by_turns()[:n]
+
+    def files(self, n: int | None = None) -> list[str]:
+        """The file of each row of :meth:`tensors`, relative to the folder: records name real images by them."""
+        return [str(self.samples[i][0].relative_to(self.root)) for i in self.order(n)]
 
     def _by_turns(self) -> list[int]:
         per_class: dict[int, list[int]] = {}

@@ -154,7 +154,8 @@ def facets(
     check_fresh_dir(out_folder_arg(out))  # before the data are read and clustered
     enc = (_encoder_for(generator, generator_arch, net, encoder, encoder_layer, encoder_arch)
            if gen is not None else None)
-    x, _ = load_dataset(data, split, space.size, space.channels).tensors(limit)
+    ds = load_dataset(data, split, space.size, space.channels)
+    x, _ = ds.tensors(limit)
     cfg = FacetConfig(k=k, top_fraction=top_fraction, embed_layer=embed_layer, reduce=reduce,
                       center_images=center_images, seed=seed)
     am = None
@@ -166,6 +167,8 @@ def facets(
         am = AMConfig(**{**base.to_dict(), "lr_start": lr_start})
     f = run_facets(net, unit, x, gen, cfg, encoder=enc, steps=steps, am_config=am, facet_weight=facet_weight,
                    device=dev, out=out)
+    if hasattr(ds, "files"):  # an image folder: its records name the real images by file, not by row of the sample
+        _name_facet_files(out, ds.files(limit))
     print_table(f.run.records, ["facet", "facet_size", "top_activation", "activation", "nearest_facet", "image"],
                 title=f"{f.unit.address}: {len(f.indices)} images, {k} facets in {f.embed_layer}")
     typer.echo(f"facet fidelity {f.fidelity:.2f} (synthetic image nearest its own facet's centre); "
@@ -174,6 +177,18 @@ def facets(
         typer.echo(f"note: the {k} images lie nearest to only {len(set(f.nearest))} of the {k} facet centres. "
                    f"Activation maximization tends to climb to the same optimum from every facet's start (README, "
                    f"Multifaceted visualization); --facet-weight 10 also pulls each image towards its own facet")
+
+
+def _name_facet_files(out: Path, files: list[str]) -> None:
+    """Add ``top_files`` and ``init_files`` (paths in the image folder) beside the row indices of a facets run's
+    records: with ``--limit`` the rows are a per-class sample of the folder, which indices alone do not identify."""
+    from ..run import _write_json_atomic
+
+    doc = json.loads((out / "results.json").read_text())
+    for rec in doc["records"]:
+        rec["top_files"] = [files[i] for i in rec.get("top_images", [])]
+        rec["init_files"] = [files[i] for i in rec.get("init_images", [])]
+    _write_json_atomic(out / "results.json", doc)
 
 
 @app.command()
