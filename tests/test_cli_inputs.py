@@ -290,6 +290,19 @@ def test_start_codes_of_another_layer_are_refused(tmp_path):
     assert r.exit_code == 0, r.output
     r = run(*base, "--init", tmp_path / "file6.safetensors", "--out", tmp_path / "c")
     assert r.exit_code == 0, r.output
+    # ... but codes of another network of that architecture (other weights) are not
+    from dgnam.weights import save_safetensors
+    from dgnam.zoo.fmnist import FashionCNN
+
+    torch.manual_seed(5)
+    save_safetensors(FashionCNN().state_dict(), tmp_path / "other" / "fmnist-cnn.safetensors")
+    r = run("encode", "test:0", "--model", tmp_path / "other" / "fmnist-cnn.safetensors", "--arch", "fmnist-cnn",
+            "--out", tmp_path / "other6.safetensors")
+    assert r.exit_code == 0, r.output
+    refused("holds codes of other fmnist-cnn weights than the encoder fmnist-g-fc6 inverts", *base, "--init",
+            tmp_path / "other6.safetensors", "--out", tmp_path / "d")
+    refused("does not exist (the weights file for --arch fmnist-cnn)", "layers", tmp_path / "cnn.safetenosrs",
+            "--arch", "fmnist-cnn")
     from dgnam.cli.run import _init_codes  # a Caffe file's codes for a deepsim generator (caffenet ships no weights)
 
     from safetensors.torch import save_file

@@ -163,6 +163,14 @@ def test_evaluate_finds_a_memorized_image(tiny_model, tiny_gen, tmp_path):
     caveats = " | ".join(ev["summary"]["caveats"])
     assert "judge is the target itself" in caveats and "from 2 images per unit" in caveats
     assert "seeded sample of 40" in caveats
+    other = _tiny_net(list("abcde"))  # another network whose file has the target's name is not the target
+    tiny_model.zoo_name, other.zoo_name = "tiny", "tiny"
+    other.dgnam_source = {"spec": "/elsewhere/tiny.safetensors", "arch": "tiny"}
+    try:
+        notes = evaluate_run(out, judge=other, model=tiny_model, data=real, write=False)["summary"]["caveats"]
+    finally:
+        del tiny_model.zoo_name
+    assert not any("judge is the target" in c for c in notes)
     full = RealData(x, torch.arange(40) % 5)  # the whole set: no sampling caveat
     assert not any("seeded sample" in c for c in evaluate_run(out, judge=tiny_model, model=tiny_model, data=full,
                                                               write=False)["summary"]["caveats"])

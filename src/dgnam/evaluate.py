@@ -455,7 +455,8 @@ def evaluate_run(
     ``model`` is the target (default: the zoo model named in the run). ``data`` the real images and ``judge`` the
     held-out classifier: for a target that takes Fashion-MNIST images they default to Fashion-MNIST's training set and
     ``fmnist-judge``; any other target needs ``data`` (a folder of real images of its classes), and an ImageNet one
-    gets ``efficientnet-lite2`` as its judge when that is installed. Class-unit metrics need a judge of the target's
+    gets ``efficientnet-lite2`` as its judge when that is installed (``efficientnet-lite0`` when the target is
+    lite2). Class-unit metrics need a judge of the target's
     classes (see :func:`judge_classes_of`). ``judge_layer`` is the judge's feature layer (default: see
     :class:`Judge`). A `visualize` run with fewer records than its config asks for is refused unless ``partial``:
     then it is scored and marked incomplete (``summary["complete"]``).
@@ -691,8 +692,10 @@ def evaluate_images(
         "diversity": float(np.mean(divs)) if divs else None,
     }
     caveats = []
-    if judge.model is model or any(getattr(judge.model, a, None) is not None and getattr(judge.model, a, None) ==
-                                   getattr(model, a, None) for a in ("zoo_name", "dgnam_source")):
+    src_j, src_m = getattr(judge.model, "dgnam_source", None), getattr(model, "dgnam_source", None)
+    same_zoo = (src_j is None and src_m is None and getattr(model, "zoo_name", None) is not None
+                and getattr(judge.model, "zoo_name", None) == getattr(model, "zoo_name", None))
+    if judge.model is model or (src_j is not None and src_j == src_m) or same_zoo:  # a file's stem names no weights
         caveats.append("the judge is the target itself, not held out: its accuracy says how the target sees the "
                        "images, not whether another network recognizes them")
     if any(r.get("fid") is not None for r in unit_rows) and min(restarts) < FID_MEANINGFUL_IMAGES:

@@ -219,6 +219,9 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
         n = shape[0]
         ch = u.channel
         if isinstance(ch, str):
+            if re.fullmatch(r"\s*\d+\s*-\s*\d+\s*", ch):
+                raise DgnamError(f"unit {u.address}: {ch!r} is not a channel index (list several as "
+                                 f"{u.layer}:1,2,3)")
             if classes and u.layer != LOGITS and n != len(classes):
                 raise DgnamError(f"unit {u.address}: class names name the model's outputs (logits:{ch}); layer "
                                  f"{u.layer!r} has {n} channels: give an index 0..{n - 1}")
@@ -228,12 +231,9 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
                 hint = f"; closest: {', '.join(close)}" if close else ""
                 comma = [i for i, c in enumerate(classes) if c.lower().startswith(ch.lower() + ",")]
                 if comma:  # the comma separates units: such a name cannot be written in a unit list
-                    hint = f"; {classes[comma[0]]!r} has a comma, which separates units: give its index, logits:{comma[0]}"
-                if not classes:
-                    what = (f"{ch!r} is not a channel index (list several as {u.layer}:1,2,3)" if re.fullmatch(
-                        r"\s*\d+\s*-\s*\d+\s*", ch) else "this model has no class names: use an index")
-                else:
-                    what = f"unknown class name {ch!r}{hint}"
+                    hint = (f"; {classes[comma[0]]!r} has a comma, which separates units: give its index, "
+                            f"logits:{comma[0]}")
+                what = f"unknown class name {ch!r}{hint}" if classes else "this model has no class names: use an index"
                 raise DgnamError(f"unit {u.address}: {what}")
             ch = lookup[ch.lower()]
         if not 0 <= ch < n:
@@ -300,7 +300,7 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str
 def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256, pool: bool = False) -> torch.Tensor:
     """The outputs of ``layer`` for a batch of images already in the model's input space, flattened per image:
     the codes a generator inverting that layer takes (the paper's "start from a real image"). ``pool`` averages a
-    spatial output over its positions instead (C features per image, as FID pools a conv block)."""
+    spatial (N, C, H, W) output over its positions instead (C features per image, as FID pools a conv block)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise DgnamError(f"encode takes a batch of images as a (N, C, H, W) tensor in the model's input space, got "
@@ -317,7 +317,7 @@ def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256,
             # the first batch is the probe: a wrong shape fails there in one line; later failures are not about it
             outs = _probe(reader, xb, fix) if i == 0 else reader(xb)
             out = outs[layer]
-            parts.append((out.flatten(2).mean(2) if pool and out.dim() > 2 else out.flatten(1)).cpu())
+            parts.append((out.flatten(2).mean(2) if pool and out.dim() == 4 else out.flatten(1)).cpu())
     return torch.cat(parts)
 
 

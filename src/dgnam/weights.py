@@ -140,7 +140,7 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], what: str = "mo
     if broken:  # they would load, and every activation would be NaN, far from here
         more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
         raise DgnamError(f"{what}: tensor {broken[0]} holds NaN or inf values{more}: the file is damaged, or was "
-                         f"saved from a training that diverged")
+                         f"saved from a training that diverged; convert or train it again")
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if strict and (missing or unexpected):

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import DgnamError
 from . import app
-from .common import DATA_HELP, LIMIT_HELP, declared_space, model_arg
+from .common import DATA_HELP, LIMIT_HELP, declared_space, model_arg, weights_sha256
 
 
 def _read_arrays(paths: list[Path]) -> list:
@@ -75,7 +75,9 @@ def encode(
     # `visualize --init` can check the codes are of the layer the generator inverts
     source = getattr(net, "dgnam_source", None) or {}
     ident = source.get("spec") or getattr(net, "zoo_name", None) or model
+    sha = weights_sha256(source.get("spec") or model, source.get("arch")) or ""
     save_safetensors({"codes": codes}, out, metadata={"model": ident, "arch": source.get("arch") or "", "layer": layer,
+                                                      "weights_sha256": sha,
                                                       "images": [str(p) for p in images]})
     typer.echo(f"wrote {len(codes)} codes of {codes.shape[1]} components to {out}")
 

@@ -20,6 +20,8 @@ def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag:
     if arch is None and is_weights_file(spec):
         raise DgnamError(f"{spec} is a weights file: say which architecture it holds with {arch_flag} NAME (`dgnam "
                          f"models` lists them)")
+    if arch is not None and _missing_file(spec):
+        raise DgnamError(f"{spec} does not exist (the weights file for {arch_flag} {arch})")
     if arch is not None and not is_weights_file(spec):  # it would be ignored: the zoo entry or factory decides
         raise DgnamError(f"{arch_flag} {arch} is for a weights file, and {spec} is a zoo model or import path: drop "
                          f"{arch_flag}")
@@ -30,10 +32,35 @@ def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag:
     return m
 
 
+def weights_sha256(spec: str, arch: str | None = None) -> str | None:
+    """The SHA-256 of the weights a model spec names: a file's own (copies and moves keep it), a zoo entry's from its
+    card; ``None`` for an import path, a zoo entry without weights, or a file that is gone. It tells codes of the
+    encoder a generator inverts from codes of another network of the same architecture."""
+    from ..weights import sha256
+    from ..zoo import get_entry
+
+    if arch is not None or is_weights_file(spec):
+        return sha256(Path(spec)) if Path(spec).is_file() else None
+    try:
+        entry = get_entry(spec)
+    except DgnamError:
+        return None  # an import path
+    return entry.card().get("sha256") if entry.weights is not None else None
+
+
+def _missing_file(spec: str) -> bool:
+    """A path (a folder in it, or a file suffix; an import path has a colon) that does not exist: a typo, whatever
+    its suffix."""
+    looks_like_path = "/" in spec or "\\" in spec or (Path(spec).suffix != "" and ":" not in spec)
+    return looks_like_path and not Path(spec).exists()
+
+
 def generator_arg(spec: str | None, arch: str | None = None, code_stats: Path | None = None) -> Generator | None:
     """``--generator`` (with ``--generator-arch`` for a file, ``--code-stats`` to replace its bounds). A learned
     generator must come with code statistics: every method here clips its code to ``[0, U]``, and without U the
     clip has no upper bound (the README's ablation: judge accuracy 0.48 instead of 0.90)."""
+    if arch is not None and spec is not None and _missing_file(spec):
+        raise DgnamError(f"{spec} does not exist (the weights file for --generator-arch {arch})")
     if arch is not None and (spec is None or not is_weights_file(spec)):  # it would be ignored
         raise DgnamError(f"--generator-arch {arch} is for a --generator weights file"
                          + ("" if spec is None else f", and {spec} is not one") + ": drop --generator-arch")

@@ -19,7 +19,8 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory written by `dgnam visualize`, `facets` or `sample` (or `dgnam demo`'s runs/demo/dgn-am)"),
     judge: Optional[str] = typer.Option(None, help="held-out classifier of the target's classes (zoo name, import path "
                                                    "or file with --judge-arch); default: fmnist-judge for a "
-                                                   "Fashion-MNIST target, efficientnet-lite2 for an ImageNet one"),
+                                                   "Fashion-MNIST target, efficientnet-lite2 for an ImageNet one "
+                                                   "(lite0 for lite2)"),
     judge_arch: Optional[str] = typer.Option(None, help="architecture of a --judge weights file"),
     judge_layer: Optional[str] = typer.Option(None, help="the judge's feature layer for the Fréchet, nearest-image and "
                                                          "diversity metrics (default: its penultimate features; a "

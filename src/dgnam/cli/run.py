@@ -11,7 +11,8 @@ import typer
 
 from ..errors import DgnamError
 from . import app
-from .common import device_arg, generator_arg, model_arg, out_folder_arg, print_table, space_arg
+from .common import (device_arg, generator_arg, model_arg, out_folder_arg, print_table, space_arg,
+                     weights_sha256)
 
 
 @app.command()
@@ -89,6 +90,10 @@ def _init_codes(init: str, generator: Optional[str] = None, generator_arch: Opti
         known = _inverts(generator, generator_arch)
         if known is not None and meta.get("model") and meta.get("layer"):
             got, want = _encoder_kind(meta["model"], meta.get("arch")), _encoder_kind(known[0], known[2])
+            sha_got, sha_want = meta.get("weights_sha256"), weights_sha256(known[0], known[2])
+            if sha_got and sha_want and sha_got != sha_want and got == want:  # same architecture, other weights
+                raise DgnamError(f"--init {init} holds codes of other {want} weights than the encoder {generator} "
+                                 f"inverts ({known[0]}): encode with that encoder")
             if meta["layer"] != known[1] or (got and want and got != want):
                 how = known[0] if not known[2] and _has_weights(known[0]) else f"FILE --arch {want or known[0]}"
                 raise DgnamError(f"--init {init} holds {got or meta['model']} {meta['layer']} codes, but {generator} "

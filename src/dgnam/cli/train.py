@@ -34,6 +34,11 @@ def train_test(data: Optional[str], size: tuple[int, int], channels: int, seed: 
     return (x[i_tr], y[i_tr]), (x[i_te], y[i_te]), list(tr.classes), test
 
 
+def _is_folder(data: Optional[str]) -> bool:
+    """Whether ``--data`` is an image folder rather than Fashion-MNIST (as ``load_dataset`` reads it)."""
+    return not (data is None or data == "fashion-mnist" or data.startswith("fashion-mnist:"))
+
+
 @train_app.command("classifier")
 def classifier(
     arch: str = typer.Option(..., help="zoo architecture: fmnist-cnn or fmnist-judge"),
@@ -68,7 +73,7 @@ def classifier(
         if color not in ("GRAY", "RGB"):
             raise DgnamError(f"--color {color}: use GRAY or RGB")
         channels = 1 if color == "GRAY" else 3
-        if channels == 3 and (data is None or data.startswith("fashion-mnist")):
+        if channels == 3 and not _is_folder(data):
             raise DgnamError("--color RGB: Fashion-MNIST is gray; give a colour image folder with --data")
         if channels != space.channels:
             if not entry.takes("channels"):
@@ -87,8 +92,7 @@ def classifier(
     torch.manual_seed(seed)
     model = entry.build_for_classes(len(classes), **kw) if own_classes else entry.build(**kw)
     name = name or arch
-    folder = data is not None and not data.startswith("fashion-mnist")
-    folder_hint = "; --color RGB keeps a folder's colour" if space.color == "GRAY" and folder else ""
+    folder_hint = "; --color RGB keeps a folder's colour" if space.color == "GRAY" and _is_folder(data) else ""
     typer.echo(f"images read as {space.channels}x{space.size[0]}x{space.size[1]} {space.color} ({arch}'s input "
                f"size{folder_hint})")
     card = train_classifier(model, space, train, test, out, name, cfg, resume=not fresh,

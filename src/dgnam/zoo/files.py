@@ -92,8 +92,11 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
     space = _card_space(path, entry.kind)
     # a colour model of a gray architecture: built with the card's channels (the builder takes them)
     kw = {"channels": space.channels} if space is not None and entry.takes("channels") else {}
-    if classes and not entry.takes("num_classes"):  # an older `train classifier` kept such a head: the card's
-        classes = None                                 # names were not its outputs' (it is refused now)
+    if classes and not entry.takes("num_classes"):  # an older `train classifier` trained such a head's first
+        raise DgnamError(f"{path.name} holds {arch}'s fixed head, trained by an older `dgnam train classifier` on "
+                         f"the {len(classes)} classes of its card: neither the head's names nor the card's fit all its "
+                         f"outputs; retrain it with an architecture that takes a class count (fmnist-cnn, "
+                         f"fmnist-judge)")
     if classes:
         net = entry.build_for_classes(len(classes), **kw)  # trained on a folder of its own classes (`dgnam train`)
     elif stats is not None and len(code_shape or ()) == 1 and stats.mean.numel() != code_shape[0] and takes:
