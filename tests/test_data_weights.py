@@ -185,3 +185,28 @@ def test_weights_with_nan_are_refused_where_they_are_loaded(tmp_path):
     state["logits.bias"][0] = float("inf")
     with pytest.raises(DgnamError, match=r"holds NaN or inf values \(and 1 more\)"):
         load_into(FashionJudge(), state)
+
+
+def test_a_generators_code_statistics_are_checked_against_its_card(tmp_path):
+    """The [0, U] bounds decide every DGN-AM run: statistics replaced beside a generator file (or in the zoo) that
+    its card does not record are refused, not used as the generator's own."""
+    import json
+    import shutil
+
+    from dgnam.priors import CodeStats
+    from dgnam.zoo import create_model, load_model
+    from dgnam.zoo.registry import CARDS_DIR, WEIGHTS_DIR
+
+    assert create_model("fmnist-g-fc6").code_stats is not None  # the zoo's own pass the check
+    shutil.copy(WEIGHTS_DIR / "fmnist-g-fc6.safetensors", tmp_path / "g.safetensors")
+    shutil.copy(WEIGHTS_DIR / "fmnist-g-fc6.codestats.safetensors", tmp_path / "g.codestats.safetensors")
+    shutil.copy(CARDS_DIR / "fmnist-g-fc6.json", tmp_path / "g.json")
+    assert load_model(str(tmp_path / "g.safetensors"), "fmnist-g-fc6").code_stats is not None
+    stats = CodeStats.load(tmp_path / "g.codestats.safetensors")
+    CodeStats(mean=stats.mean * 2, std=stats.std).save(tmp_path / "g.codestats.safetensors")
+    with pytest.raises(DgnamError, match="is not the code statistics g's card records"):
+        load_model(str(tmp_path / "g.safetensors"), "fmnist-g-fc6")
+    card = json.loads((tmp_path / "g.json").read_text())
+    del card["code_stats"]["sha256"]  # a card of an older version records none: not checked
+    (tmp_path / "g.json").write_text(json.dumps(card))
+    assert load_model(str(tmp_path / "g.safetensors"), "fmnist-g-fc6").code_stats is not None

@@ -182,10 +182,25 @@ def provenance(config, timer: Timer, weights: Path) -> dict:
         "seed": config.seed,
         "config": asdict(config),
         "training_seconds": round(timer.seconds, 1),
-        "machine": f"{torch.get_num_threads()} threads, torch {torch.__version__}, {config.device}",
+        # the CPU too: the same command and thread count give other weights on another CPU type (other float
+        # roundings in the same kernels; measured for fmnist-g-fc6)
+        "machine": f"{torch.get_num_threads()} threads, torch {torch.__version__}, {config.device}, {cpu_name()}",
         "weights": weights.name,
         "sha256": sha256(weights),
     }
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform says."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def write_card(path: str | Path, card: dict) -> None:

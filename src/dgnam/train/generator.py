@@ -20,7 +20,7 @@ from ..imagespace import ImageSpace, convert
 from ..modules import as_device, frozen
 from ..priors import CodeStats
 from ..units import LayerReader, encode
-from ..weights import save_safetensors, tensor_digest
+from ..weights import save_safetensors, sha256, tensor_digest
 from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, training_settings,
                      write_card)
 
@@ -179,7 +179,8 @@ def _train_generator(encoder: nn.Module, layer: str, encoder_space: ImageSpace, 
         "test": test_name,
         "metrics": history[-1] if history else {},
         "history": history,
-        "code_stats": {"file": stats_path.name, "images": stats.count, "mean_of_means": float(stats.mean.mean()),
+        "code_stats": {"file": stats_path.name, "sha256": sha256(stats_path), "images": stats.count,
+                       "mean_of_means": float(stats.mean.mean()),
                        "median_U": float(stats.upper().median()),
                        "never_active_fraction": float((stats.percentiles[99.0] == 0).float().mean())},
         **provenance(config, timer, weights),

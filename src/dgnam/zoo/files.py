@@ -85,9 +85,10 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
     classes = _card_classes(path) if entry.kind == "classifier" else None
     stats = None
     if entry.kind == "generator" and code_stats_beside(path).is_file():
-        from ..priors import CodeStats
+        from .registry import load_code_stats_checked
 
-        stats = CodeStats.load(code_stats_beside(path))
+        recorded = (card_beside(path).get("code_stats") or {}).get("sha256")
+        stats = load_code_stats_checked(code_stats_beside(path), recorded, path.stem)
     code_shape = entry.code_shape
     space = _card_space(path, entry.kind)
     # a colour model of a gray architecture: built with the card's channels (the builder takes them)

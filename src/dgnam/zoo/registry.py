@@ -128,14 +128,30 @@ def wrap(entry: ZooEntry, net: nn.Module, with_stats: bool = True, name: str | N
         from ..priors import CodeStats
 
         stats = None
-        if with_stats and entry.code_stats and (WEIGHTS_DIR / entry.code_stats).exists():
-            stats = CodeStats.load(WEIGHTS_DIR / entry.code_stats)
+        if with_stats and entry.code_stats:
+            path = WEIGHTS_DIR / entry.code_stats
+            if not path.exists():  # else DGN-AM would ask the user for --code-stats, as for a bare generator file
+                raise DgnamError(f"the code statistics of {name} are missing ({path}): reinstall dgnam, or give "
+                                 f"--generator {name} --code-stats FILE (`dgnam code-stats` measures them)")
+            stats = load_code_stats_checked(path, (entry.card().get("code_stats") or {}).get("sha256"), name)
         return LearnedGenerator(net, code_shape=entry.code_shape, space=entry.space, code_stats=stats, name=name,
                                 code_layer=entry.encoder_layer)
     net.input_space = entry.space
     net.classes = entry.classes
     net.zoo_name = name
     return net
+
+
+def load_code_stats_checked(path: Path, expected_sha256: str | None, name: str):
+    """A generator's code statistics, checked against the SHA-256 its card records (when it does): its [0, U] bounds
+    decide every DGN-AM run, so a replaced or damaged file must not pass for the generator's own."""
+    from ..priors import CodeStats
+    from ..weights import sha256
+
+    if expected_sha256 and sha256(path) != expected_sha256:
+        raise DgnamError(f"{path.name} is not the code statistics {name}'s card records (SHA-256 differs): it was "
+                         f"replaced or damaged; restore it, or give other bounds with --code-stats FILE")
+    return CodeStats.load(path)
 
 
 _LOADED = False
