@@ -205,6 +205,7 @@ def test_act_range_bounds(tmp_path):
     (tmp_path / "zero.txt").write_text("0 0 0\n")
     with pytest.raises(DgnamError, match="freezes the code at 0"):
         read_bounds(tmp_path / "zero.txt")
+    assert read_bounds(tmp_path / "lines.txt").tolist() == pytest.approx([1.5, 2.0, 0.3])
     (tmp_path / "some_zero.txt").write_text("0 1.0\n")  # a unit never active on real images: U = 0 is fine
     assert read_bounds(tmp_path / "some_zero.txt").tolist() == [0.0, 1.0]
 

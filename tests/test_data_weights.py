@@ -204,9 +204,30 @@ def test_a_generators_code_statistics_are_checked_against_its_card(tmp_path):
     assert load_model(str(tmp_path / "g.safetensors"), "fmnist-g-fc6").code_stats is not None
     stats = CodeStats.load(tmp_path / "g.codestats.safetensors")
     CodeStats(mean=stats.mean * 2, std=stats.std).save(tmp_path / "g.codestats.safetensors")
-    with pytest.raises(DgnamError, match="is not the code statistics g's card records"):
+    with pytest.warns(UserWarning, match="is not the code statistics g's card records"):  # Python: said
         load_model(str(tmp_path / "g.safetensors"), "fmnist-g-fc6")
+    from dgnam.cli.common import generator_arg
+
+    with pytest.raises(DgnamError, match="is not the code statistics g's card records.*--code-stats FILE"):
+        generator_arg(str(tmp_path / "g.safetensors"), "fmnist-g-fc6")  # the CLI: refused
+    # ... unless --code-stats gives the bounds to use (it was refused too, before --code-stats was read)
+    g = generator_arg(str(tmp_path / "g.safetensors"), "fmnist-g-fc6", WEIGHTS_DIR / "fmnist-g-fc6.codestats.safetensors")
+    assert torch.equal(g.code_stats.mean, stats.mean)
     card = json.loads((tmp_path / "g.json").read_text())
     del card["code_stats"]["sha256"]  # a card of an older version records none: not checked
     (tmp_path / "g.json").write_text(json.dumps(card))
     assert load_model(str(tmp_path / "g.safetensors"), "fmnist-g-fc6").code_stats is not None
+
+
+def test_a_zoo_generator_without_its_statistics_says_so_and_takes_code_stats(tmp_path, monkeypatch):
+    import shutil
+
+    from dgnam.cli.common import generator_arg
+    from dgnam.zoo import registry
+
+    shutil.copy(registry.WEIGHTS_DIR / "fmnist-g-fc6.safetensors", tmp_path / "fmnist-g-fc6.safetensors")
+    stats = registry.WEIGHTS_DIR / "fmnist-g-fc6.codestats.safetensors"
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)  # an install that lost the statistics file
+    with pytest.raises(DgnamError, match="the code statistics of fmnist-g-fc6 are missing"):
+        generator_arg("fmnist-g-fc6")
+    assert generator_arg("fmnist-g-fc6", code_stats=stats).code_stats is not None  # the fix it names works

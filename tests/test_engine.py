@@ -328,6 +328,13 @@ def test_unit_parsing_and_resolution(tiny_model):
         resolve_units(tiny_model, parse_units("features.4:b"), ex)
     with pytest.raises(DgnamError, match="@Y,X picks one position and :mean averages them all"):  # was ignored
         parse_units("features.4:3@1,2:mean")
+    tiny_model.classes = ["a", "10-19", "c", "d", "e"]  # a class may be named like a range
+    try:
+        assert resolve_units(tiny_model, parse_units("logits:10-19"), ex)[0].channel == 1
+    finally:
+        tiny_model.classes = ["a", "b", "c", "d", "e"]
+    with pytest.raises(DgnamError, match="'1-3' is not a channel index"):
+        resolve_units(tiny_model, parse_units("features.4:1-3"), ex)
     tiny_model.classes = ["a", "b, the second", "c", "d", "e"]
     try:
         with pytest.raises(DgnamError, match="has a comma, which separates units: give its index, logits:1"):

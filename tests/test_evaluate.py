@@ -475,6 +475,10 @@ def test_a_conv_judge_layer_is_averaged_over_its_positions(tiny_model):
     f = Judge(tiny_model, layer="features.3").features(x, SPACE)
     full = encode(tiny_model, "features.3", x, pool=False).view(6, 8, -1)
     assert f.shape == (6, 8) and torch.allclose(f, full.mean(2), atol=1e-6)
+    # a (N, C, L) or (N, T, D) layer: which axis is the position is unknown, and flat it is the blow-up again
+    seq = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(2), torch.nn.ReLU()).eval()
+    with pytest.raises(DgnamError, match=r"layer '2' outputs \(4, 100\) per image: pick a layer of"):
+        encode(seq, "2", torch.rand(2, 1, 12, 12), pool=True)
 
 
 def test_real_images_that_are_mostly_copies_leave_nn_ratio_undefined(tiny_model, tmp_path):
@@ -503,3 +507,16 @@ def test_the_default_judge_is_never_the_target():
     assert _suggested_judge(lite) == "efficientnet-lite2"
     lite.zoo_name = "efficientnet-lite2"  # was: no default judge
     assert _suggested_judge(lite) == "efficientnet-lite0"
+
+
+def test_the_judge_is_the_target_when_their_weights_are_the_same(tmp_path):
+    import shutil
+
+    from dgnam.evaluate import _weights_sha
+    from dgnam.zoo import load_model
+    from dgnam.zoo.registry import WEIGHTS_DIR
+
+    shutil.copy(WEIGHTS_DIR / "fmnist-cnn.safetensors", tmp_path / "copy.safetensors")  # a copy under another name
+    zoo, copy = load_model("fmnist-cnn"), load_model(str(tmp_path / "copy.safetensors"), "fmnist-cnn")
+    assert _weights_sha(zoo) is not None and _weights_sha(zoo) == _weights_sha(copy)
+    assert _weights_sha(load_model("fmnist-judge")) != _weights_sha(zoo)

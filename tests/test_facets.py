@@ -301,3 +301,18 @@ def test_cli_facets_on_an_image_folder_name_the_real_images_by_file(tmp_path):
     assert len(recs[0]["top_files"]) == len(recs[0]["top_images"])
     # the unit's top images: its own class's files come first
     assert recs[0]["top_files"][0].startswith("Sandal/")
+    assert json.loads((out / "results.json").read_text())["config"]["real_images"] == {
+        "data": str(folder), "split": "train", "limit": 30}
+    # a folder with train/ and test/: the files are under --data (train/Sandal/...), as the record says
+    split = tmp_path / "split"
+    split.mkdir()
+    import shutil
+
+    shutil.copytree(folder, split / "train")
+    shutil.copytree(folder, split / "test")
+    r = CliRunner().invoke(app, ["facets", "--model", "fmnist-cnn", "--unit", "logits:Sandal", "--data", str(split),
+                                 "--k", "2", "--top-fraction", "0.5", "--reduce", "pca", "--steps", "1",
+                                 "--center-images", "3", "--out", str(tmp_path / "g")])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((tmp_path / "g" / "results.json").read_text())["records"][0]
+    assert rec["top_files"][0].startswith("train/") and (split / rec["top_files"][0]).is_file()

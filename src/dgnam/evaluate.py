@@ -295,6 +295,17 @@ def _imagenet_wnid(class_names: Sequence[str], c: int) -> str | None:
     return _class_key(wnids[c]) if wnids else None
 
 
+def _weights_sha(model: nn.Module) -> str | None:
+    """The SHA-256 of the weights a loaded model came from (its file, or its zoo card); ``None`` when unknown."""
+    from .zoo.registry import weights_sha256
+
+    src = getattr(model, "dgnam_source", None)
+    if src:
+        return weights_sha256(src["spec"], src.get("arch"))
+    name = getattr(model, "zoo_name", None)
+    return weights_sha256(name) if name else None
+
+
 def _class_key(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", str(name).lower())
 
@@ -692,10 +703,8 @@ def evaluate_images(
         "diversity": float(np.mean(divs)) if divs else None,
     }
     caveats = []
-    src_j, src_m = getattr(judge.model, "dgnam_source", None), getattr(model, "dgnam_source", None)
-    same_zoo = (src_j is None and src_m is None and getattr(model, "zoo_name", None) is not None
-                and getattr(judge.model, "zoo_name", None) == getattr(model, "zoo_name", None))
-    if judge.model is model or (src_j is not None and src_j == src_m) or same_zoo:  # a file's stem names no weights
+    sha_j, sha_m = _weights_sha(judge.model), _weights_sha(model)
+    if judge.model is model or (sha_j is not None and sha_j == sha_m):  # the same weights (a file's stem says nothing)
         caveats.append("the judge is the target itself, not held out: its accuracy says how the target sees the "
                        "images, not whether another network recognizes them")
     if any(r.get("fid") is not None for r in unit_rows) and min(restarts) < FID_MEANINGFUL_IMAGES:

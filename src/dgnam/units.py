@@ -219,9 +219,9 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
         n = shape[0]
         ch = u.channel
         if isinstance(ch, str):
-            if re.fullmatch(r"\s*\d+\s*-\s*\d+\s*", ch):
+            if re.fullmatch(r"\s*\d+\s*-\s*\d+\s*", ch) and ch.lower() not in (c.lower() for c in classes):
                 raise DgnamError(f"unit {u.address}: {ch!r} is not a channel index (list several as "
-                                 f"{u.layer}:1,2,3)")
+                                 f"{u.layer}:1,2,3)")  # (a class may be named 10-19)
             if classes and u.layer != LOGITS and n != len(classes):
                 raise DgnamError(f"unit {u.address}: class names name the model's outputs (logits:{ch}); layer "
                                  f"{u.layer!r} has {n} channels: give an index 0..{n - 1}")
@@ -317,6 +317,9 @@ def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256,
             # the first batch is the probe: a wrong shape fails there in one line; later failures are not about it
             outs = _probe(reader, xb, fix) if i == 0 else reader(xb)
             out = outs[layer]
+            if pool and out.dim() not in (2, 4):  # (N, T, D) tokens or (N, C, L): which axis to average is unknown
+                raise DgnamError(f"layer {layer!r} outputs {tuple(out.shape[1:])} per image: pick a layer of (C,) or "
+                                 f"(C, H, W) features (`dgnam layers` lists them)")
             parts.append((out.flatten(2).mean(2) if pool and out.dim() == 4 else out.flatten(1)).cpu())
     return torch.cat(parts)
 

@@ -167,8 +167,9 @@ def facets(
         am = AMConfig(**{**base.to_dict(), "lr_start": lr_start})
     f = run_facets(net, unit, x, gen, cfg, encoder=enc, steps=steps, am_config=am, facet_weight=facet_weight,
                    device=dev, out=out)
-    if hasattr(ds, "files"):  # an image folder: its records name the real images by file, not by row of the sample
-        _name_facet_files(out, ds.files(limit))
+    # which real images: an image folder's records name them by file (relative to --data), not only by row
+    files = ([str((ds.root / f).relative_to(Path(data))) for f in ds.files(limit)] if hasattr(ds, "files") else None)
+    _record_real_images(out, {"data": data or "fashion-mnist", "split": split, "limit": limit}, files)
     print_table(f.run.records, ["facet", "facet_size", "top_activation", "activation", "nearest_facet", "image"],
                 title=f"{f.unit.address}: {len(f.indices)} images, {k} facets in {f.embed_layer}")
     typer.echo(f"facet fidelity {f.fidelity:.2f} (synthetic image nearest its own facet's centre); "
@@ -179,13 +180,16 @@ def facets(
                    f"Multifaceted visualization); --facet-weight 10 also pulls each image towards its own facet")
 
 
-def _name_facet_files(out: Path, files: list[str]) -> None:
-    """Add ``top_files`` and ``init_files`` (paths in the image folder) beside the row indices of a facets run's
-    records: with ``--limit`` the rows are a per-class sample of the folder, which indices alone do not identify."""
+def _record_real_images(out: Path, source: dict, files: Optional[list[str]]) -> None:
+    """Say in a facets run's results.json which real images it clustered (``config.real_images``: --data, --split,
+    --limit) and, for an image folder, add ``top_files`` and ``init_files`` (paths under --data) beside the row
+    indices of its records: with ``--limit`` the rows are a per-class sample of the folder, which indices alone do
+    not identify."""
     from ..run import _write_json_atomic
 
     doc = json.loads((out / "results.json").read_text())
-    for rec in doc["records"]:
+    doc["config"]["real_images"] = source
+    for rec in doc["records"] if files is not None else []:
         rec["top_files"] = [files[i] for i in rec.get("top_images", [])]
         rec["init_files"] = [files[i] for i in rec.get("init_images", [])]
     _write_json_atomic(out / "results.json", doc)

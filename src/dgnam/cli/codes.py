@@ -10,7 +10,8 @@ import typer
 
 from ..errors import DgnamError
 from . import app
-from .common import DATA_HELP, LIMIT_HELP, declared_space, model_arg, weights_sha256
+from ..zoo.registry import weights_sha256
+from .common import DATA_HELP, LIMIT_HELP, declared_space, model_arg
 
 
 def _read_arrays(paths: list[Path]) -> list:

@@ -32,22 +32,6 @@ def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag:
     return m
 
 
-def weights_sha256(spec: str, arch: str | None = None) -> str | None:
-    """The SHA-256 of the weights a model spec names: a file's own (copies and moves keep it), a zoo entry's from its
-    card; ``None`` for an import path, a zoo entry without weights, or a file that is gone. It tells codes of the
-    encoder a generator inverts from codes of another network of the same architecture."""
-    from ..weights import sha256
-    from ..zoo import get_entry
-
-    if arch is not None or is_weights_file(spec):
-        return sha256(Path(spec)) if Path(spec).is_file() else None
-    try:
-        entry = get_entry(spec)
-    except DgnamError:
-        return None  # an import path
-    return entry.card().get("sha256") if entry.weights is not None else None
-
-
 def _missing_file(spec: str) -> bool:
     """A path (a folder in it, or a file suffix; an import path has a colon) that does not exist: a typo, whatever
     its suffix."""
@@ -68,11 +52,18 @@ def generator_arg(spec: str | None, arch: str | None = None, code_stats: Path | 
         if code_stats is not None:
             set_code_stats(None, code_stats)  # refused: nothing to bound
         return None
-    g = load_model(spec, arch)
+    import warnings
+
+    with warnings.catch_warnings():  # a problem with its statistics is refused below, unless --code-stats replaces them
+        warnings.simplefilter("ignore")
+        g = load_model(spec, arch)
     if not isinstance(g, Generator):
         raise DgnamError(f"{spec} is not a generator: wrap your network as dgnam.LearnedGenerator(net, code_shape, space)")
     if code_stats is not None:
         g = set_code_stats(g, code_stats)
+        g.code_stats_problem = None  # the given bounds replace what was found
+    if getattr(g, "code_stats_problem", None):
+        raise DgnamError(g.code_stats_problem)
     if isinstance(g, LearnedGenerator) and g.code_stats is None:
         raise DgnamError(f"generator {spec} has no code statistics (its [0, U] clip bounds): give --code-stats FILE "
                          f"(`dgnam code-stats` measures them; `dgnam train generator` writes NAME.codestats.safetensors "

@@ -11,8 +11,8 @@ import typer
 
 from ..errors import DgnamError
 from . import app
-from .common import (device_arg, generator_arg, model_arg, out_folder_arg, print_table, space_arg,
-                     weights_sha256)
+from ..zoo.registry import weights_sha256
+from .common import device_arg, generator_arg, model_arg, out_folder_arg, print_table, space_arg
 
 
 @app.command()

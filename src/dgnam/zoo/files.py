@@ -83,22 +83,25 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
     entry = get_entry(arch)
     takes = list(inspect.signature(entry.build).parameters)
     classes = _card_classes(path) if entry.kind == "classifier" else None
-    stats = None
+    stats, problem = None, None
     if entry.kind == "generator" and code_stats_beside(path).is_file():
         from .registry import load_code_stats_checked
 
         recorded = (card_beside(path).get("code_stats") or {}).get("sha256")
-        stats = load_code_stats_checked(code_stats_beside(path), recorded, path.stem)
+        stats, problem = load_code_stats_checked(code_stats_beside(path), recorded, path.stem)
     code_shape = entry.code_shape
     space = _card_space(path, entry.kind)
     # a colour model of a gray architecture: built with the card's channels (the builder takes them)
     kw = {"channels": space.channels} if space is not None and entry.takes("channels") else {}
-    if classes and not entry.takes("num_classes"):  # an older `train classifier` trained such a head's first
+    if classes and not entry.takes("num_classes") and len(classes) != len(entry.classes or ()):
+        # an older `train classifier` trained such a head's first outputs on the card's classes
         raise DgnamError(f"{path.name} holds {arch}'s fixed head, trained by an older `dgnam train classifier` on "
                          f"the {len(classes)} classes of its card: neither the head's names nor the card's fit all its "
                          f"outputs; retrain it with an architecture that takes a class count (fmnist-cnn, "
                          f"fmnist-judge)")
-    if classes:
+    if classes and not entry.takes("num_classes"):
+        net = entry.build(**kw)  # the card names every output of the fixed head (its own names, say, or WordNet IDs)
+    elif classes:
         net = entry.build_for_classes(len(classes), **kw)  # trained on a folder of its own classes (`dgnam train`)
     elif stats is not None and len(code_shape or ()) == 1 and stats.mean.numel() != code_shape[0] and takes:
         code_shape = (stats.mean.numel(),)
@@ -130,4 +133,7 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
         model.code_shape = tuple(code_shape)
         if stats is not None and stats.mean.numel() == math.prod(code_shape):  # else not this generator's: ignored
             model.code_stats = stats
+        from .registry import flag_code_stats
+
+        flag_code_stats(model, problem)
     return model

@@ -127,15 +127,18 @@ def wrap(entry: ZooEntry, net: nn.Module, with_stats: bool = True, name: str | N
         from ..generators import LearnedGenerator
         from ..priors import CodeStats
 
-        stats = None
+        stats, problem = None, None
         if with_stats and entry.code_stats:
             path = WEIGHTS_DIR / entry.code_stats
-            if not path.exists():  # else DGN-AM would ask the user for --code-stats, as for a bare generator file
-                raise DgnamError(f"the code statistics of {name} are missing ({path}): reinstall dgnam, or give "
-                                 f"--generator {name} --code-stats FILE (`dgnam code-stats` measures them)")
-            stats = load_code_stats_checked(path, (entry.card().get("code_stats") or {}).get("sha256"), name)
-        return LearnedGenerator(net, code_shape=entry.code_shape, space=entry.space, code_stats=stats, name=name,
-                                code_layer=entry.encoder_layer)
+            if path.exists():
+                stats, problem = load_code_stats_checked(path, (entry.card().get("code_stats") or {}).get("sha256"),
+                                                         name)
+            else:  # said instead of the bare "no code statistics" of a generator file without them
+                problem = (f"the code statistics of {name} are missing ({path}): reinstall dgnam, or give the "
+                           f"bounds with --code-stats FILE (`dgnam code-stats` measures them)")
+        gen = LearnedGenerator(net, code_shape=entry.code_shape, space=entry.space, code_stats=stats, name=name,
+                               code_layer=entry.encoder_layer)
+        return flag_code_stats(gen, problem)
     net.input_space = entry.space
     net.classes = entry.classes
     net.zoo_name = name
@@ -143,15 +146,30 @@ def wrap(entry: ZooEntry, net: nn.Module, with_stats: bool = True, name: str | N
 
 
 def load_code_stats_checked(path: Path, expected_sha256: str | None, name: str):
-    """A generator's code statistics, checked against the SHA-256 its card records (when it does): its [0, U] bounds
-    decide every DGN-AM run, so a replaced or damaged file must not pass for the generator's own."""
+    """A generator's code statistics and, when they are not the ones its card records (SHA-256), why not: its
+    [0, U] bounds decide every DGN-AM run, so a replaced or damaged file must not pass for the generator's own. The
+    statistics are still read (their size sets a generator file's code size); :func:`flag_code_stats` marks them."""
     from ..priors import CodeStats
     from ..weights import sha256
 
+    problem = None
     if expected_sha256 and sha256(path) != expected_sha256:
-        raise DgnamError(f"{path.name} is not the code statistics {name}'s card records (SHA-256 differs): it was "
-                         f"replaced or damaged; restore it, or give other bounds with --code-stats FILE")
-    return CodeStats.load(path)
+        problem = (f"{path.name} is not the code statistics {name}'s card records (SHA-256 differs): restore them, "
+                   f"give the bounds to use with --code-stats FILE, or remove code_stats.sha256 from the card to "
+                   f"adopt these")
+    return CodeStats.load(path), problem
+
+
+def flag_code_stats(gen, problem: str | None):
+    """Mark a generator whose code statistics are missing or not its card's: ``code_stats_problem`` says why. The
+    CLI refuses it unless ``--code-stats`` gives the bounds; in Python it is a warning, and ``gen.code_stats``
+    (replaceable) holds what was found."""
+    gen.code_stats_problem = problem
+    if problem:
+        import warnings
+
+        warnings.warn(problem, stacklevel=3)
+    return gen
 
 
 _LOADED = False
@@ -178,6 +196,21 @@ WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".caffemodel")
 def is_weights_file(spec: str) -> bool:
     """Whether ``spec`` names a weights file (which needs its architecture) rather than a zoo name or import path."""
     return Path(spec).suffix in WEIGHTS_SUFFIXES or Path(spec).is_file()
+
+
+def weights_sha256(spec: str, arch: str | None = None) -> str | None:
+    """The SHA-256 of the weights a model spec names: a file's own (copies and moves keep it), a zoo entry's from its
+    card; ``None`` for an import path, a zoo entry without weights, or a file that is gone. It tells codes of the
+    encoder a generator inverts from codes of another network of the same architecture."""
+    from ..weights import sha256
+
+    if arch is not None or is_weights_file(spec):
+        return sha256(Path(spec)) if Path(spec).is_file() else None
+    try:
+        entry = get_entry(spec)
+    except DgnamError:
+        return None  # an import path
+    return entry.card().get("sha256") if entry.weights is not None else None
 
 
 def load_model(spec: str, arch: str | None = None, pretrained: bool = True) -> nn.Module:
