@@ -125,7 +125,6 @@ def wrap(entry: ZooEntry, net: nn.Module, with_stats: bool = True, name: str | N
     net.eval()
     if entry.kind == "generator":
         from ..generators import LearnedGenerator
-        from ..priors import CodeStats
 
         stats, problem = None, None
         if with_stats and entry.code_stats:
