@@ -55,7 +55,9 @@ def evaluate(
     for note in ([s["assumed"]] if s.get("assumed") else []) + s.get("caveats", []):
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW)
     print_table([_shown(u, unit_cols) for u in ev["units"]], unit_cols, title=f"{run_dir}")
-    typer.echo(f"Fréchet distance {_fmt(s['fid'], 2)} over {s['images']} images ({s['restarts_per_unit']} per unit) "
+    per = s["restarts_per_unit"]  # the fewest: a partial run's units can differ
+    per_unit = f"{per} per unit" if s["images"] == per * s["units"] else f"at least {per} per unit"
+    typer.echo(f"Fréchet distance {_fmt(s['fid'], 2)} over {s['images']} images ({per_unit}) "
                f"against {s['fid_reference']}; judge accuracy {_fmt(s['judge_accuracy'], 3)}; median "
                f"nearest-training-image ratio {_fmt(s['nn_ratio'], 2)} (1 = typical real-to-real distance)"
                + (f"; {warning}" if warning else ""))
