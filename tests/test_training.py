@@ -343,9 +343,10 @@ def test_a_colour_folder_trains_colour_models_that_load_back_in_colour(tmp_path)
     one_line_error(dgnam("train", "classifier", "--arch", "fmnist-cnn", "--color", "RGB", "--out", str(tmp_path / "e")),
                    "Fashion-MNIST is gray")
     # a folder whose name begins like the data set's is a folder (as load_dataset reads it)
-    from dgnam.cli.train import _is_folder
+    from dgnam.data import is_fashion_mnist
 
-    assert _is_folder("fashion-mnist-rgb") and not _is_folder("fashion-mnist:/data") and not _is_folder(None)
+    assert not is_fashion_mnist("fashion-mnist-rgb") and is_fashion_mnist("fashion-mnist:/data")
+    assert is_fashion_mnist(None)
     # without --color an architecture keeps its own colour order (caffenet's BGR was refused as a --color)
     one_line_error(dgnam("train", "classifier", "--arch", "caffenet", "--data", str(tmp_path / "none"), "--out",
                          str(tmp_path / "e")), "does not exist")

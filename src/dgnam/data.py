@@ -92,6 +92,18 @@ class FashionMNIST(Dataset):
         return self.images[:n].float().div(255.0)[:, None], self.labels[:n]
 
 
+def class_folders(d: Path) -> list[str]:
+    """The class sub-folders of ``d``, sorted (their order numbers the labels); none if ``d`` is no folder. Hidden
+    entries (.ipynb_checkpoints, .DS_Store, ...) are no classes."""
+    return sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")) if d.is_dir() else []
+
+
+def is_fashion_mnist(spec: str | None) -> bool:
+    """Whether a ``--data`` spec names Fashion-MNIST (``None``, ``fashion-mnist``, ``fashion-mnist:DIR``) rather than
+    an image folder (see :func:`load_dataset`)."""
+    return spec is None or spec == "fashion-mnist" or spec.startswith("fashion-mnist:")
+
+
 class ImageFolder(Dataset):
     """One sub-folder per class (sorted names are the classes), images of any size resized to ``size``. A folder
     of images without sub-folders is one class, named after the folder (facets, activation references and
@@ -110,8 +122,7 @@ class ImageFolder(Dataset):
         root = Path(root)
         if not root.is_dir():
             raise DgnamError(f"image folder {root} does not exist: give a folder with one sub-folder per class")
-        # hidden entries (.ipynb_checkpoints, .DS_Store, ...) are no classes and no images
-        self.classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        self.classes = class_folders(root)
         self.samples = [
             (p, ci)
             for ci, c in enumerate(self.classes)
@@ -189,16 +200,11 @@ def load_dataset(spec: str | None, split: str = "train", size: tuple[int, int] =
     """``spec`` is ``"fashion-mnist"`` (optionally ``fashion-mnist:DIR``), ``None`` (Fashion-MNIST), or a folder:
     one sub-folder per class, or ``train/`` and ``test/`` each with the same class sub-folders (then ``split``
     picks one; a plain folder gives the same images for every split)."""
-    if spec is None or spec == "fashion-mnist":
-        return FashionMNIST(split)
-    if spec.startswith("fashion-mnist:"):
-        return FashionMNIST(split, root=spec.split(":", 1)[1])
+    if is_fashion_mnist(spec):
+        return FashionMNIST(split, root=spec.split(":", 1)[1]) if spec and ":" in spec else FashionMNIST(split)
     root = Path(spec)
-    def folders(d: Path) -> list[str]:  # the class sub-folders of d (hidden ones are none, as ImageFolder skips them)
-        return [p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")] if d.is_dir() else []
-
-    halves = [sp for sp in FOLDER_SPLITS if folders(root / sp)]
-    if len(halves) == 1 and set(folders(root)) <= set(FOLDER_SPLITS):
+    halves = [sp for sp in FOLDER_SPLITS if class_folders(root / sp)]
+    if len(halves) == 1 and set(class_folders(root)) <= set(FOLDER_SPLITS):
         other = FOLDER_SPLITS[halves[0] == "train"]  # one split of the split layout, not a class named "train"
         raise DgnamError(f"{root} has {halves[0]}/ but no {other}/: add {other}/ with the same class sub-folders, or "
                          f"give {root / halves[0]} itself (10 % of each class is then held out for testing)")

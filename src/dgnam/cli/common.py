@@ -20,11 +20,7 @@ def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag:
     if arch is None and is_weights_file(spec):
         raise DgnamError(f"{spec} is a weights file: say which architecture it holds with {arch_flag} NAME (`dgnam "
                          f"models` lists them)")
-    if arch is not None and _missing_file(spec):
-        raise DgnamError(f"{spec} does not exist (the weights file for {arch_flag} {arch})")
-    if arch is not None and not is_weights_file(spec):  # it would be ignored: the zoo entry or factory decides
-        raise DgnamError(f"{arch_flag} {arch} is for a weights file, and {spec} is a zoo model or import path: drop "
-                         f"{arch_flag}")
+    _check_arch(spec, arch, arch_flag, "a weights file", "a zoo model or import path")
     m = load_model(spec, arch, pretrained)
     if isinstance(m, Generator):
         other = {"--model": " and this as --generator", "--encoder": " (e.g. fmnist-cnn)"}.get(flag, "")
@@ -32,22 +28,25 @@ def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag:
     return m
 
 
-def _missing_file(spec: str) -> bool:
-    """A path (a folder in it, or a file suffix; an import path has a colon) that does not exist: a typo, whatever
-    its suffix."""
-    looks_like_path = "/" in spec or "\\" in spec or (Path(spec).suffix != "" and ":" not in spec)
-    return looks_like_path and not Path(spec).exists()
+def _check_arch(spec: str | None, arch: str | None, arch_flag: str, file: str, other: str) -> None:
+    """An architecture option given with ``spec`` must have a weights file (``file``) to apply to: a mistyped path
+    is said to be missing, and a zoo name or import path (``other``) would ignore the option, so it is refused."""
+    if arch is None:
+        return
+    # a path: a folder in it, or a file suffix (an import path has a colon)
+    path_like = spec is not None and ("/" in spec or "\\" in spec or (Path(spec).suffix != "" and ":" not in spec))
+    if path_like and not Path(spec).exists():  # a typo, whatever its suffix
+        raise DgnamError(f"{spec} does not exist (the weights file for {arch_flag} {arch})")
+    if spec is None or not is_weights_file(spec):  # it would be ignored: the zoo entry or factory decides
+        where = "" if spec is None else f", and {spec} is {other}"
+        raise DgnamError(f"{arch_flag} {arch} is for {file}{where}: drop {arch_flag}")
 
 
 def generator_arg(spec: str | None, arch: str | None = None, code_stats: Path | None = None) -> Generator | None:
     """``--generator`` (with ``--generator-arch`` for a file, ``--code-stats`` to replace its bounds). A learned
     generator must come with code statistics: every method here clips its code to ``[0, U]``, and without U the
     clip has no upper bound (the README's ablation: judge accuracy 0.48 instead of 0.90)."""
-    if arch is not None and spec is not None and _missing_file(spec):
-        raise DgnamError(f"{spec} does not exist (the weights file for --generator-arch {arch})")
-    if arch is not None and (spec is None or not is_weights_file(spec)):  # it would be ignored
-        raise DgnamError(f"--generator-arch {arch} is for a --generator weights file"
-                         + ("" if spec is None else f", and {spec} is not one") + ": drop --generator-arch")
+    _check_arch(spec, arch, "--generator-arch", "a --generator weights file", "not one")
     if spec is None or spec in ("none", "pixels"):
         if code_stats is not None:
             set_code_stats(None, code_stats)  # refused: nothing to bound

@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 import typer
 
+from ..data import is_fashion_mnist
 from ..errors import DgnamError
 from . import train_app
 from .common import DATA_HELP, LIMIT_HELP, declared_space, device_arg, model_arg
@@ -32,11 +33,6 @@ def train_test(data: Optional[str], size: tuple[int, int], channels: int, seed: 
     i_te = i_te[:test_limit] if test_limit else i_te
     test = f"{HOLD_OUT:.0%} of each class held out of {data} (seed {seed}, {len(i_te)} images)"
     return (x[i_tr], y[i_tr]), (x[i_te], y[i_te]), list(tr.classes), test
-
-
-def _is_folder(data: Optional[str]) -> bool:
-    """Whether ``--data`` is an image folder rather than Fashion-MNIST (as ``load_dataset`` reads it)."""
-    return not (data is None or data == "fashion-mnist" or data.startswith("fashion-mnist:"))
 
 
 @train_app.command("classifier")
@@ -73,7 +69,7 @@ def classifier(
         if color not in ("GRAY", "RGB"):
             raise DgnamError(f"--color {color}: use GRAY or RGB")
         channels = 1 if color == "GRAY" else 3
-        if channels == 3 and not _is_folder(data):
+        if channels == 3 and is_fashion_mnist(data):
             raise DgnamError("--color RGB: Fashion-MNIST is gray; give a colour image folder with --data")
         if channels != space.channels:
             if not entry.takes("channels"):
@@ -92,7 +88,8 @@ def classifier(
     torch.manual_seed(seed)
     model = entry.build_for_classes(len(classes), **kw) if own_classes else entry.build(**kw)
     name = name or arch
-    folder_hint = "; --color RGB keeps a folder's colour" if space.color == "GRAY" and _is_folder(data) else ""
+    folder = not is_fashion_mnist(data)
+    folder_hint = "; --color RGB keeps a folder's colour" if space.color == "GRAY" and folder else ""
     typer.echo(f"images read as {space.channels}x{space.size[0]}x{space.size[1]} {space.color} ({arch}'s input "
                f"size{folder_hint})")
     card = train_classifier(model, space, train, test, out, name, cfg, resume=not fresh,
