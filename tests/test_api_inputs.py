@@ -237,3 +237,169 @@ def test_encode_blames_the_shape_only_on_the_first_batch(tiny_model):
     m.input_space = SPACE
     with pytest.raises(RuntimeError, match="something else"):
         encode(m, "fc", SPACE.encode(torch.rand(4, 1, 12, 12)), batch_size=2)
+
+
+# --- Targets written the way real code is written (found by a helper using the API on such models) ---------------
+
+
+class _ViewNet(nn.Module):
+    """A hand-written forward that flattens with .view, which fails on a channels_last tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 12 * 12, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.size(0), -1))
+
+
+def test_a_model_that_flattens_with_view_runs_by_default():
+    """visualize runs in channels_last by default; such a model failed with a message about its input shape."""
+    torch.manual_seed(0)
+    net = _ViewNet().eval()
+    net.input_space = SPACE
+    run = visualize(net, "logits:1,conv:0", None, steps=3, progress=False)
+    assert len(run.records) == 2
+    assert net.conv.weight.is_contiguous()  # given back as it was
+
+
+def test_a_model_that_edits_its_input_in_place_keeps_the_code_and_the_callers_images():
+    class InPlace(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            x.mul_(2.0).sub_(0.1)  # e.g. a normalization written in place
+            return self.net(x)
+
+    torch.manual_seed(0)
+    net = InPlace(TinyNet().eval()).eval()
+    net.input_space = SPACE
+    start = SPACE.encode(torch.rand(1, 1, 12, 12, generator=torch.Generator().manual_seed(1)))
+    run = visualize(net, "logits:0", None, init=start, steps=0, progress=False)
+    assert torch.equal(run.images, start)  # the pixel generator's code was the tensor the model edited
+    with torch.no_grad():
+        assert run.records[0]["activation"] == pytest.approx(float(net(start.clone())[0, 0]), abs=1e-5)
+    visualize(net, "logits:0", None, steps=3, progress=False)  # and the gradient runs (torch refused the in-place op)
+    images = start.clone()
+    encode(net, "logits", images)
+    assert torch.equal(images, start)  # encode left the caller's images alone
+
+
+def test_a_module_called_twice_warns_which_call_is_read():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 3, 3, padding=1)
+            self.conv2 = nn.Conv2d(3, 3, 3, padding=1)
+            self.relu = nn.ReLU()  # shared, as in a ResNet block
+
+        def forward(self, x):
+            return self.relu(self.conv2(self.relu(self.conv1(x)))).mean((2, 3))
+
+    torch.manual_seed(0)
+    net = Twice().eval()
+    net.input_space = SPACE
+    with pytest.warns(UserWarning, match=r"layer 'relu' runs 2 times in one forward pass.*first call"):
+        run = visualize(net, "relu:0", None, steps=0, progress=False)
+    x = run.images
+    with torch.no_grad():
+        first = net.relu(net.conv1(x))[0, 0, 6, 6]
+    assert run.records[0]["activation"] == pytest.approx(float(first), abs=1e-5)
+
+
+def test_a_hidden_unit_of_a_model_whose_output_is_no_tensor_runs():
+    """The record's position came from a pass through the whole model, whose dataclass output was refused."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Out:
+        scores: torch.Tensor
+
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = TinyNet()
+
+        def forward(self, x):
+            return Out(self.net(x))
+
+    torch.manual_seed(0)
+    net = Wrapped().eval()
+    net.input_space = SPACE
+    run = visualize(net, "net.features.0:2", None, steps=2, progress=False)
+    assert run.records[0]["position"] == [6, 6]
+    with pytest.raises(DgnamError, match="returns Out, not a tensor"):
+        visualize(net, "logits:0", None, steps=2, progress=False)
+
+
+def test_a_unit_without_a_gradient_is_one_line():
+    class Probe(nn.Module):  # a linear probe on a backbone run without gradients
+        def __init__(self):
+            super().__init__()
+            self.backbone = TinyNet()
+            self.head = nn.Linear(5, 2)
+
+        def forward(self, x):
+            with torch.no_grad():
+                f = self.backbone(x)
+            return self.head(f)
+
+    net = Probe().eval()
+    net.input_space = SPACE
+    with pytest.raises(DgnamError, match=r"do not depend differentiably on the image.*no_grad"):
+        visualize(net, "logits:0", None, steps=2, progress=False)
+
+
+def test_batchnorm_with_batch_statistics_warns_that_items_interact():
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3, track_running_stats=False), nn.Flatten(),
+                        nn.LazyLinear(2)).eval()
+    net(torch.zeros(2, 1, 12, 12))
+    net.input_space = SPACE
+    with pytest.warns(UserWarning, match=r"BatchNorm layer\(s\) '1' normalize with the batch's own statistics.*batch_size=1"):
+        visualize(net, "2:0", None, steps=0, progress=False)
+
+
+def test_the_early_stop_is_not_caught_by_a_models_own_fallback():
+    calls = []
+
+    class Fallback(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = TinyNet()
+
+        def forward(self, x):
+            try:
+                return self.net(x)
+            except Exception:  # noqa: BLE001 (a model's own fallback path)
+                calls.append(1)
+                return self.net(x)
+
+    net = Fallback().eval()
+    net.input_space = SPACE
+    visualize(net, "net.features.0:1", None, steps=2, progress=False)
+    assert calls == []
+
+
+def test_a_one_dimensional_layer_records_the_position_it_reads():
+    class Seq(nn.Module):  # Conv1d over the image's rows: output (N, C, L)
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(12, 4, 3)
+            self.out = nn.Linear(4 * 10, 2)
+
+        def forward(self, x):
+            h = self.conv(x[:, 0])
+            return self.out(h.flatten(1))
+
+    torch.manual_seed(0)
+    net = Seq().eval()
+    net.input_space = SPACE
+    run = visualize(net, "conv:3", None, steps=0, progress=False)
+    with torch.no_grad():
+        want = net.conv(run.images[:, 0])[0, 3, 5]
+    assert run.records[0]["position"] == [5]
+    assert run.records[0]["activation"] == pytest.approx(float(want), abs=1e-5)

@@ -8,9 +8,9 @@ from dgnam.generators import FourierGenerator
 from dgnam.imagespace import ImageSpace, caffe_space, convert
 from dgnam.methods import build_method, list_methods
 from dgnam.presets import YOSINSKI_SETTINGS, caffe_units_space, yosinski_config, yosinski_priors
-from dgnam.priors import (AlphaNorm, Blur, ClipSmallContribution, ClipSmallNorm, L2Decay, StepState, TotalVariation,
-                          gaussian_blur, total_variation)
-from dgnam.transforms import Jitter, Pad, RandomRotate, RandomScale, standard_transforms
+from dgnam.priors import (AlphaNorm, Blur, ClipSmallContribution, ClipSmallNorm, ClipToSpace, L2Decay, L2Penalty,
+                          StepState, TotalVariation, gaussian_blur, total_variation)
+from dgnam.transforms import LUCID_ANGLES, Jitter, Pad, RandomRotate, RandomScale, standard_transforms
 
 from conftest import SPACE
 
@@ -94,7 +94,7 @@ def test_transforms_are_a_function_of_seed_and_step():
     for f in standard_transforms(20, seed=7):
         out2 = f(out2, 3)
     assert torch.allclose(out1[2:3], out2, atol=1e-6)  # same draw for every batch item: batching changes nothing
-    assert Jitter(2)(x, 0).shape[-1] == 16 and Pad(3)(x, 0).shape[-1] == 26
+    assert Jitter(2)(x, 0).shape[-1] == 18 and Pad(3)(x, 0).shape[-1] == 26
     assert RandomScale([2.0])(x, 0).shape[-1] == 40
     r = RandomRotate([90.0])(x[:, :, 1:-1, 1:-1], 0)
     assert torch.allclose(r, torch.rot90(x[:, :, 1:-1, 1:-1], 1, dims=(-2, -1)), atol=1e-4) or \
@@ -128,8 +128,8 @@ def test_yosinski_presets_match_the_published_table():
             t[4].lr_policy, t[4].lr, t[4].progress) == (0, 0.5, 4, 90, 1000, "progress", 1e8, 2.0)
     spec = build_method("yosinski2", SPACE)
     assert spec.config.steps == 750 and spec.config.normalize == "none" and spec.config.lr_start == 100
-    (decay, clip) = spec.priors
-    assert decay.factor == pytest.approx(0.7) and clip.percentile == 20
+    (decay, clip, in_range) = spec.priors
+    assert decay.factor == pytest.approx(0.7) and clip.percentile == 20 and isinstance(in_range, ClipToSpace)
     assert [type(p).__name__ for p in yosinski_priors(t[4])] == ["Blur", "ClipSmallContribution"]
     assert yosinski_config(t[1]).lr_policy == "progress"
     names = {m.name for m in list_methods()}
@@ -162,3 +162,49 @@ def test_progress_policy_steps_so_the_linear_gain_is_the_target(tiny_model):
     capped = visualize(tiny_model, "logits:2", spec.generator, config=AMConfig(**{**spec.config.to_dict(), "lr_start": 1e-3}),
                        priors=[], steps=1, progress=False)
     assert abs(capped.records[0]["activation"] - run0.records[0]["activation"]) < 0.01 * gain  # the cap binds
+
+
+def test_blur_is_scipys_gaussian_filter():
+    """Yosinski et al.'s code blurs with scipy.ndimage.gaussian_filter: kernel cut at 4 sigma, edges extended by
+    scipy's reflect (the edge pixel repeated). The blur cut at 3 sigma with torch's reflect differed at the border."""
+    from scipy.ndimage import gaussian_filter
+
+    x = torch.randn(2, 3, 28, 28, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for sigma in (0.5, 1.0, 2.5):
+        want = torch.stack([torch.stack([torch.from_numpy(gaussian_filter(x[b, c].numpy(), sigma)) for c in range(3)])
+                            for b in range(2)])
+        assert torch.allclose(gaussian_blur(x, sigma), want, atol=1e-12)
+
+
+def test_jitter_is_lucids_random_crop_and_rotation_prefers_zero():
+    """Lucid's jitter(d) crops to H - d (shifts of 0..d); ours cropped 2d and shifted up to 2d. Its rotation list
+    holds 0 six times."""
+    x = torch.arange(20.0).view(1, 1, 1, 20).expand(1, 1, 20, 20)
+    offsets = {int(Jitter(4, seed=s)(x, step)[0, 0, 0, 0]) for s in range(5) for step in range(40)}
+    assert offsets == {0, 1, 2, 3, 4}
+    assert Jitter(4)(x, 0).shape[-2:] == (16, 16)
+    assert LUCID_ANGLES.count(0) == 6 and len(LUCID_ANGLES) == 26
+
+
+def test_yosinski_keeps_pixels_in_range():
+    """The released optimizer crops the image to 0..255 before every iteration; without it a responsive target drove
+    pixels far outside any image."""
+
+    class Bright(torch.nn.Module):  # the brighter the better, without limit
+        def forward(self, x):
+            return 1e4 * x.sum((1, 2, 3))[:, None].repeat(1, 2)
+
+    net = Bright()
+    net.input_space = SPACE
+    spec = build_method("yosinski2", SPACE)
+    run = visualize(net, "logits:0", spec.generator, priors=spec.priors, config=AMConfig(**{
+        **spec.config.to_dict(), "steps": 20}), progress=False)
+    x01 = SPACE.decode(convert(run.images, spec.generator.space, SPACE))
+    assert float(x01.max()) <= 1.0 + 1e-5 and float(x01.min()) >= -1e-5
+    assert float(x01.mean()) > 0.85  # it did climb to the top of the range (but for the 20 % small-norm pixels)
+
+
+def test_l2_penalty_is_the_papers_norm():
+    y = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
+    assert L2Penalty(0.5).penalty(y, y).tolist() == pytest.approx([2.5, 0.0], abs=1e-5)
+    assert L2Penalty(0.5, squared=True).penalty(y, y).tolist() == pytest.approx([12.5, 0.0])

@@ -365,3 +365,23 @@ def test_a_classifier_file_of_a_fixed_head_with_folder_classes_in_its_card_is_re
     with pytest.raises(DgnamError, match="holds efficientnet-lite0's fixed head, trained by an older .* on the 2 "
                                          "classes of its card.*retrain it"):
         load_model(str(tmp_path / "old.safetensors"), "efficientnet-lite0")
+
+
+def test_training_and_loading_leave_the_callers_random_stream_alone(tmp_path):
+    """train_* seeded torch's global RNG and building a zoo model drew its discarded init from it: a caller's own
+    random numbers after the call depended on whether they trained or loaded a model first."""
+    from dgnam import create_model
+    from dgnam.ppgn import CodeDAE  # noqa: F401  (the trainer's model)
+
+    g = torch.Generator().manual_seed(0)
+    codes, test = torch.rand(300, 16, generator=g), torch.rand(20, 16, generator=g)
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    train_dae(codes, test, tmp_path, "d", DAEConfig(epochs=1, batch_size=64, hidden=8), progress=False)
+    create_model("fmnist-cnn")
+    assert torch.equal(torch.rand(3), want)
+    torch.manual_seed(123)
+    a = create_model("fmnist-cnn", pretrained=False)  # an untrained model draws from the caller's stream, as torch's own
+    b = create_model("fmnist-cnn", pretrained=False)
+    assert not torch.equal(a.state_dict()["logits.weight"], b.state_dict()["logits.weight"])

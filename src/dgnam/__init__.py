@@ -8,14 +8,14 @@ from .generators import FourierGenerator, Generator, LearnedGenerator, PixelGene
 from .imagespace import ImageSpace
 from .optimize import AMConfig, bound_scaled_lr, optimize
 from .methods import build_method, list_methods
-from .priors import (AlphaNorm, Blur, ClipCode, ClipSmallContribution, ClipSmallNorm, CodeStats, L2Decay, L2Penalty,
-                     Prior, TotalVariation, dgnam_code_priors)
+from .priors import (AlphaNorm, Blur, ClipCode, ClipSmallContribution, ClipSmallNorm, ClipToSpace, CodeStats, L2Decay,
+                     L2Penalty, Prior, TotalVariation, dgnam_code_priors)
 from .run import Run, visualize
 from .units import Unit, encode, parse_units
 from .zoo import create_model, list_models, load_model
 
 __all__ = [
-    "AMConfig", "AlphaNorm", "Blur", "ClipCode", "ClipSmallContribution", "ClipSmallNorm", "CodeStats", "DgnamError",
+    "AMConfig", "AlphaNorm", "Blur", "ClipCode", "ClipSmallContribution", "ClipSmallNorm", "ClipToSpace", "CodeStats", "DgnamError",
     "FourierGenerator", "Generator", "ImageSpace", "L2Decay", "L2Penalty", "LearnedGenerator", "PixelGenerator", "Prior",
     "Run", "TotalVariation", "Unit", "bound_scaled_lr", "build_method", "create_model", "dgnam_code_priors", "encode",
     "evaluate_run", "list_methods", "list_models", "load_model", "optimize", "parse_units", "visualize",

@@ -330,13 +330,13 @@ RANGE_SLACK = 1e-3
 
 
 def find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, config: FacetConfig | None = None,
-                device: str | torch.device = "cpu") -> FacetSet:
+                device: str | torch.device | None = None) -> FacetSet:
     """Steps 1-2 of the algorithm: the top images of ``unit`` among ``images01`` (real images in [0, 1] at the
     model's input size), clustered into ``config.k`` facets in ``config.embed_layer``'s features. ``model`` runs in
-    eval mode on ``device`` and comes back as it was given (:func:`dgnam.modules.frozen`)."""
-
-    with frozen(model, as_device(device)):
-        return _find_facets(model, unit, images01, config, as_device(device))
+    eval mode on ``device`` (None: where it is) and comes back as it was given (:func:`dgnam.modules.frozen`)."""
+    device = as_device(device, like=model)
+    with frozen(model, device):
+        return _find_facets(model, unit, images01, config, device)
 
 
 def _find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, config: FacetConfig | None,
@@ -383,7 +383,7 @@ def synthesize_facets(
     priors: Sequence[Prior] | None = None,
     center_bias: CenterBias | None = None,
     facet_weight: float = FACET_WEIGHT,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     out: str | Path | None = None,
     progress: bool = True,
 ) -> Facets:
@@ -392,7 +392,7 @@ def synthesize_facets(
     from contextlib import ExitStack
 
 
-    device = as_device(device)
+    device = as_device(device, like=model)
     with ExitStack() as stack:
         stack.enter_context(frozen(model, device))
         if encoder is not None and encoder[0] is not model:
@@ -477,7 +477,7 @@ def facets(
     priors: Sequence[Prior] | None = None,
     center_bias: CenterBias | None = None,
     facet_weight: float = FACET_WEIGHT,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     out: str | Path | None = None,
     progress: bool = True,
 ) -> Facets:

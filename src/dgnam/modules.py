@@ -3,6 +3,7 @@ judge, an encoder) runs it through :func:`frozen`, so that it computes in eval m
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -10,10 +11,14 @@ import torch
 from torch import nn
 
 
-def as_device(device: torch.device | str) -> torch.device:
+def as_device(device: torch.device | str | None, like: nn.Module | None = None) -> torch.device:
     """``device`` as a ``torch.device``, or a one-line error naming the fix: torch's own errors for a CUDA device this
-    build lacks ("Torch not compiled with CUDA enabled") surface only later, deep inside the first ``.to()``."""
+    build lacks ("Torch not compiled with CUDA enabled") surface only later, deep inside the first ``.to()``.
+    ``None`` is where ``like`` is (a model the caller already put on a GPU stays there), or the CPU."""
     from .errors import DgnamError
+
+    if device is None:
+        return module_device(like) if like is not None else torch.device("cpu")
 
     try:
         dev = torch.device(device)
@@ -39,6 +44,32 @@ def module_dtype(module: nn.Module, default: torch.dtype = torch.float32) -> tor
     """The floating dtype of ``module``'s first floating parameter; ``default`` for a module without one. Codes are
     kept in their generator's dtype and images handed to a target in its own (a ``.double()`` or ``.half()`` model)."""
     return next((p.dtype for p in module.parameters() if p.is_floating_point()), default)
+
+
+def keeps_rng(cuda: bool = False):
+    """Decorate a function so that it runs with torch's global random state forked (the CPU's, and with ``cuda``
+    every CUDA device's): building a network draws its initial weights from that state, and a trainer seeds it for
+    its own dropout and noise. Loading or training a model should not move the caller's random stream."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            devices = list(range(torch.cuda.device_count())) if cuda and torch.cuda.is_available() else []
+            with torch.random.fork_rng(devices=devices):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def batch_statistics_modules(module: nn.Module) -> list[str]:
+    """Names of the BatchNorm layers that normalize with the current batch's statistics even in eval mode
+    (``track_running_stats=False``): through them the items of one batch change each other's outputs."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    return [n or type(module).__name__ for n, m in module.named_modules()
+            if isinstance(m, _BatchNorm) and (not m.track_running_stats or m.running_mean is None)]
 
 
 def _has_5d(module: nn.Module) -> bool:

@@ -13,7 +13,7 @@ Each step (the released ``sampler.py``, Eq. 11 of the paper)::
        (+ eps4 * d context / dh)                # inpainting only: pull the generated pixels outside the hole
                                                 #                  toward the real ones
     h += lr / mean|d| * d                       # every step has the same mean absolute size lr
-    h  = clip(h, 0, U)                          # the code range, as DGN-AM
+    h  = clip(h, 0, U)                          # the code range, as DGN-AM (released: [0, 30], see below)
 
 The published defaults are the named constants below (eps1 = 1e-5, eps2 = 1, eps3 = 1e-17, lr = 1, 200 iterations
 for a class; for hidden units 1000 iterations, restarting every 100 from h ~ N(0, 1) with eps1 redrawn in
@@ -72,6 +72,18 @@ PPGN_CLASS_STEPS = 200  # iterations for a class
 PPGN_UNIT_STEPS = 1000  # iterations for a hidden unit ...
 PPGN_UNIT_RESET_EVERY = 100  # ... restarting every 100 iterations
 PPGN_RESET_EPS1 = (1e-6, 1e-2)  # eps1 is redrawn uniformly in this range at each reset
+#: Deviations from the released code, each kept for a reason:
+#: * the released ``sampler.py`` clips h to [0, PPGN_RELEASED_CLIP] (a bound for CaffeNet's fc6, whose per-component
+#:   DGN-AM bounds U have a median of 12); here each component is clipped to [0, U_i], the DGN-AM bound measured on
+#:   the generator's own codes, because a fixed 30 means nothing for another layer's scale;
+#: * a step count n here is n updates; the released loop runs i = 0..n_iters, n_iters + 1 updates (so 200 here is
+#:   one update fewer than its n_iters = 200, and inpainting's 21 is its n_iters = 20);
+#: * the released class script saves G(h) every PPGN_RELEASED_SAVE_EVERY steps from the start, before each update;
+#:   here a sample is the image after an update, kept every ``keep_every`` steps after a burn-in
+#:   (:meth:`PPGNConfig.for_samples` spaces n samples over the chain), and no sample is dropped (the released
+#:   hidden-unit script saves every 10 steps and keeps those whose condition probability is above 0.98).
+PPGN_RELEASED_CLIP = 30.0
+PPGN_RELEASED_SAVE_EVERY = 5
 #: Released inpainting settings (``7_inpainting.sh``, "the same params as used for inpainting experiments in the
 #: paper"): ``n_iters = 20`` runs iterations i = 0..20 of ``sampler.py``, i.e. 21 updates, with the step size falling
 #: linearly from lr = 1 to ``lr_end = 1e-32`` (``lr + (lr_end - lr) * i / n_iters``) and no noise (eps3 = 0).
@@ -153,6 +165,8 @@ class JointPrior(nn.Module):
     """``h -> E(G(h))``: the generator and its encoder as one autoencoder on codes, the prior the released
     ``sampler.py`` uses (the paper's Joint PPGN-h, whose G and E were trained together); pass it as ``dae`` to get
     the prior term ``E(G(h)) - h``. The trained :class:`CodeDAE` is what the issue's PPGN-h asks for and the default.
+    In inpainting the released code encodes G(h) with the real pixels pasted outside the hole; this prior encodes
+    G(h) itself.
     """
 
     def __init__(self, generator: Generator, encoder: nn.Module, layer: str) -> None:
@@ -545,7 +559,9 @@ def sample(
 def hole_mask(size: tuple[int, int], box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """A (1, 1, H, W) float mask, 1 inside the hole ``box = (x, y, w, h)`` (pixels of the image), 0 outside.
 
-    ``None`` is the released setting scaled to the image: a centred square of side ``100 / 227`` of the image.
+    ``None`` is the released hole's size scaled to the image, a square of side ``100 / 227`` of the image, centred.
+    The released ``util.get_mask`` draws the hole's position at random for each seed; centred, every run and the
+    benchmark hold the same hole (``box`` puts it anywhere).
     """
     H, W = size
     if box is None:

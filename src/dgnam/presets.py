@@ -20,7 +20,7 @@ from .generators import FourierGenerator, Generator, PixelGenerator
 from .imagespace import ImageSpace
 from .methods import Method, MethodSpec, register_method
 from .optimize import AMConfig
-from .priors import Blur, ClipSmallContribution, ClipSmallNorm, L2Decay, Prior
+from .priors import Blur, ClipSmallContribution, ClipSmallNorm, ClipToSpace, L2Decay, Prior
 from .transforms import standard_transforms
 
 
@@ -67,8 +67,10 @@ def caffe_units_space(target: ImageSpace) -> ImageSpace:
                       fit=target.fit)
 
 
-def yosinski_priors(s: YosinskiSetting) -> list[Prior]:
-    """The regularizers of one setting, in the released code's order: decay, blur, then the pixel clips."""
+def yosinski_priors(s: YosinskiSetting, space: ImageSpace | None = None) -> list[Prior]:
+    """The regularizers of one setting, in the released code's order: decay, blur, then the pixel clips; with
+    ``space``, then the crop of every pixel to its valid range that the released optimizer makes before each
+    iteration's forward pass."""
     priors: list[Prior] = []
     if s.decay > 0:
         priors.append(L2Decay(1.0 - s.decay))
@@ -78,6 +80,8 @@ def yosinski_priors(s: YosinskiSetting) -> list[Prior]:
         priors.append(ClipSmallNorm(s.small_norm_percentile))
     if s.small_contribution_percentile > 0:
         priors.append(ClipSmallContribution(s.small_contribution_percentile))
+    if space is not None:
+        priors.append(ClipToSpace(space))
     return priors
 
 
@@ -90,7 +94,7 @@ def _yosinski(k: int):
     def build(space: ImageSpace, generator: Generator | None) -> MethodSpec:
         s = YOSINSKI_SETTINGS[k]
         g = PixelGenerator(caffe_units_space(space), init_std=YOSINSKI_INIT_STD_255 / 255.0, init_center="mean")
-        return MethodSpec(generator=g, priors=yosinski_priors(s), config=yosinski_config(s))
+        return MethodSpec(generator=g, priors=yosinski_priors(s, g.space), config=yosinski_config(s))
 
     return build
 

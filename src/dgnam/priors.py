@@ -13,12 +13,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .errors import DgnamError
+
+if TYPE_CHECKING:
+    from .imagespace import ImageSpace
 
 #: DGN-AM code prior, from the paper (Nguyen et al. 2016, Sec. 2) and its released code (``act_max.py``,
 #: ``settings.py``): L2 penalty weight lambda ~ 0.005, which the released code applies as a multiplicative decay of
@@ -160,13 +163,17 @@ class L2Decay(Prior):
 
 
 class L2Penalty(Prior):
-    """Subtract ``lam * ||code||^2`` from the objective: the paper's form of the L2 prior."""
+    """Subtract ``lam * ||code||`` from the objective: the paper's form of the L2 prior (Eq. 2, the norm itself, not
+    its square). ``squared=True`` subtracts ``lam * ||code||^2``, the usual weight-decay form, whose pull grows with
+    the code (its gradient ``2 lam y`` against the norm's ``lam y / ||y||``)."""
 
-    def __init__(self, lam: float = DGNAM_L2_LAMBDA) -> None:
+    def __init__(self, lam: float = DGNAM_L2_LAMBDA, squared: bool = False) -> None:
         self.lam = lam
+        self.squared = squared
 
     def penalty(self, code: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        return self.lam * code.flatten(1).pow(2).sum(1)
+        sq = code.flatten(1).pow(2).sum(1)
+        return self.lam * (sq if self.squared else (sq + 1e-12).sqrt())  # (the norm's gradient is finite at 0)
 
 
 def dgnam_code_priors(
@@ -196,18 +203,33 @@ def dgnam_code_priors(
 # the clips pull pixels toward the mean, as in the published code.
 
 
+#: ``scipy.ndimage.gaussian_filter``'s defaults, which Yosinski et al.'s code uses for its blur: the kernel is cut
+#: at 4 sigma, and the image is extended by mirroring with its edge pixel repeated (scipy's ``mode="reflect"``).
+BLUR_TRUNCATE = 4.0
+
+
+def _pad_symmetric(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """Extend ``dim`` by ``r`` on both sides as ``d c b a | a b c d | d c b a`` (scipy's ``reflect``; torch's
+    ``reflect`` pad is scipy's ``mirror``, without the edge pixel repeated); ``r`` at most the side."""
+    if r == 0:
+        return x
+    n = x.shape[dim]
+    return torch.cat([x.narrow(dim, 0, r).flip(dim), x, x.narrow(dim, n - r, r).flip(dim)], dim)
+
+
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, C, H, W)`` with reflect padding (identity for ``sigma <= 0``); ``sigma`` in
-    pixels, as ``scipy.ndimage.gaussian_filter`` in Yosinski et al.'s code (their "blur radius")."""
+    """Separable Gaussian blur of ``(B, C, H, W)``, ``sigma`` in pixels (identity for ``sigma <= 0``): the same as
+    ``scipy.ndimage.gaussian_filter`` with its defaults, applied per image and channel, as in Yosinski et al.'s code
+    (their "blur radius"). A kernel wider than the image is cut at the image's side."""
     if sigma <= 0:
         return x
-    r = max(1, int(round(3 * sigma)))
+    r = int(BLUR_TRUNCATE * sigma + 0.5)  # scipy's radius
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
     c = x.shape[1]
-    r_h, r_w = min(r, x.shape[-2] - 1), min(r, x.shape[-1] - 1)
-    x = F.pad(x, (r_w, r_w, r_h, r_h), mode="reflect")
+    r_h, r_w = min(r, x.shape[-2]), min(r, x.shape[-1])
+    x = _pad_symmetric(_pad_symmetric(x, r_h, -2), r_w, -1)
     x = F.conv2d(x, k[r - r_w : r + r_w + 1].view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
     return F.conv2d(x, k[r - r_h : r + r_h + 1].view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
@@ -271,6 +293,25 @@ class ClipSmallContribution(Prior):
     def after_step(self, code: torch.Tensor, state: StepState) -> None:
         _check_image_code(code, "ClipSmallContribution")
         _zero_below_percentile(code, (code * state.grad).sum(1).abs(), self.percentile)
+
+
+class ClipToSpace(Prior):
+    """Clip every pixel to the valid range of ``space`` (0..1 decoded: 0..255 in Caffe units) after each step: the
+    released deep-visualization-toolbox optimizer crops its image to [0, 255] at the start of every iteration, after
+    the previous iteration's regularizers."""
+
+    def __init__(self, space: "ImageSpace") -> None:
+        self.space = space
+
+    def after_step(self, code: torch.Tensor, state: StepState) -> None:
+        _check_image_code(code, "ClipToSpace")
+        ends = torch.cat([torch.zeros(1, self.space.channels, 1, 1), torch.ones(1, self.space.channels, 1, 1)])
+        lo, hi = self.space.encode(ends.to(code.device, code.dtype))
+        torch.maximum(code, torch.minimum(lo, hi), out=code)  # a space's encoding increases with the pixel, but
+        torch.minimum(code, torch.maximum(lo, hi), out=code)  # the order costs nothing to be sure of
+
+    def to_dict(self) -> dict:
+        return {"prior": type(self).__name__, "space": self.space.to_dict()}
 
 
 class TotalVariation(Prior):

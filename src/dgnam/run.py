@@ -23,12 +23,12 @@ from tqdm.auto import tqdm
 from . import __version__
 from .errors import DgnamError
 from .generators import Generator, PixelGenerator, check_generator
-from .imagespace import ImageSpace, to_uint8
+from .imagespace import ImageSpace, convert, to_uint8
 from .images import grid, save_png
 from .modules import as_device, frozen, module_device, module_dtype
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import Prior
-from .units import LOGITS, Unit, layer_shapes, parse_units, resolve_units
+from .units import LOGITS, LayerReader, Unit, parse_units, resolve_units
 from .weights import json_safe, save_safetensors, tensor_digest
 
 RESULTS = "results.json"
@@ -191,7 +191,7 @@ def visualize(
     transforms: Sequence[Transform] = (),
     init: str | torch.Tensor = "randn",
     input_space: ImageSpace | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     batch_size: int = 32,
     out: str | os.PathLike | None = None,
     resume: bool = False,
@@ -207,6 +207,7 @@ def visualize(
     ``"randn"`` (seeded N(0, 1), as released), ``"zeros"`` or a tensor of codes (one per unit, or one for all), e.g.
     from :func:`dgnam.units.encode` of a real image. Restart r of every unit uses seed ``seed + r``.
     With ``out``, results are written after every batch and ``resume=True`` continues an interrupted run.
+    ``device=None`` runs where ``model`` is.
     ``channels_last`` runs convolutions in the NHWC memory format (oneDNN's fast path: about 1.25x faster per
     iteration at paper scale on CPU, ``benchmarks/speed.py``); results agree with NCHW to float rounding.
     ``model`` and ``generator`` are used in eval mode on ``device`` and come back as they were given (see
@@ -226,12 +227,15 @@ def visualize(
     if restarts < 1 or batch_size < 1 or (steps is not None and steps < 0):
         raise DgnamError(f"restarts={restarts}, batch_size={batch_size}, steps={steps}: give restarts and batch size "
                          f">= 1 and steps >= 0")
-    device = as_device(device)
+    device = as_device(device, like=model)
     space = target_space(model, input_space, generator)
     if generator is None:
         generator = PixelGenerator(space)
     with frozen(model, device, channels_last), frozen(generator, device, channels_last):
         check_generator(generator)
+        if channels_last and not _runs_channels_last(model, generator, space):
+            for m in (model, generator):  # given back as they were by frozen()
+                m.to(memory_format=torch.contiguous_format)
         return _visualize(model, units, generator, space, restarts=restarts, seed=seed, steps=steps, config=config,
                           priors=priors, transforms=transforms, init=init, device=device, batch_size=batch_size,
                           out=out, resume=resume, progress=progress, method=method, meta=meta)
@@ -371,17 +375,33 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
     )
 
 
+def _runs_channels_last(model: nn.Module, generator: Generator, space: ImageSpace) -> bool:
+    """Whether one image runs through generator and model in the NHWC format. The format is only a speed-up, and a
+    forward that flattens with ``x.view(len(x), -1)`` fails on it; such a model runs in NCHW instead. A model that
+    fails for another reason (a wrong input size) fails again in NCHW, in :func:`resolve_units`'s one-line probe."""
+    code = torch.zeros(1, *generator.code_shape, device=module_device(generator), dtype=module_dtype(generator))
+    try:
+        with torch.no_grad():
+            model(convert(generator(code), generator.space, space).to(module_device(model)))
+    except Exception:  # noqa: BLE001 (any failure: the NCHW run says what it is)
+        return False
+    return True
+
+
 def _positions(model: nn.Module, units: Sequence[Unit], example: torch.Tensor) -> list[list[int] | None]:
-    """The spatial position [y, x] each point unit reads (the channel's centre unless given, as released), None for
-    a channel mean or a layer without a spatial map: a record says which neuron of a conv layer it shows."""
-    shapes = {name: shape for name, _type, shape in layer_shapes(model, example)}
+    """The position each point unit reads (the channel's centre unless given, as released): [y, x] on a conv map,
+    [i] on a 1-D one (a Conv1d's length, a transformer's features when dimension 1 is its tokens); None for a channel
+    mean or a layer without positions. A record says which neuron of a layer it shows."""
+    reader = LayerReader(model, sorted({u.layer for u in units}))  # only the units' layers: the output may be no tensor
+    with torch.no_grad():
+        shapes = {name: tuple(o.shape[1:]) for name, o in reader(example).items()}
     out: list[list[int] | None] = []
     for u in units:
-        spatial = shapes.get(u.layer, ())[1:]
-        if u.reduce == "mean" or len(spatial) != 2:
+        spatial = shapes[u.layer][1:]
+        if u.reduce == "mean" or not spatial:
             out.append(None)
         else:
-            out.append(list(u.position) if u.position is not None else [spatial[0] // 2, spatial[1] // 2])
+            out.append(list(u.position) if u.position is not None else [s // 2 for s in spatial])
     return out
 
 

@@ -51,8 +51,8 @@ class Pad:
 
 @dataclass
 class Jitter:
-    """Shift by a random integer offset in ``[-pixels, pixels]`` in each direction (a crop of the padded image,
-    Lucid's ``jitter``; the image shrinks by ``pixels`` on each side)."""
+    """Shift by a random integer offset in ``0..pixels`` in each direction: Lucid's ``jitter(d)``, a random crop of
+    side ``H - d`` (the image shrinks by ``pixels`` in all)."""
 
     pixels: int
     seed: int = 0
@@ -61,9 +61,9 @@ class Jitter:
         if self.pixels <= 0:
             return x
         j = self.pixels
-        dy, dx = torch.randint(0, 2 * j + 1, (2,), generator=_rng(self.seed, step, 1)).tolist()
+        dy, dx = torch.randint(0, j + 1, (2,), generator=_rng(self.seed, step, 1)).tolist()
         h, w = x.shape[-2:]
-        return x[..., dy : h - 2 * j + dy, dx : w - 2 * j + dx]
+        return x[..., dy : h - j + dy, dx : w - j + dx]
 
 
 @dataclass
@@ -84,7 +84,7 @@ class RandomScale:
 
 @dataclass
 class RandomRotate:
-    """Rotate about the centre by an angle (degrees) drawn from ``angles`` (Lucid: -10..10), bilinear, zeros
+    """Rotate about the centre by an angle (degrees) drawn from ``angles`` (Lucid: -10..10, 0 more often), bilinear, zeros
     (the mean colour of a normalized space) outside."""
 
     angles: Sequence[float]
@@ -102,11 +102,13 @@ class RandomRotate:
 
 
 #: Lucid's ``transforms.standard_transforms`` (lucid/optvis/transform.py), in pixels of a 224 image:
-#: pad 12, jitter 8, scale 1 + (i - 5) / 50, rotate -10..10 degrees, jitter 4.
+#: pad 12, jitter 8, scale 1 + (i - 5) / 50, rotate by one of ``list(range(-10, 11)) + 5 * [0]`` degrees (0 drawn
+#: 6 times in 26), jitter 4. Deviations: the pad is the mean colour (Lucid: 0.5 grey), scaled sizes are rounded
+#: (Lucid truncates), rotation is bilinear (TF's default is nearest).
 LUCID_PAD = 12
 LUCID_JITTER = (8, 4)
 LUCID_SCALES = tuple(1 + (i - 5) / 50 for i in range(11))
-LUCID_ANGLES = tuple(range(-10, 11))
+LUCID_ANGLES = tuple(range(-10, 11)) + 5 * (0,)
 
 
 def standard_transforms(size: int = 224, seed: int = 0) -> list[Transform]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import numbers
 import re
+import warnings
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Sequence
 
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from .errors import DgnamError, first_line
-from .modules import frozen, module_device, module_dtype
+from .modules import batch_statistics_modules, frozen, module_device, module_dtype
 
 LOGITS = "logits"
 
@@ -126,20 +127,27 @@ def output_tensor(out, what: str = "the model") -> torch.Tensor:
                      f"the tensor to read")
 
 
-class _Stop(Exception):
-    """Raised by a hook once the deepest requested layer has run: the rest of the network is never executed."""
+class _Stop(BaseException):
+    """Raised by a hook once the deepest requested layer has run: the rest of the network is never executed. A
+    ``BaseException``, so that a model's own ``try: ... except Exception`` fallback cannot catch it and run on."""
 
 
 class LayerReader(nn.Module):
     """Runs ``model`` until every requested layer has produced its output, and returns those outputs.
 
     ``logits`` (when no module has that name) means the model's final output, and runs the whole network.
-    Outputs are cloned in the hook so that later in-place operations (``ReLU(inplace=True)``) cannot change them.
+    Outputs are cloned in the hook so that later in-place operations (``ReLU(inplace=True)``) cannot change them, and
+    the model gets a copy of the input, so that a forward that edits its input in place cannot change the caller's
+    images or the code of a pixel generator. A module that runs more than once in a forward pass (a ResNet block's
+    shared ``relu``) is read at its first call; with ``count_calls`` the pass runs to the end and ``calls`` says how
+    often each requested layer ran, so that :func:`resolve_units` can warn.
     """
 
-    def __init__(self, model: nn.Module, layers: Iterable[str]) -> None:
+    def __init__(self, model: nn.Module, layers: Iterable[str], count_calls: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.count_calls = count_calls
+        self.calls: dict[str, int] = {}
         self.layers = list(dict.fromkeys(layers))
         mods = _layer_modules(model)
         for name in self.layers:
@@ -155,12 +163,15 @@ class LayerReader(nn.Module):
         wanted = set(self._modules_by_name)
         handles = []
 
+        self.calls = dict.fromkeys(self._modules_by_name, 0)
+
         def hook_for(name: str):
             def hook(_m, _inp, out):
+                self.calls[name] += 1
                 if name in outs:  # a module called twice: keep its first output
                     return
                 outs[name] = output_tensor(out, f"layer {name!r}").clone()
-                if not self._needs_output and wanted <= set(outs):
+                if not self._needs_output and not self.count_calls and wanted <= set(outs):
                     raise _Stop
 
             return hook
@@ -168,7 +179,8 @@ class LayerReader(nn.Module):
         for name, m in self._modules_by_name.items():
             handles.append(m.register_forward_hook(hook_for(name)))
         try:
-            y = self.model(x.to(module_dtype(self.model)))  # a .double() or .half() model gets its own dtype
+            # a .double() or .half() model gets its own dtype; a copy, which the model may edit in place
+            y = self.model(x.to(module_dtype(self.model), copy=True))
             if self._needs_output:
                 outs[LOGITS] = output_tensor(y)
         except _Stop:
@@ -206,9 +218,23 @@ def _probe(fn, example: torch.Tensor, fix: str = DECLARE_INPUT):
 def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor) -> list[Unit]:
     """Check every unit against the model's real layer shapes (from one forward pass of ``example``) and turn
     class names into indices. Unknown layers name the closest existing ones; indices out of range state the range."""
-    reader = LayerReader(model, [u.layer for u in units])
+    reader = LayerReader(model, [u.layer for u in units], count_calls=True)
+    shared = batch_statistics_modules(model)
+    fix = DECLARE_INPUT
+    if shared:
+        names = ", ".join(map(repr, shared[:3])) + (", ..." if len(shared) > 3 else "")
+        warnings.warn(f"BatchNorm layer(s) {names} normalize with the batch's own statistics even in eval mode "
+                      f"(track_running_stats=False): the images of one batch change each other's activations; use "
+                      f"batch_size=1 (--batch-size 1) for results that do not depend on the batching", stacklevel=3)
+        fix = (f"{DECLARE_INPUT}; or, if it fails only on one image, track running statistics in {names} (they use "
+               f"the batch's statistics)")
     with torch.no_grad(), frozen(model):  # eval mode: a probe must not move BatchNorm's running statistics
-        outs = _probe(reader, example.to(module_device(model)))
+        outs = _probe(reader, example.to(module_device(model)), fix)
+    for name, n in reader.calls.items():
+        if n > 1:
+            warnings.warn(f"layer {name!r} runs {n} times in one forward pass (a module used twice, such as a ResNet "
+                          f"block's relu): its units read its first call; to read a later one, give that call its own "
+                          f"module", stacklevel=3)
     classes = list(getattr(model, "classes", None) or [])
     resolved = []
     for u in units:

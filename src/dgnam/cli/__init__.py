@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -35,7 +36,13 @@ INTERRUPTED = ("interrupted: what was finished is on disk. visualize continues w
                "train commands with the same command; demo, sample and facets start again")
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings on the command line as one line, like its errors (not Python's two-line source listing)."""
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
 def main() -> None:
+    warnings.showwarning = _one_line_warning
     try:
         app()
     except DgnamError as e:

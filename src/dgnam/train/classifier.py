@@ -12,7 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..imagespace import ImageSpace
-from ..modules import as_device
+from ..modules import as_device, keeps_rng
 from ..weights import save_safetensors, tensor_digest
 from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, training_settings,
                      write_card)
@@ -53,6 +53,7 @@ def accuracy(model: nn.Module, x01: torch.Tensor, y: torch.Tensor, space: ImageS
     return correct / len(y)
 
 
+@keeps_rng(cuda=True)  # it seeds torch for its own init and dropout; the caller's stream is kept
 def train_classifier(
     model: nn.Module,
     space: ImageSpace,

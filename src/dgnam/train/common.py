@@ -125,6 +125,8 @@ class Checkpoint:
         """Save modules and optimizers (by name), progress, the settings and the RNG state after an epoch."""
         self.save({**{k: m.state_dict() for k, m in modules.items()}, **{k: o.state_dict() for k, o in optims.items()},
                    "epoch": epoch, "history": history, "seconds": seconds, "rng": torch.get_rng_state(),
+                   # dropout on a GPU draws from the CUDA generators, which the CPU state does not cover
+                   **({"rng_cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {}),
                    **({"settings": json.dumps(self.settings, sort_keys=True)} if self.settings is not None else {})})
 
     def resume(self, modules: dict, optims: dict, what: str) -> tuple[int, list, float]:
@@ -151,6 +153,8 @@ class Checkpoint:
                 o.load_state_dict(st[k])
             if "rng" in st:
                 torch.set_rng_state(st["rng"])
+            if "rng_cuda" in st and torch.cuda.is_available() and len(st["rng_cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(st["rng_cuda"])
         except (KeyError, TypeError, ValueError, RuntimeError, DgnamError) as e:
             raise DgnamError(f"checkpoint {self.path} does not fit this training ({first_line(e)}); delete it (or "
                              f"pass --fresh) to start over") from None

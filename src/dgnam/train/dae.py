@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import DgnamError
-from ..modules import as_device
+from ..modules import as_device, keeps_rng
 from ..weights import save_safetensors, tensor_digest
 from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, training_settings,
                      write_card)
@@ -61,6 +61,7 @@ def dae_metrics(dae: torch.nn.Module, codes: torch.Tensor, noise_std: float, see
     }
 
 
+@keeps_rng(cuda=True)  # it seeds torch for its own init and dropout; the caller's stream is kept
 def train_dae(
     train_codes: torch.Tensor,
     test_codes: torch.Tensor,

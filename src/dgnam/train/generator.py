@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..imagespace import ImageSpace, convert
-from ..modules import as_device, frozen
+from ..modules import as_device, frozen, keeps_rng
 from ..priors import CodeStats
 from ..units import LayerReader, encode
 from ..weights import save_safetensors, sha256, tensor_digest
@@ -56,6 +56,7 @@ def _images01(raw: torch.Tensor, gen_space: ImageSpace, target_space: ImageSpace
     return convert(raw, gen_space, target_space)
 
 
+@keeps_rng(cuda=True)  # it seeds torch for its own init and dropout; the caller's stream is kept
 def train_generator(
     encoder: nn.Module,
     layer: str,

@@ -15,6 +15,7 @@ from typing import Callable
 from torch import nn
 
 from ..errors import DgnamError
+from ..modules import keeps_rng
 from ..weights import load_into, load_state_dict
 from .registry import get_entry, wrap
 
@@ -73,6 +74,7 @@ def _card_space(path: Path, kind: str):
                          f"space: fix or remove that file") from None
 
 
+@keeps_rng()  # the architecture's random init is replaced by the file's weights
 def load_file_model(path: Path, arch: str) -> nn.Module:
     """A zoo architecture with the weights of ``path``. A classifier trained on a folder gets its classes from the
     card beside the file. A generator gets the code statistics found beside it (without them DGN-AM's clip to

@@ -6,10 +6,12 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import nn
 
 from ..errors import DgnamError
@@ -108,7 +110,9 @@ def create_model(name: str, pretrained: bool = True) -> nn.Module:
         how = (f"--generator FILE --generator-arch {name}" if entry.kind == "generator" else f"--model FILE --arch {name}")
         raise DgnamError(f"{name} ships no weights (an architecture only): give yours as {how} (Python: "
                          f"load_model(FILE, arch={name!r}); `dgnam convert` reads Caffe files)")
-    net = entry.build()
+    # the weights replace the architecture's random init: building it must not move the caller's random stream
+    with torch.random.fork_rng(devices=[]) if pretrained else nullcontext():
+        net = entry.build()
     if pretrained and entry.weights is not None:
         path = entry.weights_path()
         if not path.exists():
