@@ -150,7 +150,7 @@ def test_encode_takes_fashion_mnist_images_by_index_like_inpaint(tmp_path):
     fashion_mnist("test")
     from dgnam.weights import load_state_dict
 
-    r = run("encode", "test:3", "test:4", "--out", tmp_path / "c.safetensors")
+    r = run("encode", "test:3", "test:4", "--out", tmp_path / "c.safetensors", "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert load_state_dict(tmp_path / "c.safetensors")["codes"].shape == (2, 256)
     refused("test:INDEX with INDEX >= 0", "encode", "test:x", "--out", tmp_path / "d.safetensors")

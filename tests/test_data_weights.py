@@ -231,3 +231,28 @@ def test_a_zoo_generator_without_its_statistics_says_so_and_takes_code_stats(tmp
     with pytest.raises(DgnamError, match="the code statistics of fmnist-g-fc6 are missing"):
         generator_arg("fmnist-g-fc6")
     assert generator_arg("fmnist-g-fc6", code_stats=stats).code_stats is not None  # the fix it names works
+
+
+def test_safetensors_files_are_byte_identical_for_the_same_contents(tmp_path):
+    """safetensors wrote metadata keys in a random order: two identical runs wrote code files of other SHA-256s (and
+    readable by their owner only)."""
+    import hashlib
+    import os
+
+    from safetensors import safe_open
+
+    from dgnam.weights import save_safetensors
+
+    digests = set()
+    for i in range(8):
+        path = tmp_path / f"{i}.safetensors"
+        save_safetensors({"b": torch.zeros(3), "a": torch.ones(2)}, path,
+                         {"seed": "3", "restart": "0", "unit": "logits:0", "note": "ü"})
+        digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
+    assert len(digests) == 1
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata() == {"seed": "3", "restart": "0", "unit": "logits:0", "note": "ü"}
+        assert torch.equal(f.get_tensor("a"), torch.ones(2))
+    mask = os.umask(0)
+    os.umask(mask)  # (read the process's umask back, unchanged)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask  # a plain file's permissions, not owner-only

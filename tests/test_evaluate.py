@@ -109,6 +109,12 @@ def test_evaluate_scores_in_eval_mode_and_gives_the_modules_back(tiny_model, tin
     assert torch.equal(tiny_model.features[1].running_mean, stats)
     assert json.dumps(ev["units"]) == json.dumps(ref["units"])  # activations, judge, Fréchet: all as in eval mode
     assert json.dumps(ev["summary"]) == json.dumps(ref["summary"])
+    # on a named device (the CPU here; `dgnam evaluate --device`): the same figures, the models given back as given
+    on = evaluate_run(out, judge=judge, model=tiny_model, data=RealData(real.images, real.labels), write=False,
+                      device="cpu")
+    assert json.dumps(on["units"]) == json.dumps(ref["units"]) and tiny_model.training and judge.training
+    with pytest.raises(DgnamError, match="unknown device"):
+        evaluate_run(out, judge=judge, model=tiny_model, data=real, write=False, device="gpu0")
 
 
 def test_evaluate_matches_real_classes_by_name(tiny_model, tiny_gen, tmp_path):

@@ -28,7 +28,7 @@ from torch import nn
 
 from .errors import DgnamError
 from .imagespace import ImageSpace, convert
-from .modules import frozen, module_device, module_dtype
+from .modules import as_device, frozen, module_device, module_dtype
 from .weights import tensor_digest
 from .units import (LOGITS, LayerReader, default_embed_layer, encode, layer_names, layer_shapes, output_tensor,
                     parse_units, resolve_units, unit_responses)
@@ -459,6 +459,7 @@ def evaluate_run(
     write: bool = True,
     judge_layer: str | None = None,
     partial: bool = False,
+    device: str | torch.device | None = None,
 ) -> dict:
     """Add per-record and per-unit metrics to the run in ``run_dir`` (its ``results.json`` records gain fields) and
     write ``evaluation.json`` and ``nearest.png``. Returns the evaluation (``summary``, ``units``, settings).
@@ -470,8 +471,12 @@ def evaluate_run(
     lite2). Class-unit metrics need a judge of the target's
     classes (see :func:`judge_classes_of`). ``judge_layer`` is the judge's feature layer (default: see
     :class:`Judge`). A `visualize` run with fewer records than its config asks for is refused unless ``partial``:
-    then it is scored and marked incomplete (``summary["complete"]``).
+    then it is scored and marked incomplete (``summary["complete"]``). ``device`` runs the target and the judge
+    there for the evaluation, and gives them back where they were; ``None``: each where it is (a model loaded by name
+    is on the CPU).
     """
+    from contextlib import ExitStack
+
     from .zoo import load_model
 
     out = Path(run_dir)
@@ -518,6 +523,7 @@ def evaluate_run(
     added_space = getattr(model, "input_space", None) is None
     if added_space:
         model.input_space = ImageSpace.from_dict(cfg["target_space"])
+    moved = ExitStack()
     try:
         tspace: ImageSpace = model.input_space
         class_set = _class_set(model)
@@ -536,6 +542,9 @@ def evaluate_run(
                 raise DgnamError(f"the default judge {judge} cannot be loaded ({e}); or give --judge") from None
         elif isinstance(judge, str):
             judge = load_model(judge)
+        if device is not None:
+            for m in dict.fromkeys((model, judge)):  # (the target may be its own judge)
+                moved.enter_context(frozen(m, as_device(device)))
         judge_obj = Judge(judge, layer=judge_layer)
         # the class check before the real data are read (which takes a while): a wrong judge fails at once
         units = resolve_units(model, parse_units([r["unit"] for r in records]),
@@ -564,6 +573,7 @@ def evaluate_run(
             (out / "evaluation.json").write_text(json.dumps(ev, indent=1))
         return ev
     finally:
+        moved.close()
         if added_space:
             del model.input_space
 

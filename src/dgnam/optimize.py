@@ -135,7 +135,9 @@ def optimize(
 ) -> AMResult:
     """Maximize ``units[b]`` on ``G(codes[b])`` for every batch item b.
 
-    The reported result is the last code, as released; the code with the highest activation seen is kept too (with
+    The reported result is the last code (the released code reports instead the last iteration's image G(h) plus
+    that iteration's image-space step, before the code update: at that step's lr of 0.04 of 8 the two barely differ,
+    and only a code can be saved and resumed); the code with the highest activation seen is kept too (with
     transforms, seen on the step's transformed view; its reported activation is then that of the untransformed image,
     and the final code replaces it when the final image scores higher).
     """

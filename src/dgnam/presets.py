@@ -117,7 +117,7 @@ def _lucid(space: ImageSpace, generator: Generator | None) -> MethodSpec:
 
 register_method(Method(
     "lucid", "Fourier parametrization + decorrelated colour + jitter/scale/rotate, Adam lr 0.05, 512 steps",
-    _lucid, source="Olah et al. 2017 (Lucid render_vis defaults)",
+    _lucid, source="Olah et al. 2017 (Lucid: Fourier image, decorrelated colour, standard_transforms)",
 ))
 
 #: ``pixel-l2-blur``: the plain pixel loop with Yosinski et al.'s setting-3 regularizers (decay 1e-4 per step,

@@ -153,8 +153,17 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], what: str = "mo
 
 
 def save_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict | None = None) -> None:
-    from safetensors.torch import save_file
+    """Write a safetensors file whose bytes depend only on its contents: safetensors writes the metadata's keys in a
+    random order (a hash map), so two identical runs gave files of other SHA-256s. The header is re-serialized with
+    sorted keys (the same JSON, so the same length), and the file gets the usual permissions (``save_file`` makes it
+    readable by its owner only)."""
+    from safetensors.torch import save
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path), metadata=meta)
+    data = save({k: v.detach().contiguous().cpu() for k, v in state.items()}, metadata=meta)
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + n]), separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    if len(header) <= n:  # (always, for the same JSON; the header is space-padded to its recorded length)
+        data = data[:8] + header + b" " * (n - len(header)) + data[8 + n :]
+    Path(path).write_bytes(data)

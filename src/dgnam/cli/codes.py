@@ -11,7 +11,7 @@ import typer
 from ..errors import DgnamError
 from . import app
 from ..zoo.registry import weights_sha256
-from .common import DATA_HELP, LIMIT_HELP, declared_space, model_arg
+from .common import DATA_HELP, LIMIT_HELP, declared_space, device_arg, model_arg
 
 
 def _read_arrays(paths: list[Path]) -> list:
@@ -65,12 +65,13 @@ def encode(
     layer: str = typer.Option("fc6"),
     out: Path = typer.Option(Path("codes.safetensors")),
     arch: Optional[str] = typer.Option(None),
+    device: str = typer.Option("cpu", help="where the encoder runs (cpu, cuda, cuda:N)"),
 ) -> None:
     """Encode real images into codes (for `visualize --init codes.safetensors`, the paper's start from a real image)."""
     from ..units import encode as encode_layer
     from ..weights import save_safetensors
 
-    net = model_arg(model, arch)
+    net = model_arg(model, arch).to(device_arg(device))
     codes = encode_layer(net, layer, _images(images, declared_space(net, model, "encode")))
     # the model as a generator's card names its encoder (a zoo name, or a file's resolved path), so that
     # `visualize --init` can check the codes are of the layer the generator inverts
@@ -92,13 +93,14 @@ def code_stats(
     limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
     out: Path = typer.Option(Path("codestats.safetensors")),
     arch: Optional[str] = typer.Option(None),
+    device: str = typer.Option("cpu", help="where the encoder runs (cpu, cuda, cuda:N)"),
 ) -> None:
     """Measure CodeStats (per-component mean, std, percentiles) of LAYER over a data set."""
     from ..data import load_dataset
     from ..priors import CodeStats
     from ..units import encode as encode_layer
 
-    net = model_arg(model, arch)
+    net = model_arg(model, arch).to(device_arg(device))
     space = declared_space(net, model, "code-stats")
     ds = load_dataset(data, split, space.size, space.channels)
     x, _ = ds.tensors(limit)

@@ -10,7 +10,7 @@ import typer
 from . import app
 from ..errors import DgnamError
 from ..report import NOT_APPLICABLE
-from .common import model_arg, print_table
+from .common import device_arg, model_arg, print_table
 
 
 
@@ -34,6 +34,7 @@ def evaluate(
     real: int = typer.Option(10_000, help="real training images sampled for the references"),
     partial: bool = typer.Option(False, "--partial", help="score a run that has not finished all its images (marked "
                                                           "incomplete); without it such a run is refused"),
+    device: str = typer.Option("cpu", help="where the target and the judge run (cpu, cuda, cuda:N)"),
 ) -> None:
     """Add activation-vs-real, judge, Fréchet, nearest-training-image and diversity metrics to RUN_DIR's records;
     writes evaluation.json, nearest.png and report.html there and prints the per-unit table."""
@@ -45,7 +46,7 @@ def evaluate(
                              f"{'--model' if what == '--arch' else '--judge'} FILE or drop {what}")
     ev = evaluate_run(run_dir, judge=model_arg(judge, judge_arch, flag="--judge") if judge else None,
                       model=model_arg(model, arch) if model else None, data=data, real_images=real,
-                      judge_layer=judge_layer, partial=partial)
+                      judge_layer=judge_layer, partial=partial, device=device_arg(device))
     unit_cols = ["unit", "images", "activation_ratio", "activation_percentile", "judge_accuracy", "fid", "nn_ratio",
                  "diversity"]
     s = ev["summary"]
