@@ -359,29 +359,57 @@ def test_batchnorm_with_batch_statistics_warns_that_items_interact():
                         nn.LazyLinear(2)).eval()
     net(torch.zeros(2, 1, 12, 12))
     net.input_space = SPACE
-    with pytest.warns(UserWarning, match=r"BatchNorm layer\(s\) '1' normalize with the batch's own statistics.*batch_size=1"):
+    with pytest.warns(UserWarning, match=r"BatchNorm layer\(s\) '1' normalize with the batch's own statistics.*--batch-size 1"):
         visualize(net, "2:0", None, steps=0, progress=False)
 
 
-def test_the_early_stop_is_not_caught_by_a_models_own_fallback():
-    calls = []
+def test_units_resolve_when_layers_after_them_fail_on_one_image():
+    """Counting how often a layer runs takes the probe past the requested layer; a head that fails there (here
+    BatchNorm1d on batch statistics, which needs two images) must not refuse a unit the forward reaches first."""
+    from dgnam.units import resolve_units
 
-    class Fallback(nn.Module):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(300, 4),
+                        nn.BatchNorm1d(4, track_running_stats=False)).eval()
+    x = SPACE.encode(torch.full((1, 1, 12, 12), 0.5))
+    with pytest.warns(UserWarning, match="batch's own statistics"):
+        (u,) = resolve_units(net, parse_units("1:2"), x)
+    assert u.channel == 2
+
+
+def test_a_unit_without_a_gradient_is_refused_even_beside_a_penalty_prior():
+    """A penalty prior depends on the code, so the objective had a gradient and the run optimized the prior alone."""
+    from dgnam import L2Penalty
+
+    class Detached(nn.Module):
         def __init__(self):
             super().__init__()
             self.net = TinyNet()
 
         def forward(self, x):
-            try:
-                return self.net(x)
-            except Exception:  # noqa: BLE001 (a model's own fallback path)
-                calls.append(1)
-                return self.net(x)
+            return self.net(x.detach())
 
-    net = Fallback().eval()
+    net = Detached().eval()
     net.input_space = SPACE
-    visualize(net, "net.features.0:1", None, steps=2, progress=False)
-    assert calls == []
+    with pytest.raises(DgnamError, match="do not depend differentiably"):
+        visualize(net, "logits:0", None, priors=[L2Penalty(1e-3)], steps=2, progress=False)
+
+
+def test_warnings_point_at_the_callers_line():
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3, track_running_stats=False)).eval()
+    net.input_space = SPACE
+    with pytest.warns(UserWarning) as got:
+        visualize(net, "0:0", None, steps=0, progress=False)
+    assert got[0].filename == __file__
+
+
+def test_device_none_is_where_the_model_is():
+    from dgnam.modules import as_device
+
+    net = TinyNet()
+    assert as_device(None, like=net) == torch.device("cpu") and as_device(None) == torch.device("cpu")
+    with pytest.raises(DgnamError, match="unknown device"):
+        as_device("gpu0", like=net)
 
 
 def test_a_one_dimensional_layer_records_the_position_it_reads():

@@ -1,7 +1,13 @@
-"""One exception type for mistakes a user can fix.
+"""One exception type for mistakes a user can fix, and warnings that point at the user's line.
 
 Every message is a single line that names the fix; the CLI prints it without a traceback.
 """
+
+import sys
+import warnings
+from pathlib import Path
+
+_PACKAGE = str(Path(__file__).parent)
 
 
 class DgnamError(Exception):
@@ -13,3 +19,12 @@ def first_line(e: BaseException) -> str:
     ``EOFError`` from an empty file has an empty message)."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def warn(message: str) -> None:
+    """``warnings.warn`` attributed to the first caller outside dgnam: the line of the user's code that made the
+    call (warnings raised deep in the package otherwise point at the package's own lines)."""
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is the frame that called warn()
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)

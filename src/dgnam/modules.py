@@ -54,7 +54,8 @@ def keeps_rng(cuda: bool = False):
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            devices = list(range(torch.cuda.device_count())) if cuda and torch.cuda.is_available() else []
+            # CUDA's generators only once CUDA runs: forking them would start CUDA on every GPU for a CPU training
+            devices = list(range(torch.cuda.device_count())) if cuda and torch.cuda.is_initialized() else []
             with torch.random.fork_rng(devices=devices):
                 return fn(*args, **kwargs)
 

@@ -157,15 +157,16 @@ def optimize(
         codes.requires_grad_(True)
         raw = pipeline.images(codes)
         acts = pipeline.activations(units, raw, step)
+        if not acts.requires_grad:  # torch's error ("element 0 of tensors does not require grad") names no fix, and
+            # a penalty prior would hide it: the loop would optimize the prior alone
+            raise DgnamError(f"unit(s) {', '.join(sorted({u.address for u in units}))} do not depend differentiably "
+                             f"on the image (the model computes them under torch.no_grad() or detaches its input): "
+                             f"activation maximization needs their gradient, so remove that from the forward")
         objective = acts
         for p in priors:
             pen = p.penalty(codes, raw)
             if pen is not None:
                 objective = objective - pen
-        if not objective.requires_grad:  # torch's own error ("element 0 of tensors does not require grad") names no fix
-            raise DgnamError(f"unit(s) {', '.join(sorted({u.address for u in units}))} do not depend differentiably "
-                             f"on the image (the model computes them under torch.no_grad() or detaches its input): "
-                             f"activation maximization needs their gradient, so remove that from the forward")
         (grad,) = torch.autograd.grad(objective.sum(), codes)
         codes = codes.detach()
         acts = acts.detach()

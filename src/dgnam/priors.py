@@ -209,18 +209,18 @@ BLUR_TRUNCATE = 4.0
 
 
 def _pad_symmetric(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
-    """Extend ``dim`` by ``r`` on both sides as ``d c b a | a b c d | d c b a`` (scipy's ``reflect``; torch's
-    ``reflect`` pad is scipy's ``mirror``, without the edge pixel repeated); ``r`` at most the side."""
-    if r == 0:
-        return x
+    """Extend ``dim`` by ``r`` on both sides as ``d c b a | a b c d | d c b a``, repeating the reflection when ``r``
+    exceeds the side (scipy's ``reflect``; torch's ``reflect`` pad is scipy's ``mirror``, without the edge pixel
+    repeated, and cannot pad more than the side)."""
     n = x.shape[dim]
-    return torch.cat([x.narrow(dim, 0, r).flip(dim), x, x.narrow(dim, n - r, r).flip(dim)], dim)
+    i = torch.arange(-r, n + r, device=x.device) % (2 * n)
+    return x.index_select(dim, torch.where(i < n, i, 2 * n - 1 - i))
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of ``(B, C, H, W)``, ``sigma`` in pixels (identity for ``sigma <= 0``): the same as
     ``scipy.ndimage.gaussian_filter`` with its defaults, applied per image and channel, as in Yosinski et al.'s code
-    (their "blur radius"). A kernel wider than the image is cut at the image's side."""
+    (their "blur radius"), for any sigma."""
     if sigma <= 0:
         return x
     r = int(BLUR_TRUNCATE * sigma + 0.5)  # scipy's radius
@@ -228,10 +228,9 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
     c = x.shape[1]
-    r_h, r_w = min(r, x.shape[-2]), min(r, x.shape[-1])
-    x = _pad_symmetric(_pad_symmetric(x, r_h, -2), r_w, -1)
-    x = F.conv2d(x, k[r - r_w : r + r_w + 1].view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, k[r - r_h : r + r_h + 1].view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    x = _pad_symmetric(_pad_symmetric(x, r, -2), r, -1)
+    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
 def _check_image_code(code: torch.Tensor, what: str) -> None:

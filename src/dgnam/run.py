@@ -382,7 +382,7 @@ def _runs_channels_last(model: nn.Module, generator: Generator, space: ImageSpac
     code = torch.zeros(1, *generator.code_shape, device=module_device(generator), dtype=module_dtype(generator))
     try:
         with torch.no_grad():
-            model(convert(generator(code), generator.space, space).to(module_device(model)))
+            model(convert(generator(code), generator.space, space).to(module_device(model), module_dtype(model)))
     except Exception:  # noqa: BLE001 (any failure: the NCHW run says what it is)
         return False
     return True

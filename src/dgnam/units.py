@@ -12,14 +12,13 @@ from __future__ import annotations
 import difflib
 import numbers
 import re
-import warnings
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from .errors import DgnamError, first_line
+from .errors import DgnamError, first_line, warn
 from .modules import batch_statistics_modules, frozen, module_device, module_dtype
 
 LOGITS = "logits"
@@ -127,9 +126,10 @@ def output_tensor(out, what: str = "the model") -> torch.Tensor:
                      f"the tensor to read")
 
 
-class _Stop(BaseException):
-    """Raised by a hook once the deepest requested layer has run: the rest of the network is never executed. A
-    ``BaseException``, so that a model's own ``try: ... except Exception`` fallback cannot catch it and run on."""
+class _Stop(Exception):
+    """Raised by a hook once the deepest requested layer has run: the rest of the network is never executed. (An
+    ``Exception``, so that ``nn.DataParallel``'s workers hand it back to the caller; a model's own ``except
+    Exception`` fallback may catch it and run its forward again, which costs time but keeps the first output.)"""
 
 
 class LayerReader(nn.Module):
@@ -139,8 +139,9 @@ class LayerReader(nn.Module):
     Outputs are cloned in the hook so that later in-place operations (``ReLU(inplace=True)``) cannot change them, and
     the model gets a copy of the input, so that a forward that edits its input in place cannot change the caller's
     images or the code of a pixel generator. A module that runs more than once in a forward pass (a ResNet block's
-    shared ``relu``) is read at its first call; with ``count_calls`` the pass runs to the end and ``calls`` says how
-    often each requested layer ran, so that :func:`resolve_units` can warn.
+    shared ``relu``) is read at its first call; with ``count_calls`` the pass goes on past the requested layers and
+    ``calls`` says how often each ran, so that :func:`resolve_units` can warn. Layers after them that fail on this
+    input (a head built for another size) end the pass as the early stop would, and ``ran_to_end`` is then False.
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[str], count_calls: bool = False) -> None:
@@ -148,6 +149,7 @@ class LayerReader(nn.Module):
         self.model = model
         self.count_calls = count_calls
         self.calls: dict[str, int] = {}
+        self.ran_to_end = False
         self.layers = list(dict.fromkeys(layers))
         mods = _layer_modules(model)
         for name in self.layers:
@@ -162,8 +164,8 @@ class LayerReader(nn.Module):
         outs: dict[str, torch.Tensor] = {}
         wanted = set(self._modules_by_name)
         handles = []
-
         self.calls = dict.fromkeys(self._modules_by_name, 0)
+        self.ran_to_end = False
 
         def hook_for(name: str):
             def hook(_m, _inp, out):
@@ -183,8 +185,12 @@ class LayerReader(nn.Module):
             y = self.model(x.to(module_dtype(self.model), copy=True))
             if self._needs_output:
                 outs[LOGITS] = output_tensor(y)
+            self.ran_to_end = True
         except _Stop:
             pass
+        except Exception:  # noqa: BLE001
+            if not (self.count_calls and not self._needs_output and wanted <= set(outs)):
+                raise  # (a failure after every requested layer ran is only the end of the extra counting)
         finally:
             for h in handles:
                 h.remove()
@@ -223,18 +229,17 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
     fix = DECLARE_INPUT
     if shared:
         names = ", ".join(map(repr, shared[:3])) + (", ..." if len(shared) > 3 else "")
-        warnings.warn(f"BatchNorm layer(s) {names} normalize with the batch's own statistics even in eval mode "
-                      f"(track_running_stats=False): the images of one batch change each other's activations; use "
-                      f"batch_size=1 (--batch-size 1) for results that do not depend on the batching", stacklevel=3)
+        warn(f"BatchNorm layer(s) {names} normalize with the batch's own statistics even in eval mode "
+             f"(track_running_stats=False): the images of one batch change each other's activations, so results "
+             f"depend on the batching (visualize: a batch of one image, --batch-size 1, avoids it)")
         fix = (f"{DECLARE_INPUT}; or, if it fails only on one image, track running statistics in {names} (they use "
                f"the batch's statistics)")
     with torch.no_grad(), frozen(model):  # eval mode: a probe must not move BatchNorm's running statistics
         outs = _probe(reader, example.to(module_device(model)), fix)
     for name, n in reader.calls.items():
-        if n > 1:
-            warnings.warn(f"layer {name!r} runs {n} times in one forward pass (a module used twice, such as a ResNet "
-                          f"block's relu): its units read its first call; to read a later one, give that call its own "
-                          f"module", stacklevel=3)
+        if n > 1 and reader.ran_to_end:
+            warn(f"layer {name!r} runs {n} times in one forward pass (a module used twice, such as a ResNet block's "
+                 f"relu): its units read its first call; to read a later one, give that call its own module")
     classes = list(getattr(model, "classes", None) or [])
     resolved = []
     for u in units:

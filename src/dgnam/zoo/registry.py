@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import DgnamError
+from ..errors import DgnamError, warn
 from ..imagespace import ImageSpace
 from ..weights import load_into, load_state_dict
 
@@ -169,9 +169,7 @@ def flag_code_stats(gen, problem: str | None):
     (replaceable) holds what was found."""
     gen.code_stats_problem = problem
     if problem:
-        import warnings
-
-        warnings.warn(problem, stacklevel=3)
+        warn(problem)
     return gen
 
 
