@@ -61,3 +61,16 @@ def tiny_gen():
     torch.manual_seed(1)
     stats = CodeStats(mean=torch.full((10,), 1.0), std=torch.full((10,), 1.0))
     return LearnedGenerator(TinyGen(10), code_shape=(10,), space=GEN_SPACE, code_stats=stats, name="tiny")
+
+
+class TwiceNet(nn.Module):
+    """A shared ``relu`` called twice in one forward pass, as in a ResNet block (for the CLI's warning)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 3, 3, padding=1)
+        self.conv2 = nn.Conv2d(3, 3, 3, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.conv2(self.relu(self.conv1(x)))).mean((2, 3))

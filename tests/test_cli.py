@@ -35,3 +35,12 @@ def test_bad_units_and_models(tmp_path):
     evil = tmp_path / "evil.pt"
     evil.write_bytes(b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94\x8c\x02id\x94\x85\x94R\x94.")
     one_line_error(dgnam("layers", str(evil), "--arch", "fmnist-cnn"), "refusing")
+
+
+def test_cli_warnings_are_one_line(tmp_path):
+    p = dgnam("visualize", "--model", "conftest:TwiceNet", "--input-shape", "1x12x12", "--units", "relu:0",
+              "--steps", "0", "--out", tmp_path / "r")
+    assert p.returncode == 0, p.stderr
+    warned = [ln for ln in p.stderr.splitlines() if "runs 2 times" in ln]
+    assert len(warned) == 1 and warned[0].startswith("warning: layer 'relu' runs 2 times"), p.stderr
+    assert "UserWarning" not in p.stderr and "warn(" not in p.stderr
