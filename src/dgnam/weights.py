@@ -156,7 +156,8 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike, me
     """Write a safetensors file whose bytes depend only on its contents: safetensors writes the metadata's keys in a
     random order (a hash map), so two identical runs gave files of other SHA-256s. The header is re-serialized with
     sorted keys (the same JSON, so the same length), and the file gets the usual permissions (``save_file`` makes it
-    readable by its owner only)."""
+    readable by its owner only). It is written beside the target and moved over it: a kill never leaves half a file,
+    and tensors still mapped from the file it replaces (``load_file`` maps them) stay valid."""
     from safetensors.torch import save
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -166,4 +167,10 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike, me
     header = json.dumps(json.loads(data[8 : 8 + n]), separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
     if len(header) <= n:  # (always, for the same JSON; the header is space-padded to its recorded length)
         data = data[:8] + header + b" " * (n - len(header)) + data[8 + n :]
-    Path(path).write_bytes(data)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
