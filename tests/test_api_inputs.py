@@ -376,6 +376,19 @@ def test_units_resolve_when_layers_after_them_fail_on_one_image():
         (u,) = resolve_units(net, parse_units("1:2"), x)
     assert u.channel == 2
 
+    class TwiceThenFail(nn.Module):  # a shared relu, then a head that needs two images: the calls seen still count
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+            self.relu = nn.ReLU()
+            self.head = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(144, track_running_stats=False))
+
+        def forward(self, x):
+            return self.head(self.relu(self.conv(self.relu(x))))
+
+    with pytest.warns(UserWarning, match="'relu' runs at least 2 times"):
+        resolve_units(TwiceThenFail().eval(), parse_units("relu:0"), x)
+
 
 def test_a_unit_without_a_gradient_is_refused_even_beside_a_penalty_prior():
     """A penalty prior depends on the code, so the objective had a gradient and the run optimized the prior alone."""

@@ -256,3 +256,28 @@ def test_safetensors_files_are_byte_identical_for_the_same_contents(tmp_path):
     mask = os.umask(0)
     os.umask(mask)  # (read the process's umask back, unchanged)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask  # a plain file's permissions, not owner-only
+
+
+def test_safetensors_saves_from_two_threads_to_one_file_do_not_collide(tmp_path):
+    """The temporary file beside the target was named by the process only: one thread's move removed the other's."""
+    import threading
+
+    from dgnam.weights import load_state_dict, save_safetensors
+
+    errors = []
+
+    def write(v):
+        try:
+            for _ in range(20):
+                save_safetensors({"x": torch.full((64,), float(v))}, tmp_path / "same.safetensors", {"who": str(v)})
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(v,)) for v in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert float(load_state_dict(tmp_path / "same.safetensors")["x"][0]) in (1.0, 2.0)
+    assert [p.name for p in tmp_path.iterdir()] == ["same.safetensors"]  # no temporary file left behind

@@ -3,11 +3,12 @@
 Every message is a single line that names the fix; the CLI prints it without a traceback.
 """
 
+import os
 import sys
 import warnings
 from pathlib import Path
 
-_PACKAGE = str(Path(__file__).parent)
+_PACKAGE = str(Path(__file__).parent) + os.sep  # (not dgnam_plugins/...)
 
 
 class DgnamError(Exception):

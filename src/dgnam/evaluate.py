@@ -543,7 +543,7 @@ def evaluate_run(
         elif isinstance(judge, str):
             judge = load_model(judge)
         if device is not None:
-            for m in dict.fromkeys((model, judge)):  # (the target may be its own judge)
+            for m in {id(m): m for m in (model, judge)}.values():  # (the target may be its own judge)
                 moved.enter_context(frozen(m, as_device(device)))
         judge_obj = Judge(judge, layer=judge_layer)
         # the class check before the real data are read (which takes a while): a wrong judge fails at once

@@ -54,10 +54,17 @@ def keeps_rng(cuda: bool = False):
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            # CUDA's generators only once CUDA runs: forking them would start CUDA on every GPU for a CPU training
+            # CUDA's generators are forked only once CUDA runs: forking them would start CUDA on every GPU for a CPU
+            # training. Before that, torch.manual_seed queues a seed for CUDA, which is put back afterwards.
+            lazy = cuda and torch.cuda.is_available() and not torch.cuda.is_initialized()
+            queued = torch.initial_seed() if lazy else None
             devices = list(range(torch.cuda.device_count())) if cuda and torch.cuda.is_initialized() else []
-            with torch.random.fork_rng(devices=devices):
-                return fn(*args, **kwargs)
+            try:
+                with torch.random.fork_rng(devices=devices):
+                    return fn(*args, **kwargs)
+            finally:
+                if queued is not None:
+                    torch.cuda.manual_seed_all(queued)
 
         return wrapper
 

@@ -228,9 +228,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
     c = x.shape[1]
-    x = _pad_symmetric(_pad_symmetric(x, r, -2), r, -1)
-    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    x = F.conv2d(_pad_symmetric(x, r, -1), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)  # each axis padded
+    return F.conv2d(_pad_symmetric(x, r, -2), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)  # just before its pass
 
 
 def _check_image_code(code: torch.Tensor, what: str) -> None:

@@ -237,8 +237,9 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
     with torch.no_grad(), frozen(model):  # eval mode: a probe must not move BatchNorm's running statistics
         outs = _probe(reader, example.to(module_device(model)), fix)
     for name, n in reader.calls.items():
-        if n > 1 and reader.ran_to_end:
-            warn(f"layer {name!r} runs {n} times in one forward pass (a module used twice, such as a ResNet block's "
+        if n > 1:  # (a pass that failed after the requested layers saw at least these calls)
+            times = f"{n} times" if reader.ran_to_end else f"at least {n} times"
+            warn(f"layer {name!r} runs {times} in one forward pass (a module used twice, such as a ResNet block's "
                  f"relu): its units read its first call; to read a later one, give that call its own module")
     classes = list(getattr(model, "classes", None) or [])
     resolved = []

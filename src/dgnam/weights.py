@@ -157,20 +157,26 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike, me
     random order (a hash map), so two identical runs gave files of other SHA-256s. The header is re-serialized with
     sorted keys (the same JSON, so the same length), and the file gets the usual permissions (``save_file`` makes it
     readable by its owner only). It is written beside the target and moved over it: a kill never leaves half a file,
-    and tensors still mapped from the file it replaces (``load_file`` maps them) stay valid."""
+    and on POSIX tensors still mapped from the file it replaces (``load_file`` maps them) stay valid."""
+    import uuid
+
     from safetensors.torch import save
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-    data = save({k: v.detach().contiguous().cpu() for k, v in state.items()}, metadata=meta)
-    n = int.from_bytes(data[:8], "little")
-    header = json.dumps(json.loads(data[8 : 8 + n]), separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
-    if len(header) <= n:  # (always, for the same JSON; the header is space-padded to its recorded length)
-        data = data[:8] + header + b" " * (n - len(header)) + data[8 + n :]
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    data = memoryview(save({k: v.detach().contiguous().cpu() for k, v in state.items()}, metadata=meta))
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(bytes(data[8 : 8 + n])), separators=(",", ":"), sort_keys=True,
+                        ensure_ascii=False).encode()
+    if len(header) > n:  # (never, for the same JSON) keep safetensors' own header
+        header = bytes(data[8 : 8 + n])
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "xb") as f:  # parts written in turn: no second copy of the file in memory
+            f.write(data[:8])
+            f.write(header + b" " * (n - len(header)))
+            f.write(data[8 + n :])
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
