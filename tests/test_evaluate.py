@@ -518,11 +518,10 @@ def test_the_default_judge_is_never_the_target():
 def test_the_judge_is_the_target_when_their_weights_are_the_same(tmp_path):
     import shutil
 
-    from dgnam.evaluate import _weights_sha
     from dgnam.zoo import load_model
-    from dgnam.zoo.registry import WEIGHTS_DIR
+    from dgnam.zoo.registry import WEIGHTS_DIR, model_weights_sha256
 
     shutil.copy(WEIGHTS_DIR / "fmnist-cnn.safetensors", tmp_path / "copy.safetensors")  # a copy under another name
     zoo, copy = load_model("fmnist-cnn"), load_model(str(tmp_path / "copy.safetensors"), "fmnist-cnn")
-    assert _weights_sha(zoo) is not None and _weights_sha(zoo) == _weights_sha(copy)
-    assert _weights_sha(load_model("fmnist-judge")) != _weights_sha(zoo)
+    assert model_weights_sha256(zoo) is not None and model_weights_sha256(zoo) == model_weights_sha256(copy)
+    assert model_weights_sha256(load_model("fmnist-judge")) != model_weights_sha256(zoo)

@@ -295,17 +295,6 @@ def _imagenet_wnid(class_names: Sequence[str], c: int) -> str | None:
     return _class_key(wnids[c]) if wnids else None
 
 
-def _weights_sha(model: nn.Module) -> str | None:
-    """The SHA-256 of the weights a loaded model came from (its file, or its zoo card); ``None`` when unknown."""
-    from .zoo.registry import weights_sha256
-
-    src = getattr(model, "dgnam_source", None)
-    if src:
-        return weights_sha256(src["spec"], src.get("arch"))
-    name = getattr(model, "zoo_name", None)
-    return weights_sha256(name) if name else None
-
-
 def _class_key(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", str(name).lower())
 
@@ -713,7 +702,9 @@ def evaluate_images(
         "diversity": float(np.mean(divs)) if divs else None,
     }
     caveats = []
-    sha_j, sha_m = _weights_sha(judge.model), _weights_sha(model)
+    from .zoo.registry import model_weights_sha256
+
+    sha_j, sha_m = model_weights_sha256(judge.model), model_weights_sha256(model)
     if judge.model is model or (sha_j is not None and sha_j == sha_m):  # the same weights (a file's stem says nothing)
         caveats.append("the judge is the target itself, not held out: its accuracy says how the target sees the "
                        "images, not whether another network recognizes them")

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import DgnamError
 from . import app
-from ..zoo.registry import weights_sha256
+from ..zoo.registry import model_weights_sha256
 from .common import DATA_HELP, LIMIT_HELP, declared_space, device_arg, model_arg
 
 
@@ -77,7 +77,7 @@ def encode(
     # `visualize --init` can check the codes are of the layer the generator inverts
     source = getattr(net, "dgnam_source", None) or {}
     ident = source.get("spec") or getattr(net, "zoo_name", None) or model
-    sha = weights_sha256(source.get("spec") or model, source.get("arch")) or ""
+    sha = model_weights_sha256(net) or ""
     save_safetensors({"codes": codes}, out, metadata={"model": ident, "arch": source.get("arch") or "", "layer": layer,
                                                       "weights_sha256": sha,
                                                       "images": [str(p) for p in images]})

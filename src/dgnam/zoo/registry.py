@@ -214,6 +214,16 @@ def weights_sha256(spec: str, arch: str | None = None) -> str | None:
     return entry.card().get("sha256") if entry.weights is not None else None
 
 
+def model_weights_sha256(model: nn.Module) -> str | None:
+    """:func:`weights_sha256` of a loaded model: of the file or factory it came from (``dgnam_source``, which
+    :func:`load_model` sets), else of its zoo entry; ``None`` when unknown."""
+    src = getattr(model, "dgnam_source", None)
+    if src:
+        return weights_sha256(src["spec"], src.get("arch"))
+    name = getattr(model, "zoo_name", None)
+    return weights_sha256(name) if name else None
+
+
 def load_model(spec: str, arch: str | None = None, pretrained: bool = True) -> nn.Module:
     """A model from a zoo name, an import path ``package.module:factory`` (called with no arguments), or a local
     weights file with ``arch`` naming its zoo architecture (``.safetensors`` or a plain state dict).
