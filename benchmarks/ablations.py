@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgnam import AMConfig, LearnedGenerator, create_model, visualize
+from dgnam import LearnedGenerator, create_model, visualize
 from dgnam.data import FashionMNIST
 from dgnam.evaluate import classify
 from dgnam.priors import ClipCode, CodeStats, L2Decay, L2Penalty, dgnam_code_priors

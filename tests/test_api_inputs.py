@@ -10,7 +10,7 @@ from torch import nn
 
 from conftest import SPACE, TinyNet
 
-from dgnam import AMConfig, DgnamError, ImageSpace, L2Decay, build_method, visualize
+from dgnam import DgnamError, ImageSpace, L2Decay, build_method, visualize
 from dgnam.evaluate import RealData, evaluate_run
 from dgnam.units import Unit, encode, parse_units
 
@@ -445,3 +445,26 @@ def test_a_one_dimensional_layer_records_the_position_it_reads():
         want = net.conv(run.images[:, 0])[0, 3, 5]
     assert run.records[0]["position"] == [5]
     assert run.records[0]["activation"] == pytest.approx(float(want), abs=1e-5)
+
+
+def test_numpy_start_codes_run_as_tensors_and_alike_restarts_are_flagged(tiny_model, tiny_gen):
+    """``init=np.zeros(...)`` failed deep inside ("the truth value of an array ... is ambiguous"); a config with
+    negative steps ran and recorded ``best_step: -2``; restarts that all start from one code came out identical,
+    and evaluate then reported diversity 0 without a word."""
+    import numpy as np
+
+    codes = np.random.default_rng(0).random((2, 10))
+    a = visualize(tiny_model, "logits:0,1", tiny_gen, steps=3, init=codes, progress=False)
+    b = visualize(tiny_model, "logits:0,1", tiny_gen, steps=3, init=torch.from_numpy(codes), progress=False)
+    assert torch.equal(a.codes, b.codes)
+    with pytest.raises(DgnamError, match="init is object: give randn, zeros or a tensor of codes"):
+        visualize(tiny_model, "logits:0", tiny_gen, steps=3, init=object(), progress=False)
+    from dgnam import AMConfig
+
+    with pytest.raises(DgnamError, match="config.steps=-2: give steps >= 0"):
+        visualize(tiny_model, "logits:0", tiny_gen, config=AMConfig(steps=-2), progress=False)
+    with pytest.warns(UserWarning, match="the 3 restarts all start from the same code \\(init=zeros\\)"):
+        run = visualize(tiny_model, "logits:0", tiny_gen, steps=3, restarts=3, init="zeros", progress=False)
+    assert torch.equal(run.codes[0], run.codes[2])  # what the warning is about
+    with pytest.warns(UserWarning, match="init=one code"):
+        visualize(tiny_model, "logits:0", tiny_gen, steps=3, restarts=2, init=torch.rand(1, 10), progress=False)

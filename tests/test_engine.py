@@ -4,9 +4,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from dgnam import AMConfig, DgnamError, L2Decay, LearnedGenerator, PixelGenerator, build_method, parse_units, visualize
+from dgnam import AMConfig, DgnamError, L2Decay, LearnedGenerator, build_method, parse_units, visualize
 from dgnam.optimize import RELEASED_FC6_MEDIAN_BOUND, Pipeline, bound_scaled_lr, optimize
-from dgnam.priors import ClipCode, Prior, StepState, dgnam_code_priors
+from dgnam.priors import Prior, dgnam_code_priors
 from dgnam.run import Run
 from dgnam.units import LayerReader, layer_shapes, resolve_units
 
@@ -174,6 +174,32 @@ def test_dgn_am_scaled_method_is_dgn_am_with_the_bound_scaled_lr(tiny_gen):
     bare = LearnedGenerator(tiny_gen.net, code_shape=(10,), space=tiny_gen.space, name="bare")
     with pytest.raises(DgnamError, match="code-stats"):
         build_method("dgn-am-scaled", SPACE, bare)
+
+
+def test_code_bounds_that_cannot_clip_are_refused_in_one_line(tiny_model, tiny_gen):
+    """Statistics of images that leave a layer silent (median bound 0) made `dgn-am-scaled` run at lr 0 and exit as
+    if it had worked; all-zero bounds pinned every image to G(0); negative ones pinned the code below its own lower
+    end; statistics of another code size failed deep in torch (`shape '[1, 10]' is invalid`)."""
+    from dgnam import CodeStats, ppgn
+    from dgnam.priors import ClipCode
+
+    with pytest.raises(DgnamError, match="median code bound is 0.*--lr"):
+        bound_scaled_lr(torch.tensor([0.0, 0.0, 3.0]))
+    with pytest.raises(DgnamError, match="median code bound is nan"):
+        bound_scaled_lr(torch.tensor([float("nan")] * 3))
+    with pytest.raises(DgnamError, match="every code bound is 0"):
+        dgnam_code_priors(CodeStats(mean=torch.zeros(10), std=torch.zeros(10)))
+    with pytest.raises(DgnamError, match="1 of the 10 code bounds are NaN/inf"):
+        ClipCode(torch.tensor([1.0] * 9 + [float("nan")]))
+    with pytest.raises(DgnamError, match="2 of the 10 code bounds are below the clip's lower end 0"):
+        ClipCode(torch.tensor([1.0] * 8 + [-1.0, -2.0]))
+    assert ClipCode(torch.tensor([0.0] * 9 + [1.0])).upper is not None  # dead components are fine
+    wrong = CodeStats(mean=torch.ones(7), std=torch.ones(7))
+    with pytest.raises(DgnamError, match="7 components for a code of 10: give code statistics of this generator"):
+        visualize(tiny_model, "logits:0", tiny_gen, steps=2, priors=dgnam_code_priors(wrong), progress=False)
+    tiny_gen.code_stats = wrong
+    with pytest.raises(DgnamError, match="7 components for a code of 10"):
+        ppgn.code_upper(tiny_gen)
 
 
 def test_layers_after_target_not_executed(tiny_model):
@@ -351,6 +377,53 @@ def test_nan_is_reported_with_unit(tiny_model, tiny_gen):
             return x.flatten(1)[:, :3] * float("nan")
 
     with pytest.raises(DgnamError, match="logits:2"):
+        visualize(Nan(), "logits:2", tiny_gen, steps=2, progress=False, input_space=SPACE)
+
+
+def test_a_diverging_unit_keeps_its_last_finite_code_and_the_others_go_on(tmp_path, tiny_model, tiny_gen):
+    """One unit turning NaN mid-run used to stop the batch with an error, and a resume hit the same error again:
+    the other units, and every later batch, could never be made. It is now kept at its last finite code, its record
+    says when, and the rest run as they would alone."""
+
+    class NanAbove(torch.nn.Module):
+        """logits 0 and 1 are linear; logit 2 is linear below 1 and NaN from there: ascent reaches it."""
+
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(3)
+            self.lin = torch.nn.Linear(144, 3)
+
+        def forward(self, x):
+            z = self.lin(x.flatten(1))
+            return torch.cat([z[:, :2], torch.where(z[:, 2:] < 1.0, z[:, 2:], float("nan"))], 1)
+
+    model = NanAbove().eval()
+    x0 = torch.zeros(1, 1, 12, 12)
+    assert model.lin(x0.flatten(1))[0, 2] < 1.0  # a finite start
+    with pytest.warns(UserWarning, match="logits:2 restart 0: NaN/inf at step"):
+        run = visualize(model, "logits:0,1,2", tiny_gen, steps=12, out=tmp_path / "run", progress=False,
+                        input_space=SPACE, batch_size=3)
+    recs = {r["unit"]: r for r in run.records}
+    assert "diverged_at" not in recs["logits:0"] and "diverged_at" not in recs["logits:1"]
+    k = recs["logits:2"]["diverged_at"]
+    assert 0 < k <= 12
+    assert all(torch.isfinite(torch.tensor([r["activation"], r["best_activation"]])).all() for r in run.records)
+    assert torch.isfinite(run.codes).all() and torch.isfinite(run.images).all()
+    # the others ran as they would alone
+    alone = visualize(model, "logits:0,1", tiny_gen, steps=12, progress=False, input_space=SPACE, batch_size=2)
+    assert torch.allclose(run.codes[:2], alone.codes, atol=1e-5)
+    # the run is whole: a resume has nothing left to do and keeps the record
+    again = visualize(model, "logits:0,1,2", tiny_gen, steps=12, out=tmp_path / "run", progress=False,
+                      input_space=SPACE, batch_size=3, resume=True)
+    assert [r.get("diverged_at") for r in again.records] == [None, None, k]
+
+
+def test_nan_at_the_start_names_the_model_not_the_learning_rate(tiny_gen):
+    class Nan(torch.nn.Module):
+        def forward(self, x):
+            return x.flatten(1)[:, :3] * float("nan")
+
+    with pytest.raises(DgnamError, match="start code .* check the model"):
         visualize(Nan(), "logits:2", tiny_gen, steps=2, progress=False, input_space=SPACE)
 
 

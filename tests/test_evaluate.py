@@ -525,3 +525,53 @@ def test_the_judge_is_the_target_when_their_weights_are_the_same(tmp_path):
     zoo, copy = load_model("fmnist-cnn"), load_model(str(tmp_path / "copy.safetensors"), "fmnist-cnn")
     assert model_weights_sha256(zoo) is not None and model_weights_sha256(zoo) == model_weights_sha256(copy)
     assert model_weights_sha256(load_model("fmnist-judge")) != model_weights_sha256(zoo)
+
+
+class _NanWhere(torch.nn.Module):
+    """``base`` with logit 0 replaced by ``value`` on the images where ``where(x)`` holds (x in the target's space)."""
+
+    def __init__(self, base, where, value=float("nan")):
+        super().__init__()
+        self.base, self.where, self.value = base, where, value
+        self.input_space, self.classes = base.input_space, base.classes
+
+    def forward(self, x):
+        out = self.base(x)
+        bad = self.where(x)[:, None] & (torch.arange(out.shape[1]) == 0)
+        return torch.where(bad, torch.full_like(out, self.value), out)
+
+
+def test_a_target_that_is_nan_on_real_images_gets_no_percentile_of_100(tiny_model, tiny_gen, tmp_path):
+    """NaN sorts above every number: a target that is NaN on some real images put every image at percentile 100,
+    whatever its activation, without a word. Those images are now left out of the reference, with a warning; an image
+    whose own (saved, 8-bit) activation is inf gets no activation figures, where it wrote `Infinity` (not JSON)."""
+    out = tmp_path / "run"
+    visualize(tiny_model, "logits:0,1", tiny_gen, restarts=2, steps=3, out=out, progress=False)
+    real = _random_real()
+    corner = lambda x: x[:, 0, 0, 0] > 0  # noqa: E731  (about half of the uniform real images)
+    n_bad = int(corner(tiny_model.input_space.encode(real.images)).sum())
+    assert 0 < n_bad < len(real.images)
+    with pytest.warns(UserWarning, match=f"NaN/inf for logits:0 on {n_bad} of the 40 real images"):
+        evaluate_run(out, judge=tiny_model, model=_NanWhere(tiny_model, corner), data=real)
+    keep = ~corner(tiny_model.input_space.encode(real.images))
+    with torch.no_grad():
+        finite_real = tiny_model(tiny_model.input_space.encode(real.images[keep]))[:, 0]
+    recs = json.loads((out / "results.json").read_text())["records"]
+    assert any(r["activation_percentile"] < 100 for r in recs if r["unit"] == "logits:0")
+    for rec in recs:
+        if rec["unit"] == "logits:0":
+            want = activation_percentile(torch.tensor([rec["png_activation"]]), finite_real)
+            assert rec["activation_percentile"] == pytest.approx(float(want))
+    # inf on every image: no figures for those records, and the files stay JSON
+    always = lambda x: torch.ones(len(x), dtype=torch.bool)  # noqa: E731
+    with pytest.warns(UserWarning, match="the target gives inf on the image as saved"), \
+            pytest.warns(UserWarning, match="on 40 of the 40 real images: its percentiles and ratios are left out"):
+        evaluate_run(out, judge=tiny_model, model=_NanWhere(tiny_model, always, float("inf")), data=real)
+    zero = [r for r in json.loads((out / "results.json").read_text())["records"] if r["unit"] == "logits:0"]
+    assert zero and all(r["png_activation"] is None and r["activation_percentile"] is None for r in zero)
+
+    def strict(name):
+        raise ValueError(f"{name} is not JSON")
+
+    for name in ("results.json", "evaluation.json"):
+        json.loads((out / name).read_text(), parse_constant=strict)

@@ -41,6 +41,20 @@ def test_clustering_needs_enough_points():
         cluster_features(np.zeros((3, 4)), 5)
 
 
+@pytest.mark.parametrize("reduce", ["tsne", "pca"])
+def test_clustering_needs_as_many_distinct_points_as_facets(reduce):
+    """Identical top images (a folder of blank frames) crashed the process in t-SNE (a segfault) and, with PCA,
+    left k-means facets empty (then "init codes contain NaN")."""
+    with pytest.raises(DgnamError, match="only 1 distinct images .* among the 50 top ones for 3 facets: lower --k"):
+        cluster_features(torch.zeros(50, 10), 3, reduce)
+    two = np.repeat(np.eye(2, 10), 25, axis=0)
+    with pytest.raises(DgnamError, match="only 2 distinct"):
+        cluster_features(two, 3, reduce)
+    assert sorted(np.bincount(cluster_features(two, 2, reduce).labels)) == [25, 25]
+    with pytest.raises(DgnamError, match="features of 1 of the 50 images are NaN/inf"):
+        cluster_features(np.where(np.arange(50)[:, None] == 7, np.nan, two), 2, reduce)
+
+
 class TinyEncoder(nn.Module):
     """Stands in for the layer a generator inverts: 10-d ReLU codes of 12x12 images."""
 
@@ -157,6 +171,10 @@ def test_facets_take_images_off_0_1_by_float_rounding_only(tiny_model):
     find_facets(tiny_model, "logits:0", imgs * (1 + 2e-7), cfg)
     with pytest.raises(DgnamError, match="range over \\[0, 255\\]"):
         find_facets(tiny_model, "logits:0", (imgs * 255).round(), cfg)
+    nan = imgs.clone()
+    nan[3, 0, 5, 5] = float("nan")  # passed the range check (NaN fails both comparisons); sklearn failed deep inside
+    with pytest.raises(DgnamError, match="1 of the .* images hold NaN or inf"):
+        find_facets(tiny_model, "logits:0", nan, cfg)
 
 
 def test_facets_give_the_models_back_as_they_were(tiny_model, tiny_gen):

@@ -63,7 +63,6 @@ def test_a_checkpoint_of_other_settings_is_refused_not_continued(tmp_path):
     """A rerun with another lr, other data or another size used to continue the old checkpoint (or keep its finished
     weights) while the card described the new settings. Now it names what differs; the same settings continue; a
     checkpoint written before settings were stored is taken as it is; a damaged one is one line."""
-    from dgnam.train import common
 
     codes, test = blob_codes(512), blob_codes(128, seed=1)
     cfg = DAEConfig(epochs=1, batch_size=128, hidden=16, noise_std=0.5)
@@ -288,6 +287,24 @@ def test_bad_sampler_input(tiny_model, tiny_gen):
     with pytest.raises(DgnamError, match="dgnam train dae --layer"):
         inpaint(tiny_gen, CodeDAE(dim=12), ClassCondition(tiny_model, [0]), torch.zeros(1, *SPACE.shape),
                 hole_mask(SPACE.size), Enc(), "code", SPACE)
+    # NaN passed every comparison, and the chain then blamed the learning rate ("NaN/inf in the PPGN code ... lower
+    # --lr"); numpy start codes failed on a missing .to
+    for bad in (dict(eps1=float("nan")), dict(lr_end=float("nan")), dict(lr=float("inf"))):
+        with pytest.raises(DgnamError, match="each finite"):
+            sample(tiny_gen, None, ClassCondition(tiny_model, [0]), 1, PPGNConfig(steps=2, **bad))
+    with pytest.raises(DgnamError, match="codes contain NaN or inf"):
+        sample(tiny_gen, None, ClassCondition(tiny_model, [0]), 1, PPGNConfig(steps=2),
+               init=torch.full((1, 10), float("nan")))
+    import numpy as np
+
+    chain = sample(tiny_gen, None, ClassCondition(tiny_model, [0]), 1, PPGNConfig(steps=2), init=np.ones((1, 10)))
+    assert torch.isfinite(chain.final_codes).all()
+    from dgnam import ImageSpace
+
+    with pytest.raises(DgnamError, match="give finite numbers"):
+        ImageSpace(size=(12, 12), color="GRAY", std=(float("nan"),))
+    with pytest.raises(DgnamError, match="give finite numbers"):
+        ImageSpace(size=(12, 12), color="GRAY", hi=float("inf"))
     other = CodeDAE(dim=10)  # the right size, but trained on another layer's codes (its card says which)
     other.code_layer = "fc5"
     with pytest.raises(DgnamError, match="trained on fc5 codes, but the codes here come from layer 'code'"):

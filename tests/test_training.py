@@ -7,7 +7,6 @@ import torch
 
 from dgnam import DgnamError
 from dgnam.train.common import Checkpoint, hold_out
-from dgnam.imagespace import ImageSpace
 from dgnam.train.classifier import ClassifierConfig, train_classifier
 from dgnam.train.dae import DAEConfig, train_dae
 from dgnam.train.generator import GeneratorConfig, train_generator

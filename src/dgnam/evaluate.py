@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import DgnamError
+from .errors import DgnamError, warn
 from .imagespace import ImageSpace, convert
 from .modules import as_device, frozen, module_device, module_dtype
 from .weights import tensor_digest
@@ -604,9 +604,23 @@ def evaluate_images(
         real_acts.update(zip(missing, unit_responses(model, missing, real_t).T))
     seen_acts = unit_responses(model, units, convert(raw, src, tspace), per_item=True)
     acts, pct, ratio = [], [], []
+    for u in sorted(set(units), key=str):  # NaN sorted above every number: a percentile of 100 for anything
+        if not torch.isfinite(real_acts[u]).all():
+            n_bad, n = int((~torch.isfinite(real_acts[u])).sum()), len(real_acts[u])
+            warn(f"the target gives NaN/inf for {u.address} on {n_bad} of the {n} real images: "
+                 + (f"its percentiles and ratios use the other {n - n_bad}" if n_bad < n else
+                    "its percentiles and ratios are left out"))
     for k, u in enumerate(units):
-        real = real_acts[u]
+        real = real_acts[u][torch.isfinite(real_acts[u])]
         a = seen_acts[k]
+        if not torch.isfinite(a) or not len(real):  # JSON has no NaN or inf: the figures are left out
+            if not torch.isfinite(a):
+                warn(f"{records[k].get('image', u.address)}: the target gives {float(a)} on the image as saved "
+                     f"(8-bit); its activation figures are left out")
+            acts.append(float(a) if torch.isfinite(a) else None)
+            pct.append(None)
+            ratio.append(None)
+            continue
         acts.append(float(a))
         pct.append(float(activation_percentile(a, real)))
         rmax = float(real.max())
@@ -664,7 +678,7 @@ def evaluate_images(
             "unit": records[ks[0]]["unit"], "unit_index": ui, "images": len(ks),
             "diversity": mean_pairwise_distance(feats[ks]) if len(ks) > 1 else None,
             "activation_ratio": _mean_defined([ratio[k] for k in ks]),
-            "activation_percentile": float(np.mean([pct[k] for k in ks])),
+            "activation_percentile": _mean_defined([pct[k] for k in ks]),
             "nn_ratio": _mean_defined([per_rec[k]["nn_ratio"] for k in ks]),
         }
         c = intended[ks[0]]
@@ -695,7 +709,7 @@ def evaluate_images(
         "images": len(records), "units": len(unit_rows), "restarts_per_unit": min(restarts),
         "fid": fid, "fid_reference": fid_ref,
         "judge_accuracy": float(np.mean(correct)) if correct else None,
-        "activation_ratio": _mean_defined(ratio), "activation_percentile": float(np.mean(pct)),
+        "activation_ratio": _mean_defined(ratio), "activation_percentile": _mean_defined(pct),
         "nn_ratio": float(np.median([r["nn_ratio"] for r in per_rec])) if real_nn_median > 0 else None,
         "nn_ratio_min": float(min(r["nn_ratio"] for r in per_rec)) if real_nn_median > 0 else None,
         "real_nn_median": real_nn_median,

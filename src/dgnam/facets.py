@@ -141,6 +141,13 @@ def cluster_features(features: np.ndarray | torch.Tensor, k: int, reduce: str = 
         raise DgnamError(f"{len(x)} images for {k} facets: raise --top-fraction or give more data, or lower --k")
     if reduce not in ("tsne", "pca"):
         raise DgnamError(f"unknown reduction {reduce!r}: use tsne or pca")
+    if not np.isfinite(x).all():
+        n = int((~np.isfinite(x)).any(1).sum())
+        raise DgnamError(f"the features of {n} of the {len(x)} images are NaN/inf: check the model on these images")
+    distinct = len(np.unique(x, axis=0))
+    if distinct < k:  # k-means would leave facets empty, and t-SNE of identical points crashes (a segfault)
+        raise DgnamError(f"only {distinct} distinct images (by their features) among the {len(x)} top ones for {k} "
+                         f"facets: lower --k, or give more varied data")
     dim = max(1, min(pca_dim, x.shape[1], len(x) - 1))
     pca = PCA(n_components=dim, random_state=seed).fit(x)
     feats = pca.transform(x)
@@ -318,6 +325,10 @@ def _check_images(model: nn.Module, images01: torch.Tensor) -> ImageSpace:
         raise DgnamError(f"images have shape {tuple(images01.shape)}, expected (N, {space.channels}, {space.size[0]}, "
                          f"{space.size[1]}) in [0, 1]; load them at the model's input size")
     lo, hi = float(images01.min()), float(images01.max())
+    if images01.is_floating_point() and not bool(torch.isfinite(images01).all()):  # NaN passes both comparisons
+        n = int((~torch.isfinite(images01.flatten(1))).any(1).sum())
+        raise DgnamError(f"{n} of the {len(images01)} images hold NaN or inf: expected floats in [0, 1]; leave them "
+                         f"out or fix how they are read")
     if not images01.is_floating_point() or lo < -RANGE_SLACK or hi > 1 + RANGE_SLACK:
         raise DgnamError(f"images range over [{lo:.6g}, {hi:.6g}] ({images01.dtype}), expected floats in [0, 1] (not "
                          f"yet in the model's input space): divide 0..255 images by 255")

@@ -53,6 +53,8 @@ class Generator(nn.Module):
         codes are flattened for a flat one; two different shapes of the same size (an image in HWC order for CHW) are
         refused, since reshaping would scramble them."""
         codes = codes.to(module_dtype(self))
+        if not bool(torch.isfinite(codes).all()):
+            raise DgnamError("the codes contain NaN or inf: give finite start codes (from dgnam encode, say)")
         if tuple(codes.shape[1:]) != tuple(self.code_shape):
             flat = codes.dim() == 2 or len(self.code_shape) == 1
             if flat and codes[0].numel() == int(torch.tensor(self.code_shape).prod()):

@@ -8,7 +8,8 @@ torchvision's normalization (RGB, 0..1, mean/std, 224 px) without special cases.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
+import math
+from dataclasses import dataclass, asdict
 from typing import Literal, Sequence
 
 import numpy as np
@@ -55,6 +56,9 @@ class ImageSpace:
                 raise DgnamError(f"ImageSpace {name} has {len(vals)} values; give 1 or {self.channels}")
         if any(v <= 0 for v in self.std):
             raise DgnamError(f"ImageSpace std {self.std}: every value must be > 0 (it divides)")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std, self.lo, self.hi)):  # NaN passes the checks
+            raise DgnamError(f"ImageSpace mean={self.mean}, std={self.std}, lo={self.lo}, hi={self.hi}: give finite "
+                             f"numbers")
         if not self.hi > self.lo:
             raise DgnamError(f"ImageSpace lo={self.lo}, hi={self.hi}: hi must be above lo (the range 0..1 maps onto)")
         if self.fit not in ("crop", "resize"):

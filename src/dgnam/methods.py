@@ -10,9 +10,8 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
-from torch import nn
 
 from .errors import DgnamError
 from .generators import Generator, PixelGenerator

@@ -7,6 +7,7 @@ runs in eval mode, so a batch of units x restarts gives the same result as runni
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
@@ -74,7 +75,12 @@ def bound_scaled_lr(upper: torch.Tensor, lr: float = DGNAM_LR_START) -> float:
     the published 8.0 is too large for a generator whose bounds are smaller than CaffeNet fc6's (the README's
     step-size table); this is a deviation from the paper, to be chosen explicitly.
     """
-    return float(lr * upper.flatten().float().median() / RELEASED_FC6_MEDIAN_BOUND)
+    median = float(upper.flatten().float().median())
+    if not median > 0 or not math.isfinite(median):  # (a sparse layer, or statistics of a few images)
+        raise DgnamError(f"the median code bound is {median:g}, so the bound-scaled learning rate would be "
+                         f"{lr * median / RELEASED_FC6_MEDIAN_BOUND:g}: recompute the code statistics over more real "
+                         f"images, or give the learning rate yourself (--lr)")
+    return lr * median / RELEASED_FC6_MEDIAN_BOUND
 
 
 @dataclass
@@ -87,6 +93,9 @@ class AMResult:
     best_activations: torch.Tensor
     best_steps: torch.Tensor
     history: list[torch.Tensor] = field(default_factory=list)  # activation per step, each (B,)
+    #: per item, the step at which its code or activation became NaN/inf (-1: never). Such an item is kept at its
+    #: last finite code from then on, so that one diverging unit does not cost the batch (or, on resume, the run).
+    diverged_steps: torch.Tensor | None = None
 
 
 
@@ -116,10 +125,18 @@ class Pipeline(nn.Module):
         return unit_activations(self.reader(x), units)
 
 
+def _nonfinite(acts: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Per batch item: whether its activation or code is NaN/inf."""
+    return ~torch.isfinite(acts) | ~torch.isfinite(codes.flatten(1)).all(1)
+
+
 def _check_finite(acts: torch.Tensor, codes: torch.Tensor, units: Sequence[Unit], step: int) -> None:
-    bad = ~torch.isfinite(acts) | ~torch.isfinite(codes.flatten(1)).all(1)
+    bad = _nonfinite(acts, codes)
     if bad.any():
         names = sorted({units[i].address for i in bad.nonzero().flatten().tolist()})
+        if step == 0:
+            raise DgnamError(f"NaN/inf in the start code or its activation for unit(s) {', '.join(names)}: check the "
+                             f"model (it gives NaN/inf on these images) and the start codes")
         raise DgnamError(f"NaN/inf in the code or activation at step {step} for unit(s) {', '.join(names)}: "
                          f"lower the learning rate or check the model")
 
@@ -140,6 +157,10 @@ def optimize(
     and only a code can be saved and resumed); the code with the highest activation seen is kept too (with
     transforms, seen on the step's transformed view; its reported activation is then that of the untransformed image,
     and the final code replaces it when the final image scores higher).
+
+    An item whose code, activation or gradient turns NaN/inf during the run is kept at its last finite code from
+    then on and reported in ``diverged_steps``; the others go on. At the start code there is nothing finite to keep,
+    so NaN/inf there is an error.
     """
     if len(units) != len(codes):
         raise DgnamError(f"{len(units)} units for {len(codes)} codes: give one unit per code")
@@ -148,6 +169,9 @@ def optimize(
     best_codes = codes.clone()
     best_acts = torch.full((b,), -float("inf"), device=codes.device)
     best_steps = torch.zeros(b, dtype=torch.long)
+    diverged = torch.full((b,), -1, dtype=torch.long)
+    frozen = torch.zeros(b, dtype=torch.bool, device=codes.device)
+    prev_codes, prev_acts = codes, None
     history = []
     if config.optimizer not in ("sgd", "adam"):
         raise DgnamError(f"unknown optimizer {config.optimizer!r}: use sgd or adam")
@@ -170,7 +194,21 @@ def optimize(
         (grad,) = torch.autograd.grad(objective.sum(), codes)
         codes = codes.detach()
         acts = acts.detach()
-        _check_finite(acts, codes, units, step)
+        if prev_acts is None:  # the start: nothing finite to keep
+            _check_finite(acts, codes, units, step)
+        new_bad = (_nonfinite(acts, codes) | ~torch.isfinite(grad.flatten(1)).all(1)) & ~frozen
+        if new_bad.any():
+            # keep such an item where it last was finite: its code as of this step when only the gradient broke,
+            # else the previous step's code and activation
+            back = new_bad & _nonfinite(acts, codes)
+            codes = torch.where(back.view(-1, *[1] * (codes.dim() - 1)), prev_codes, codes)
+            acts = torch.where(back, prev_acts, acts) if prev_acts is not None else acts
+            frozen |= new_bad
+            diverged[new_bad.cpu()] = step
+        if frozen.any():
+            grad = torch.where(frozen.view(-1, *[1] * (grad.dim() - 1)), torch.zeros_like(grad), grad)
+            acts = torch.where(frozen & ~torch.isfinite(acts), -float("inf"), acts)
+        prev_codes, prev_acts = codes.clone(), acts.clone()
         better = acts > best_acts
         best_acts = torch.where(better, acts, best_acts)
         best_codes[better] = codes[better]
@@ -203,13 +241,21 @@ def optimize(
             state = StepState(step=step, steps=config.steps, lr=lr, grad=grad)
             for p in priors:
                 p.after_step(codes, state)
+            if frozen.any():  # a prior's decay or clip must not move a kept code either
+                codes.copy_(torch.where(frozen.view(-1, *[1] * (codes.dim() - 1)), prev_codes, codes))
         if on_step is not None:
             on_step(step)
     with torch.no_grad():
         final = pipeline.activations(units, pipeline.images(codes))
         if pipeline.transforms:  # the best was picked on randomly transformed views: report it on the image as shown
             best_acts = pipeline.activations(units, pipeline.images(best_codes))
-    _check_finite(final, codes, units, config.steps)
+    if prev_acts is None:
+        _check_finite(final, codes, units, config.steps)
+    back = _nonfinite(final, codes) & ~frozen  # the last update broke it: keep the last step's code
+    if back.any():
+        codes = torch.where(back.view(-1, *[1] * (codes.dim() - 1)), prev_codes, codes)
+        final = torch.where(back, prev_acts, final)
+        diverged[back.cpu()] = config.steps
     better = final > best_acts
     best_acts = torch.where(better, final, best_acts)
     best_codes[better] = codes[better]
@@ -217,4 +263,4 @@ def optimize(
     if keep_history:
         history.append(final.cpu())
     return AMResult(codes=codes, best_codes=best_codes, activations=final, best_activations=best_acts,
-                    best_steps=best_steps, history=history)
+                    best_steps=best_steps, history=history, diverged_steps=diverged)

@@ -60,6 +60,7 @@ from .errors import DgnamError
 from .generators import Generator
 from .imagespace import ImageSpace, convert
 from .modules import frozen, module_device, module_dtype
+from .priors import checked_bounds
 from .units import LayerReader, Unit, encode, output_tensor, parse_units, resolve_units, unit_activations
 
 #: Published PPGN-h sampling settings (Nguyen et al. 2017, released ``sampling_class.sh`` / ``sampler.py``).
@@ -377,9 +378,11 @@ class PPGNConfig:
         if self.steps < 1 or self.keep_every < 1 or self.burn_in < 0 or self.reset_every < 0:
             raise DgnamError(f"PPGN settings need steps >= 1, keep_every >= 1, burn_in >= 0, reset_every >= 0 "
                              f"(got {self.steps}, {self.keep_every}, {self.burn_in}, {self.reset_every})")
-        if self.lr <= 0 or (self.lr_end is not None and self.lr_end < 0) or min(self.eps1, self.eps2, self.eps3,
-                                                                                self.eps4) < 0:
-            raise DgnamError("PPGN lr must be > 0, lr_end >= 0 and eps1..eps4 >= 0")
+        numbers = (self.lr, self.eps1, self.eps2, self.eps3, self.eps4) + (() if self.lr_end is None else (self.lr_end,))
+        if not all(math.isfinite(v) for v in numbers) or self.lr <= 0 or (self.lr_end is not None and self.lr_end < 0) \
+                or min(self.eps1, self.eps2, self.eps3, self.eps4) < 0:  # (NaN passes the comparisons)
+            raise DgnamError(f"PPGN lr must be > 0, lr_end >= 0 and eps1..eps4 >= 0, each finite (got lr={self.lr}, "
+                             f"lr_end={self.lr_end}, eps1..eps4={self.eps1}, {self.eps2}, {self.eps3}, {self.eps4})")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -409,7 +412,7 @@ class Chain:
 def code_upper(generator: Generator, bound: str = "mean+3std") -> torch.Tensor | None:
     """The code range's upper end U of a generator (None when it has no code statistics: clip at 0 only)."""
     stats = getattr(generator, "code_stats", None)
-    return None if stats is None else stats.upper(bound).view(1, *generator.code_shape)
+    return None if stats is None else checked_bounds(stats.upper(bound), generator.code_shape).view(1, *generator.code_shape)
 
 
 def _clip(h: torch.Tensor, upper: torch.Tensor | None) -> None:
@@ -502,7 +505,7 @@ def sample(
         if init is None:
             h = rng.normal(generator.code_shape).to(dev)
         else:
-            h = generator.check_codes(init.to(dev).float())
+            h = generator.check_codes(torch.as_tensor(init).to(dev).float())
             if len(h) not in (1, n_chains):
                 raise DgnamError(f"init has {len(h)} codes for {n_chains} chains: give one, or one per chain")
             h = h.expand(n_chains, *generator.code_shape).clone()

@@ -10,9 +10,9 @@ A prior acts in the one optimization loop (:func:`dgnam.optimize.optimize`) in o
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import torch
@@ -137,15 +137,37 @@ def _chunked_quantile(codes: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.quantile(codes[:, i], q) for i in range(codes.shape[1])], 1)
 
 
+def checked_bounds(upper: torch.Tensor, code_shape: Sequence[int] | None = None, lower: float = 0.0) -> torch.Tensor:
+    """``upper`` as a code's clip bounds, refused in one line when they cannot be: another size than the code's,
+    NaN/inf, below ``lower``, or all at ``lower`` (every image would be G(lower): nothing left to optimize)."""
+    n = upper.numel()
+    if code_shape is not None and n != math.prod(code_shape):
+        raise DgnamError(f"the code bounds have {n} components for a code of {math.prod(code_shape)}: give code "
+                         f"statistics of this generator's code (`dgnam code-stats` over its encoder layer)")
+    bad, low = int((~torch.isfinite(upper)).sum()), int((upper < lower).sum())
+    if bad:
+        raise DgnamError(f"{bad} of the {n} code bounds are NaN/inf: recompute the code statistics (`dgnam "
+                         f"code-stats`)")
+    if low:  # the clip [lower, U] would be empty for them
+        raise DgnamError(f"{low} of the {n} code bounds are below the clip's lower end {lower:g}: a code that is not "
+                         f"a ReLU output needs its own lower end (in Python, ClipCode(U, lower=...))")
+    if n and bool((upper == lower).all()):
+        raise DgnamError(f"every code bound is {lower:g}, so every image would be G({lower:g}): recompute the code "
+                         f"statistics over real images that drive the layer (`dgnam code-stats`, more --limit)")
+    return upper
+
+
 class ClipCode(Prior):
     """Clip every code component to ``[lower, upper_i]`` after each step (DGN-AM: lower 0 because the inverted layer
     is a ReLU output, upper U_i from :class:`CodeStats`). ``upper=None`` clips only from below."""
 
     def __init__(self, upper: torch.Tensor | None, lower: float = 0.0) -> None:
-        self.upper = upper
+        self.upper = None if upper is None else checked_bounds(upper, lower=lower)
         self.lower = lower
 
     def after_step(self, code: torch.Tensor, state: StepState) -> None:
+        if self.upper is not None and self.upper.numel() != code[0].numel():
+            checked_bounds(self.upper, code.shape[1:], self.lower)  # the one-line error
         up = None if self.upper is None else self.upper.to(code.device, code.dtype).view(1, *code.shape[1:])
         code.clamp_(min=self.lower)
         if up is not None:

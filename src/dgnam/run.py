@@ -12,7 +12,7 @@ import json
 import numbers
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .errors import DgnamError
+from .errors import DgnamError, warn
 from .generators import Generator, PixelGenerator, check_generator
 from .imagespace import ImageSpace, convert, to_uint8
 from .images import grid, save_png
@@ -224,6 +224,11 @@ def visualize(
     bad = [p for p in priors or () if not isinstance(p, Prior)]
     if bad:
         raise DgnamError(f"priors {bad!r} are not Prior instances: write e.g. L2Decay() rather than L2Decay")
+    if not isinstance(init, (str, torch.Tensor)):  # numpy codes, or a list: as a tensor (numpy's own truth test
+        try:  # failed deep inside with "the truth value of an array ... is ambiguous")
+            init = torch.as_tensor(init)
+        except (TypeError, ValueError, RuntimeError):
+            raise DgnamError(f"init is {type(init).__name__}: give randn, zeros or a tensor of codes") from None
     if restarts < 1 or batch_size < 1 or (steps is not None and steps < 0):
         raise DgnamError(f"restarts={restarts}, batch_size={batch_size}, steps={steps}: give restarts and batch size "
                          f">= 1 and steps >= 0")
@@ -249,6 +254,11 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
     config = config or generator.default_config()
     if steps is not None:
         config = AMConfig(**{**config.to_dict(), "steps": steps})
+    if config.steps < 0:
+        raise DgnamError(f"config.steps={config.steps}: give steps >= 0")
+    if restarts > 1 and (init == "zeros" if isinstance(init, str) else len(init) == 1):
+        warn(f"the {restarts} restarts all start from the same code (init={'zeros' if isinstance(init, str) else 'one code'}), "
+             f"so they differ only by what is random in the method: use init='randn' for different starts")
     priors = list(generator.default_priors() if priors is None else priors)
     method = method or generator.method
 
@@ -261,8 +271,6 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
 
     jobs = [(i, u, r) for i, u in enumerate(resolved) for r in range(restarts)]
     if isinstance(init, torch.Tensor):
-        if not torch.isfinite(init).all():
-            raise DgnamError("init codes contain NaN or inf: give finite start codes (from dgnam encode, say)")
         init = generator.check_codes(init.to(device))
         if len(init) not in (1, len(resolved)):
             raise DgnamError(f"init has {len(init)} codes: give one, or one per unit ({len(resolved)})")
@@ -341,6 +349,10 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
                 "steps": config.steps, "code_l2": float(res.codes[k].norm()),
                 "image": f"images/{slug}.png", "image_size": list(generator.space.size), "best_image": f"images/{slug}_best.png", "code": f"codes/{slug}.safetensors",
             }
+            if int(res.diverged_steps[k]) >= 0:
+                rec["diverged_at"] = int(res.diverged_steps[k])
+                warn(f"{u.address} restart {r}: NaN/inf at step {rec['diverged_at']}; its record keeps the last "
+                     f"finite code (lower the learning rate, or check the model on such images)")
             if u.layer == LOGITS and 0 <= u.channel < len(class_names):  # logits:cat ran as logits:1: say which
                 rec["class_name"] = class_names[u.channel]
             if meta:

@@ -30,7 +30,7 @@ def _read_arrays(paths: list[Path]) -> list:
     return arrs
 
 
-def read_image(spec: str, space) -> tuple[torch.Tensor, "np.ndarray"]:
+def read_image(spec: str, space) -> tuple[torch.Tensor, "numpy.ndarray"]:
     """IMAGE is a file, or ``test:INDEX`` / ``train:INDEX`` for a Fashion-MNIST image: the image (1, C, H, W) in
     ``space`` at its size, and the image as read, at its own size (an HxW or HxWx3 uint8 array)."""
     import re
