@@ -418,6 +418,18 @@ def test_a_diverging_unit_keeps_its_last_finite_code_and_the_others_go_on(tmp_pa
     assert [r.get("diverged_at") for r in again.records] == [None, None, k]
 
 
+def test_a_dead_unit_is_flagged_not_passed_off_as_an_optimum(tiny_model, tiny_gen):
+    """A ReLU channel that is 0 on every image has a zero gradient: the run ended "successfully" with activation 0
+    and nothing said that the image shows nothing of the unit."""
+    with torch.no_grad():
+        tiny_model.features[3].bias[5] = -1e4  # conv channel 5, before its ReLU: dead on every image
+    with pytest.warns(UserWarning, match="features.4:5 restart 0: the activation stayed at 0 through all 4 steps"):
+        run = visualize(tiny_model, "features.4:5,7", tiny_gen, steps=4, progress=False)  # 5 is live unless killed
+    dead, live = run.records
+    assert dead["unchanged"] is True and dead["activation"] == 0.0
+    assert "unchanged" not in live and live["activation"] > 0
+
+
 def test_nan_at_the_start_names_the_model_not_the_learning_rate(tiny_gen):
     class Nan(torch.nn.Module):
         def forward(self, x):

@@ -96,6 +96,9 @@ class AMResult:
     #: per item, the step at which its code or activation became NaN/inf (-1: never). Such an item is kept at its
     #: last finite code from then on, so that one diverging unit does not cost the batch (or, on resume, the run).
     diverged_steps: torch.Tensor | None = None
+    #: per item, whether the activation kept its start value through the run: the unit did not respond to any step
+    #: (a ReLU unit that is 0 on every image the generator makes, say)
+    unchanged: torch.Tensor | None = None
 
 
 
@@ -172,6 +175,7 @@ def optimize(
     diverged = torch.full((b,), -1, dtype=torch.long)
     frozen = torch.zeros(b, dtype=torch.bool, device=codes.device)
     prev_codes, prev_acts = codes, None
+    start_acts, changed = None, torch.zeros(b, dtype=torch.bool, device=codes.device)
     history = []
     if config.optimizer not in ("sgd", "adam"):
         raise DgnamError(f"unknown optimizer {config.optimizer!r}: use sgd or adam")
@@ -209,6 +213,8 @@ def optimize(
             grad = torch.where(frozen.view(-1, *[1] * (grad.dim() - 1)), torch.zeros_like(grad), grad)
             acts = torch.where(frozen & ~torch.isfinite(acts), -float("inf"), acts)
         prev_codes, prev_acts = codes.clone(), acts.clone()
+        start_acts = acts.clone() if start_acts is None else start_acts
+        changed |= acts != start_acts
         better = acts > best_acts
         best_acts = torch.where(better, acts, best_acts)
         best_codes[better] = codes[better]
@@ -256,6 +262,7 @@ def optimize(
         codes = torch.where(back.view(-1, *[1] * (codes.dim() - 1)), prev_codes, codes)
         final = torch.where(back, prev_acts, final)
         diverged[back.cpu()] = config.steps
+    changed |= final != (final if start_acts is None else start_acts)
     better = final > best_acts
     best_acts = torch.where(better, final, best_acts)
     best_codes[better] = codes[better]
@@ -263,4 +270,5 @@ def optimize(
     if keep_history:
         history.append(final.cpu())
     return AMResult(codes=codes, best_codes=best_codes, activations=final, best_activations=best_acts,
-                    best_steps=best_steps, history=history, diverged_steps=diverged)
+                    best_steps=best_steps, history=history, diverged_steps=diverged,
+                    unchanged=~changed.cpu() if config.steps else torch.zeros(b, dtype=torch.bool))

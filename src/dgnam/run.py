@@ -353,6 +353,11 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
                 rec["diverged_at"] = int(res.diverged_steps[k])
                 warn(f"{u.address} restart {r}: NaN/inf at step {rec['diverged_at']}; its record keeps the last "
                      f"finite code (lower the learning rate, or check the model on such images)")
+            if bool(res.unchanged[k]):
+                rec["unchanged"] = True
+                warn(f"{u.address} restart {r}: the activation stayed at {float(res.activations[k]):g} through all "
+                     f"{config.steps} steps: the unit did not respond to any step (a ReLU unit that is 0 on every image "
+                     f"tried, say), so its image shows nothing of it")
             if u.layer == LOGITS and 0 <= u.channel < len(class_names):  # logits:cat ran as logits:1: say which
                 rec["class_name"] = class_names[u.channel]
             if meta:
