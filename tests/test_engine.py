@@ -359,8 +359,16 @@ def test_unit_parsing_and_resolution(tiny_model):
         assert resolve_units(tiny_model, parse_units("logits:10-19"), ex)[0].channel == 1
     finally:
         tiny_model.classes = ["a", "b", "c", "d", "e"]
-    with pytest.raises(DgnamError, match="'1-3' is not a channel index"):
-        resolve_units(tiny_model, parse_units("features.4:1-3"), ex)
+    # spans: every channel of a range or of the layer, each keeping its position or :mean (the 1000 logits of an
+    # ImageNet model had to be typed out)
+    assert [u.address for u in resolve_units(tiny_model, parse_units("features.4:1-3@2,2,logits:4"), ex)] == [
+        "features.4:1@2,2", "features.4:2@2,2", "features.4:3@2,2", "logits:4"]
+    assert [u.channel for u in resolve_units(tiny_model, parse_units("logits:all"), ex)] == [0, 1, 2, 3, 4]
+    assert [u.address for u in resolve_units(tiny_model, parse_units("features.4:ALL:mean"), ex)] == [
+        f"features.4:{c}:mean" for c in range(8)]
+    for bad in ("features.4:3-1", "features.4:1-8"):
+        with pytest.raises(DgnamError, match="not a range within the layer's channels 0..7: write features.4:A-B"):
+            resolve_units(tiny_model, parse_units(bad), ex)
     tiny_model.classes = ["a", "b, the second", "c", "d", "e"]
     try:
         with pytest.raises(DgnamError, match="has a comma, which separates units: give its index, logits:1"):

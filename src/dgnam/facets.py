@@ -359,7 +359,10 @@ def _find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, con
     parsed = parse_units(unit) if not isinstance(unit, Unit) else [unit]
     if len(parsed) != 1:
         raise DgnamError(f"facets of one unit at a time: {len(parsed)} units given ({', '.join(map(str, parsed))})")
-    (u,) = resolve_units(model, parsed, x[:1].to(device))
+    resolved = resolve_units(model, parsed, x[:1].to(device))
+    if len(resolved) != 1:  # LAYER:A-B or LAYER:all
+        raise DgnamError(f"facets of one unit at a time: {parsed[0]} is {len(resolved)} units")
+    (u,) = resolved
     layer = config.embed_layer or default_embed_layer(model, x[:1].to(device))
     acts = unit_responses(model, u, x)
     n_top = int(round(config.top_fraction * len(x)))

@@ -68,7 +68,8 @@ class Unit:
 
 
 def parse_units(spec: str | Unit | Sequence[str | Unit]) -> list[Unit]:
-    """Parse ``"fc6:0,1,2"``, ``"features.10:5@3,4"``, ``"conv5:7:mean"``, ``"logits:espresso,logits:goldfish"``
+    """Parse ``"fc6:0,1,2"``, ``"features.10:5@3,4"``, ``"conv5:7:mean"``, ``"logits:espresso,logits:goldfish"``,
+    ``"logits:0-99"`` or ``"fc6:all"`` (spans are expanded by :func:`resolve_units`, which knows the channel count)
     or a list of such strings into :class:`Unit` objects (class names stay strings until :func:`resolve_units`)."""
     if isinstance(spec, Unit):
         return [spec]
@@ -83,7 +84,7 @@ def parse_units(spec: str | Unit | Sequence[str | Unit]) -> list[Unit]:
     while pos < len(text):
         m = _ITEM.match(text, pos)
         if not m or m.end() == pos:
-            raise DgnamError(f"cannot parse unit list {spec!r} at {text[pos:]!r}: write LAYER:CH[,CH...], LAYER:CH@Y,X or LAYER:CH:mean")
+            raise DgnamError(f"cannot parse unit list {spec!r} at {text[pos:]!r}: write LAYER:CH[,CH...], LAYER:A-B, LAYER:all, LAYER:CH@Y,X or LAYER:CH:mean")
         layer = m["layer"] or layer
         if layer is None:
             ch_hint = m["ch"].strip() if re.fullmatch(r"-?\d+", m["ch"].strip()) else "0"
@@ -243,7 +244,7 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
                  f"relu): its units read its first call; to read a later one, give that call its own module")
     classes = list(getattr(model, "classes", None) or [])
     resolved = []
-    for u in units:
+    for u in _expand_spans(units, outs, classes):
         out = outs[u.layer]
         shape = tuple(out.shape[1:])
         if len(shape) == 0:
@@ -251,9 +252,6 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
         n = shape[0]
         ch = u.channel
         if isinstance(ch, str):
-            if re.fullmatch(r"\s*\d+\s*-\s*\d+\s*", ch) and ch.lower() not in (c.lower() for c in classes):
-                raise DgnamError(f"unit {u.address}: {ch!r} is not a channel index (list several as "
-                                 f"{u.layer}:1,2,3)")  # (a class may be named 10-19)
             if classes and u.layer != LOGITS and n != len(classes):
                 raise DgnamError(f"unit {u.address}: class names name the model's outputs (logits:{ch}); layer "
                                  f"{u.layer!r} has {n} channels: give an index 0..{n - 1}")
@@ -281,6 +279,29 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
             raise DgnamError(f"unit {u.address}: ':mean' needs a spatial layer; {u.layer!r} outputs {shape}")
         resolved.append(replace(u, channel=int(ch)))
     return resolved
+
+
+def _expand_spans(units: Sequence[Unit], outs: dict[str, torch.Tensor], classes: Sequence[str]) -> list[Unit]:
+    """``LAYER:A-B`` (channels A to B, both included) and ``LAYER:all`` as one unit per channel, each keeping the
+    position or ``:mean``; a class named like a span ("all", "10-19") keeps its name's meaning on the logits."""
+    out: list[Unit] = []
+    for u in units:
+        ch = u.channel
+        named = isinstance(ch, str) and u.layer == LOGITS and ch.lower() in (c.lower() for c in classes)
+        m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", ch) if isinstance(ch, str) and not named else None
+        if m is None and not (isinstance(ch, str) and not named and ch.strip().lower() == "all"):
+            out.append(u)
+            continue
+        shape = tuple(outs[u.layer].shape[1:])
+        if not shape:
+            raise DgnamError(f"layer {u.layer!r} outputs a scalar per image; pick a layer with channels")
+        n = shape[0]
+        first, last = (int(m[1]), int(m[2])) if m else (0, n - 1)
+        if not 0 <= first <= last < n:
+            raise DgnamError(f"unit {u.address}: channels {first}-{last} are not a range within the layer's channels "
+                             f"0..{n - 1}: write {u.layer}:A-B with A <= B <= {n - 1}, or {u.layer}:all")
+        out += [replace(u, channel=c) for c in range(first, last + 1)]
+    return out
 
 
 def unit_activations(outs: dict[str, torch.Tensor], units: Sequence[Unit]) -> torch.Tensor:
