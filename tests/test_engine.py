@@ -408,7 +408,7 @@ def test_a_diverging_unit_keeps_its_last_finite_code_and_the_others_go_on(tmp_pa
     model = NanAbove().eval()
     x0 = torch.zeros(1, 1, 12, 12)
     assert model.lin(x0.flatten(1))[0, 2] < 1.0  # a finite start
-    with pytest.warns(UserWarning, match="logits:2 restart 0: NaN/inf at step"):
+    with pytest.warns(UserWarning, match="NaN/inf in logits:2 restart 0 \\(step [0-9]+\\): each record keeps its last finite code"):
         run = visualize(model, "logits:0,1,2", tiny_gen, steps=12, out=tmp_path / "run", progress=False,
                         input_space=SPACE, batch_size=3)
     recs = {r["unit"]: r for r in run.records}
@@ -431,7 +431,7 @@ def test_a_dead_unit_is_flagged_not_passed_off_as_an_optimum(tiny_model, tiny_ge
     and nothing said that the image shows nothing of the unit."""
     with torch.no_grad():
         tiny_model.features[3].bias[5] = -1e4  # conv channel 5, before its ReLU: dead on every image
-    with pytest.warns(UserWarning, match="features.4:5 restart 0: the activation stayed at 0 through all 4 steps"):
+    with pytest.warns(UserWarning, match="stayed at its start value through all 4 steps for features.4:5 restart 0: "):
         run = visualize(tiny_model, "features.4:5,7", tiny_gen, steps=4, progress=False)  # 5 is live unless killed
     dead, live = run.records
     assert dead["unchanged"] is True and dead["activation"] == 0.0

@@ -327,6 +327,8 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     bar = tqdm(total=len(batches) * config.steps, desc=f"{method} ({len(todo)} images)", disable=not progress or not todo,
                unit="step")
+    diverged: list[str] = []  # said once at the end: a wide layer can have hundreds of dead units
+    unchanged: list[str] = []
     for batch in batches:
         bunits = [u for _, u, _ in batch]
         seeds = [seed + r for _, _, r in batch]
@@ -351,13 +353,10 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
             }
             if int(res.diverged_steps[k]) >= 0:
                 rec["diverged_at"] = int(res.diverged_steps[k])
-                warn(f"{u.address} restart {r}: NaN/inf at step {rec['diverged_at']}; its record keeps the last "
-                     f"finite code (lower the learning rate, or check the model on such images)")
+                diverged.append(f"{u.address} restart {r} (step {rec['diverged_at']})")
             if bool(res.unchanged[k]):
                 rec["unchanged"] = True
-                warn(f"{u.address} restart {r}: the activation stayed at {float(res.activations[k]):g} through all "
-                     f"{config.steps} steps: the unit did not respond to any step (a ReLU unit that is 0 on every image "
-                     f"tried, say), so its image shows nothing of it")
+                unchanged.append(f"{u.address} restart {r}")
             if u.layer == LOGITS and 0 <= u.channel < len(class_names):  # logits:cat ran as logits:1: say which
                 rec["class_name"] = class_names[u.channel]
             if meta:
@@ -375,6 +374,13 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
             records.sort(key=lambda rec: (rec["unit_index"], rec["restart"]))
             _write_json_atomic(out_dir / RESULTS, {"dgnam_version": __version__, "config": run_config, "records": records})
     bar.close()
+    if diverged:
+        warn(f"NaN/inf in {_some(diverged)}: each record keeps its last finite code ('diverged_at'; lower the "
+             f"learning rate, or check the model on such images)")
+    if unchanged:
+        warn(f"the activation stayed at its start value through all {config.steps} steps for {_some(unchanged)}: "
+             f"those units did not respond to any step (ReLU units that are 0 on every image tried, say), so their "
+             f"images show nothing of them (records marked 'unchanged')")
     records.sort(key=lambda rec: (rec["unit_index"], rec["restart"]))
     order = [(rec["unit_index"], rec["restart"]) for rec in records]
     if out_dir is not None:  # a resumed run: the earlier records' codes are on disk, their images are regenerated
@@ -390,6 +396,13 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
         best_codes=torch.stack([codes_by_job[k][1] for k in order]) if have and order else None,
         out=out_dir,
     )
+
+
+def _some(items: list[str], shown: int = 5) -> str:
+    """``a, b, c`` or ``12 images (a, b, c, d, e, ...)``: a list that stays one line."""
+    if len(items) == 1:
+        return items[0]
+    return f"{len(items)} images ({', '.join(items[:shown])}{', ...' if len(items) > shown else ''})"
 
 
 def _runs_channels_last(model: nn.Module, generator: Generator, space: ImageSpace) -> bool:
