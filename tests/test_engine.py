@@ -508,3 +508,18 @@ def test_a_refusal_shows_where_two_lists_differ(tmp_path, tiny_model, tiny_gen):
     other_bounds = dgnam_code_priors(replace(tiny_gen.code_stats, std=tiny_gen.code_stats.std * 2))
     with pytest.raises(DgnamError, match="priors\\[0\\]\\.upper"):
         visualize(tiny_model, "logits:0,1,2,3", tiny_gen, priors=other_bounds, resume=True, **kw)
+
+
+def test_the_overview_grid_is_capped_with_a_warning(tmp_path, tiny_model, tiny_gen, monkeypatch):
+    """1000 units x 16 restarts made a 200-Mpx grid.png that Pillow refuses to open, inlined in the report."""
+    from PIL import Image
+
+    import dgnam.images
+
+    monkeypatch.setattr(dgnam.images, "GRID_MAX_ROWS", 2)
+    monkeypatch.setattr(dgnam.images, "GRID_MAX_COLS", 2)
+    with pytest.warns(UserWarning, match="grid.png shows the first 2 of 5 units and 2 of 3 restarts"):
+        visualize(tiny_model, "logits:all", tiny_gen, restarts=3, steps=0, out=tmp_path / "a", progress=False)
+    small = Image.open(tmp_path / "a" / "grid.png").size
+    visualize(tiny_model, "logits:0,1", tiny_gen, restarts=2, steps=0, out=tmp_path / "b", progress=False)
+    assert small == Image.open(tmp_path / "b" / "grid.png").size  # the same 2 x 2 cells

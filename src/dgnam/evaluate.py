@@ -741,8 +741,9 @@ def evaluate_images(
 
 
 def nearest_figure(x01: torch.Tensor, src: ImageSpace, nn_i: torch.Tensor, data: RealData, records: Sequence[dict]):
-    """One row per unit (its first restart): the synthesized image, then its nearest training images."""
-    from .images import grid
+    """One row per unit (its first restart): the synthesized image, then its nearest training images; the first
+    :data:`~dgnam.images.GRID_MAX_ROWS` units (the per-record figures are in ``results.json``)."""
+    from .images import GRID_MAX_ROWS, grid
     from .imagespace import to_uint8
 
     rows, labels, caps = [], [], []
@@ -753,6 +754,8 @@ def nearest_figure(x01: torch.Tensor, src: ImageSpace, nn_i: torch.Tensor, data:
         u = rec.get("unit_index", k)
         if u in seen_units:
             continue
+        if len(seen_units) == GRID_MAX_ROWS:
+            break
         seen_units.add(u)
         synth = to_uint8(src.encode(x01[k : k + 1]), src)[0]
         pos = torch.tensor([at[int(i)] for i in nn_i[k]]) if at is not None else nn_i[k]

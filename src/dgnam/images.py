@@ -36,6 +36,13 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
     return text + "…"
 
 
+#: The most rows (units) and columns (restarts) an overview figure shows: 100 x 16 cells is about 11,000 x 1,800 px.
+#: A run of 1000 units x 16 restarts made a 200-Mpx grid.png that Pillow refuses to open (its decompression-bomb
+#: check), and the HTML report inlined it (43 MB). Every image is in the run's images/ folder either way.
+GRID_MAX_ROWS = 100
+GRID_MAX_COLS = 16
+
+
 def grid(
     rows: Sequence[Sequence[np.ndarray | None]],
     row_labels: Sequence[str] | None = None,

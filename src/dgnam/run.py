@@ -485,15 +485,24 @@ def _restore_pngs(out_dir: Path, records: list[dict], generator: Generator, imag
 
 
 def write_grid(out_dir: Path, records: list[dict]) -> Path:
-    """``grid.png``: one row per unit, one column per restart, each captioned with its final activation."""
+    """``grid.png``: one row per unit, one column per restart, each captioned with its final activation (at most
+    :data:`~dgnam.images.GRID_MAX_ROWS` units and :data:`~dgnam.images.GRID_MAX_COLS` restarts, with a warning)."""
     import numpy as np
     from PIL import Image
+
+    from .images import GRID_MAX_COLS, GRID_MAX_ROWS
 
     by_unit: dict[int, list[dict]] = {}
     for rec in records:
         by_unit.setdefault(rec["unit_index"], []).append(rec)
+    n_cols = max((len(recs) for recs in by_unit.values()), default=0)
+    if len(by_unit) > GRID_MAX_ROWS or n_cols > GRID_MAX_COLS:
+        warn(f"grid.png shows the first {min(len(by_unit), GRID_MAX_ROWS)} of {len(by_unit)} units and "
+             f"{min(n_cols, GRID_MAX_COLS)} of {n_cols} restarts (a bigger figure is more than image viewers and "
+             f"Pillow open); every image is in {out_dir / 'images'}")
     rows, labels, caps = [], [], []
-    for _, recs in sorted(by_unit.items()):
+    for _, recs in sorted(by_unit.items())[:GRID_MAX_ROWS]:
+        recs = recs[:GRID_MAX_COLS]
         rows.append([np.asarray(Image.open(out_dir / rec["image"])) for rec in recs])
         caps.append([f"{rec['activation']:.2f}" for rec in recs])
         labels.append(recs[0]["unit"] + (f" {recs[0]['class_name']}" if recs[0].get("class_name") else ""))
