@@ -575,3 +575,19 @@ def test_a_target_that_is_nan_on_real_images_gets_no_percentile_of_100(tiny_mode
 
     for name in ("results.json", "evaluation.json"):
         json.loads((out / name).read_text(), parse_constant=strict)
+
+
+def test_real_images_are_read_a_chunk_at_a_time_with_the_same_figures(tiny_model, tiny_gen, tmp_path, monkeypatch):
+    """The whole real set was converted at once (several float copies: tens of GB for 10,000 ImageNet images) and
+    run 500 images a batch. Chunks and batch sizes now follow the image size; the figures stay what they were."""
+    import dgnam.units
+
+    out = tmp_path / "run"
+    visualize(tiny_model, "logits:0,1", tiny_gen, restarts=2, steps=3, out=out, progress=False)
+    whole = evaluate_run(out, judge=tiny_model, model=tiny_model, data=_random_real(60), write=False)["summary"]
+    assert dgnam.units.read_batch_size(torch.zeros(60, 1, 12, 12)) == 500  # all 60 in one batch and chunk
+    monkeypatch.setattr(dgnam.units, "READ_BATCH_VALUES", 7 * 144)  # 7 images a batch, 28 a chunk
+    assert dgnam.units.read_batch_size(torch.zeros(60, 1, 12, 12)) == 7
+    parts = evaluate_run(out, judge=tiny_model, model=tiny_model, data=_random_real(60), write=False)["summary"]
+    for key in ("fid", "activation_percentile", "activation_ratio", "nn_ratio", "judge_accuracy"):
+        assert parts[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-6), key

@@ -31,7 +31,7 @@ from .imagespace import ImageSpace, convert
 from .modules import as_device, frozen, module_device, module_dtype
 from .weights import tensor_digest
 from .units import (LOGITS, LayerReader, default_embed_layer, encode, layer_names, layer_shapes, output_tensor,
-                    parse_units, resolve_units, unit_responses)
+                    parse_units, read_batch_size, resolve_units, unit_responses)
 
 #: The default judge of a Fashion-MNIST target: a classifier of another architecture and seed, never used in
 #: optimization. It (and Fashion-MNIST as the real data) applies only to targets that take Fashion-MNIST images.
@@ -567,6 +567,18 @@ def evaluate_run(
             del model.input_space
 
 
+#: Forward batches per chunk of real images that the evaluation converts at a time.
+EVAL_CHUNK_BATCHES = 4
+
+
+def _chunked(fn, images: torch.Tensor, most: int) -> torch.Tensor:
+    """``fn`` of ``images``, a chunk at a time: only one chunk's converted copies exist at once. A chunk is a whole
+    number of ``fn``'s forward batches (:func:`~dgnam.units.read_batch_size` with ``most``), so that every batch
+    holds the images it held with the whole set (batch composition changes float rounding)."""
+    chunk = EVAL_CHUNK_BATCHES * read_batch_size(images, most)
+    return torch.cat([fn(images[i : i + chunk]) for i in range(0, len(images), chunk)])
+
+
 def _mean_defined(values: Sequence[float | None]) -> float | None:
     """The mean of the values that are defined; ``None`` when none is (e.g. activation ratios of units whose real
     maximum is <= 0)."""
@@ -599,9 +611,9 @@ def evaluate_images(
         data.cache[key] = {}
     real_acts = data.cache[key]
     missing = sorted({u for u in units if u not in real_acts}, key=str)
-    if missing:
-        real_t = convert(data.space.encode(data.images), data.space, tspace)
-        real_acts.update(zip(missing, unit_responses(model, missing, real_t).T))
+    if missing:  # (converted a chunk at a time: the whole set at once held several copies of it, tens of GB)
+        real_acts.update(zip(missing, _chunked(lambda xb: unit_responses(
+            model, missing, convert(data.space.encode(xb), data.space, tspace)), data.images, 500).T))
     seen_acts = unit_responses(model, units, convert(raw, src, tspace), per_item=True)
     acts, pct, ratio = [], [], []
     for u in sorted(set(units), key=str):  # NaN sorted above every number: a percentile of 100 for anything
@@ -638,7 +650,7 @@ def evaluate_images(
     feats = judge.features(raw, src)
     key = ("features", id(judge.model), judge.layer)
     if key not in data.cache:
-        data.cache[key] = judge.features(data.space.encode(data.images), data.space)
+        data.cache[key] = _chunked(lambda xb: judge.features(data.space.encode(xb), data.space), data.images, 256)
     real_feats = data.cache[key]
     nn_d, nn_i = nearest_neighbors(feats, real_feats, k=NEAREST_SHOWN)
     # real-to-real: each real image against all the others (leave one out), the same pool a query searches. One

@@ -349,8 +349,20 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str
     return rows
 
 
+#: Input values per forward batch when reading activations without gradients: 500 Fashion-MNIST images, about 27
+#: ImageNet images at 224 px. A fixed 500 ImageNet images held gigabytes of intermediate maps at once.
+READ_BATCH_VALUES = 2 ** 22
+
+
+def read_batch_size(x: torch.Tensor, most: int = 500) -> int:
+    """How many images of ``x`` to run in one no-grad forward pass: fewer the larger they are."""
+    per = max(1, x[0].numel()) if len(x) else 1
+    return max(1, min(most, READ_BATCH_VALUES // per))
+
+
 @torch.no_grad()
-def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256, pool: bool = False) -> torch.Tensor:
+def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int | None = None,
+           pool: bool = False) -> torch.Tensor:
     """The outputs of ``layer`` for a batch of images already in the model's input space, flattened per image:
     the codes a generator inverting that layer takes (the paper's "start from a real image"). ``pool`` averages a
     spatial (N, C, H, W) output over its positions instead (C features per image, as FID pools a conv block)."""
@@ -358,6 +370,7 @@ def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 256,
         got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise DgnamError(f"encode takes a batch of images as a (N, C, H, W) tensor in the model's input space, got "
                          f"{got}: add the batch dimension with x[None] or use torch.as_tensor")
+    batch_size = batch_size or read_batch_size(x, 256)
     reader = LayerReader(model, [layer])
     space = getattr(model, "input_space", None)
     fix = (f"give images of the model's input shape {'x'.join(map(str, space.shape))} (ImageSpace.encode)"
@@ -394,7 +407,7 @@ def default_embed_layer(model: nn.Module, example: torch.Tensor) -> str:
 
 
 @torch.no_grad()
-def unit_responses(model: nn.Module, units: Unit | Sequence[Unit], x: torch.Tensor, batch_size: int = 500,
+def unit_responses(model: nn.Module, units: Unit | Sequence[Unit], x: torch.Tensor, batch_size: int | None = None,
                    per_item: bool = False) -> torch.Tensor:
     """Activations of resolved ``units`` on raw inputs ``x``, in one batched pass per chunk (the forward stops at
     the deepest unit's layer): ``(N,)`` for one unit, ``(N, U)`` for a list; with ``per_item`` unit k is read on
@@ -403,6 +416,7 @@ def unit_responses(model: nn.Module, units: Unit | Sequence[Unit], x: torch.Tens
     us = [units] if one else list(units)
     if per_item and len(us) != len(x):
         raise DgnamError(f"{len(us)} units for {len(x)} inputs: per_item needs one unit per input")
+    batch_size = batch_size or read_batch_size(x)
     reader = LayerReader(model, sorted({u.layer for u in us}))
     dev = module_device(model)
     out = []
