@@ -523,3 +523,13 @@ def test_the_overview_grid_is_capped_with_a_warning(tmp_path, tiny_model, tiny_g
     small = Image.open(tmp_path / "a" / "grid.png").size
     visualize(tiny_model, "logits:0,1", tiny_gen, restarts=2, steps=0, out=tmp_path / "b", progress=False)
     assert small == Image.open(tmp_path / "b" / "grid.png").size  # the same 2 x 2 cells
+
+
+def test_unit_column_reads_what_unit_activations_reads(tiny_model):
+    """The evaluation reads each unit on every real image at once; per image it is the optimizer's reading."""
+    from dgnam.units import unit_activations, unit_column
+
+    torch.manual_seed(0)
+    outs = {"a": torch.randn(6, 4, 5, 7), "b": torch.randn(6, 3), "c": torch.randn(6, 2, 9)}
+    for u in parse_units("a:1,a:2@4,0,a:3:mean,b:2,c:1,c:0:mean"):
+        assert torch.allclose(unit_column(outs[u.layer], u), unit_activations(outs, [u] * 6), atol=1e-6), u.address

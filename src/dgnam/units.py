@@ -323,6 +323,18 @@ def unit_activations(outs: dict[str, torch.Tensor], units: Sequence[Unit]) -> to
     return torch.stack(acts)
 
 
+def unit_column(out: torch.Tensor, u: Unit) -> torch.Tensor:
+    """The activation of one unit on every item of a layer output ``out`` (B, C, ...): :func:`unit_activations`
+    with the same unit for all, in one indexing operation (a loop per image cost 7 ms per unit on 10,000 images)."""
+    c = out[:, u.channel]
+    if c.dim() == 1:
+        return c
+    if u.reduce == "mean":
+        return c.flatten(1).mean(1)
+    pos = u.position if u.position is not None else tuple(s // 2 for s in c.shape[1:])
+    return c[(slice(None), *pos)]
+
+
 def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str, tuple[int, ...]]]:
     """Every addressable layer with its module type and output shape (without the batch dimension)."""
     mods = _layer_modules(model)
@@ -427,6 +439,6 @@ def unit_responses(model: nn.Module, units: Unit | Sequence[Unit], x: torch.Tens
             if per_item:
                 out.append(unit_activations(outs, us[i : i + len(xb)]).cpu())
             else:
-                out.append(torch.stack([unit_activations(outs, [u] * len(xb)) for u in us], 1).cpu())
+                out.append(torch.stack([unit_column(outs[u.layer], u) for u in us], 1).cpu())
     acts = torch.cat(out)
     return acts[:, 0] if one and not per_item else acts
