@@ -183,6 +183,8 @@ def test_code_bounds_that_cannot_clip_are_refused_in_one_line(tiny_model, tiny_g
     from dgnam import CodeStats, ppgn
     from dgnam.priors import ClipCode
 
+    u = torch.tensor([4.9125, 3.0, 7.77])  # in float32, as the published dgn-am-scaled figures were made: the
+    assert bound_scaled_lr(u) == float(8.0 * u.median() / 12.0)  # double's last digits changed 9/10 to 8/10
     with pytest.raises(DgnamError, match="median code bound is 0.*--lr"):
         bound_scaled_lr(torch.tensor([0.0, 0.0, 3.0]))
     with pytest.raises(DgnamError, match="median code bound is nan"):

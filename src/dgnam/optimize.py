@@ -75,12 +75,12 @@ def bound_scaled_lr(upper: torch.Tensor, lr: float = DGNAM_LR_START) -> float:
     the published 8.0 is too large for a generator whose bounds are smaller than CaffeNet fc6's (the README's
     step-size table); this is a deviation from the paper, to be chosen explicitly.
     """
-    median = float(upper.flatten().float().median())
-    if not median > 0 or not math.isfinite(median):  # (a sparse layer, or statistics of a few images)
-        raise DgnamError(f"the median code bound is {median:g}, so the bound-scaled learning rate would be "
-                         f"{lr * median / RELEASED_FC6_MEDIAN_BOUND:g}: recompute the code statistics over more real "
-                         f"images, or give the learning rate yourself (--lr)")
-    return lr * median / RELEASED_FC6_MEDIAN_BOUND
+    median = upper.flatten().float().median()
+    if not float(median) > 0 or not math.isfinite(float(median)):  # (a sparse layer, or statistics of few images)
+        raise DgnamError(f"the median code bound is {float(median):g}, so the bound-scaled learning rate would be "
+                         f"{lr * float(median) / RELEASED_FC6_MEDIAN_BOUND:g}: recompute the code statistics over more "
+                         f"real images, or give the learning rate yourself (--lr)")
+    return float(lr * median / RELEASED_FC6_MEDIAN_BOUND)  # in float32, as the published figures were made
 
 
 @dataclass
