@@ -30,8 +30,9 @@ from .errors import DgnamError, warn
 from .imagespace import ImageSpace, convert
 from .modules import as_device, frozen, module_device, module_dtype
 from .weights import tensor_digest
-from .units import (LOGITS, LayerReader, default_embed_layer, encode, layer_names, layer_shapes, output_tensor,
-                    parse_units, read_batch_size, resolve_units, unit_responses)
+from .units import (ENCODE_BATCH_MOST, LOGITS, RESPONSES_BATCH_MOST, LayerReader, default_embed_layer, encode,
+                    layer_names, layer_shapes, output_tensor, parse_units, read_batch_size, resolve_units,
+                    unit_responses)
 
 #: The default judge of a Fashion-MNIST target: a classifier of another architecture and seed, never used in
 #: optimization. It (and Fashion-MNIST as the real data) applies only to targets that take Fashion-MNIST images.
@@ -613,7 +614,8 @@ def evaluate_images(
     missing = sorted({u for u in units if u not in real_acts}, key=str)
     if missing:  # (converted a chunk at a time: the whole set at once held several copies of it, tens of GB)
         real_acts.update(zip(missing, _chunked(lambda xb: unit_responses(
-            model, missing, convert(data.space.encode(xb), data.space, tspace)), data.images, 500).T))
+            model, missing, convert(data.space.encode(xb), data.space, tspace)), data.images,
+            RESPONSES_BATCH_MOST).T))
     seen_acts = unit_responses(model, units, convert(raw, src, tspace), per_item=True)
     acts, pct, ratio = [], [], []
     for u in sorted(set(units), key=str):  # NaN sorted above every number: a percentile of 100 for anything
@@ -650,7 +652,8 @@ def evaluate_images(
     feats = judge.features(raw, src)
     key = ("features", id(judge.model), judge.layer)
     if key not in data.cache:
-        data.cache[key] = _chunked(lambda xb: judge.features(data.space.encode(xb), data.space), data.images, 256)
+        data.cache[key] = _chunked(lambda xb: judge.features(data.space.encode(xb), data.space), data.images,
+                                   ENCODE_BATCH_MOST)
     real_feats = data.cache[key]
     nn_d, nn_i = nearest_neighbors(feats, real_feats, k=NEAREST_SHOWN)
     # real-to-real: each real image against all the others (leave one out), the same pool a query searches. One

@@ -28,7 +28,7 @@ from .images import grid, save_png
 from .modules import as_device, frozen, module_device, module_dtype
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import Prior
-from .units import LOGITS, LayerReader, Unit, parse_units, resolve_units
+from .units import LOGITS, LayerReader, Unit, parse_units, resolve_units, unit_position
 from .weights import json_safe, save_safetensors, tensor_digest
 
 RESULTS = "results.json"
@@ -431,7 +431,7 @@ def _positions(model: nn.Module, units: Sequence[Unit], example: torch.Tensor) -
         if u.reduce == "mean" or not spatial:
             out.append(None)
         else:
-            out.append(list(u.position) if u.position is not None else [s // 2 for s in spatial])
+            out.append(list(unit_position(u, spatial)))
     return out
 
 

@@ -293,8 +293,9 @@ def _expand_spans(units: Sequence[Unit], outs: dict[str, torch.Tensor], classes:
             out.append(u)
             continue
         shape = tuple(outs[u.layer].shape[1:])
-        if not shape:
-            raise DgnamError(f"layer {u.layer!r} outputs a scalar per image; pick a layer with channels")
+        if not shape:  # resolve_units refuses it
+            out.append(u)
+            continue
         n = shape[0]
         first, last = (int(m[1]), int(m[2])) if m else (0, n - 1)
         if not 0 <= first <= last < n:
@@ -302,6 +303,12 @@ def _expand_spans(units: Sequence[Unit], outs: dict[str, torch.Tensor], classes:
                              f"0..{n - 1}: write {u.layer}:A-B with A <= B <= {n - 1}, or {u.layer}:all")
         out += [replace(u, channel=c) for c in range(first, last + 1)]
     return out
+
+
+def unit_position(u: Unit, spatial: Sequence[int]) -> tuple[int, ...]:
+    """The position a point unit reads on a channel map of shape ``spatial``: its own, else the centre
+    (``H // 2, W // 2``), as released."""
+    return u.position if u.position is not None else tuple(s // 2 for s in spatial)
 
 
 def unit_activations(outs: dict[str, torch.Tensor], units: Sequence[Unit]) -> torch.Tensor:
@@ -318,8 +325,7 @@ def unit_activations(outs: dict[str, torch.Tensor], units: Sequence[Unit]) -> to
         elif u.reduce == "mean":
             acts.append(c.mean())
         else:
-            pos = u.position if u.position is not None else tuple(s // 2 for s in c.shape)
-            acts.append(c[pos])
+            acts.append(c[unit_position(u, c.shape)])
     return torch.stack(acts)
 
 
@@ -331,8 +337,7 @@ def unit_column(out: torch.Tensor, u: Unit) -> torch.Tensor:
         return c
     if u.reduce == "mean":
         return c.flatten(1).mean(1)
-    pos = u.position if u.position is not None else tuple(s // 2 for s in c.shape[1:])
-    return c[(slice(None), *pos)]
+    return c[(slice(None), *unit_position(u, c.shape[1:]))]
 
 
 def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str, tuple[int, ...]]]:
@@ -364,9 +369,12 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str
 #: Input values per forward batch when reading activations without gradients: 500 Fashion-MNIST images, about 27
 #: ImageNet images at 224 px. A fixed 500 ImageNet images held gigabytes of intermediate maps at once.
 READ_BATCH_VALUES = 2 ** 22
+#: The most images per batch, whatever their size: of :func:`unit_responses` and of :func:`encode`.
+RESPONSES_BATCH_MOST = 500
+ENCODE_BATCH_MOST = 256
 
 
-def read_batch_size(x: torch.Tensor, most: int = 500) -> int:
+def read_batch_size(x: torch.Tensor, most: int = RESPONSES_BATCH_MOST) -> int:
     """How many images of ``x`` to run in one no-grad forward pass: fewer the larger they are."""
     per = max(1, x[0].numel()) if len(x) else 1
     return max(1, min(most, READ_BATCH_VALUES // per))
@@ -382,7 +390,7 @@ def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int | None
         got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise DgnamError(f"encode takes a batch of images as a (N, C, H, W) tensor in the model's input space, got "
                          f"{got}: add the batch dimension with x[None] or use torch.as_tensor")
-    batch_size = batch_size or read_batch_size(x, 256)
+    batch_size = batch_size or read_batch_size(x, ENCODE_BATCH_MOST)
     reader = LayerReader(model, [layer])
     space = getattr(model, "input_space", None)
     fix = (f"give images of the model's input shape {'x'.join(map(str, space.shape))} (ImageSpace.encode)"

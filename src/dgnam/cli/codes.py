@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 import typer
@@ -12,6 +12,9 @@ from ..errors import DgnamError
 from . import app
 from ..zoo.registry import model_weights_sha256
 from .common import DATA_HELP, LIMIT_HELP, declared_space, device_arg, model_arg
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _read_arrays(paths: list[Path]) -> list:
@@ -30,7 +33,7 @@ def _read_arrays(paths: list[Path]) -> list:
     return arrs
 
 
-def read_image(spec: str, space) -> tuple[torch.Tensor, "numpy.ndarray"]:
+def read_image(spec: str, space) -> tuple[torch.Tensor, "np.ndarray"]:
     """IMAGE is a file, or ``test:INDEX`` / ``train:INDEX`` for a Fashion-MNIST image: the image (1, C, H, W) in
     ``space`` at its size, and the image as read, at its own size (an HxW or HxWx3 uint8 array)."""
     import re
