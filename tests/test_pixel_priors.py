@@ -101,6 +101,25 @@ def test_transforms_are_a_function_of_seed_and_step():
         torch.allclose(r, torch.rot90(x[:, :, 1:-1, 1:-1], -1, dims=(-2, -1)), atol=1e-4)
 
 
+def test_the_runs_seed_reaches_lucids_random_transforms():
+    """--seed must govern all of a method's randomness: lucid's jitter/scale/rotation draws were seeded with 0
+    whatever the run's seed, so two seeds shared every transform."""
+    x = torch.randn(1, 3, 20, 20, generator=torch.Generator().manual_seed(0))
+
+    def views(seed):
+        out = []
+        for step in range(8):
+            y = x
+            for t in build_method("lucid", SPACE, seed=seed).transforms:
+                y = t(y, step)
+            out.append(y)
+        return out
+
+    assert all(torch.equal(a, b) for a, b in zip(views(3), views(3)))  # a function of the seed
+    assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(views(0), views(3)))
+    assert [t.seed for t in build_method("lucid", SPACE).transforms if hasattr(t, "seed")][0] == 0  # default as before
+
+
 def test_fourier_generator_images_in_range_and_activation_rises(tiny_model):
     g = FourierGenerator((12, 12), channels=1)
     codes = g.init_codes([0, 1])

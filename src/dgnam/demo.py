@@ -82,7 +82,7 @@ def run_demo(out: str | Path = "runs/demo", restarts: int = DEMO_RESTARTS, steps
     best: dict[str, list[dict]] = {}
     best_images: dict[str, list[np.ndarray]] = {}
     for method in DEMO_METHODS:
-        spec = build_method(method, space, gen)
+        spec = build_method(method, space, gen, seed=seed)
         sub = out / method
         if sub.exists():
             shutil.rmtree(sub)  # the demo always starts fresh

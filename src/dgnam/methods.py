@@ -32,12 +32,13 @@ class MethodSpec:
 
 @dataclass
 class Method:
-    """``build(target_space, generator)`` returns a :class:`MethodSpec`; ``generator`` is the learned generator
-    (``None`` when the user gave none) and is required when ``needs_generator``."""
+    """``build(target_space, generator, seed)`` returns a :class:`MethodSpec`; ``generator`` is the learned generator
+    (``None`` when the user gave none) and is required when ``needs_generator``; ``seed`` is the run's seed, which
+    seeds whatever the method draws besides the start codes (the random transforms of ``lucid``)."""
 
     name: str
     description: str
-    build: Callable[[ImageSpace, Generator | None], MethodSpec]
+    build: Callable[[ImageSpace, Generator | None, int], MethodSpec]
     needs_generator: bool = False
     source: str = ""
 
@@ -73,21 +74,25 @@ def get_method(name: str) -> Method:
     return _METHODS[name]
 
 
-def build_method(name: str, target_space: ImageSpace, generator: Generator | None = None) -> MethodSpec:
+def build_method(name: str, target_space: ImageSpace, generator: Generator | None = None, *,
+                 seed: int = 0) -> MethodSpec:
+    """The method ``name`` for a target of ``target_space``. Give the run's ``seed`` (as to
+    :func:`dgnam.visualize`) so that a method's own randomness (``lucid``'s jitter, scale and rotation draws) follows
+    it: another seed then gives other draws, as it gives other start codes."""
     m = get_method(name)
     if not isinstance(target_space, ImageSpace):
         raise DgnamError(f"build_method({name!r}, {target_space!r}): give the target's ImageSpace, e.g. "
                          f"model.input_space or ImageSpace(size=(32, 32), color='RGB')")
     if m.needs_generator and generator is None:
         raise DgnamError(f"method {name} needs a generator: pass --generator (e.g. fmnist-g-fc6)")
-    return m.build(target_space, generator)
+    return m.build(target_space, generator, seed)
 
 
-def _dgnam(space: ImageSpace, generator: Generator | None) -> MethodSpec:
+def _dgnam(space: ImageSpace, generator: Generator | None, seed: int = 0) -> MethodSpec:
     return MethodSpec(generator=generator, priors=generator.default_priors(), config=generator.default_config())
 
 
-def _dgnam_scaled(space: ImageSpace, generator: Generator | None) -> MethodSpec:
+def _dgnam_scaled(space: ImageSpace, generator: Generator | None, seed: int = 0) -> MethodSpec:
     if generator.code_stats is None:
         raise DgnamError(f"dgn-am-scaled scales the step to the code bounds: generator {generator.name} has no code "
                          f"stats (pass --code-stats)")
@@ -96,7 +101,7 @@ def _dgnam_scaled(space: ImageSpace, generator: Generator | None) -> MethodSpec:
     return MethodSpec(generator=generator, priors=spec.priors, config=config)
 
 
-def _pixel(space: ImageSpace, generator: Generator | None) -> MethodSpec:
+def _pixel(space: ImageSpace, generator: Generator | None, seed: int = 0) -> MethodSpec:
     g = PixelGenerator(space)
     return MethodSpec(generator=g, priors=[], config=g.default_config())
 

@@ -91,7 +91,7 @@ def yosinski_config(s: YosinskiSetting) -> AMConfig:
 
 
 def _yosinski(k: int):
-    def build(space: ImageSpace, generator: Generator | None) -> MethodSpec:
+    def build(space: ImageSpace, generator: Generator | None, seed: int = 0) -> MethodSpec:
         s = YOSINSKI_SETTINGS[k]
         g = PixelGenerator(caffe_units_space(space), init_std=YOSINSKI_INIT_STD_255 / 255.0, init_center="mean")
         return MethodSpec(generator=g, priors=yosinski_priors(s, g.space), config=yosinski_config(s))
@@ -109,10 +109,10 @@ for _k, _s in YOSINSKI_SETTINGS.items():
     ))
 
 
-def _lucid(space: ImageSpace, generator: Generator | None) -> MethodSpec:
+def _lucid(space: ImageSpace, generator: Generator | None, seed: int = 0) -> MethodSpec:
     g = FourierGenerator(space.size, channels=space.channels)
     return MethodSpec(generator=g, priors=[], config=g.default_config(),
-                      transforms=standard_transforms(max(space.size)))
+                      transforms=standard_transforms(max(space.size), seed=seed))
 
 
 register_method(Method(
@@ -125,7 +125,7 @@ register_method(Method(
 PIXEL_L2_BLUR = YOSINSKI_SETTINGS[3]
 
 
-def _pixel_l2_blur(space: ImageSpace, generator: Generator | None) -> MethodSpec:
+def _pixel_l2_blur(space: ImageSpace, generator: Generator | None, seed: int = 0) -> MethodSpec:
     g = PixelGenerator(space)
     s = PIXEL_L2_BLUR
     return MethodSpec(generator=g, priors=[L2Decay(1.0 - s.decay), Blur(s.blur_radius, s.blur_every)],

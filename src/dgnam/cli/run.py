@@ -48,7 +48,7 @@ def visualize(
     name = prior or ("dgn-am" if gen is not None else "pixel")
     if gen is not None and not get_method(name).needs_generator:
         raise DgnamError(f"--prior {name} optimizes pixels and would ignore --generator {generator}: drop one of them")
-    spec = build_method(name, space, gen)
+    spec = build_method(name, space, gen, seed=seed)
     config = spec.config
     if lr is not None:
         if not lr > 0:
