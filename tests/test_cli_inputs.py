@@ -156,6 +156,63 @@ def test_encode_takes_fashion_mnist_images_by_index_like_inpaint(tmp_path):
     refused("test:INDEX with INDEX >= 0", "encode", "test:x", "--out", tmp_path / "d.safetensors")
 
 
+def test_sample_resumes_a_killed_chain_and_ends_as_an_uninterrupted_run(tmp_path, monkeypatch):
+    import dgnam.ppgn as ppgn
+    from dgnam.cli.beyond import CHAIN_CHECKPOINT
+    from dgnam.weights import load_state_dict
+
+    args = ["sample", "--class", "1", "--class", "2", "--n", "3", "--steps", "12", "--burn-in", "3", "--eps3", "0.01"]
+    r = run(*args, "--out", tmp_path / "whole")
+    assert r.exit_code == 0, (r.output, r.exception)
+
+    class Kill(Exception):
+        pass
+
+    def kill(t):
+        if t == 17:  # in the second class, after the checkpoint written at the end of the first
+            raise Kill
+
+    real = ppgn.sample
+    monkeypatch.setattr(ppgn, "sample", lambda *a, **kw: real(*a, **kw, on_step=kill))
+    k = tmp_path / "killed"
+    assert isinstance(run(*args, "--out", k).exception, Kill)
+    monkeypatch.setattr(ppgn, "sample", real)
+    assert (k / CHAIN_CHECKPOINT).exists() and not (k / "results.json").exists()
+    refused("pass --resume to continue it", *args, "--out", k)
+    refused("another chain", *args, "--seed", "1", "--resume", "--out", k)
+    r = run(*args, "--resume", "--out", k)
+    assert r.exit_code == 0, (r.output, r.exception)
+    done = json.loads((k / "results.json").read_text())
+    assert done["records"] == json.loads((tmp_path / "whole" / "results.json").read_text())["records"]
+    assert torch.equal(load_state_dict(k / "codes.safetensors")["codes"],
+                       load_state_dict(tmp_path / "whole" / "codes.safetensors")["codes"])
+    assert not (k / CHAIN_CHECKPOINT).exists()
+    refused("no interrupted chain to resume (its run is complete)", *args, "--resume", "--out", k)
+
+
+def test_a_long_run_table_shows_its_first_rows_and_says_where_all_are(tmp_path):
+    r = run("visualize", "--model", "fmnist-cnn", "--units", "fc6:all", "--steps", "0", "--out", tmp_path / "v")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert len(json.loads((tmp_path / "v" / "results.json").read_text())["records"]) == 256
+    assert "the first 100 of 256 rows: all are in" in r.output and "results.json" in r.output
+    assert "fc6:99" in r.output and "fc6:100 " not in r.output and "fc6:255" not in r.output
+
+
+def test_dae_option_takes_the_zoo_dae_by_name_and_a_dae_is_not_a_model(tmp_path):
+    r = run("sample", "--class", "1", "--n", "2", "--steps", "6", "--burn-in", "2", "--dae", "fmnist-dae-fc6",
+            "--out", tmp_path / "s")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert json.loads((tmp_path / "s" / "results.json").read_text())["config"]["dae"] == "fmnist-dae-fc6"
+    refused("is a code DAE", "visualize", "--model", "fmnist-dae-fc6", "--units", "fc6:0", "--out", tmp_path / "v")
+    refused("not a code DAE", "sample", "--class", "1", "--dae", "fmnist-judge", "--out", tmp_path / "j")
+    # a generator of another layer: the zoo DAE's codes are not its codes
+    for suffix in (".safetensors", ".codestats.safetensors"):
+        shutil.copy(WEIGHTS_DIR / f"fmnist-g-fc6{suffix}", tmp_path / f"g{suffix}")
+    (tmp_path / "g.json").write_text(json.dumps({"inverts": {"encoder": "fmnist-cnn", "layer": "fc5"}}))
+    refused("denoises fmnist-cnn fc6 codes", "sample", "--class", "1", "--dae", "fmnist-dae-fc6", "--generator",
+            tmp_path / "g.safetensors", "--generator-arch", "fmnist-g-fc6", "--out", tmp_path / "g5")
+
+
 def test_a_generator_file_says_which_layer_it_inverts(tmp_path):
     """The card `dgnam train generator` writes beside the weights names the encoder and layer, so PPGN's joint prior
     (and inpainting, facets) need no --encoder for it."""

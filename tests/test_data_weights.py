@@ -281,3 +281,12 @@ def test_safetensors_saves_from_two_threads_to_one_file_do_not_collide(tmp_path)
     assert errors == []
     assert float(load_state_dict(tmp_path / "same.safetensors")["x"][0]) in (1.0, 2.0)
     assert [p.name for p in tmp_path.iterdir()] == ["same.safetensors"]  # no temporary file left behind
+
+
+def test_fashion_mnist_is_not_handed_to_a_model_of_another_input_shape(tmp_path):
+    """It was returned at 28x28 gray whatever the model took, and failed later inside the model."""
+    from dgnam.data import load_dataset
+
+    for size, channels in (((32, 32), 1), ((28, 28), 3)):
+        with pytest.raises(DgnamError, match="give --data an image folder"):
+            load_dataset("fashion-mnist:" + str(tmp_path), "test", size, channels)

@@ -449,6 +449,13 @@ def test_nan_at_the_start_names_the_model_not_the_learning_rate(tiny_gen):
         visualize(Nan(), "logits:2", tiny_gen, steps=2, progress=False, input_space=SPACE)
 
 
+def test_the_progress_policy_is_refused_where_it_would_silently_be_a_constant_lr(tiny_model):
+    for kw in ({"normalize": "mean_abs"}, {"normalize": "none", "optimizer": "adam"}):
+        with pytest.raises(DgnamError, match="progress"):
+            visualize(tiny_model, "logits:0", config=AMConfig(steps=2, lr_policy="progress", **kw), progress=False)
+    visualize(tiny_model, "logits:0", config=AMConfig(steps=2, lr_policy="progress", normalize="none"), progress=False)
+
+
 def test_bad_generator_output_is_refused(tiny_model, tiny_gen):
     from dgnam import ImageSpace
 

@@ -103,6 +103,39 @@ def test_load_dae_rejects_a_changed_file(tiny_dae, tmp_path):
         load_dae(tmp_path / "x.safetensors")
 
 
+def test_a_killed_chain_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(tiny_model, tiny_gen, tiny_dae,
+                                                                                      tmp_path):
+    import dataclasses
+
+    dae, _ = tiny_dae
+    conds = [ClassCondition(tiny_model, [0]), ClassCondition(tiny_model, [1])]
+    # noise and resets draw from the chains' generators, whose state the checkpoint must carry
+    cfg = PPGNConfig(steps=12, burn_in=2, keep_every=2, eps3=0.1, reset_every=5, seed=3)
+    whole = sample(tiny_gen, dae, conds, n_chains=2, config=cfg)
+    ck = tmp_path / "chain.ckpt"
+
+    class Kill(Exception):
+        pass
+
+    def kill(t):
+        if t == 17:
+            raise Kill
+
+    with pytest.raises(Kill):
+        sample(tiny_gen, dae, conds, 2, cfg, checkpoint=ck, checkpoint_every=5, on_step=kill)
+    assert torch.load(ck, weights_only=True)["t_global"] == 15  # the last write before the kill
+    resumed = sample(tiny_gen, dae, conds, 2, cfg, checkpoint=ck, checkpoint_every=5)
+    for f in ("codes", "images", "steps", "scores", "segment", "score_history", "prior_history", "final_codes"):
+        assert torch.equal(getattr(whole, f), getattr(resumed, f)), f
+    with pytest.raises(DgnamError, match="another chain"):
+        sample(tiny_gen, dae, conds, 2, dataclasses.replace(cfg, seed=4), checkpoint=ck)
+    with pytest.raises(DgnamError, match="another chain"):
+        sample(tiny_gen, dae, conds[::-1], 2, cfg, checkpoint=ck)
+    ck.write_bytes(b"not a checkpoint")
+    with pytest.raises(DgnamError, match="cannot be read"):
+        sample(tiny_gen, dae, conds, 2, cfg, checkpoint=ck)
+
+
 def test_prior_alone_moves_toward_the_dae_fixed_points(tiny_model, tiny_gen, tiny_dae):
     dae, _ = tiny_dae
     cond = ClassCondition(tiny_model, [0])
@@ -422,6 +455,22 @@ def test_embedded_dae_and_generator_know_their_layer():
     dae.code_layer = "fc5"  # as a DAE of fmnist-cnn's fc5 codes (also 256-d) would be
     with pytest.raises(DgnamError, match="trained on fc5 codes but fmnist-g-fc6 inverts fc6"):
         sample(gen, dae, ClassCondition(create_model("fmnist-cnn"), [1]), 1, PPGNConfig(steps=2))
+
+
+@needs_zoo
+def test_the_zoo_lists_the_dae_and_loads_it_by_name(tmp_path):
+    """The shipped DAE is a zoo model like the others (`dgnam models`, create_model), and --dae takes its name."""
+    from dgnam import create_model, list_models
+
+    assert list_models(kind="dae") == ["fmnist-dae-fc6"]
+    dae = create_model("fmnist-dae-fc6")
+    assert isinstance(dae, CodeDAE) and dae.code_layer == "fc6" and not dae.training
+    h = torch.rand(3, 256, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(load_dae()(h), dae(h)) and torch.equal(load_dae("fmnist-dae-fc6")(h), dae(h))
+    with pytest.raises(DgnamError, match="fmnist-cnn is a classifier, not a code DAE"):
+        load_dae("fmnist-cnn")
+    with pytest.raises(DgnamError, match="does not exist"):
+        load_dae(tmp_path / "none.safetensors")
 
 
 def test_paste_inside_keeps_every_pixel_outside_the_hole():

@@ -104,7 +104,9 @@ def is_fashion_mnist(spec: str | None) -> bool:
 
 
 class ImageFolder(Dataset):
-    """One sub-folder per class (sorted names are the classes), images of any size resized to ``size``. A folder
+    """One sub-folder per class (sorted names are the classes), images of any size resized whole to ``size``
+    (bilinear; the aspect ratio is not kept, as in Caffe's ImageNet data, which ``convert_imageset`` squashed to
+    256 x 256: crop photos of other shapes first where a model was trained on centre crops). A folder
     of images without sub-folders is one class, named after the folder (facets, activation references and
     nearest images need no labels).
 
@@ -198,8 +200,12 @@ def _count(n: int | None, total: int) -> int:
 def load_dataset(spec: str | None, split: str = "train", size: tuple[int, int] = (28, 28), channels: int = 1):
     """``spec`` is ``"fashion-mnist"`` (optionally ``fashion-mnist:DIR``), ``None`` (Fashion-MNIST), or a folder:
     one sub-folder per class, or ``train/`` and ``test/`` each with the same class sub-folders (then ``split``
-    picks one; a plain folder gives the same images for every split)."""
+    picks one; a plain folder gives the same images for every split). A folder's images are read at ``size`` with
+    ``channels``; Fashion-MNIST's are 1 x 28 x 28 and no other shape is asked of them."""
     if is_fashion_mnist(spec):
+        if (tuple(size), channels) != ((28, 28), 1):
+            raise DgnamError(f"Fashion-MNIST images are 1x28x28 gray, but the model takes {channels}x{size[0]}x"
+                             f"{size[1]}: give --data an image folder (read at the model's size)")
         return FashionMNIST(split, root=spec.split(":", 1)[1]) if spec and ":" in spec else FashionMNIST(split)
     root = Path(spec)
     halves = [sp for sp in FOLDER_SPLITS if class_folders(root / sp)]

@@ -505,7 +505,8 @@ def facets(
     ``am_config.lr_start`` keeps more of the facet, see ``benchmarks/facets.py``). ``facet_weight > 0`` adds the
     facet term of faceted feature visualization (:class:`FacetDirection`): each image is also pulled towards its
     facet's centre in the clustering features, at that weight against the unit's activation. With ``out``, the run directory
-    of :func:`dgnam.visualize` is written (one "restart" per facet, records carry the facet's fields) plus
+    of :func:`dgnam.visualize` is written (one unit per facet: the unit repeated k times, each once; records carry the
+    facet's fields) plus
     ``facets.png``, each facet's synthetic image beside its top real images, and ``embedding.png``, the 2-D
     embedding coloured by facet.
     """

@@ -2,7 +2,10 @@
 
 DGN-AM (Nguyen et al. 2016) is this loop with a learned generator and its code prior; pixel-space AM is the same loop
 with :class:`~dgnam.generators.PixelGenerator`. Each batch item has its own unit and its own step size, and the target
-runs in eval mode, so a batch of units x restarts gives the same result as running them one at a time.
+runs in eval mode, so no batch item's step depends on another's: a batch of units x restarts computes what running
+them one at a time computes. Only float rounding differs with the batch's shape, and DGN-AM's lr of 8 amplifies it
+over 200 steps into visibly different images, so a run reproduces exactly at its own batch size (``results.json``
+records it).
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ class AMConfig:
     ``normalize="mean_abs"`` is the released rule ``y += lr / mean|g| * g`` (per batch item); ``"none"`` uses the raw
     gradient (Yosinski et al.'s constant-lr setting). ``lr_policy`` is ``"linear"`` (lr_start -> lr_end over the
     run) or ``"constant"`` (lr_start); ``"progress"`` (Yosinski et al.) scales the raw step so that the objective would
-    rise by ``progress`` under a linear model, capped at ``lr_start``. ``optimizer="adam"`` replaces the normalized
-    step by Adam (Lucid's optimizer: ``tf.train.AdamOptimizer(0.05)`` with TensorFlow's default betas and epsilon);
-    its moments are kept per element, so batching still changes no result.
+    rise by ``progress`` under a linear model, capped at ``lr_start`` (a raw step: with ``normalize="none"`` only).
+    ``optimizer="adam"`` replaces the normalized step by Adam (Lucid's optimizer: ``tf.train.AdamOptimizer(0.05)``
+    with TensorFlow's default betas and epsilon); its moments are kept per element, so batching still changes nothing
+    but float rounding.
     """
 
     steps: int = DGNAM_STEPS
@@ -179,6 +183,12 @@ def optimize(
     history = []
     if config.optimizer not in ("sgd", "adam"):
         raise DgnamError(f"unknown optimizer {config.optimizer!r}: use sgd or adam")
+    if config.lr_policy == "progress" and (config.normalize != "none" or config.optimizer != "sgd"):
+        # a normalized or Adam step has its own size: the progress rule, which sizes the raw gradient's step, would
+        # silently be a constant lr
+        raise DgnamError(f"lr_policy='progress' sizes the raw gradient's step (Yosinski et al.): use it with "
+                         f"normalize='none' and optimizer='sgd', not normalize={config.normalize!r}, "
+                         f"optimizer={config.optimizer!r}")
     adam_m = torch.zeros_like(codes) if config.optimizer == "adam" else None
     adam_v = torch.zeros_like(codes) if config.optimizer == "adam" else None
     for step in range(config.steps):

@@ -94,8 +94,7 @@ PPGN_INPAINT_EPS3 = 0.0
 #: Released inpainting: a 100 x 100 hole in a 227 x 227 image; scaled to the image's size here.
 INPAINT_HOLE_FRACTION = 100 / 227
 
-#: Where the trained code DAE of the embedded default generator lives (not a registered zoo entry: it is loaded here
-#: directly, hash-checked against its card).
+#: The zoo's code DAE of the embedded default generator (``dgnam models`` lists it; its card records how it was made).
 ZOO_DAE = "fmnist-dae-fc6"
 
 
@@ -132,19 +131,25 @@ class CodeDAE(nn.Module):
 
 
 def load_dae(path: str | Path | None = None) -> CodeDAE:
-    """Load a code DAE from ``NAME.safetensors`` with its card ``NAME.json`` beside it (or in ``zoo/cards``).
+    """Load a code DAE: a zoo name (``dgnam models``, kind ``dae``) or ``NAME.safetensors`` with its card
+    ``NAME.json`` beside it (or in ``zoo/cards``), checked against the card's SHA-256.
 
-    ``None`` loads the embedded one (``fmnist-dae-fc6``, the DAE of ``fmnist-g-fc6``'s fc6 codes), checking its
-    SHA-256 against the card.
+    ``None`` loads the zoo's ``fmnist-dae-fc6``, the DAE of ``fmnist-g-fc6``'s fc6 codes.
     """
     from .weights import load_into, load_state_dict
-    from .zoo.registry import CARDS_DIR, WEIGHTS_DIR
+    from .zoo.registry import CARDS_DIR, create_model, get_entry, is_weights_file, list_models
 
-    if path is None:
-        path = WEIGHTS_DIR / f"{ZOO_DAE}.safetensors"
-        if not path.exists():
-            raise DgnamError(f"the embedded code DAE is missing ({path}); train it with `dgnam train dae --out DIR` "
-                             f"and pass --dae DIR/{ZOO_DAE}.safetensors")
+    if path is None or (not is_weights_file(str(path)) and str(path) in list_models()):
+        name = ZOO_DAE if path is None else str(path)
+        if get_entry(name).kind != "dae":
+            raise DgnamError(f"{name} is a {get_entry(name).kind}, not a code DAE: `dgnam models` lists the DAEs "
+                             f"(kind dae), or give a file from `dgnam train dae`")
+        dae = create_model(name)
+        assert isinstance(dae, CodeDAE)
+        return dae
+    if not Path(path).exists():
+        raise DgnamError(f"code DAE {path} does not exist: give a zoo DAE (`dgnam models`) or a .safetensors file "
+                         f"from `dgnam train dae`")
     path = Path(path)
     card_path = next((p for p in (path.with_suffix(".json"), CARDS_DIR / f"{path.stem}.json") if p.exists()), None)
     card = json.loads(card_path.read_text()) if card_path is not None else {}
@@ -473,6 +478,60 @@ class _Noise:
         return torch.stack([lo + (hi - lo) * torch.rand((), generator=g) for g in self.gens])
 
 
+#: How often (iterations) :func:`sample` writes its checkpoint when given one: a few seconds of a 28-px chain, a
+#: minute or so of a 227-px chain on CPU; each write holds the kept samples so far.
+CHECKPOINT_EVERY = 50
+
+
+def _chain_key(generator: Generator, dae: nn.Module | None, conds: Sequence[Condition], n_chains: int,
+               config: PPGNConfig, init: torch.Tensor | None) -> str:
+    """A digest of everything that decides a chain's path (settings, weights, code bounds, conditions, start), so
+    that a checkpoint is only ever continued by the same chain."""
+    import hashlib
+
+    from .weights import tensor_digest
+
+    def cond_key(c) -> dict:
+        model = getattr(c, "model", None)
+        classes = getattr(c, "classes", None)
+        score, space = getattr(c, "score", None), getattr(c, "space", None)
+        return {"type": type(c).__qualname__, "score": score if isinstance(score, str) else None,
+                "space": space.to_dict() if isinstance(space, ImageSpace) else None,
+                "classes": None if classes is None else [int(v) for v in torch.as_tensor(classes).flatten()],
+                "units": [u.address for u in getattr(c, "units", ())],
+                "model": None if model is None else tensor_digest(model.state_dict().values())}
+
+    stats = getattr(generator, "code_stats", None)
+    doc = {"config": config.to_dict(), "n_chains": n_chains, "conditions": [cond_key(c) for c in conds],
+           "generator": tensor_digest(generator.state_dict().values()),
+           "dae": None if dae is None else tensor_digest(dae.state_dict().values()),
+           "upper": None if stats is None else tensor_digest([stats.upper(config.bound)]),
+           "init": None if init is None else tensor_digest([torch.as_tensor(init)])}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _write_chain_checkpoint(path: Path, state: dict) -> None:
+    """Write atomically: a kill while writing leaves the previous checkpoint whole."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _read_chain_checkpoint(path: Path, key: str) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
+    except Exception as e:  # noqa: BLE001  (a damaged file: torch raises several kinds)
+        raise DgnamError(f"the chain checkpoint {path} cannot be read ({type(e).__name__}): delete it to start over"
+                         ) from None
+    if not isinstance(state, dict) or state.get("key") != key:
+        raise DgnamError(f"the chain checkpoint {path} is of another chain (other settings, weights, conditions or "
+                         f"start): delete it to start over, or continue it with the settings it was made with")
+    return state
+
+
 def sample(
     generator: Generator,
     dae: nn.Module | None,
@@ -482,12 +541,19 @@ def sample(
     init: torch.Tensor | None = None,
     progress: bool = False,
     on_step: Callable[[int], None] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = CHECKPOINT_EVERY,
 ) -> Chain:
     """Run ``n_chains`` PPGN-h chains on ``generator``'s code, conditioned on each of ``conditions`` in turn.
 
     With several conditions the chain continues from where the previous one left it (``config.steps`` iterations
     each): it moves from one class to the next. ``init`` (codes, one per chain or one for all) replaces the random
     start ``h ~ N(0, 1)`` of the released code. ``dae=None`` is the same as ``eps1 = 0``.
+
+    With ``checkpoint`` (a file), the chain's whole state is written there every ``checkpoint_every`` iterations and
+    at the end of each condition, and an existing checkpoint is continued: a killed chain resumes where it was
+    written and ends exactly as an uninterrupted one. A checkpoint of another chain (other settings, weights,
+    conditions or start) is refused. The file is left in place; delete it once the samples are saved.
     """
     from tqdm.auto import tqdm
 
@@ -499,6 +565,8 @@ def sample(
     if n_chains < 1:
         raise DgnamError(f"n_chains={n_chains}: run at least one chain")
     check_prior(dae, generator)
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise DgnamError(f"checkpoint_every={checkpoint_every!r}: give a whole number of iterations >= 1")
     dev = module_device(generator)
     with _borrowed([generator, dae, *(getattr(c, "model", None) for c in conds)], dev):
         rng = _Noise(config.seed, n_chains)
@@ -515,10 +583,34 @@ def sample(
         kept_codes, kept_images, kept_steps, kept_scores, kept_seg = [], [], [], [], []
         score_hist, prior_hist = [], []
         total = config.steps * len(conds)
-        bar = tqdm(total=total, desc=f"PPGN ({n_chains} chains)", unit="step", disable=not progress)
         t_global = 0
+        key = None
+        if checkpoint is not None:
+            checkpoint = Path(checkpoint)
+            key = _chain_key(generator, dae, conds, n_chains, config, init)
+            if checkpoint.exists():
+                state = _read_chain_checkpoint(checkpoint, key)
+                t_global, h, eps1 = int(state["t_global"]), state["h"].to(dev), state["eps1"].to(dev)
+                for g, st in zip(rng.gens, state["rng"]):
+                    g.set_state(st)
+                kept_codes, kept_images, kept_scores = state["kept_codes"], state["kept_images"], state["kept_scores"]
+                kept_steps, kept_seg = list(state["kept_steps"]), list(state["kept_seg"])
+                score_hist, prior_hist = state["score_hist"], state["prior_hist"]
+
+        def save_state() -> None:
+            _write_chain_checkpoint(checkpoint, {
+                "key": key, "t_global": t_global, "h": h.cpu(), "eps1": eps1.cpu(),
+                "rng": [g.get_state() for g in rng.gens], "kept_codes": kept_codes, "kept_images": kept_images,
+                "kept_scores": kept_scores, "kept_steps": kept_steps, "kept_seg": kept_seg,
+                "score_hist": score_hist, "prior_hist": prior_hist})
+
+        bar = tqdm(total=total, initial=t_global, desc=f"PPGN ({n_chains} chains)", unit="step",
+                   disable=not progress)
+        start = t_global
         for seg, cond in enumerate(conds):
             for t in range(config.steps):
+                if seg * config.steps + t < start:  # done before the checkpoint
+                    continue
                 if config.reset_every and t > 0 and t % config.reset_every == 0:
                     h = rng.normal(generator.code_shape).to(dev)
                     eps1 = rng.uniform(*config.reset_eps1).to(dev)
@@ -542,6 +634,8 @@ def sample(
                     kept_steps.append(t_global)
                     kept_seg.append(seg)
                 bar.update(1)
+                if checkpoint is not None and (t_global % checkpoint_every == 0 or n == config.steps):
+                    save_state()
                 if on_step is not None:
                     on_step(t_global)
         bar.close()

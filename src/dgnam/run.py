@@ -209,7 +209,8 @@ def visualize(
     With ``out``, results are written after every batch and ``resume=True`` continues an interrupted run.
     ``device=None`` runs where ``model`` is.
     ``channels_last`` runs convolutions in the NHWC memory format (oneDNN's fast path: about 1.25x faster per
-    iteration at paper scale on CPU, ``benchmarks/speed.py``); results agree with NCHW to float rounding.
+    iteration at paper scale on CPU, ``benchmarks/speed.py``). It computes what NCHW computes, but rounds floats
+    differently, which lr 8 amplifies over a run: images differ visibly from an NCHW run's after 200 steps.
     ``model`` and ``generator`` are used in eval mode on ``device`` and come back as they were given (see
     :func:`dgnam.modules.frozen`).
     """

@@ -5,7 +5,8 @@ Fourier parametrization, DGN-AM), so the optimized image must excite the unit un
 than through one fragile pixel pattern (Mordvintsev et al. 2015; Olah et al. 2017, "Feature Visualization").
 
 Randomness is a function of ``(seed, step)`` only, and every batch item gets the same draw at a step, so which units
-and restarts share a batch never changes a result (the engine's batching rule). After the chain the image is brought
+and restarts share a batch never changes what is drawn (the engine's batching rule; float rounding aside, see
+:mod:`dgnam.optimize`). After the chain the image is brought
 back to the target's size by the target space's own fit (centre crop or resize), so fixed-size targets work.
 """
 

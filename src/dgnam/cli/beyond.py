@@ -11,6 +11,7 @@ import torch
 import typer
 
 from ..errors import DgnamError
+from ..ppgn import CHECKPOINT_EVERY
 from ..run import EVALUATION_FILES, check_fresh_dir, move_in, staging_dir
 from . import app, train_app
 from .codes import read_image
@@ -59,6 +60,23 @@ def _inverts(generator_spec: str, generator_arch: Optional[str]) -> tuple[str, s
     return None
 
 
+#: Where `dgnam sample` keeps its chain's state while it runs (``--resume`` continues from it).
+CHAIN_CHECKPOINT = "chain-checkpoint.pt"
+
+#: ``--dae`` of `dgnam sample` and `dgnam inpaint`.
+DAE_HELP = ("code DAE: a zoo DAE (`dgnam models`, kind dae) or a .safetensors file from `dgnam train dae`; default: "
+            "fmnist-dae-fc6")
+
+
+def _dae_source(dae: Optional[str]) -> str:
+    """How results.json names the DAE: a file by its absolute path, a zoo DAE by its name."""
+    from ..ppgn import ZOO_DAE
+
+    if dae is None:
+        return ZOO_DAE
+    return str(Path(dae).resolve()) if Path(dae).is_file() else dae
+
+
 #: Below this facet fidelity, `dgnam facets` says why most facet images left their facet and what to try.
 FIDELITY_HINT_BELOW = 0.5
 
@@ -83,20 +101,26 @@ def _class_indices(net, names: list[str]) -> list[int]:
     return out
 
 
-def _code_prior(kind: str, dae: Optional[Path], gen, encoder_for: Callable[[], tuple], generator_spec: str,
+def _code_prior(kind: str, dae: Optional[str], gen, encoder_for: Callable[[], tuple], generator_spec: str,
                 generator_arch: Optional[str]):
-    """PPGN's prior on codes: the trained DAE (``dae``, the issue's PPGN-h) or the released code's ``E(G(h))``
-    (``joint``: the generator and the encoder it inverts, which ``encoder_for()`` returns with its layer). The
-    embedded DAE denoises fmnist-cnn's fc6 codes: another generator's codes need their own (a DAE of another
-    encoder's fc6 has the same size, so nothing else would notice)."""
+    """PPGN's prior on codes: the trained DAE (``dae``: a zoo DAE or a file, the issue's PPGN-h) or the released
+    code's ``E(G(h))`` (``joint``: the generator and the encoder it inverts, which ``encoder_for()`` returns with its
+    layer). A zoo DAE denoises the codes of its entry's encoder layer (the default, fmnist-cnn's fc6): another
+    generator's codes need their own (a DAE of another encoder's fc6 has the same size, so nothing else would
+    notice)."""
     from ..ppgn import ZOO_DAE, JointPrior, load_dae
+    from ..zoo import get_entry, list_models
 
     if kind == "dae":
-        if dae is None and _inverts(generator_spec, generator_arch) != ("fmnist-cnn", "fc6", None):
-            raise DgnamError(f"the embedded code DAE ({ZOO_DAE}) denoises fmnist-cnn fc6 codes, not those of "
-                             f"{generator_spec}: pass --dae (`dgnam train dae --encoder ENCODER --layer LAYER`) or "
-                             f"--prior joint")
-        return load_dae(dae)
+        name = dae or ZOO_DAE
+        if not Path(name).is_file() and name in list_models(kind="dae"):
+            e = get_entry(name)
+            if _inverts(generator_spec, generator_arch) != (e.encoder, e.encoder_layer, None):
+                what = f"the embedded code DAE ({name})" if dae is None else f"the code DAE {name}"
+                raise DgnamError(f"{what} denoises {e.encoder} {e.encoder_layer} codes, not those of "
+                                 f"{generator_spec}: pass --dae FILE (`dgnam train dae --encoder ENCODER --layer "
+                                 f"LAYER`) or --prior joint")
+        return load_dae(name)
     if kind != "joint":
         raise DgnamError(f"--prior {kind!r}: use dae (a trained code DAE) or joint (the released E(G(h)))")
     if dae is not None:
@@ -207,7 +231,7 @@ def sample(
     generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
     code_stats: Optional[Path] = typer.Option(None, help="the generator's code bounds (CodeStats .safetensors or "
                                                          "act_range .txt)"),
-    dae: Optional[Path] = typer.Option(None, help="code DAE (.safetensors with its card); default: the embedded one"),
+    dae: Optional[str] = typer.Option(None, help=DAE_HELP),
     prior: str = typer.Option("dae", help="prior on the code: dae (the trained DAE, R(h) - h) or joint (the released "
                                           "code's E(G(h)) - h)"),
     encoder: Optional[str] = typer.Option(None, help="with --prior joint: the model whose layer the generator inverts "
@@ -230,19 +254,28 @@ def sample(
     device: str = typer.Option("cpu"),
     out: Path = typer.Option(Path("runs/sample"), help="output folder"),
     overwrite: bool = typer.Option(False, help="replace the samples of an earlier run in --out"),
+    resume: bool = typer.Option(False, help=f"continue a chain that was killed: it writes its state to "
+                                            f"OUT/{CHAIN_CHECKPOINT} every {CHECKPOINT_EVERY} iterations"),
 ) -> None:
     """PPGN-h: sample many images of a class (or a unit) from one Markov chain on the generator's code."""
     from .. import __version__
     from ..imagespace import to_uint8
     from ..images import grid, save_png
-    from ..ppgn import (PPGN_CLASS_STEPS, PPGN_UNIT_RESET_EVERY, PPGN_UNIT_STEPS, ZOO_DAE, ClassCondition,
+    from ..ppgn import (PPGN_CLASS_STEPS, PPGN_UNIT_RESET_EVERY, PPGN_UNIT_STEPS, ClassCondition,
                         PPGNConfig, UnitCondition, sample as run_sample)
     from ..units import parse_units, resolve_units
     from ..weights import save_safetensors
 
     if bool(cls) == bool(unit):
         raise DgnamError("give --class C (repeatable) or --unit LAYER:CH, not both and not neither")
-    if (out_folder_arg(out) / "results.json").exists() and not overwrite:
+    ckpt = out_folder_arg(out) / CHAIN_CHECKPOINT
+    if resume and not ckpt.exists():
+        done = " (its run is complete)" if (out / "results.json").exists() else ""
+        raise DgnamError(f"{out} holds no interrupted chain to resume{done}: drop --resume")
+    if ckpt.exists() and not resume and not overwrite:
+        raise DgnamError(f"{out} holds a chain that was interrupted: pass --resume to continue it (with the same "
+                         f"settings), or --overwrite to start over")
+    if (out / "results.json").exists() and not overwrite and not resume:
         raise DgnamError(f"{out} already holds samples: choose another --out, or pass --overwrite to replace them")
     if unit is not None and len(parse_units(unit)) != 1:
         raise DgnamError(f"--unit {unit!r}: one unit per chain (run once per unit)")
@@ -272,7 +305,9 @@ def sample(
     cfg = PPGNConfig.for_samples(n, steps=default_steps if steps is None else steps, burn_in=burn_in, eps1=eps1, eps2=eps2, eps3=eps3,
                                  lr=lr, lr_end=lr_end,
                                  reset_every=default_reset if reset_every is None else reset_every, seed=seed)
-    chain = run_sample(gen, R, conds, 1, cfg, progress=True)
+    if not resume:
+        ckpt.unlink(missing_ok=True)  # --overwrite: an interrupted chain of the run being replaced
+    chain = run_sample(gen, R, conds, 1, cfg, progress=True, checkpoint=ckpt)
     imgs = chain.images[0]
     arrs = to_uint8(imgs, gen.space)
     records = []
@@ -305,16 +340,18 @@ def sample(
     save_safetensors({"codes": chain.codes[0]}, out / "codes.safetensors", metadata={"generator": generator})
     run_config = {"model": getattr(net, "zoo_name", model), "model_source": getattr(net, "dgnam_source", None),
                   "generator": generator, "method": "ppgn-h", "prior": prior,
-                  "dae": str(dae.resolve()) if dae is not None else (ZOO_DAE if prior == "dae" else None),
+                  "dae": _dae_source(dae) if prior == "dae" else None,
                   "units": [u.address for u in units], "conditions": names, "sampler": cfg.to_dict(),
                   "target_space": space.to_dict()}
     (out / "results.json").write_text(json.dumps({"dgnam_version": __version__, "config": run_config,
                                                   "records": records}, indent=1))
     # an earlier run's samples and its evaluation must not linger beside the new ones (only with --overwrite is
     # there an earlier run)
-    stale = [*(final_out / "images").glob("s*.png"), *(final_out / n for n in EVALUATION_FILES)] if overwrite else []
+    stale = ([*(final_out / "images").glob("s*.png"), *(final_out / n for n in EVALUATION_FILES)]
+             if overwrite or resume else [])
     move_in(out, final_out, stale=stale)
     out = final_out
+    ckpt.unlink(missing_ok=True)  # the samples are saved
     print_table(records[:: max(1, len(records) // 10)], ["sample", "step", "condition", "probability" if cls else "score"])
     typer.echo(f"wrote {len(records)} samples to {out}/samples.png (captions: iteration:{'p(class)' if cls else 'score'})")
 
@@ -331,7 +368,7 @@ def inpaint(
     generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
     code_stats: Optional[Path] = typer.Option(None, help="the generator's code bounds (CodeStats .safetensors or "
                                                          "act_range .txt)"),
-    dae: Optional[Path] = typer.Option(None, help="code DAE; default: the embedded one"),
+    dae: Optional[str] = typer.Option(None, help=DAE_HELP),
     prior: str = typer.Option("dae", help="prior on the code: dae (trained) or joint (the released E(G(h)) - h)"),
     encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its zoo entry's)"),
     encoder_layer: Optional[str] = typer.Option(None),

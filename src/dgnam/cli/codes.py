@@ -111,5 +111,5 @@ def code_stats(
     stats.save(out)
     u = stats.upper()
     typer.echo(f"{stats.count} images, {stats.dim} components; mean {stats.mean.mean():.3f}, U=mean+3std: "
-               f"median {u.median():.3f}, max {u.max():.3f}; fraction of components never active "
-               f"{(stats.percentiles[99.0] == 0).float().mean():.3f} -> {out}")
+               f"median {u.median():.3f}, max {u.max():.3f}; fraction of components active on under 1% of "
+               f"the images (99th percentile 0) {(stats.percentiles[99.0] == 0).float().mean():.3f} -> {out}")

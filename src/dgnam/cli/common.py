@@ -25,6 +25,11 @@ def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag:
     if isinstance(m, Generator):
         other = {"--model": " and this as --generator", "--encoder": " (e.g. fmnist-cnn)"}.get(flag, "")
         raise DgnamError(f"{flag} {spec} is a generator: give a classifier as {flag}{other}")
+    from ..ppgn import CodeDAE
+
+    if isinstance(m, CodeDAE):
+        raise DgnamError(f"{flag} {spec} is a code DAE (PPGN's prior on codes): give it as --dae of `dgnam sample` or "
+                         f"`dgnam inpaint`, and a classifier as {flag}")
     return m
 
 
@@ -115,14 +120,23 @@ LIMIT_HELP = ("use only N images: Fashion-MNIST's first N; an image folder's tak
               "none is left out")
 
 
-def print_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
+#: A run's table on the terminal shows at most this many rows (a run of ``logits:all`` on an ImageNet model has
+#: 1000); every row is in the run's JSON, which the table's caption names.
+TABLE_MAX_ROWS = 100
+
+
+def print_table(rows: list[dict], columns: list[str], title: str | None = None, all_in: str | None = None) -> None:
+    """Print ``rows`` as a table; with ``all_in`` (the file that holds every row), only the first
+    :data:`TABLE_MAX_ROWS`, and a caption that says how many were left out and where they are."""
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=title)
+    shown = rows if all_in is None or len(rows) <= TABLE_MAX_ROWS else rows[:TABLE_MAX_ROWS]
+    caption = f"the first {len(shown)} of {len(rows)} rows: all are in {all_in}" if len(shown) < len(rows) else None
+    t = Table(title=title, caption=caption)
     for c in columns:
         t.add_column(c, overflow="fold")  # a narrow terminal wraps values (unit names, figures), never cuts them
-    for r in rows:
+    for r in shown:
         t.add_row(*[f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns])
     # written to a file or a pipe (logs, CI), rich would assume 80 columns: give the table the width it needs
     Console(width=None if sys.stdout.isatty() else 200).print(t)

@@ -55,7 +55,8 @@ def evaluate(
         typer.secho(warning, fg=typer.colors.YELLOW, bold=True)
     for note in ([s["assumed"]] if s.get("assumed") else []) + s.get("caveats", []):
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW)
-    print_table([_shown(u, unit_cols) for u in ev["units"]], unit_cols, title=f"{run_dir}")
+    print_table([_shown(u, unit_cols) for u in ev["units"]], unit_cols, title=f"{run_dir}",
+                all_in=f"{run_dir}/evaluation.json")
     per = s["restarts_per_unit"]  # the fewest: a partial run's units can differ
     per_unit = f"{per} per unit" if s["images"] == per * s["units"] else f"at least {per} per unit"
     typer.echo(f"Fréchet distance {_fmt(s['fid'], 2)} over {s['images']} images ({per_unit}) "

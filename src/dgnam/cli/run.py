@@ -64,7 +64,7 @@ def visualize(
                         batch_size=batch_size, out=out, resume=resume, method=prior, input_space=space)
     named = any("class_name" in r for r in run.records)
     print_table(run.records, ["unit", *(["class_name"] if named else []), "restart", "activation", "best_activation",
-                              "image"])
+                              "image"], all_in=f"{out}/results.json")
     typer.echo(f"wrote {out}/grid.png and {out}/results.json")
 
 

@@ -53,8 +53,8 @@ def classifier(
                                                    "normalized with its training images' mean and std"),
 ) -> None:
     """Train a classifier into OUT/NAME.safetensors (+ card NAME.json); an interrupted run resumes from OUT/NAME-ckpt.
-    An image folder has no test split: 10% of each class is held out to test on, and the model gets one output per
-    class. Images are read at the architecture's input size (28x28 for fmnist-*)."""
+    A folder with train/ and test/ tests on test/; a plain image folder has no test split, so 10% of each class is held
+    out to test on. The model gets one output per class of a folder. Images are read at the architecture's input size (28x28 for fmnist-*)."""
     from ..train.classifier import ClassifierConfig, train_classifier
     from ..zoo import get_entry
 

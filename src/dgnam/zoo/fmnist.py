@@ -12,6 +12,7 @@ from torch import nn
 
 from ..data import FASHION_MNIST_CLASSES
 from ..imagespace import ImageSpace
+from ..ppgn import CodeDAE
 from .registry import ZooEntry, register
 
 #: Fashion-MNIST training-set pixel mean and std (of [0, 1] intensities).
@@ -143,4 +144,10 @@ register(ZooEntry(
     weights="fmnist-g-fc6.safetensors", code_shape=(256,), encoder="fmnist-cnn", encoder_layer="fc6",
     code_stats="fmnist-g-fc6.codestats.safetensors",
     description="DeePSiM generator inverting fmnist-cnn fc6 (the embedded default prior)",
+))
+register(ZooEntry(
+    name="fmnist-dae-fc6", kind="dae", build=lambda: CodeDAE(dim=256, hidden=512, layers=2), space=None,
+    weights="fmnist-dae-fc6.safetensors", code_shape=(256,), encoder="fmnist-cnn", encoder_layer="fc6",
+    description="denoising autoencoder on fmnist-cnn fc6 codes: the PPGN-h prior of fmnist-g-fc6 (the default of "
+                "`dgnam sample` and `dgnam inpaint`)",
 ))

@@ -27,16 +27,17 @@ CARDS_DIR = HERE / "cards"
 class ZooEntry:
     """One model of the zoo.
 
-    ``kind`` is ``"classifier"`` (a target or judge: ``space`` is its input space) or ``"generator"`` (``space`` is
+    ``kind`` is ``"classifier"`` (a target or judge: ``space`` is its input space), ``"generator"`` (``space`` is
     its output space, ``code_shape`` its input; ``encoder`` and ``encoder_layer`` name the model layer it inverts,
-    whose statistics are in the card's ``code_stats`` file). ``weights`` is a file name under ``zoo/weights`` or a
+    whose statistics are in the card's ``code_stats`` file) or ``"dae"`` (PPGN's denoising autoencoder on the codes
+    of ``encoder``'s ``encoder_layer``: no image space). ``weights`` is a file name under ``zoo/weights`` or a
     callable that returns a path (for weights shipped by another package).
     """
 
     name: str
     kind: str
     build: Callable[[], nn.Module]
-    space: ImageSpace
+    space: ImageSpace | None
     weights: str | Callable[[], str] | None = None
     classes: tuple[str, ...] | None = None
     code_shape: tuple[int, ...] | None = None
@@ -127,6 +128,10 @@ def wrap(entry: ZooEntry, net: nn.Module, with_stats: bool = True, name: str | N
     a generator is wrapped as :class:`~dgnam.generators.LearnedGenerator` with its code statistics."""
     name = name or entry.name
     net.eval()
+    if entry.kind == "dae":
+        net.code_layer = entry.encoder_layer  # the layer whose codes it denoises: PPGN checks it against the generator's
+        net.zoo_name = name
+        return net
     if entry.kind == "generator":
         from ..generators import LearnedGenerator
 
