@@ -23,7 +23,7 @@ def blobs(n_per=50, dim=20, seed=0):
     return x, np.repeat(np.arange(3), n_per)
 
 
-@pytest.mark.parametrize("reduce", ["tsne", "pca"])
+@pytest.mark.parametrize("reduce", ["tsne", "umap", "pca"])
 def test_clustering_recovers_separated_blobs(reduce):
     from sklearn.metrics import adjusted_rand_score
 
@@ -31,9 +31,23 @@ def test_clustering_recovers_separated_blobs(reduce):
     cl = cluster_features(x, 3, reduce=reduce, pca_dim=10, perplexity=20)
     assert adjusted_rand_score(truth, cl.labels) == 1.0
     assert cl.features.shape == (150, 10) and cl.centers.shape == (3, 10)
-    assert cl.embedding.shape[1] == (2 if reduce == "tsne" else 10)
+    assert cl.embedding.shape[1] == (10 if reduce == "pca" else 2)
     # a blob's own points are nearest their own cluster's centre
     assert (cl.nearest_center(x) == cl.labels).all()
+
+
+def test_umap_without_umap_learn_is_refused_naming_the_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "umap" else real(name, *a))
+    x, _ = blobs()
+    with pytest.raises(DgnamError, match=r"pip install 'dgnam\[umap\]'"):
+        cluster_features(x, 3, reduce="umap")
+    with pytest.raises(DgnamError, match="umap-learn"):
+        FacetConfig(reduce="umap").validate()
+    with pytest.raises(DgnamError, match="use tsne, umap, pca"):
+        FacetConfig(reduce="isomap").validate()
 
 
 def test_clustering_needs_enough_points():
@@ -41,7 +55,7 @@ def test_clustering_needs_enough_points():
         cluster_features(np.zeros((3, 4)), 5)
 
 
-@pytest.mark.parametrize("reduce", ["tsne", "pca"])
+@pytest.mark.parametrize("reduce", ["tsne", "umap", "pca"])
 def test_clustering_needs_as_many_distinct_points_as_facets(reduce):
     """Identical top images (a folder of blank frames) crashed the process in t-SNE (a segfault) and, with PCA,
     left k-means facets empty (then "init codes contain NaN")."""

@@ -68,13 +68,19 @@ FACET_CENTER_IMAGES = 15
 FACET_WEIGHT = 0.0
 #: Top images clustered per facet, at the least (ours): with fewer, k-means makes facets of single images.
 MIN_IMAGES_PER_FACET = 2
+#: How the PCA features are reduced before k-means: ``tsne`` (the paper's), ``umap`` (the issue's alternative "where
+#: installed": ``pip install 'dgnam[umap]'``) or ``pca`` (k-means on the PCA features themselves).
+REDUCTIONS = ("tsne", "umap", "pca")
+#: UMAP's neighbourhood size and minimum distance: umap-learn's defaults (McInnes et al. 2018).
+UMAP_NEIGHBORS = 15
+UMAP_MIN_DIST = 0.1
 
 
 @dataclass
 class FacetConfig:
     """How facets are found. ``top_fraction`` of the given images (at least ``MIN_IMAGES_PER_FACET * k``, else an
-    error) are clustered; ``reduce`` is ``"tsne"`` (PCA then t-SNE, the paper) or ``"pca"`` (k-means on the PCA
-    features directly); ``top_real`` real images per facet are shown beside its synthetic image."""
+    error) are clustered; ``reduce`` is ``"tsne"`` (PCA then t-SNE, the paper), ``"umap"`` (PCA then UMAP, with
+    umap-learn installed) or ``"pca"`` (k-means on the PCA features directly); ``top_real`` real images per facet are shown beside its synthetic image."""
 
     k: int = FACET_K
     top_fraction: float = 0.02
@@ -93,8 +99,7 @@ class FacetConfig:
             raise DgnamError(f"--seed {self.seed}: give a seed >= 0 (t-SNE and k-means take no negative seed)")
         if not 0 < self.top_fraction <= 1:
             raise DgnamError(f"--top-fraction {self.top_fraction}: give a fraction in (0, 1]")
-        if self.reduce not in ("tsne", "pca"):
-            raise DgnamError(f"unknown reduction {self.reduce!r}: use tsne or pca")
+        check_reduction(self.reduce)  # before the data are read and embedded
         if self.center_images < 1:
             raise DgnamError(f"--center-images {self.center_images}: average at least 1 real image into each start")
         if self.pca_dim < 1 or self.top_real < 0:
@@ -128,9 +133,20 @@ class Clustering:
         return np.linalg.norm(p[:, None, :] - self.centers[None], axis=2).argmin(1)
 
 
+def check_reduction(reduce: str) -> None:
+    """A one-line error for an unknown reduction, or for ``umap`` without umap-learn installed."""
+    import importlib.util
+
+    if reduce not in REDUCTIONS:
+        raise DgnamError(f"unknown reduction {reduce!r}: use {', '.join(REDUCTIONS)}")
+    if reduce == "umap" and importlib.util.find_spec("umap") is None:
+        raise DgnamError("reduce umap needs umap-learn: pip install 'dgnam[umap]' (or use tsne, the paper's)")
+
+
 def cluster_features(features: np.ndarray | torch.Tensor, k: int, reduce: str = "tsne", pca_dim: int = FACET_PCA_DIM,
                      perplexity: float = 30.0, seed: int = 0) -> Clustering:
-    """PCA (to ``pca_dim``, at most the rank), then t-SNE to 2-D when ``reduce="tsne"``, then k-means (10 inits)."""
+    """PCA (to ``pca_dim``, at most the rank), then t-SNE (``reduce="tsne"``) or UMAP (``"umap"``) to 2-D, then
+    k-means (10 inits)."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
@@ -139,8 +155,7 @@ def cluster_features(features: np.ndarray | torch.Tensor, k: int, reduce: str = 
     x = x.reshape(len(x), -1).astype(np.float64)
     if len(x) < k:
         raise DgnamError(f"{len(x)} images for {k} facets: raise --top-fraction or give more data, or lower --k")
-    if reduce not in ("tsne", "pca"):
-        raise DgnamError(f"unknown reduction {reduce!r}: use tsne or pca")
+    check_reduction(reduce)
     if not np.isfinite(x).all():
         n = int((~np.isfinite(x)).any(1).sum())
         raise DgnamError(f"the features of {n} of the {len(x)} images are NaN/inf: check the model on these images")
@@ -155,6 +170,15 @@ def cluster_features(features: np.ndarray | torch.Tensor, k: int, reduce: str = 
     if reduce == "tsne" and len(x) > 3:
         perp = min(perplexity, max(1.0, (len(x) - 1) / 3))  # t-SNE needs perplexity < N
         emb = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(feats)
+    if reduce == "umap" and len(x) > 3:
+        import warnings
+
+        import umap
+
+        with warnings.catch_warnings():  # "n_jobs overridden to 1 by setting random_state": one job is asked for
+            warnings.filterwarnings("ignore", message=".*n_jobs.*")
+            emb = umap.UMAP(n_components=2, n_neighbors=min(UMAP_NEIGHBORS, len(x) - 1), min_dist=UMAP_MIN_DIST,
+                            random_state=seed, n_jobs=1).fit_transform(feats)
     labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(emb)
     centers = np.stack([feats[labels == j].mean(0) for j in range(k)])
     return Clustering(labels=labels, features=feats, embedding=emb, centers=centers, mean=pca.mean_,
@@ -539,7 +563,8 @@ def _write_outputs(out: Path, f: Facets, images01: torch.Tensor, space: ImageSpa
 
 
 def embedding_png(cl: Clustering, path: str | Path, size: int = 400) -> None:
-    """A scatter of the 2-D embedding (the first two PCA components when there is no t-SNE), coloured by facet."""
+    """A scatter of the 2-D embedding (the first two PCA components when there is no t-SNE or UMAP), coloured by
+    facet."""
     from PIL import Image, ImageDraw
 
     e = cl.embedding[:, :2] if cl.embedding.shape[1] >= 2 else np.c_[cl.embedding[:, 0], np.zeros(len(cl.embedding))]
