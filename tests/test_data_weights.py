@@ -290,3 +290,65 @@ def test_fashion_mnist_is_not_handed_to_a_model_of_another_input_shape(tmp_path)
     for size, channels in (((32, 32), 1), ((28, 28), 3)):
         with pytest.raises(DgnamError, match="give --data an image folder"):
             load_dataset("fashion-mnist:" + str(tmp_path), "test", size, channels)
+
+
+def test_image_files_are_read_as_viewers_show_them(tmp_path):
+    """EXIF orientation applied, 16-bit and float files scaled by their range (Pillow's convert clipped them to
+    white or black), and an unreadable or oversized file a one-line error that names the fix."""
+    from dgnam.data import open_image
+
+    half = np.zeros((20, 40, 3), np.uint8)
+    half[:, 20:] = 255  # stored: left black, right white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    Image.fromarray(half).save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    up = np.asarray(open_image(tmp_path / "turned.jpg"))
+    assert up.shape == (40, 20, 3)  # portrait, as shown
+    assert up[:15].mean() < 40 and up[25:].mean() > 215  # the black half on top after the turn
+
+    g16 = np.full((8, 8), 8000, np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    assert np.asarray(open_image(tmp_path / "g16.png")).mean() == pytest.approx(8000 / 65535 * 255, abs=1)
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(tmp_path / "f.tif")
+    assert np.asarray(open_image(tmp_path / "f.tif", channels=3)).shape == (8, 8, 3)
+    assert np.asarray(open_image(tmp_path / "f.tif")).mean() == pytest.approx(128, abs=1)
+    Image.fromarray(np.full((8, 8), 3.0, np.float32)).save(tmp_path / "f3.tif")
+    with pytest.raises(DgnamError, match=r"float image with values over \[3, 3\]: give values in \[0, 1\]"):
+        open_image(tmp_path / "f3.tif")
+    (tmp_path / "zero.png").write_bytes(b"")
+    with pytest.raises(DgnamError, match="cannot read image .*zero.png.*replace or delete the file"):
+        open_image(tmp_path / "zero.png")
+    Image.new("L", (4, 4)).save(tmp_path / "bomb.png")
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = 4  # 16 pixels is more than twice the limit: Pillow's bomb error
+        with pytest.raises(DgnamError, match="downscale it first"):
+            open_image(tmp_path / "bomb.png")
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def test_image_folder_refuses_empty_classes_and_follows_linked_folders(tmp_path):
+    """An empty class folder became a class of the model with no image; images in a linked folder were skipped."""
+    for c in ("a", "b"):
+        (tmp_path / "d" / c).mkdir(parents=True)
+        Image.fromarray(np.full((6, 6), 90, np.uint8)).save(tmp_path / "d" / c / "0.png")
+    (tmp_path / "more").mkdir()
+    Image.fromarray(np.full((6, 6), 200, np.uint8)).save(tmp_path / "more" / "1.png")
+    (tmp_path / "d" / "b" / "linked").symlink_to(tmp_path / "more", target_is_directory=True)
+    (tmp_path / "d" / "b" / "linked" / "loop").symlink_to(tmp_path / "d" / "b", target_is_directory=True)
+    ds = ImageFolder(tmp_path / "d", size=(4, 4), channels=1)
+    assert ds.files() == ["a/0.png", "b/0.png", "b/linked/1.png"]  # the loop back up is walked once
+    (tmp_path / "d" / "c_empty").mkdir()
+    with pytest.raises(DgnamError, match="class folder.*c_empty.*hold no images"):
+        ImageFolder(tmp_path / "d", size=(4, 4))
+    with pytest.raises(DgnamError, match="is a file: give a folder"):
+        ImageFolder(tmp_path / "more" / "1.png", size=(4, 4))
+
+
+def test_class_names_of_every_script_are_told_apart():
+    from dgnam.evaluate import RealData
+
+    real = RealData(torch.zeros(4, 1, 4, 4), torch.tensor([0, 0, 1, 1]), classes=["中国", "日本"])
+    assert real.of_class(1, ["中国", "日本"]).tolist() == [False, False, True, True]
+    assert real.of_class(0, ["中国", "日本"]).tolist() == [True, True, False, False]

@@ -25,6 +25,60 @@ FASHION_MNIST_CLASSES = (
 )
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
+#: Pillow modes of more than 8 bits a channel, and the value that is white in each (16-bit PNGs and TIFFs; Pillow's
+#: ``convert("L")`` clips such values at 255 instead, so a 16-bit image read as mostly white).
+HIGH_BIT_WHITE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+
+
+def open_image(path: str | os.PathLike, channels: int | None = None, size: tuple[int, int] | None = None):
+    """An image file as a Pillow image of mode ``L`` (``channels`` 1) or ``RGB`` (3; ``None``: gray files stay gray,
+    the others are RGB), as image viewers show it: turned upright by its EXIF orientation, and a 16-bit or float
+    file scaled by its range (16-bit: 0..65535; float: 0..1, else refused). With ``size`` (H, W) a large JPEG is
+    decoded at a reduced scale still at least that large (Pillow's draft mode), which is much faster. Transparent
+    pixels keep the colour stored under them, as in torchvision. A file Pillow cannot read, or one beyond its
+    decompression-bomb limit, is a one-line error."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            if size is not None and im.format == "JPEG":
+                side = max(size)
+                im.draft("RGB" if channels != 1 else "L", (side, side))
+            im = ImageOps.exif_transpose(im)  # a copy, loaded: the file can close
+            if im.mode in HIGH_BIT_WHITE:
+                a = np.asarray(im, dtype=np.float64)
+                if im.mode == "F" and (not np.isfinite(a).all() or a.min() < 0 or a.max() > 1):
+                    raise DgnamError(f"{path} is a float image with values over [{a.min():.4g}, {a.max():.4g}]: "
+                                     f"give values in [0, 1], or save it as an 8- or 16-bit image")
+                if a.min() < 0 or a.max() > HIGH_BIT_WHITE[im.mode]:
+                    raise DgnamError(f"{path} is a 32-bit integer image with values over [{a.min():.0f}, "
+                                     f"{a.max():.0f}], beyond 16 bits: save it as an 8- or 16-bit image")
+                im = Image.fromarray((a / HIGH_BIT_WHITE[im.mode] * 255.0 + 0.5).astype(np.uint8), "L")
+            gray = im.mode in ("1", "L", "LA")
+            mode = "RGB" if channels == 3 or (channels is None and not gray) else "L"
+            return im.convert(mode)
+    except Image.DecompressionBombError as e:
+        raise DgnamError(f"cannot read image {path}: {e}; downscale it first") from None
+    except OSError as e:
+        raise DgnamError(f"cannot read image {path}: {e}; replace or delete the file") from None
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (sub-folders too, following links to folders as torchvision does, each
+    folder once), sorted; hidden files and folders (``.DS_Store``, ``.ipynb_checkpoints``) left out."""
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back up the tree
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath) / f for f in filenames
+                  if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found)
+
+
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -121,15 +175,17 @@ class ImageFolder(Dataset):
         from PIL import Image  # noqa: F401  (checked early so the error is clear)
 
         root = Path(root)
+        if root.is_file():
+            raise DgnamError(f"{root} is a file: give a folder of images (one sub-folder per class, or the images "
+                             f"directly in it)")
         if not root.is_dir():
             raise DgnamError(f"image folder {root} does not exist: give a folder with one sub-folder per class")
         self.classes = class_folders(root)
-        self.samples = [
-            (p, ci)
-            for ci, c in enumerate(self.classes)
-            for p in sorted((root / c).rglob("*"))
-            if p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        ]
+        self.samples = [(p, ci) for ci, c in enumerate(self.classes) for p in image_files(root / c)]
+        empty = sorted(set(self.classes) - {self.classes[ci] for _, ci in self.samples})
+        if self.samples and empty:  # it would be a class of the model and of every figure, with no image
+            raise DgnamError(f"class folder(s) {', '.join(empty)} of {root} hold no images (suffixes: "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES))}): add images or move the folder(s) out")
         if not self.samples:  # a flat folder: one class
             flat = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                           and not p.name.startswith("."))
@@ -148,14 +204,8 @@ class ImageFolder(Dataset):
         from PIL import Image
 
         path, label = self.samples[i]
-        try:
-            with Image.open(path) as im:
-                im = im.convert("L" if self.channels == 1 else "RGB").resize(
-                    (self.size[1], self.size[0]), Image.BILINEAR
-                )
-                arr = np.asarray(im, dtype=np.float32) / 255.0
-        except OSError as e:
-            raise DgnamError(f"cannot read image {path}: {e}") from None
+        im = open_image(path, self.channels, self.size).resize((self.size[1], self.size[0]), Image.BILINEAR)
+        arr = np.asarray(im, dtype=np.float32) / 255.0
         t = torch.from_numpy(arr)
         t = t[None] if t.dim() == 2 else t.permute(2, 0, 1)
         return t.contiguous(), label

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -297,7 +296,9 @@ def _imagenet_wnid(class_names: Sequence[str], c: int) -> str | None:
 
 
 def _class_key(name: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", str(name).lower())
+    """A class name with case and punctuation aside (``T-shirt_top`` is ``T-shirt/top``); letters of every script
+    count (an ASCII-only key made every Chinese or Cyrillic name the empty key, so all matched the first class)."""
+    return "".join(ch for ch in str(name).casefold() if ch.isalnum())
 
 
 def load_real(spec: str | None, n: int = EVAL_REAL_IMAGES, size: tuple[int, int] = (28, 28), channels: int = 1,

@@ -18,19 +18,13 @@ if TYPE_CHECKING:
 
 
 def _read_arrays(paths: list[Path]) -> list:
-    """The image files as uint8 arrays at their own size, HxW for gray files and HxWx3 otherwise; an unreadable file
-    is a one-line error."""
-    from PIL import Image
+    """The image files as uint8 arrays at their own size (upright, as viewers show them), HxW for gray files and
+    HxWx3 otherwise; an unreadable file is a one-line error (:func:`dgnam.data.open_image`)."""
     import numpy as np
 
-    arrs = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                arrs.append(np.asarray(im.convert("L" if im.mode in ("1", "L", "LA") else "RGB")))
-        except OSError as e:
-            raise DgnamError(f"cannot read image {p}: {e}") from None
-    return arrs
+    from ..data import open_image
+
+    return [np.asarray(open_image(p)) for p in paths]
 
 
 def read_image(spec: str, space) -> tuple[torch.Tensor, "np.ndarray"]:
