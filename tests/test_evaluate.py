@@ -603,3 +603,17 @@ def test_real_images_are_read_a_chunk_at_a_time_with_the_same_figures(tiny_model
     parts = evaluate_run(out, judge=tiny_model, model=tiny_model, data=_random_real(60), write=False)["summary"]
     for key in ("fid", "activation_percentile", "activation_ratio", "nn_ratio", "judge_accuracy"):
         assert parts[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-6), key
+
+
+def test_the_report_escapes_class_names_from_a_folder(tmp_path):
+    """A class folder's name reaches the page through the Fréchet reference; it must show as text, never run."""
+    from PIL import Image
+
+    from dgnam.cli.evaluation import _write_report
+
+    Image.new("L", (4, 4)).save(tmp_path / "nearest.png")
+    s = {"images": 2, "units": 1, "restarts_per_unit": 2, "fid": 1.0, "judge_accuracy": 1.0,
+         "fid_reference": "all 9 real images (fewer than 2 real images of class(es) <script>alert(1)</script>)",
+         "real_nn_median": 1.0}
+    page = _write_report(tmp_path, {"summary": s, "units": [{"unit": "<b>u</b>"}]}, ["unit"]).read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page and "<b>u</b>" not in page

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import write_json_atomic
 from .data import FashionMNIST
 from .evaluate import classify
-from .images import grid
+from .images import grid, save_image
 from .imagespace import convert, to_uint8
 from .methods import build_method
 from .run import visualize
@@ -79,6 +80,10 @@ def run_demo(out: str | Path = "runs/demo", restarts: int = DEMO_RESTARTS, steps
     example_idx = [int(torch.where(y == c, real_logits[:, c], float("-inf")).argmax()) for c in range(len(classes))]
 
     out.mkdir(parents=True, exist_ok=True)
+    # the files that describe an earlier demo go before its runs are replaced (results.json, which says the demo is
+    # complete, first): a killed rerun must not leave them describing images that are no longer there
+    for name in sorted(DEMO_FILES, key=lambda n: n != "results.json"):
+        (out / name).unlink(missing_ok=True)
     best: dict[str, list[dict]] = {}
     best_images: dict[str, list[np.ndarray]] = {}
     for method in DEMO_METHODS:
@@ -109,7 +114,7 @@ def run_demo(out: str | Path = "runs/demo", restarts: int = DEMO_RESTARTS, steps
     ]
     img = grid(rows, row_labels=["top real test image", "pixel AM", "DGN-AM"], col_labels=[c.split("/")[0] for c in classes],
                cell_labels=caps, cell=84, label_width=120)
-    img.save(out / "grid.png")
+    save_image(img, out / "grid.png")
 
     records = [r for m in DEMO_METHODS for r in best[m]]
     table = []
@@ -125,7 +130,6 @@ def run_demo(out: str | Path = "runs/demo", restarts: int = DEMO_RESTARTS, steps
     seconds = time.perf_counter() - t0
     result = {"records": records, "table": table, "summary": summary, "restarts": restarts, "seed": seed,
               "seconds": round(seconds, 1), "steps": records[0]["steps"]}
-    (out / "results.json").write_text(json.dumps(result, indent=1))
     from .report import html_table, image_section, write_page
 
     cols = list(table[0])
@@ -138,4 +142,5 @@ def run_demo(out: str | Path = "runs/demo", restarts: int = DEMO_RESTARTS, steps
         ("Settings", f"<p>{restarts} restarts per class (best final activation kept), seed {seed}, "
                      f"{result['steps']} steps, {seconds:.0f} s.</p>"),
     ])
+    write_json_atomic(out / "results.json", result)  # last: it says the demo is complete
     return result

@@ -564,15 +564,16 @@ def evaluate_run(
         if assumed:
             ev["summary"]["assumed"] = assumed
         if write:
-            from .run import _write_json_atomic
+            from .atomic import write_json_atomic
+            from .images import save_image
 
             for rec, metrics in zip(records, per_rec):
                 rec.update(metrics)
-            _write_json_atomic(out / "results.json", results)
+            write_json_atomic(out / "results.json", results)
             nn_idx = torch.tensor([m["nn_indices"] for m in per_rec])
-            nearest_figure(*images, nn_idx, data, records).save(out / "nearest.png")
+            save_image(nearest_figure(*images, nn_idx, data, records), out / "nearest.png")
             ev["nearest_png"] = "nearest.png"  # beside evaluation.json: a path from the working directory goes stale
-            (out / "evaluation.json").write_text(json.dumps(ev, indent=1))
+            write_json_atomic(out / "evaluation.json", ev)
         return ev
     finally:
         moved.close()

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import write_json_atomic
 from .errors import DgnamError
 from .evaluate import mean_pairwise_distance  # noqa: F401  (re-exported: facet diversity)
 from .generators import Generator, PixelGenerator
@@ -541,14 +542,14 @@ def facets(
 
 
 def _write_outputs(out: Path, f: Facets, images01: torch.Tensor, space: ImageSpace, gen: Generator) -> None:
-    from .images import grid
+    from .images import grid, save_image
 
     path = out / "results.json"
     doc = json.loads(path.read_text())
     doc["records"] = f.run.records
     doc["facets"] = {"unit": f.unit.address, "embed_layer": f.embed_layer, "method": f.method,
                      "facet_weight": f.facet_weight, "fidelity": f.fidelity, "clustered_images": len(f.indices), "config": asdict(f.config)}
-    path.write_text(json.dumps(doc, indent=1))
+    write_json_atomic(path, doc)
     synth = to_uint8(f.run.images, gen.space)
     rows, labels, caps = [], [], []
     for j, rec in enumerate(f.run.records):
@@ -558,7 +559,7 @@ def _write_outputs(out: Path, f: Facets, images01: torch.Tensor, space: ImageSpa
         caps.append([f"{rec['activation']:.2f}"] + [f"{float(f.activations[(f.indices == i).nonzero()[0, 0]]):.2f}"
                                                    for i in f.members[j][: f.config.top_real]])
     cols = ["synthetic"] + [f"top real {i + 1}" for i in range(f.config.top_real)]
-    grid(rows, row_labels=labels, col_labels=cols, cell_labels=caps).save(out / "facets.png")
+    save_image(grid(rows, row_labels=labels, col_labels=cols, cell_labels=caps), out / "facets.png")
     embedding_png(f.clustering, out / "embedding.png")
 
 
@@ -566,6 +567,8 @@ def embedding_png(cl: Clustering, path: str | Path, size: int = 400) -> None:
     """A scatter of the 2-D embedding (the first two PCA components when there is no t-SNE or UMAP), coloured by
     facet."""
     from PIL import Image, ImageDraw
+
+    from .images import save_image
 
     e = cl.embedding[:, :2] if cl.embedding.shape[1] >= 2 else np.c_[cl.embedding[:, 0], np.zeros(len(cl.embedding))]
     lo, hi = e.min(0), e.max(0)
@@ -577,7 +580,7 @@ def embedding_png(cl: Clustering, path: str | Path, size: int = 400) -> None:
         hue = int(lab) / max(k, 1)
         rgb = tuple(int(255 * c) for c in _hsv(hue))
         d.ellipse([px - 2, py - 2, px + 2, py + 2], fill=rgb)
-    im.save(path)
+    save_image(im, path)
 
 
 def _hsv(h: float) -> tuple[float, float, float]:

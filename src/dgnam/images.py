@@ -15,8 +15,16 @@ def save_png(array: np.ndarray, path: str | os.PathLike, scale: int = 1) -> None
     im = Image.fromarray(array)
     if scale > 1:
         im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    im.save(path)
+    save_image(im, path)
+
+
+def save_image(im: Image.Image, path: str | os.PathLike) -> None:
+    """Save a Pillow image in the format its suffix names, atomically (:mod:`dgnam.atomic`): a kill or a full disk
+    leaves the previous file or none, never a truncated one."""
+    from .atomic import write_atomic
+
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    write_atomic(path, lambda tmp: im.save(tmp, format=fmt))
 
 
 def _font(size: int = 12):

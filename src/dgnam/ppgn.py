@@ -512,12 +512,9 @@ def _chain_key(generator: Generator, dae: nn.Module | None, conds: Sequence[Cond
 
 def _write_chain_checkpoint(path: Path, state: dict) -> None:
     """Write atomically: a kill while writing leaves the previous checkpoint whole."""
-    import os
+    from .atomic import write_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def _read_chain_checkpoint(path: Path, key: str) -> dict:

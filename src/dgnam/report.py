@@ -7,6 +7,8 @@ import html
 from pathlib import Path
 from typing import Sequence
 
+from .atomic import write_text_atomic
+
 #: A cell whose metric does not apply (``None``: the diversity of one image, the judge accuracy of a channel unit).
 NOT_APPLICABLE = "n/a"
 
@@ -36,7 +38,7 @@ def write_page(path: Path, title: str, sections: Sequence[tuple[str, str]]) -> P
              f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>"]
     parts += [f"<h2>{html.escape(h)}</h2>{body}" for h, body in sections]
     parts.append("</body></html>")
-    path.write_text("\n".join(parts))
+    write_text_atomic(path, "\n".join(parts))
     return path
 
 

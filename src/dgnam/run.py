@@ -14,17 +14,18 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
+from .atomic import write_json_atomic
 from .errors import DgnamError, warn
 from .generators import Generator, PixelGenerator, check_generator
 from .imagespace import ImageSpace, convert, to_uint8
-from .images import grid, save_png
+from .images import grid, save_image, save_png
 from .modules import as_device, frozen, module_device, module_dtype
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import Prior
@@ -172,12 +173,6 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
-
-
 def visualize(
     model: nn.Module,
     units: str | Sequence[str | Unit],
@@ -312,8 +307,17 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
                 raise DgnamError(f"{out_dir} was made with different settings ({'; '.join(differ)}); resume with the "
                                  f"same ones or choose another --out")
             records = prev.get("records", [])
-        elif out_dir.exists() and any(out_dir.iterdir()) and not resume:
-            raise DgnamError(f"{out_dir} exists and is not empty: pass --resume or choose another --out")
+        elif out_dir.exists() and any(out_dir.iterdir()):
+            # a run killed before its first batch was written holds images/ and codes/ alone; anything else is not
+            # a run, and --resume would write into it
+            others = sorted(p.name for p in out_dir.iterdir()
+                            if p.name not in ("images", "codes", STAGING) and not p.name.startswith(".dgnam-"))
+            if others:
+                raise DgnamError(f"{out_dir} exists and is not empty ({', '.join(others[:4])}"
+                                 f"{', ...' if len(others) > 4 else ''} are no run's): choose another --out")
+            if not resume:
+                raise DgnamError(f"{out_dir} holds a run killed before its first results: pass --resume to continue "
+                                 f"it, or choose another --out")
         (out_dir / "images").mkdir(parents=True, exist_ok=True)
         (out_dir / "codes").mkdir(parents=True, exist_ok=True)
 
@@ -373,7 +377,7 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
                                  metadata={"unit": u.address, "restart": str(r), "seed": str(seeds[k])})
         if out_dir is not None:
             records.sort(key=lambda rec: (rec["unit_index"], rec["restart"]))
-            _write_json_atomic(out_dir / RESULTS, {"dgnam_version": __version__, "config": run_config, "records": records})
+            write_json_atomic(out_dir / RESULTS, {"dgnam_version": __version__, "config": run_config, "records": records})
     bar.close()
     if diverged:
         warn(f"NaN/inf in {_some(diverged)}: each record keeps its last finite code ('diverged_at'; lower the "
@@ -510,5 +514,5 @@ def write_grid(out_dir: Path, records: list[dict]) -> Path:
     ncols = max(len(r) for r in rows) if rows else 0
     img = grid(rows, row_labels=labels, col_labels=[f"restart {j}" for j in range(ncols)], cell_labels=caps)
     path = out_dir / "grid.png"
-    img.save(path)
+    save_image(img, path)
     return path

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .atomic import write_atomic
 from .errors import DgnamError, first_line
 
 
@@ -158,8 +159,6 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike, me
     sorted keys (the same JSON, so the same length), and the file gets the usual permissions (``save_file`` makes it
     readable by its owner only). It is written beside the target and moved over it: a kill never leaves half a file,
     and on POSIX tensors still mapped from the file it replaces (``load_file`` maps them) stay valid."""
-    import uuid
-
     from safetensors.torch import save
 
     path = Path(path)
@@ -171,12 +170,10 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike, me
                         ensure_ascii=False).encode()
     if len(header) > n:  # (never, for the same JSON) keep safetensors' own header
         header = bytes(data[8 : 8 + n])
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
+    def write(tmp: Path) -> None:
         with open(tmp, "xb") as f:  # parts written in turn: no second copy of the file in memory
             f.write(data[:8])
             f.write(header + b" " * (n - len(header)))
             f.write(data[8 + n :])
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    write_atomic(path, write)

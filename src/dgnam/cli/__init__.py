@@ -32,8 +32,29 @@ from . import beyond, codes, convert, demo, evaluation, run, train  # noqa: E402
 
 
 #: What Ctrl-C leaves: every command writes as it goes, and each says how it continues.
-INTERRUPTED = ("interrupted: what was finished is on disk. visualize continues with the same command plus --resume, "
-               "train commands with the same command; demo, sample and facets start again")
+INTERRUPTED = ("interrupted: what was finished is on disk. visualize and sample continue with the same command plus "
+               "--resume, train commands with the same command; demo and facets start again")
+
+
+def os_error_line(e: OSError) -> str:
+    """A failed read or write (full disk, read-only folder, a file where a folder should be) as one line that names
+    the fix, not a traceback: every output is written atomically, so what is on disk is whole."""
+    import errno
+
+    fixes = {
+        errno.ENOSPC: "free some space, then run the same command again (plus --resume where it has one)",
+        errno.EDQUOT: "free some space, then run the same command again (plus --resume where it has one)",
+        errno.EROFS: "the file system is read-only: choose another --out",
+        errno.EACCES: "choose another --out, or one you may write to",
+        errno.EPERM: "choose another --out, or one you may write to",
+        errno.ENAMETOOLONG: "use a shorter name",
+        errno.ENOTDIR: "a part of the path is a file: choose another path",
+        errno.EISDIR: "that is a folder: give a file name",
+        errno.EEXIST: "choose another path",
+        errno.ENOENT: "check the path",
+    }
+    where = f" ({e.filename})" if e.filename else ""
+    return f"{e.strerror or e}{where}: {fixes.get(e.errno, 'check the path and the disk')}"
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -47,6 +68,9 @@ def main() -> None:
         app()
     except DgnamError as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except OSError as e:
+        typer.secho(f"error: {os_error_line(e)}", fg=typer.colors.RED, err=True)
         sys.exit(2)
     except SystemExit as e:
         if e.code == 130:  # Typer's exit for Ctrl-C

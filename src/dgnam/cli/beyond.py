@@ -10,13 +10,15 @@ from typing import Callable, Optional
 import torch
 import typer
 
+from ..atomic import write_json_atomic
 from ..errors import DgnamError
+from ..images import save_image
 from ..ppgn import CHECKPOINT_EVERY
 from ..run import EVALUATION_FILES, check_fresh_dir, move_in, staging_dir
 from . import app, train_app
 from .codes import read_image
 from .common import (DATA_HELP, LIMIT_HELP, declared_space, device_arg, generator_arg, image_file_arg, model_arg,
-                     out_folder_arg, print_table)
+                     out_folder_arg, print_table, writable_folder)
 
 
 def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encoder: Optional[str],
@@ -176,7 +178,7 @@ def facets(
     gen = generator_arg(generator, generator_arch, code_stats)
     if lr_start is not None and not lr_start > 0:
         raise DgnamError(f"--lr-start must be positive, got {lr_start}")
-    check_fresh_dir(out_folder_arg(out))  # before the data are read and clustered
+    writable_folder(check_fresh_dir(out_folder_arg(out)))  # before the data are read and clustered
     enc = (_encoder_for(generator, generator_arch, net, encoder, encoder_layer, encoder_arch)
            if gen is not None else None)
     ds = load_dataset(data, split, space.size, space.channels)
@@ -210,14 +212,14 @@ def _record_real_images(out: Path, source: dict, files: Optional[list[str]]) -> 
     --limit) and, for an image folder, add ``top_files`` and ``init_files`` (paths under --data) beside the row
     indices of its records: with ``--limit`` the rows are a per-class sample of the folder, which indices alone do
     not identify."""
-    from ..run import _write_json_atomic
+    from ..atomic import write_json_atomic
 
     doc = json.loads((out / "results.json").read_text())
     doc["config"]["real_images"] = source
     for rec in doc["records"] if files is not None else []:
         rec["top_files"] = [files[i] for i in rec.get("top_images", [])]
         rec["init_files"] = [files[i] for i in rec.get("init_images", [])]
-    _write_json_atomic(out / "results.json", doc)
+    write_json_atomic(out / "results.json", doc)
 
 
 @app.command()
@@ -276,8 +278,17 @@ def sample(
     if ckpt.exists() and not resume and not overwrite:
         raise DgnamError(f"{out} holds a chain that was interrupted: pass --resume to continue it (with the same "
                          f"settings), or --overwrite to start over")
-    if (out / "results.json").exists() and not overwrite and not resume:
-        raise DgnamError(f"{out} already holds samples: choose another --out, or pass --overwrite to replace them")
+    if (out / "results.json").exists():
+        try:
+            method = (json.loads((out / "results.json").read_text()).get("config") or {}).get("method")
+        except (OSError, ValueError, AttributeError):
+            method = None
+        if method != "ppgn-h":  # --overwrite would leave the other run's images and grid beside the samples
+            raise DgnamError(f"{out} holds {f'a {method} run' if method else 'another command'}'s results, not "
+                             f"samples: choose another --out")
+        if not overwrite and not resume:
+            raise DgnamError(f"{out} already holds samples: choose another --out, or pass --overwrite to replace "
+                             f"them")
     if unit is not None and len(parse_units(unit)) != 1:
         raise DgnamError(f"--unit {unit!r}: one unit per chain (run once per unit)")
     dev = device_arg(device)
@@ -306,6 +317,7 @@ def sample(
     cfg = PPGNConfig.for_samples(n, steps=default_steps if steps is None else steps, burn_in=burn_in, eps1=eps1, eps2=eps2, eps3=eps3,
                                  lr=lr, lr_end=lr_end,
                                  reset_every=default_reset if reset_every is None else reset_every, seed=seed)
+    writable_folder(out)  # before the chain runs
     if not resume:
         ckpt.unlink(missing_ok=True)  # --overwrite: an interrupted chain of the run being replaced
     chain = run_sample(gen, R, conds, 1, cfg, progress=True, checkpoint=ckpt)
@@ -337,15 +349,14 @@ def sample(
     rows = [arrs[i : i + cols] for i in range(0, len(arrs), cols)]
     caps = [[f"{r['step']}:{r.get('probability', r['score']):.2f}" for r in records[i : i + cols]]
             for i in range(0, len(records), cols)]
-    grid(rows, cell_labels=caps).save(out / "samples.png")
+    save_image(grid(rows, cell_labels=caps), out / "samples.png")
     save_safetensors({"codes": chain.codes[0]}, out / "codes.safetensors", metadata={"generator": generator})
     run_config = {"model": getattr(net, "zoo_name", model), "model_source": getattr(net, "dgnam_source", None),
                   "generator": generator, "method": "ppgn-h", "prior": prior,
                   "dae": _dae_source(dae) if prior == "dae" else None,
                   "units": [u.address for u in units], "conditions": names, "sampler": cfg.to_dict(),
                   "target_space": space.to_dict()}
-    (out / "results.json").write_text(json.dumps({"dgnam_version": __version__, "config": run_config,
-                                                  "records": records}, indent=1))
+    write_json_atomic(out / "results.json", {"dgnam_version": __version__, "config": run_config, "records": records})
     # an earlier run's samples and its evaluation must not linger beside the new ones (only with --overwrite is
     # there an earlier run)
     stale = ([*(final_out / "images").glob("s*.png"), *(final_out / n for n in EVALUATION_FILES)]
@@ -427,8 +438,8 @@ def inpaint(
     row = [to_uint8(t, space)[0] for t in (res.masked, res.result, x)]
     name = net.classes[c] if getattr(net, "classes", None) else str(c)
     out.parent.mkdir(parents=True, exist_ok=True)
-    grid([row], col_labels=["masked", f"result ({name})", "original"],
-         cell_labels=[[f"p={p_masked:.2f}", f"p={p_result:.2f}", ""]], cell=112).save(out)
+    save_image(grid([row], col_labels=["masked", f"result ({name})", "original"],
+                    cell_labels=[[f"p={p_masked:.2f}", f"p={p_result:.2f}", ""]], cell=112), out)
     filled.parent.mkdir(parents=True, exist_ok=True)
     save_png(paste_inside(original, to_uint8(res.generated, space)[0], inside), filled)
     typer.echo(f"p({name}): masked {p_masked:.3f} -> inpainted {p_result:.3f}; wrote {out} and {filled} "
@@ -468,7 +479,7 @@ def train_dae_cmd(
     typer.echo(f"encoding {len(x_tr)} + {len(x_te)} images with {encoder} {layer} ...")
     c_tr, c_te = encode(enc, layer, space.encode(x_tr)), encode(enc, layer, space.encode(x_te))
     torch.manual_seed(seed)
-    card = train_dae(c_tr, c_te, out, name, cfg, resume=not fresh,
+    card = train_dae(c_tr, c_te, writable_folder(out), name, cfg, resume=not fresh,
                      source={"encoder": encoder, "layer": layer, "data": data or "fashion-mnist", "images": len(x_tr),
                              "test": test_name})
     mtr = card["metrics"]

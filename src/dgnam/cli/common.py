@@ -95,6 +95,24 @@ def out_folder_arg(out: Path) -> Path:
     return out
 
 
+def writable_folder(out: Path) -> Path:
+    """Check before the work starts that ``--out`` (a folder, made if missing) can be written: a read-only place, or a
+    file where a folder should be, is then said at once (by the command line's one-line error for ``OSError``), not
+    after an epoch or a chain. Nothing is made here."""
+    import errno
+    import os
+
+    existing = out_folder_arg(out)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        code = errno.EROFS if os.statvfs(existing).f_flag & os.ST_RDONLY else errno.EACCES
+        raise OSError(code, os.strerror(code), str(existing))
+    return out
+
+
 def image_file_arg(path: Path, flag: str, example: str) -> Path:
     """An image file a command writes (inpaint's ``--out``, ``--filled``): a name Pillow can save by its suffix, not
     a folder."""

@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 
+from ..atomic import write_text_atomic
 from ..errors import DgnamError
 from . import app
 
@@ -59,7 +60,7 @@ def convert(
                    + (" --bounds" if bounds else ""),
     }
     card_path = to.with_suffix(".json")
-    card_path.write_text(json.dumps(card, indent=1) + "\n")
+    write_text_atomic(card_path, json.dumps(card, indent=1) + "\n")
     typer.echo(f"wrote {to} ({count} tensors) and its card {card_path}")
 
 

@@ -92,6 +92,8 @@ RUN_FIGURES = ("grid.png", "facets.png", "samples.png")
 def _write_report(run_dir: Path, ev: dict, unit_cols: list[str]) -> Path:
     """``report.html`` beside the run: its figure, the nearest training images, and the tables, in one page. It says
     how many of the run's images it scored, so a page older than a resumed run gives itself away."""
+    import html
+
     from ..report import html_table, image_section, warning_section, write_page
 
     s = ev["summary"]
@@ -104,7 +106,7 @@ def _write_report(run_dir: Path, ev: dict, unit_cols: list[str]) -> Path:
         ("Summary", f"<p>Scored {s['images']} of the run's {s.get('images_expected', s['images'])} images.</p>"
          + html_table([s], ["images", "images_expected", "units", "restarts_per_unit", "fid", "judge_accuracy",
                             "activation_ratio", "activation_percentile", "nn_ratio", "nn_ratio_min", "diversity"])
-         + f"<p>Fréchet distance against {s['fid_reference']}; nn_ratio is the distance to the nearest training "
+         + f"<p>Fréchet distance against {html.escape(s['fid_reference'])}; nn_ratio is the distance to the nearest training "
            f"image over the typical real-to-real distance ({s['real_nn_median']:.3f}), its median over the images "
            f"here (per unit: their mean); all in the judge's features.</p>"),
         ("Per unit", html_table([_shown(u, unit_cols) for u in ev["units"]], unit_cols)),

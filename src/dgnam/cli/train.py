@@ -12,7 +12,7 @@ import typer
 from ..data import is_fashion_mnist
 from ..errors import DgnamError
 from . import train_app
-from .common import DATA_HELP, LIMIT_HELP, declared_space, device_arg, model_arg
+from .common import DATA_HELP, LIMIT_HELP, declared_space, device_arg, model_arg, writable_folder
 
 
 def train_test(data: Optional[str], size: tuple[int, int], channels: int, seed: int, limit: Optional[int] = None,
@@ -92,7 +92,7 @@ def classifier(
     folder_hint = "; --color RGB keeps a folder's colour" if space.color == "GRAY" and folder else ""
     typer.echo(f"images read as {space.channels}x{space.size[0]}x{space.size[1]} {space.color} ({arch}'s input "
                f"size{folder_hint})")
-    card = train_classifier(model, space, train, test, out, name, cfg, resume=not fresh,
+    card = train_classifier(model, space, train, test, writable_folder(out), name, cfg, resume=not fresh,
                             data_name=data or "fashion-mnist", classes=classes, test_name=test_name)
     typer.echo(f"{name}: test accuracy {card['metrics']['test_accuracy']:.4f} in {card['training_seconds']:.0f} s "
                f"-> {out}/{name}.safetensors (load it with --model {out}/{name}.safetensors --arch {arch})")
@@ -154,7 +154,7 @@ def generator(
     gen = entry.build(code_dim, **kw)
     # the discriminator judges the encoder's images (the generator's, converted): their channels
     disc = FashionDiscriminator(code_dim, channels=space.channels)
-    card = train_generator(enc, layer, space, gen, disc, gen_space, x_tr, x_te, out,
+    card = train_generator(enc, layer, space, gen, disc, gen_space, x_tr, x_te, writable_folder(out),
                            name or arch, cfg, resume=not fresh, data_name=data or "fashion-mnist", test_name=test_name)
     m = card["metrics"]
     typer.echo(f"{name or arch}: test image MSE {m.get('test_mse01', float('nan')):.4f}, encoder agreement on "

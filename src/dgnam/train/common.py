@@ -14,6 +14,7 @@ from typing import Iterator
 
 import torch
 
+from ..atomic import write_atomic, write_text_atomic
 from ..errors import DgnamError, first_line
 
 
@@ -94,10 +95,7 @@ class Checkpoint:
         return self.path.exists()
 
     def save(self, state: dict) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.path)  # atomic: a kill never leaves half a checkpoint
+        write_atomic(self.path, lambda tmp: torch.save(state, tmp))  # a kill never leaves half a checkpoint
 
     def load(self) -> dict:
         import pickle
@@ -208,7 +206,7 @@ def cpu_name() -> str:
 
 
 def write_card(path: str | Path, card: dict) -> None:
-    Path(path).write_text(json.dumps(card, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(card, indent=2) + "\n")
 
 
 class Timer:

@@ -35,14 +35,17 @@ def code_stats_beside(path: Path) -> Path:
 
 
 def card_beside(path: Path) -> dict:
-    """The card `dgnam train` writes beside its weights (``NAME.json``); ``{}`` when there is none or it is unreadable."""
+    """The card `dgnam train` writes beside its weights (``NAME.json``); ``{}`` when there is none (or that file holds
+    no JSON object, so is no card). A damaged card is an error: read as none, a colour classifier's weights were
+    refused as the wrong architecture, which named the wrong fix."""
     card = path.with_suffix(".json")
     if not card.is_file():
         return {}
     try:
         data = json.loads(card.read_text())
-    except (OSError, ValueError):
-        return {}
+    except (OSError, ValueError) as e:
+        raise DgnamError(f"the card {card} beside {path.name} cannot be read ({type(e).__name__}): restore it (the "
+                         f"command that made the weights writes it again), or remove it") from None
     return data if isinstance(data, dict) else {}
 
 
