@@ -300,6 +300,22 @@ def test_sample_overwrite_killed_while_writing_keeps_the_earlier_run(tmp_path, m
     assert not (out / ".dgnam-partial").exists()
 
 
+def test_sample_writes_into_no_folder_of_other_files(tmp_path):
+    """`sample` into a folder holding someone's files (no run, no chain) merged its images/ and results.json into
+    them, even with --overwrite; `visualize` and `facets` refuse such a folder, and so does `sample` now."""
+    out = tmp_path / "mine"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "holiday.png").write_bytes(b"x")
+    (out / "notes.txt").write_text("keep")
+    quick = ["sample", "--class", "1", "--n", "2", "--steps", "6", "--burn-in", "2", "--out", out]
+    refused("holds files that are no sample run's (images, notes.txt)", *quick)
+    refused("no sample run's", *quick, "--overwrite")
+    assert sorted(p.name for p in out.rglob("*")) == ["holiday.png", "images", "notes.txt"]
+    empty = tmp_path / "empty"
+    (empty / ".dgnam-partial").mkdir(parents=True)  # a killed run's staging folder is the run's own
+    assert run(*quick[:-1], empty).exit_code == 0 and (empty / "results.json").exists()
+
+
 def test_sample_into_a_folder_on_another_filesystem(tmp_path):
     """The staging folder sat beside --out: a --out on another mount (here a symlink into /dev/shm) failed with
     'Invalid cross-device link' after deleting the earlier samples. It now lies inside --out."""

@@ -328,6 +328,32 @@ def test_image_files_are_read_as_viewers_show_them(tmp_path):
         Image.MAX_IMAGE_PIXELS = limit
 
 
+def test_a_huge_photo_is_shrunk_in_uint8_and_comes_out_as_the_float_path_would_make_it():
+    """A 108-megapixel photo took 3.5 GB as float32 on its way to 224 x 224; an image 16 times the input or more is
+    now box-averaged in uint8 first (Pillow's reducing_gap), and must still give the same picture."""
+    from dgnam.imagespace import ImageSpace, PRESHRINK_GAP, convert_channels, fit_size, from_uint8
+
+    def float_path(a, space):
+        t = torch.tensor(a, dtype=torch.float32).permute(2, 0, 1)[None] / 255.0
+        return fit_size(convert_channels(t, space.channels), space.size, "resize")
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (24, 18, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:20, 0:16] / 4.0  # a smooth scene with sharp-edged shapes, scaled up 20 times
+    scene = np.stack([np.sin(yy) * 100 + 128, np.cos(xx) * 100 + 128, (yy + xx) * 12], -1)
+    scene[5:12, 4:9] = (250, 20, 20)
+    big = np.asarray(Image.fromarray(scene.astype(np.uint8)).resize((16 * 20, 20 * 20), Image.BICUBIC))
+    space = ImageSpace(size=(10, 8))
+    assert min(big.shape[0] // 10, big.shape[1] // 8) >= 2 * PRESHRINK_GAP  # the shrinking path is taken
+    for a, tol in ((small, 0.0), (big, 1.5 / 255)):
+        want = float_path(a, space)
+        assert (space.decode(from_uint8([a], space)) - want).abs().max() <= tol + 1e-6
+        rgba = np.concatenate([a, np.zeros_like(a[..., :1])], -1)  # fully transparent: the stored colour counts
+        assert torch.equal(from_uint8([rgba], space), from_uint8([a], space))
+    gray = ImageSpace(size=(10, 8), color="GRAY")
+    assert (gray.decode(from_uint8([big[..., 1]], gray)) - float_path(big[..., 1:2], gray)).abs().max() <= 1.5 / 255
+
+
 def test_image_folder_refuses_empty_classes_and_follows_linked_folders(tmp_path):
     """An empty class folder became a class of the model with no image; images in a linked folder were skipped."""
     for c in ("a", "b"):

@@ -507,6 +507,28 @@ def test_a_resume_mends_what_a_kill_or_a_hand_broke(tmp_path, tiny_model, tiny_g
         visualize(tiny_model, "logits:0", tiny_gen, init=torch.full((1, 10), float("nan")), progress=False)
 
 
+def test_a_run_can_leave_its_images_on_disk(tmp_path, tiny_model, tiny_gen):
+    """The command line's runs hold no image in memory (a thousand classes x ten restarts at 256 px is 8 GB): with
+    ``return_images=False`` the records and files are those of a run that keeps them, and a resume mends a broken
+    PNG from its code file."""
+    kw = dict(restarts=2, steps=3, batch_size=3, progress=False)
+    kept = visualize(tiny_model, "logits:0,1", tiny_gen, out=tmp_path / "a", **kw)
+    lean = visualize(tiny_model, "logits:0,1", tiny_gen, out=tmp_path / "b", return_images=False, **kw)
+    assert lean.images is None and lean.codes is None and lean.records == kept.records
+    for rec in kept.records:
+        for f in ("image", "best_image", "code"):
+            assert (tmp_path / "a" / rec[f]).read_bytes() == (tmp_path / "b" / rec[f]).read_bytes()
+    img = tmp_path / "b" / kept.records[1]["image"]
+    best = tmp_path / "b" / kept.records[1]["best_image"]
+    img.write_bytes(img.read_bytes()[:60])
+    best.unlink()
+    visualize(tiny_model, "logits:0,1", tiny_gen, out=tmp_path / "b", resume=True, return_images=False, **kw)
+    assert img.read_bytes() == (tmp_path / "a" / kept.records[1]["image"]).read_bytes()
+    assert best.read_bytes() == (tmp_path / "a" / kept.records[1]["best_image"]).read_bytes()
+    with pytest.raises(DgnamError, match="give out=FOLDER"):
+        visualize(tiny_model, "logits:0", tiny_gen, return_images=False, **kw)
+
+
 def test_a_refusal_shows_where_two_lists_differ(tmp_path, tiny_model, tiny_gen):
     """Long lists were cut to the same prefix on both sides ("units ["logits:0", ... -> ["logits:0", ..."): the
     refusal now names the item that differs."""

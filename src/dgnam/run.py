@@ -194,6 +194,7 @@ def visualize(
     method: str | None = None,
     meta: dict | None = None,
     channels_last: bool = True,
+    return_images: bool = True,
 ) -> Run:
     """Synthesize the preferred input of each unit, ``restarts`` times, with ``generator`` as the image prior.
 
@@ -208,6 +209,8 @@ def visualize(
     differently, which lr 8 amplifies over a run: images differ visibly from an NCHW run's after 200 steps.
     ``model`` and ``generator`` are used in eval mode on ``device`` and come back as they were given (see
     :func:`dgnam.modules.frozen`).
+    ``return_images=False`` (with ``out``) returns the records alone: the images and codes are on disk, and a run of
+    a thousand classes times ten restarts at 256 px would otherwise hold 8 GB of them in memory to the end.
     """
     if not isinstance(model, nn.Module):
         what = "a class: build an instance, e.g. Net()" if isinstance(model, type) else type(model).__name__
@@ -225,6 +228,8 @@ def visualize(
             init = torch.as_tensor(init)
         except (TypeError, ValueError, RuntimeError):
             raise DgnamError(f"init is {type(init).__name__}: give randn, zeros or a tensor of codes") from None
+    if not return_images and out is None:
+        raise DgnamError("return_images=False keeps the images on disk only: give out=FOLDER too")
     if restarts < 1 or batch_size < 1 or (steps is not None and steps < 0):
         raise DgnamError(f"restarts={restarts}, batch_size={batch_size}, steps={steps}: give restarts and batch size "
                          f">= 1 and steps >= 0")
@@ -239,14 +244,15 @@ def visualize(
                 m.to(memory_format=torch.contiguous_format)
         return _visualize(model, units, generator, space, restarts=restarts, seed=seed, steps=steps, config=config,
                           priors=priors, transforms=transforms, init=init, device=device, batch_size=batch_size,
-                          out=out, resume=resume, progress=progress, method=method, meta=meta)
+                          out=out, resume=resume, progress=progress, method=method, meta=meta,
+                          return_images=return_images)
 
 
 def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: Generator, space: ImageSpace, *,
                restarts: int, seed: int, steps: int | None, config: AMConfig | None, priors: Sequence[Prior] | None,
                transforms: Sequence[Transform], init: str | torch.Tensor, device: torch.device, batch_size: int,
                out: str | os.PathLike | None, resume: bool, progress: bool, method: str | None,
-               meta: dict | None) -> Run:
+               meta: dict | None, return_images: bool = True) -> Run:
     config = config or generator.default_config()
     if steps is not None:
         config = AMConfig(**{**config.to_dict(), "steps": steps})
@@ -367,8 +373,9 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
             if meta:
                 rec.update(meta)
             records.append(rec)
-            images_by_job[(i, r)] = final_imgs[k].cpu()
-            codes_by_job[(i, r)] = (res.codes[k].cpu(), res.best_codes[k].cpu())
+            if return_images:
+                images_by_job[(i, r)] = final_imgs[k].cpu()
+                codes_by_job[(i, r)] = (res.codes[k].cpu(), res.best_codes[k].cpu())
             if out_dir is not None:
                 scale = max(1, 96 // max(generator.space.size))
                 save_png(finals[k], out_dir / rec["image"], scale)
@@ -388,9 +395,11 @@ def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: G
              f"images show nothing of them (records marked 'unchanged')")
     records.sort(key=lambda rec: (rec["unit_index"], rec["restart"]))
     order = [(rec["unit_index"], rec["restart"]) for rec in records]
-    if out_dir is not None:  # a resumed run: the earlier records' codes are on disk, their images are regenerated
-        _reload_finished(out_dir, [rec for rec in records if (rec["unit_index"], rec["restart"]) not in images_by_job],
-                         generator, device, batch_size, images_by_job, codes_by_job)
+    if out_dir is not None:
+        if return_images:  # a resumed run: the earlier records' codes are on disk, their images are regenerated
+            _reload_finished(out_dir, [rec for rec in records
+                                       if (rec["unit_index"], rec["restart"]) not in images_by_job],
+                             generator, device, batch_size, images_by_job, codes_by_job)
         _restore_pngs(out_dir, records, generator, images_by_job, codes_by_job)
         write_grid(out_dir, records)
     have = all(k in images_by_job for k in order)
@@ -469,8 +478,11 @@ def _reload_finished(out_dir: Path, records: list[dict], generator: Generator, d
 @torch.no_grad()
 def _restore_pngs(out_dir: Path, records: list[dict], generator: Generator, images: dict, codes: dict) -> None:
     """Rewrite any PNG of a finished record that is missing or unreadable (a kill while it was written, a deleted
-    file) from its code: the codes are the run's record, the PNGs are views of them."""
+    file) from its code (held in ``codes``, else read from its file): the codes are the run's record, the PNGs are
+    views of them."""
     from PIL import Image
+
+    from .weights import load_state_dict
 
     def readable(path: Path) -> bool:
         try:
@@ -480,13 +492,25 @@ def _restore_pngs(out_dir: Path, records: list[dict], generator: Generator, imag
         except OSError:
             return False
 
+    def image(rec: dict, which: int) -> torch.Tensor:
+        key = (rec["unit_index"], rec["restart"])
+        if which == 0 and key in images:
+            return images[key][None]
+        if key in codes:
+            code = codes[key][which]
+        else:
+            try:
+                code = load_state_dict(out_dir / rec["code"])[("final", "best")[which]]
+            except (DgnamError, OSError, KeyError) as e:
+                raise DgnamError(f"cannot read a finished record's code in {out_dir} to redraw its image ({e}); "
+                                 f"remove the folder or pick another --out") from None
+        return generator(code[None].to(module_device(generator), module_dtype(generator))).cpu()
+
     scale = max(1, 96 // max(generator.space.size))
     for rec in records:
-        key = (rec["unit_index"], rec["restart"])
-        for field, image in (("image", lambda: images[key][None]), ("best_image", lambda: generator(
-                codes[key][1][None].to(module_device(generator), module_dtype(generator))).cpu())):
+        for which, field in enumerate(("image", "best_image")):
             if rec.get(field) and not readable(out_dir / rec[field]):
-                save_png(to_uint8(image(), generator.space)[0], out_dir / rec[field], scale)
+                save_png(to_uint8(image(rec, which), generator.space)[0], out_dir / rec[field], scale)
 
 
 def write_grid(out_dir: Path, records: list[dict]) -> Path:

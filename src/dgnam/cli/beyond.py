@@ -289,6 +289,12 @@ def sample(
         if not overwrite and not resume:
             raise DgnamError(f"{out} already holds samples: choose another --out, or pass --overwrite to replace "
                              f"them")
+    elif not ckpt.exists() and out.is_dir():
+        # no run and no chain: whatever is there is someone else's, and the samples would be merged into it
+        others = sorted(p.name for p in out.iterdir() if not p.name.startswith(".dgnam-"))  # staging, temporaries
+        if others:
+            raise DgnamError(f"{out} holds files that are no sample run's ({', '.join(others[:4])}"
+                             f"{', ...' if len(others) > 4 else ''}): choose another --out")
     if unit is not None and len(parse_units(unit)) != 1:
         raise DgnamError(f"--unit {unit!r}: one unit per chain (run once per unit)")
     dev = device_arg(device)

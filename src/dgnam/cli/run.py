@@ -61,7 +61,8 @@ def visualize(
                          f"{restarts} identical images: use --restarts 1 (or --init randn)")
     run = run_visualize(net, units, spec.generator, restarts=restarts, seed=seed, steps=steps, config=config,
                         priors=spec.priors, transforms=spec.transforms, init=codes, device=dev,
-                        batch_size=batch_size, out=out, resume=resume, method=prior, input_space=space)
+                        batch_size=batch_size, out=out, resume=resume, method=prior, input_space=space,
+                        return_images=False)  # they are on disk: a thousand units need not stay in memory
     named = any("class_name" in r for r in run.records)
     print_table(run.records, ["unit", *(["class_name"] if named else []), "restart", "activation", "best_activation",
                               "image"], all_in=f"{out}/results.json")
