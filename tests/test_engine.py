@@ -180,6 +180,8 @@ def test_code_bounds_that_cannot_clip_are_refused_in_one_line(tiny_model, tiny_g
     """Statistics of images that leave a layer silent (median bound 0) made `dgn-am-scaled` run at lr 0 and exit as
     if it had worked; all-zero bounds pinned every image to G(0); negative ones pinned the code below its own lower
     end; statistics of another code size failed deep in torch (`shape '[1, 10]' is invalid`)."""
+    import re
+
     from dgnam import CodeStats, ppgn
     from dgnam.priors import ClipCode
 
@@ -196,6 +198,12 @@ def test_code_bounds_that_cannot_clip_are_refused_in_one_line(tiny_model, tiny_g
     with pytest.raises(DgnamError, match="2 of the 10 code bounds are below the clip's lower end 0"):
         ClipCode(torch.tensor([1.0] * 8 + [-1.0, -2.0]))
     assert ClipCode(torch.tensor([0.0] * 9 + [1.0])).upper is not None  # dead components are fine
+    stats = CodeStats.from_codes(torch.rand(20, 10, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(stats.upper("mean+2.5std"), stats.mean + 2.5 * stats.std)
+    assert torch.equal(dgnam_code_priors(stats, bound="p99")[0].upper, stats.percentiles[99.0])
+    for kind in ("mean+std", "p", "pxx", "mean+nanstd"):  # were float's "could not convert string to float: ''"
+        with pytest.raises(DgnamError, match=f"unknown bound '{re.escape(kind)}': use mean.3std, pNN or bounds"):
+            dgnam_code_priors(stats, bound=kind)
     wrong = CodeStats(mean=torch.ones(7), std=torch.ones(7))
     with pytest.raises(DgnamError, match="7 components for a code of 10: give code statistics of this generator"):
         visualize(tiny_model, "logits:0", tiny_gen, steps=2, priors=dgnam_code_priors(wrong), progress=False)
@@ -356,6 +364,11 @@ def test_unit_parsing_and_resolution(tiny_model):
         resolve_units(tiny_model, parse_units("features.4:b"), ex)
     with pytest.raises(DgnamError, match="@Y,X picks one position and :mean averages them all"):  # was ignored
         parse_units("features.4:3@1,2:mean")
+    # a suffix belongs to its item of a shared-layer list, :mean as @Y,X does: `1:mean` was a layer `1`, channel `mean`
+    assert [u.address for u in parse_units("features.4:0,1:mean,2@1,3,0-1:mean")] == [
+        "features.4:0", "features.4:1:mean", "features.4:2@1,3", "features.4:0-1:mean"]
+    assert [u.address for u in resolve_units(tiny_model, parse_units("features.4:0:mean,1:mean"), ex)] == [
+        "features.4:0:mean", "features.4:1:mean"]
     tiny_model.classes = ["a", "10-19", "c", "d", "e"]  # a class may be named like a range
     try:
         assert resolve_units(tiny_model, parse_units("logits:10-19"), ex)[0].channel == 1

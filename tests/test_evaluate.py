@@ -68,6 +68,9 @@ def test_nearest_neighbor_of_a_copy_is_zero():
     assert (d[:, 1] > d[:, 0]).all()
     d_self, i_self = nearest_neighbors(train, train, exclude_self=True)
     assert (d_self[:, 0] > 0).all() and (i_self[:, 0] != torch.arange(50)).all()
+    # asked for as many neighbours as there are rows, a query's own row came back last, at distance 0
+    d_all, i_all = nearest_neighbors(train[:4], train[:4], k=4, exclude_self=True, batch_size=3)
+    assert i_all.shape == (4, 3) and (i_all != torch.arange(4)[:, None]).all() and (d_all > 0).all()
 
 
 def test_activation_percentile_and_pairwise_distance():
@@ -215,6 +218,13 @@ def test_evaluate_run_errors(tmp_path):
     for n in (1, -5):
         with pytest.raises(DgnamError, match=f"--real {n}: sample at least 2"):
             load_real(None, n=n)
+    # a folder of one image: its only neighbour was itself, so the typical real distance read 0 ("an exact copy")
+    from PIL import Image
+
+    (tmp_path / "one" / "a").mkdir(parents=True)
+    Image.fromarray(np.full((12, 12), 90, np.uint8)).save(tmp_path / "one" / "a" / "0.png")
+    with pytest.raises(DgnamError, match="has 1 image: the evaluation compares with at least 2 real images"):
+        load_real(str(tmp_path / "one"), size=(12, 12))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -281,6 +291,24 @@ def test_of_class_rejects_a_class_the_judge_does_not_have():
     real = _random_real(classes=["a", "b", "c", "d", "e"])
     with pytest.raises(DgnamError, match="not one of the judge's 2 classes"):  # was an IndexError
         real.of_class(7, ["a", "b"])
+
+
+def test_classes_whose_names_differ_only_by_punctuation_are_told_apart():
+    """Matching by name sets case and punctuation aside (a folder T-shirt_top is the class T-shirt/top), but C, C#
+    and C++ (and + and -, whose keys are empty) are three classes: each matched the first, so one class's real images
+    were another's Fréchet reference and the judge scored its images against another class."""
+    from dgnam.evaluate import judge_classes_of
+    from dgnam.units import Unit
+
+    names = ["C", "C#", "C++", "+", "-"]
+    real = _random_real(classes=["-", "+", "C++", "C#", "C"])  # label k is class k of the folder: 4 - k of names
+    for c in range(5):
+        assert real.of_class(c, names).tolist() == (real.labels == 4 - c).tolist(), names[c]
+    folder = _random_real(classes=["T-shirt_top", "Trouser", "c", "d", "e"])
+    assert folder.of_class(0, ["T-shirt/top", "Trouser"]).tolist() == (folder.labels == 0).tolist()
+    target, judge = _tiny_net(names), _tiny_net(list(reversed(names)))
+    units = [Unit("logits", c) for c in range(5)]
+    assert judge_classes_of(target, judge, units, [True] * 5) == [4, 3, 2, 1, 0]
 
 
 def test_evaluate_defaults_apply_to_fashion_mnist_targets_only(tiny_model, tiny_gen, tmp_path):

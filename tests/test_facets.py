@@ -270,6 +270,9 @@ def test_bad_facet_settings(tiny_model, tiny_gen):
                progress=False)
     with pytest.raises(DgnamError, match="expected"):
         facets(tiny_model, "logits:0", torch.rand(10, 1, 8, 8), None, FacetConfig(k=2), progress=False)
+    for seed in (-1, 2**32):  # scikit-learn's random_state is 0..2**32-1: 2**32 failed in PCA, after the data were read
+        with pytest.raises(DgnamError, match=rf"--seed {seed}: give a seed in 0\.\.4294967295"):
+            facets(tiny_model, "logits:0", x, None, FacetConfig(k=2, reduce="pca", seed=seed), progress=False)
 
 
 def test_mean_pairwise_distance():

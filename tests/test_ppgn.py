@@ -163,6 +163,21 @@ def test_condition_alone_raises_the_class_probability(tiny_model, tiny_gen, tiny
     assert chain.score_history[:, -5:].mean() > chain.score_history[:, 0].mean()
 
 
+def test_a_seed_of_any_size_runs_and_seeds_that_ran_draw_as_before(tiny_model, tiny_gen, tiny_dae):
+    """Chain i draws from seed * 1_000_003 + i: a seed over about 1.8e13 (20240101123456, a timestamp) overflowed
+    torch's 64 bits in a traceback. Taken modulo 2**64, as torch reads a negative seed, every seed that ran draws
+    what it drew."""
+    from dgnam.ppgn import _Noise
+
+    dae, _ = tiny_dae
+    cfg = PPGNConfig(steps=3, seed=20240101123456)
+    a, b = (sample(tiny_gen, dae, ClassCondition(tiny_model, [3]), 2, cfg) for _ in range(2))
+    assert torch.equal(a.final_codes, b.final_codes) and torch.isfinite(a.final_codes).all()
+    for seed in (-7, 0, 3, 2**40):
+        old = torch.stack([torch.randn(5, generator=torch.Generator().manual_seed(seed * 1_000_003 + i)) for i in range(2)])
+        assert torch.equal(_Noise(seed, 2).normal((5,)), old)
+
+
 def test_chain_keeps_samples_and_moves_between_classes(tiny_model, tiny_gen, tiny_dae):
     dae, _ = tiny_dae
     cfg = PPGNConfig.for_samples(5, steps=20, burn_in=5)

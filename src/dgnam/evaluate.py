@@ -133,7 +133,8 @@ def nearest_neighbors(query: torch.Tensor, reference: torch.Tensor, k: int = 1, 
         if exclude_self:
             rows = torch.arange(i, min(i + batch_size, len(q)))
             d[rows - i, rows] = float("inf")
-        _, j = d.topk(min(k, len(r)), dim=1, largest=False)
+        # (with exclude_self a query's own row is not among the candidates: one more would bring it back at 0)
+        _, j = d.topk(min(k, len(r) - 1 if exclude_self else len(r)), dim=1, largest=False)
         v = (qb[:, None, :] - r[j]).norm(dim=2)
         v, order = v.sort(dim=1)
         dists.append(v)
@@ -286,13 +287,13 @@ class RealData:
             raise DgnamError(f"class {c} is not one of the judge's {len(class_names)} classes: give --judge a "
                              f"classifier of the target's classes")
         if self.classes and class_names:
-            names = [_class_key(n) for n in self.classes]
-            key = _class_key(class_names[c])
-            if key not in names:  # an ImageNet folder names its classes by WordNet ID (n07920052 = espresso)
-                key = _imagenet_wnid(class_names, c)
-            if key not in names:
+            i = _find_class(class_names[c], self.classes)
+            if i is None:  # an ImageNet folder names its classes by WordNet ID (n07920052 = espresso)
+                wnid = _imagenet_wnid(class_names, c)
+                i = None if wnid is None else _find_class(wnid, self.classes)
+            if i is None:
                 return torch.zeros(len(self.labels), dtype=torch.bool)
-            return self.labels == names.index(key)
+            return self.labels == i
         return self.labels == c
 
 
@@ -304,6 +305,17 @@ def _imagenet_wnid(class_names: Sequence[str], c: int) -> str | None:
         return None
     wnids = imagenet_wnids()
     return _class_key(wnids[c]) if wnids else None
+
+
+def _find_class(name: str, names: Sequence[str]) -> int | None:
+    """The index of class ``name`` among ``names``: the same name, case aside, else the same :func:`_class_key`
+    (a folder ``T-shirt_top`` for ``T-shirt/top``); ``None`` when neither. By key alone ``C``, ``C#`` and ``C++`` (or
+    ``+`` and ``-``, whose keys are empty) were one class: every one of them matched the first."""
+    folded = [str(n).casefold() for n in names]
+    if str(name).casefold() in folded:
+        return folded.index(str(name).casefold())
+    keys, key = [_class_key(n) for n in names], _class_key(name)
+    return keys.index(key) if key and key in keys else None
 
 
 def _class_key(name: str) -> str:
@@ -322,6 +334,8 @@ def load_real(spec: str | None, n: int = EVAL_REAL_IMAGES, size: tuple[int, int]
         raise DgnamError(f"--real {n}: sample at least 2 real images (0: all of them; default {EVAL_REAL_IMAGES})")
     ds = load_dataset(spec, split=split, size=size, channels=channels)
     x, y = ds.tensors()
+    if len(x) < 2:  # one image is its own only neighbour: the typical nearest-neighbour distance read 0 ("a copy")
+        raise DgnamError(f"{spec} has {len(x)} image: the evaluation compares with at least 2 real images; add more")
     if n and len(x) > n:
         idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
         x, y = x[idx], y[idx]
@@ -415,14 +429,18 @@ def judge_classes_of(model: nn.Module, judge: nn.Module, units: Sequence, is_cla
     out: list[int | None] = []
     unmatched: list[str] = []
     if t_keys and j_keys:
+        # the same classes in the same order (also when two names would collide, as ImageNet's two cranes do); equal
+        # keys alone are not (C, C# and C++ have one key)
+        same = t_keys == j_keys and all(str(a).casefold() == str(b).casefold() or _find_class(a, judge.classes) == i
+                                        for i, (a, b) in enumerate(zip(model.classes, judge.classes)))
         for u, cls in zip(units, is_class):
             c = u.channel
             if not cls:
                 out.append(None)
-            elif t_keys == j_keys:  # the same classes in the same order (also when two names would collide)
+            elif same:
                 out.append(c)
-            elif c < len(t_keys) and t_keys[c] in j_keys:
-                out.append(j_keys.index(t_keys[c]))
+            elif c < len(t_keys) and _find_class(model.classes[c], judge.classes) is not None:
+                out.append(_find_class(model.classes[c], judge.classes))
             else:
                 out.append(None)
                 unmatched.append(model.classes[c] if c < len(t_keys) else u.address)

@@ -96,8 +96,8 @@ class FacetConfig:
     def validate(self) -> None:
         if self.k < 1:
             raise DgnamError(f"--k {self.k}: ask for at least one facet")
-        if self.seed < 0:
-            raise DgnamError(f"--seed {self.seed}: give a seed >= 0 (t-SNE and k-means take no negative seed)")
+        if not 0 <= self.seed < 2**32:
+            raise DgnamError(f"--seed {self.seed}: give a seed in 0..{2**32 - 1} (t-SNE and k-means take no other)")
         if not 0 < self.top_fraction <= 1:
             raise DgnamError(f"--top-fraction {self.top_fraction}: give a fraction in (0, 1]")
         check_reduction(self.reduce)  # before the data are read and embedded

@@ -469,7 +469,9 @@ class _Noise:
     """Per-chain seeded draws, so a chain's path does not depend on which other chains share its batch."""
 
     def __init__(self, seed: int, n: int) -> None:
-        self.gens = [torch.Generator().manual_seed(seed * 1_000_003 + i) for i in range(n)]
+        # modulo 2**64, as torch reads a negative seed: the same draws for every seed it took, and a seed over about
+        # 1.8e13 (a timestamp) no longer overflows torch's 64 bits ("Overflow when unpacking long long")
+        self.gens = [torch.Generator().manual_seed((seed * 1_000_003 + i) % 2**64) for i in range(n)]
 
     def normal(self, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.stack([torch.randn(shape, generator=g) for g in self.gens])

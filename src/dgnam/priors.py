@@ -95,11 +95,14 @@ class CodeStats:
         ``"bounds"`` (the explicit bounds)."""
         if self.bounds is not None and kind in ("bounds", "mean+3std"):
             return self.bounds
-        if kind.startswith("mean+") and kind.endswith("std"):
-            k = float(kind[5:-3])
+        try:  # a number where K or NN stands ("mean+std" or "p" was float's "could not convert string to float: ''")
+            k = float(kind[5:-3]) if kind.startswith("mean+") and kind.endswith("std") else None
+            p = float(kind[1:]) if kind.startswith("p") else None
+        except ValueError:
+            k = p = math.nan
+        if k is not None and math.isfinite(k):
             return self.mean + k * self.std
-        if kind.startswith("p"):
-            p = float(kind[1:])
+        if p is not None and math.isfinite(p):
             if p not in self.percentiles:
                 raise DgnamError(f"percentile {p} not in these code stats; have {sorted(self.percentiles)}")
             return self.percentiles[p]

@@ -85,15 +85,20 @@ def parse_units(spec: str | Unit | Sequence[str | Unit]) -> list[Unit]:
         m = _ITEM.match(text, pos)
         if not m or m.end() == pos:
             raise DgnamError(f"cannot parse unit list {spec!r} at {text[pos:]!r}: write LAYER:CH[,CH...], LAYER:A-B, LAYER:all, LAYER:CH@Y,X or LAYER:CH:mean")
-        layer = m["layer"] or layer
+        item_layer, ch_s, red = m["layer"], m["ch"].strip(), m["red"]
+        if (item_layer and layer is not None and ch_s == "mean" and not red and m["y"] is None
+                and re.fullmatch(r"-?\d+|\d+\s*-\s*\d+|all", item_layer.strip(), re.IGNORECASE)):
+            # `conv5:0,1:mean` is conv5:1:mean, as `conv5:0,1@2,3` is conv5:1@2,3; it was read as a layer `1` with a
+            # channel `mean` ("unknown layer '1'", or a Sequential's layer 1)
+            item_layer, ch_s, red = None, item_layer.strip(), "mean"
+        layer = item_layer or layer
         if layer is None:
             ch_hint = m["ch"].strip() if re.fullmatch(r"-?\d+", m["ch"].strip()) else "0"
             raise DgnamError(f"unit {m['ch'].strip()!r} has no layer or no channel: write LAYER:CH, e.g. "
                              f"logits:{ch_hint} (`dgnam layers MODEL` lists the layers)")
-        ch_s = m["ch"].strip()
         ch: int | str = int(ch_s) if re.fullmatch(r"-?\d+", ch_s) else ch_s
         position = (int(m["y"]), int(m["x"])) if m["y"] is not None else None
-        units.append(Unit(layer.strip(), ch, position, "mean" if m["red"] else "point"))
+        units.append(Unit(layer.strip(), ch, position, "mean" if red else "point"))
         pos = m.end()
     if not units:
         raise DgnamError("no units given: write e.g. --units 'logits:0,1,2'")
