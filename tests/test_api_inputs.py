@@ -468,3 +468,16 @@ def test_numpy_start_codes_run_as_tensors_and_alike_restarts_are_flagged(tiny_mo
     assert torch.equal(run.codes[0], run.codes[2])  # what the warning is about
     with pytest.warns(UserWarning, match="init=one code"):
         visualize(tiny_model, "logits:0", tiny_gen, steps=3, restarts=2, init=torch.rand(1, 10), progress=False)
+
+
+def test_a_path_names_a_model_as_its_string_does(tmp_path):
+    """``load_model(Path(...))`` worked for an existing weights file only: a folder, a mistyped file or a zoo name
+    given as a Path raised "argument of type 'PosixPath' is not iterable" instead of the string's answer."""
+    from pathlib import Path
+
+    from dgnam.zoo import load_model
+
+    for spec in (tmp_path, tmp_path / "mistyped-model"):
+        with pytest.raises(DgnamError, match="unknown model .*`dgnam models` lists the zoo"):
+            load_model(spec)
+    assert type(load_model(Path("fmnist-cnn"))) is type(load_model("fmnist-cnn"))

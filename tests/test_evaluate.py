@@ -645,3 +645,18 @@ def test_the_report_escapes_class_names_from_a_folder(tmp_path):
          "real_nn_median": 1.0}
     page = _write_report(tmp_path, {"summary": s, "units": [{"unit": "<b>u</b>"}]}, ["unit"]).read_text()
     assert "<script>" not in page and "&lt;script&gt;" in page and "<b>u</b>" not in page
+
+
+def test_real_images_given_as_a_path_are_read_as_the_same_string(tiny_model, tiny_gen, tmp_path):
+    """``data=Path(folder)``, as ``run_dir`` and ``out`` take one, failed with "'PosixPath' object has no attribute
+    'startswith'": it reads the folder the string names, and evaluation.json records it as that string."""
+    out = tmp_path / "run"
+    visualize(tiny_model, "logits:0,1", tiny_gen, restarts=2, steps=2, out=out, progress=False)
+    folder = _image_folder(tmp_path / "real")
+    by_str = evaluate_run(out, judge=tiny_model, model=tiny_model, data=str(folder), write=False)
+    by_path = evaluate_run(out, judge=tiny_model, model=tiny_model, data=folder)
+    assert by_path["summary"]["fid"] == by_str["summary"]["fid"]
+    assert by_path["summary"]["fid_reference"] == by_str["summary"]["fid_reference"]
+    assert json.loads((out / "evaluation.json").read_text())["settings"]["data"] == str(folder)
+    with pytest.raises(DgnamError, match=r"data is a Tensor: .*RealData\(images, labels\)"):
+        evaluate_run(out, judge=tiny_model, model=tiny_model, data=torch.rand(4, 1, 12, 12), write=False)

@@ -151,9 +151,21 @@ def class_folders(d: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")) if d.is_dir() else []
 
 
-def is_fashion_mnist(spec: str | None) -> bool:
+def data_spec(spec: str | os.PathLike | None) -> str | None:
+    """A ``--data`` spec (Python: ``data=``) as a string: a path object is its path, read as the same string would be
+    (a ``Path`` failed deep inside with "'PosixPath' object has no attribute 'startswith'"). Anything else is a
+    one-line error."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, os.PathLike):
+        return os.fspath(spec)
+    raise DgnamError(f"data is a {type(spec).__name__}: give fashion-mnist or an image folder (a str or a Path)")
+
+
+def is_fashion_mnist(spec: str | os.PathLike | None) -> bool:
     """Whether a ``--data`` spec names Fashion-MNIST (``None``, ``fashion-mnist``, ``fashion-mnist:DIR``) rather than
     an image folder (see :func:`load_dataset`)."""
+    spec = data_spec(spec)
     return spec is None or spec == "fashion-mnist" or spec.startswith("fashion-mnist:")
 
 
@@ -247,11 +259,13 @@ def _count(n: int | None, total: int) -> int:
     return min(n, total)
 
 
-def load_dataset(spec: str | None, split: str = "train", size: tuple[int, int] = (28, 28), channels: int = 1):
-    """``spec`` is ``"fashion-mnist"`` (optionally ``fashion-mnist:DIR``), ``None`` (Fashion-MNIST), or a folder:
-    one sub-folder per class, or ``train/`` and ``test/`` each with the same class sub-folders (then ``split``
-    picks one; a plain folder gives the same images for every split). A folder's images are read at ``size`` with
-    ``channels``; Fashion-MNIST's are 1 x 28 x 28 and no other shape is asked of them."""
+def load_dataset(spec: str | os.PathLike | None, split: str = "train", size: tuple[int, int] = (28, 28),
+                 channels: int = 1):
+    """``spec`` is ``"fashion-mnist"`` (optionally ``fashion-mnist:DIR``), ``None`` (Fashion-MNIST), or a folder
+    (a str or a Path): one sub-folder per class, or ``train/`` and ``test/`` each with the same class sub-folders
+    (then ``split`` picks one; a plain folder gives the same images for every split). A folder's images are read at
+    ``size`` with ``channels``; Fashion-MNIST's are 1 x 28 x 28 and no other shape is asked of them."""
+    spec = data_spec(spec)
     if is_fashion_mnist(spec):
         if (tuple(size), channels) != ((28, 28), 1):
             raise DgnamError(f"Fashion-MNIST images are 1x28x28 gray, but the model takes {channels}x{size[0]}x"

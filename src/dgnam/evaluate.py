@@ -324,12 +324,13 @@ def _class_key(name: str) -> str:
     return "".join(ch for ch in str(name).casefold() if ch.isalnum())
 
 
-def load_real(spec: str | None, n: int = EVAL_REAL_IMAGES, size: tuple[int, int] = (28, 28), channels: int = 1,
-              split: str = "train", seed: int = 0) -> RealData:
-    """A seeded sample of ``n`` images of a dataset (``None``/``"fashion-mnist"`` or an image folder); ``n`` None or
-    0: all of them. The sample keeps each image's index in the data set (``RealData.indices``)."""
-    from .data import load_dataset
+def load_real(spec: str | os.PathLike | None, n: int | None = EVAL_REAL_IMAGES, size: tuple[int, int] = (28, 28),
+              channels: int = 1, split: str = "train", seed: int = 0) -> RealData:
+    """A seeded sample of ``n`` images of a dataset (``None``/``"fashion-mnist"`` or an image folder, a str or a
+    Path); ``n`` None or 0: all of them. The sample keeps each image's index in the data set (``RealData.indices``)."""
+    from .data import data_spec, load_dataset
 
+    spec = data_spec(spec)  # a str: RealData.name goes into evaluation.json
     if n is not None and (n < 0 or n == 1):
         raise DgnamError(f"--real {n}: sample at least 2 real images (0: all of them; default {EVAL_REAL_IMAGES})")
     ds = load_dataset(spec, split=split, size=size, channels=channels)
@@ -474,8 +475,8 @@ def evaluate_run(
     run_dir: str | os.PathLike,
     judge: nn.Module | str | None = None,
     model: nn.Module | str | None = None,
-    data: str | RealData | None = None,
-    real_images: int = EVAL_REAL_IMAGES,
+    data: str | os.PathLike | RealData | None = None,
+    real_images: int | None = EVAL_REAL_IMAGES,
     write: bool = True,
     judge_layer: str | None = None,
     partial: bool = False,
@@ -499,6 +500,9 @@ def evaluate_run(
 
     from .zoo import load_model
 
+    if data is not None and not isinstance(data, (str, os.PathLike, RealData)):  # a tensor of images, say
+        raise DgnamError(f"data is a {type(data).__name__}: give fashion-mnist, an image folder (a str or a Path) or "
+                         f"RealData(images, labels)")
     out = Path(run_dir)
     try:
         results = json.loads((out / "results.json").read_text())

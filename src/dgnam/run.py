@@ -175,7 +175,7 @@ def _shown(value) -> str:
 
 def visualize(
     model: nn.Module,
-    units: str | Sequence[str | Unit],
+    units: str | Unit | Sequence[str | Unit],
     generator: Generator | None = None,
     *,
     restarts: int = 1,
@@ -248,7 +248,7 @@ def visualize(
                           return_images=return_images)
 
 
-def _visualize(model: nn.Module, units: str | Sequence[str | Unit], generator: Generator, space: ImageSpace, *,
+def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], generator: Generator, space: ImageSpace, *,
                restarts: int, seed: int, steps: int | None, config: AMConfig | None, priors: Sequence[Prior] | None,
                transforms: Sequence[Transform], init: str | torch.Tensor, device: torch.device, batch_size: int,
                out: str | os.PathLike | None, resume: bool, progress: bool, method: str | None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import json
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +32,13 @@ class ZooEntry:
     its output space, ``code_shape`` its input; ``encoder`` and ``encoder_layer`` name the model layer it inverts,
     whose statistics are in the card's ``code_stats`` file) or ``"dae"`` (PPGN's denoising autoencoder on the codes
     of ``encoder``'s ``encoder_layer``: no image space). ``weights`` is a file name under ``zoo/weights`` or a
-    callable that returns a path (for weights shipped by another package).
+    callable that returns a path (for weights shipped by another package). ``build`` makes the architecture; it is
+    also called with ``num_classes``, ``channels`` or (a generator's) code size where its signature takes them.
     """
 
     name: str
     kind: str
-    build: Callable[[], nn.Module]
+    build: Callable[..., nn.Module]
     space: ImageSpace | None
     weights: str | Callable[[], str] | None = None
     classes: tuple[str, ...] | None = None
@@ -229,12 +231,14 @@ def model_weights_sha256(model: nn.Module) -> str | None:
     return weights_sha256(name) if name else None
 
 
-def load_model(spec: str, arch: str | None = None, pretrained: bool = True) -> nn.Module:
+def load_model(spec: str | os.PathLike, arch: str | None = None, pretrained: bool = True) -> nn.Module:
     """A model from a zoo name, an import path ``package.module:factory`` (called with no arguments), or a local
-    weights file with ``arch`` naming its zoo architecture (``.safetensors`` or a plain state dict).
+    weights file (a str or a Path) with ``arch`` naming its zoo architecture (``.safetensors`` or a plain state dict).
     ``pretrained=False`` builds a zoo name's architecture without its weights."""
     import importlib
 
+    # a Path as the string it names: `":" in spec` raised TypeError on one that is no weights file (a folder, a typo)
+    spec = os.fspath(spec)
     if is_weights_file(spec):
         if arch is None:
             raise DgnamError(f"{spec} is a weights file: say which architecture it holds (--arch NAME for --model, "
@@ -245,7 +249,6 @@ def load_model(spec: str, arch: str | None = None, pretrained: bool = True) -> n
         model.dgnam_source = {"spec": str(Path(spec).resolve()), "arch": arch}  # recorded by runs, for evaluate
         return model
     if ":" in spec:
-        import os
         import sys
 
         mod_name, _, attr = spec.partition(":")
