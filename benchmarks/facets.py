@@ -30,6 +30,9 @@ prior). Against it: 10 DGN-AM restarts of the same logit from random codes (seed
 
     python benchmarks/facets.py       # writes benchmarks/results/facets.json and PNGs (~15 minutes on 1 core)
 
+A kill loses at most the unit in progress: each unit's figures are kept under runs/bench/facets/ as it ends
+(``stages.py``), and the same command resumes.
+
 ``--generator FILE --out NAME`` runs the same on another generator of this architecture (a ``dgnam train generator``
 output with its code stats and card) and writes NAME.json and NAME_*.png instead. Its facets start from their mean
 code in the layer that generator inverts (its card's ``inverts.layer``); clustering, fidelity and diversity stay in fc6.
@@ -55,6 +58,7 @@ from dgnam.facets import FacetConfig, find_facets, synthesize_facets
 from dgnam.units import LayerReader, encode
 from dgnam.images import grid
 from dgnam.imagespace import convert, to_uint8
+from stages import Stages  # this folder's resumable stages
 
 OUT = Path(__file__).parent / "results"
 K = 10
@@ -101,13 +105,15 @@ def with_lr(config: AMConfig, factor: float | None = None, lr: float | None = No
 def class_facets(cnn, x01: torch.Tensor, logits: torch.Tensor) -> list[tuple[object, torch.Tensor]]:
     """For each class logit, the facets of its top ``TOP_FRACTION`` training images (passed as the whole data set,
     the paper's recipe: fc6, PCA 50 -> t-SNE 2-D -> k-means) and those images."""
+    return [facets_of_class(cnn, x01, logits, c) for c in range(logits.shape[1])]
+
+
+def facets_of_class(cnn, x01: torch.Tensor, logits: torch.Tensor, c: int) -> tuple[object, torch.Tensor]:
+    """:func:`class_facets` of class ``c`` alone."""
     n_top = int(round(TOP_FRACTION * len(x01)))
     cfg = FacetConfig(k=K, top_fraction=1.0, embed_layer=EMBED, reduce="tsne")
-    out = []
-    for c in range(logits.shape[1]):
-        xs = x01[logits[:, c].argsort(descending=True)[:n_top]]
-        out.append((find_facets(cnn, f"logits:{c}", xs, cfg), xs))
-    return out
+    xs = x01[logits[:, c].argsort(descending=True)[:n_top]]
+    return find_facets(cnn, f"logits:{c}", xs, cfg), xs
 
 
 def fidelity_checks(cnn, gen, found, xs, space, code_layer: str = EMBED) -> dict:
@@ -194,7 +200,12 @@ def main() -> None:
     rows = {name: [] for name, *_ in variants}
     rows.update({f"restarts_lr{v:g}": [] for v in (8.0, *DGNAM_LRS)}, centre_inversion=[])
     tmp = Path(tempfile.mkdtemp())
-    for c, (found, xs) in enumerate(class_facets(cnn, x01, logits)):
+    stages = Stages(args.out, __file__, {"generator": args.generator})
+
+    def unit_stage(c: int) -> tuple[dict, dict[str, np.ndarray]]:
+        """Everything of class c: its record and its row of each figure (a stage: a rerun after a kill skips it)."""
+        found, xs = facets_of_class(cnn, x01, logits, c)
+        unit_rows: dict[str, list] = {}
         unit = f"logits:{c}"
         rec = {"unit": unit, "class": cnn.classes[c], "clustered_images": len(found.indices),
                "facet_sizes": [len(m) for m in found.members], "top_real_activation": float(found.activations.max())}
@@ -209,7 +220,7 @@ def main() -> None:
                                       == np.arange(K))),
             "fidelity_judge": judge_fidelity(judge, jcentres, inverted, gen.space),
             "activation": float(encode(cnn, "logits", convert(inverted, gen.space, space))[:, c].mean())}
-        rows["centre_inversion"].append(to_uint8(inverted, gen.space))
+        unit_rows["centre_inversion"] = to_uint8(inverted, gen.space)
         for name, learned, am, steps, weight in variants:
             out = tmp / f"{name}_u{c}" if c == SHOW_UNIT and name in SHOWN else None
             f = synthesize_facets(cnn, found, xs, gen if learned else None, encoder=(cnn, code_layer), am_config=am,
@@ -220,7 +231,7 @@ def main() -> None:
                          "diversity": mean_pairwise_distance(features(cnn, EMBED, f.run.images, src, space)),
                          "diversity_judge": mean_pairwise_distance(judge.features(f.run.images, src)),
                          "activation": float(np.mean([r["activation"] for r in f.run.records]))}
-            rows[name].append(to_uint8(f.run.images, src))
+            unit_rows[name] = to_uint8(f.run.images, src)
             if out is not None:
                 OUT.mkdir(parents=True, exist_ok=True)
                 shutil.copy(out / "facets.png", OUT / f"{args.out}_logit{c}_{name}.png")
@@ -232,7 +243,14 @@ def main() -> None:
                 "diversity": mean_pairwise_distance(features(cnn, EMBED, r.images, gen.space, space)),
                 "diversity_judge": mean_pairwise_distance(judge.features(r.images, gen.space)),
                 "activation": float(np.mean([x["activation"] for x in r.records]))}
-            rows[f"restarts_lr{lr:g}"].append(to_uint8(r.images, gen.space))
+            unit_rows[f"restarts_lr{lr:g}"] = to_uint8(r.images, gen.space)
+        return rec, {name: np.stack(imgs) for name, imgs in unit_rows.items()}
+
+    for c in range(logits.shape[1]):
+        unit = f"logits:{c}"
+        rec, arrays = stages(f"unit{c}", unit_stage, c, arrays=True)
+        for name, imgs in arrays.items():
+            rows[name].append(list(imgs))
         per_unit.append(rec)
         print(f"{unit:9s} {cnn.classes[c]:12s} " + "  ".join(
             f"{name} fid {rec[name]['fidelity']:.1f}/{rec[name]['fidelity_judge']:.1f} div {rec[name]['diversity']:.1f} "
@@ -286,7 +304,7 @@ def main() -> None:
                      "fidelity_space": "fc6 features projected on the clustering's PCA (t-SNE has no out-of-sample map)",
                      "diversity": "mean pairwise L2 distance of a unit's 10 images in fc6 features (judge: penult)"},
         "per_unit": per_unit,
-        "seconds": round(time.perf_counter() - t0, 1),
+        **stages.summary(time.perf_counter() - t0),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     OUT.mkdir(parents=True, exist_ok=True)
@@ -295,6 +313,7 @@ def main() -> None:
     for name, imgs in rows.items():
         cols = [f"restart {j}" if name.startswith("restarts") else f"facet {j}" for j in range(len(imgs[0]))]
         grid(imgs, row_labels=labels, col_labels=cols, cell=56, label_width=100).save(OUT / f"{args.out}_{name}.png")
+    stages.finish()
     for k, v in res.items():
         if k not in ("per_unit", "settings", "variants"):
             print(f"{k:32s} {v}")

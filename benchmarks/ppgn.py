@@ -32,6 +32,9 @@ with the released class gradient.
 
     python benchmarks/ppgn.py       # writes benchmarks/results/ppgn.json and PNGs (about 15 minutes on 1 core)
 
+A kill loses at most the chain or run in progress: each one's figures are kept under runs/bench/ppgn/ as it ends
+(``stages.py``), and the same command resumes.
+
 ``--generator FILE --dae FILE --out NAME`` runs the same on another generator of this architecture and the code DAE
 of the layer it inverts (``dgnam train generator --layer L`` and ``dgnam train dae --layer L`` outputs) and writes
 NAME.json and NAME_*.png instead.
@@ -55,6 +58,7 @@ from dgnam.images import grid
 from dgnam.imagespace import to_uint8
 from dgnam.ppgn import (PPGN_LR, ClassCondition, JointPrior, PPGNConfig, hole_mask, inpaint, load_dae, prior_term,
                         sample)
+from stages import Stages  # this folder's resumable stages
 
 OUT = Path(__file__).parent / "results"
 N = 50
@@ -159,96 +163,122 @@ def main() -> None:
     gen, space, cnn = b.gen, b.space, b.cnn
     labels = [f"{c} {cnn.classes[c]}" for c in range(10)]
 
+    stages = Stages(args.out, __file__, {"generator": args.generator, "dae": args.dae})
+
     # --- PPGN-h at the published settings
-    ch, cfg, secs = b.chain()
-    ppgn = b.evaluate(ch.images)
-    terms = b.term_sizes(ch.codes, cfg.eps1, cfg.eps2)
-    p_hist = ClassCondition(cnn, torch.arange(10).repeat_interleave(ch.images.shape[1])).probs(
-        ch.images.flatten(0, 1), gen.space).view(10, -1)
+    def published() -> dict:
+        ch, cfg, secs = b.chain()
+        p_hist = ClassCondition(cnn, torch.arange(10).repeat_interleave(ch.images.shape[1])).probs(
+            ch.images.flatten(0, 1), gen.space).view(10, -1)
+        grid(row_images(ch.images, gen.space), row_labels=labels, col_labels=[f"it {int(s)}" for s in ch.steps[::5]],
+             cell=56, label_width=100).save(OUT / f"{args.out}_samples.png")
+        return {"evaluation": b.evaluate(ch.images), "terms": b.term_sizes(ch.codes, cfg.eps1, cfg.eps2),
+                "settings": cfg.to_dict(), "steps": cfg.steps, "seconds": secs,
+                "p_by_position": [float(v) for v in p_hist.mean(0)[::5]]}
+
+    pub = stages("published", published)
+    ppgn, terms, secs = pub["evaluation"], pub["terms"], pub["seconds"]
     print(f"PPGN-h published: {ppgn} ({secs:.0f} s); terms {terms}", flush=True)
-    grid(row_images(ch.images, gen.space), row_labels=labels,
-         col_labels=[f"it {int(s)}" for s in ch.steps[::5]], cell=56, label_width=100).save(OUT / f"{args.out}_samples.png")
 
     # --- DGN-AM, 50 restarts per class
-    t = time.perf_counter()
-    run = visualize(cnn, ",".join(f"logits:{c}" for c in range(10)), gen, restarts=N, seed=0, batch_size=50,
-                    progress=False)
-    dg_secs = time.perf_counter() - t
-    dg_images = run.images.view(10, N, *run.images.shape[1:])
-    dgnam = b.evaluate(dg_images)
+    def dgnam_restarts() -> dict:
+        t = time.perf_counter()
+        run = visualize(cnn, ",".join(f"logits:{c}" for c in range(10)), gen, restarts=N, seed=0, batch_size=50,
+                        progress=False)
+        secs = time.perf_counter() - t
+        dg_images = run.images.view(10, N, *run.images.shape[1:])
+        grid(row_images(dg_images, gen.space), row_labels=labels, col_labels=[f"restart {r}" for r in range(0, N, 5)],
+             cell=56, label_width=100).save(OUT / f"{args.out}_dgnam_restarts.png")
+        return {"evaluation": b.evaluate(dg_images), "seconds": secs}
+
+    dg = stages("dgnam", dgnam_restarts)
+    dgnam, dg_secs = dg["evaluation"], dg["seconds"]
     print(f"DGN-AM: {dgnam} ({dg_secs:.0f} s)", flush=True)
-    grid(row_images(dg_images, gen.space), row_labels=labels, col_labels=[f"restart {r}" for r in range(0, N, 5)],
-         cell=56, label_width=100).save(OUT / f"{args.out}_dgnam_restarts.png")
+
     # the same restarts at the bound-scaled step (`dgn-am-scaled`): the DGN-AM to set beside the scaled-lr chains
-    spec = build_method("dgn-am-scaled", space, gen)
-    t = time.perf_counter()
-    run = visualize(cnn, ",".join(f"logits:{c}" for c in range(10)), spec.generator, restarts=N, seed=0, batch_size=50,
-                    config=spec.config, priors=spec.priors, progress=False, method="dgn-am-scaled")
-    dgnam_scaled = {**b.evaluate(run.images.view(10, N, *run.images.shape[1:])), "lr_start": spec.config.lr_start,
-                    "restarts_per_class": N, "seconds": round(time.perf_counter() - t, 1)}
+    def dgnam_scaled_restarts() -> dict:
+        spec = build_method("dgn-am-scaled", space, gen)
+        t = time.perf_counter()
+        run = visualize(cnn, ",".join(f"logits:{c}" for c in range(10)), spec.generator, restarts=N, seed=0,
+                        batch_size=50, config=spec.config, priors=spec.priors, progress=False, method="dgn-am-scaled")
+        return {**b.evaluate(run.images.view(10, N, *run.images.shape[1:])), "lr_start": spec.config.lr_start,
+                "restarts_per_class": N, "seconds": round(time.perf_counter() - t, 1)}
+
+    dgnam_scaled = stages("dgnam_scaled", dgnam_scaled_restarts)
     print(f"DGN-AM, bound-scaled lr: {dgnam_scaled}", flush=True)
 
     # --- sweep (reported whole)
+    def sweep_chain(lr: float, eps1: float) -> dict:
+        c2, cfg2, s2 = b.chain(lr=lr, eps1=eps1)
+        ev = b.evaluate(c2.images)
+        ev.pop("judge_accuracy_per_class")
+        if lr == 0.1 and eps1 == 1e-5:
+            grid(row_images(c2.images, gen.space), row_labels=labels,
+                 col_labels=[f"it {int(s)}" for s in c2.steps[::5]], cell=56,
+                 label_width=100).save(OUT / f"{args.out}_samples_lr0.1.png")
+        return {"lr": lr, "eps1": eps1, **ev, **b.term_sizes(c2.codes, eps1, cfg2.eps2), "seconds": round(s2, 1)}
+
     sweep = []
     for lr in SWEEP_LR:
         for eps1 in SWEEP_EPS1:
-            c2, cfg2, s2 = b.chain(lr=lr, eps1=eps1)
-            ev = b.evaluate(c2.images)
-            ev.pop("judge_accuracy_per_class")
-            sweep.append({"lr": lr, "eps1": eps1, **ev, **b.term_sizes(c2.codes, eps1, cfg2.eps2), "seconds": round(s2, 1)})
+            sweep.append(stages(f"sweep_lr{lr:g}_eps1{eps1:g}", sweep_chain, lr, eps1))
             print(f"sweep lr {lr} eps1 {eps1}: {sweep[-1]}", flush=True)
-            if lr == 0.1 and eps1 == 1e-5:
-                grid(row_images(c2.images, gen.space), row_labels=labels,
-                     col_labels=[f"it {int(s)}" for s in c2.steps[::5]], cell=56,
-                     label_width=100).save(OUT / f"{args.out}_samples_lr0.1.png")
 
     # --- other seeds, and the bound-scaled lr at the published eps (reported whole)
     scaled_lr = bound_scaled_lr(gen.code_stats.upper(), PPGN_LR)
-    extra = []
-    for lr, steps, seed in EXTRA_CHAINS:
-        lr = scaled_lr if lr == "scaled" else lr
-        c2, cfg2, s2 = b.chain(lr=lr, steps=steps, burn_in=max(50, steps // 10), seed=seed)
+
+    def chain_record(extra_fields: dict, **kw) -> dict:
+        c2, cfg2, s2 = b.chain(**kw)
         ev = b.evaluate(c2.images)
-        extra.append({**cfg2.to_dict(), **ev, "bound_scaled": lr == scaled_lr, "samples_per_class": c2.images.shape[1],
-                      "gradient_evaluations_per_class": steps, "seconds": round(s2, 1)})
-        print(f"lr {lr:.3f}, {steps} steps, seed {seed}: {ev}", flush=True)
+        return {**cfg2.to_dict(), **ev, **extra_fields, "samples_per_class": c2.images.shape[1],
+                "gradient_evaluations_per_class": cfg2.steps, "seconds": round(s2, 1)}
+
+    extra = []
+    for i, (lr, steps, seed) in enumerate(EXTRA_CHAINS):
+        lr = scaled_lr if lr == "scaled" else lr
+        extra.append(stages(f"extra{i}", chain_record, {"bound_scaled": lr == scaled_lr}, lr=lr, steps=steps,
+                            burn_in=max(50, steps // 10), seed=seed))
+        print(f"lr {lr:.3f}, {steps} steps, seed {seed}: {extra[-1]}", flush=True)
     joint = JointPrior(gen, cnn, b.code_layer)
-    for label, kw in (("released class gradient", {"score": "released"}),
-                      ("joint prior E(G(h)) - h", {"prior": joint}),
-                      ("released class gradient, bound-scaled lr", {"score": "released", "lr": scaled_lr})):
+    for j, (label, kw) in enumerate((("released class gradient", {"score": "released"}),
+                                     ("joint prior E(G(h)) - h", {"prior": joint}),
+                                     ("released class gradient, bound-scaled lr",
+                                      {"score": "released", "lr": scaled_lr}))):
         for seed in RELEASED_CODE_SEEDS:
-            c2, cfg2, s2 = b.chain(seed=seed, **kw)
-            ev = b.evaluate(c2.images)
-            extra.append({**cfg2.to_dict(), **ev, "variant": label, "samples_per_class": c2.images.shape[1],
-                          "gradient_evaluations_per_class": cfg2.steps, "seconds": round(s2, 1)})
-            print(f"{label}, seed {seed}: {ev}", flush=True)
+            extra.append(stages(f"variant{j}_seed{seed}", chain_record, {"variant": label}, seed=seed, **kw))
+            print(f"{label}, seed {seed}: {extra[-1]}", flush=True)
 
     # --- the noise term eps3 (reported whole)
+    def noise_chain(lr: float, eps3: float) -> dict:
+        c2, cfg2, s2 = b.chain(lr=lr, eps3=eps3)
+        return {"lr": lr, "eps3": eps3, "bound_scaled": lr == scaled_lr, **b.evaluate(c2.images),
+                "seconds": round(s2, 1)}
+
     noise = []
-    for lr in (scaled_lr, PPGN_LR):
+    for i, lr in enumerate((scaled_lr, PPGN_LR)):
         for eps3 in SWEEP_EPS3:
-            c2, cfg2, s2 = b.chain(lr=lr, eps3=eps3)
-            ev = b.evaluate(c2.images)
-            noise.append({"lr": lr, "eps3": eps3, "bound_scaled": lr == scaled_lr, **ev, "seconds": round(s2, 1)})
-            print(f"noise lr {lr:.3f} eps3 {eps3:g}: {ev}", flush=True)
+            noise.append(stages(f"noise{i}_eps3{eps3:g}", noise_chain, lr, eps3))
+            print(f"noise lr {lr:.3f} eps3 {eps3:g}: {noise[-1]}", flush=True)
 
     # --- one chain walking through classes (published settings, 200 iterations per class)
     walk_classes = [3, 5, 8, 1]
-    walk = sample(gen, b.dae, [ClassCondition(cnn, [c]) for c in walk_classes], 1,
-                  PPGNConfig.for_samples(10, steps=200))
-    grid([to_uint8(walk.images[0, i * 10 : (i + 1) * 10], gen.space) for i in range(len(walk_classes))],
-         row_labels=[f"then {cnn.classes[c]}" for c in walk_classes], cell=56, label_width=110).save(OUT / f"{args.out}_walk.png")
-    walk_p = [float(ClassCondition(cnn, [c]).probs(walk.images[0, i * 10 : (i + 1) * 10], gen.space).mean())
-              for i, c in enumerate(walk_classes)]
+
+    def class_walk() -> dict:
+        walk = sample(gen, b.dae, [ClassCondition(cnn, [c]) for c in walk_classes], 1,
+                      PPGNConfig.for_samples(10, steps=200))
+        grid([to_uint8(walk.images[0, i * 10 : (i + 1) * 10], gen.space) for i in range(len(walk_classes))],
+             row_labels=[f"then {cnn.classes[c]}" for c in walk_classes], cell=56,
+             label_width=110).save(OUT / f"{args.out}_walk.png")
+        return {"p": [float(ClassCondition(cnn, [c]).probs(walk.images[0, i * 10 : (i + 1) * 10], gen.space).mean())
+                      for i, c in enumerate(walk_classes)]}
+
+    walk_p = stages("walk", class_walk)["p"]
 
     # --- inpainting
     x01, y = b.test_x[:100], b.test_y[:100]
     x = space.encode(x01)
     mask = hole_mask(space.size)
-    t = time.perf_counter()
     inp_cfg = PPGNConfig.for_inpainting()
-    res = inpaint(gen, b.dae, ClassCondition(cnn, y), x, mask, cnn, b.code_layer, space, inp_cfg)
-    in_secs = time.perf_counter() - t
     train_mean = FashionMNIST("train").tensors()[0].mean(0, keepdim=True)
     meanfill = space.encode(x01 * (1 - mask) + train_mean * mask)
     hole = mask.bool().expand_as(x01)
@@ -259,30 +289,41 @@ def main() -> None:
     def judge_acc(raw: torch.Tensor) -> float:
         return float((classify(b.judge, raw, space)[0] == y).float().mean())
 
-    inp = {
-        "inpaint_error": hole_mse(res.result), "meanfill_error": hole_mse(meanfill),
-        "inpaint_start_error": hole_mse(res.start), "masked_error": hole_mse(res.masked),
-        "judge_accuracy_inpainted": judge_acc(res.result), "judge_accuracy_masked": judge_acc(res.masked),
-        "judge_accuracy_meanfill": judge_acc(meanfill), "judge_accuracy_inpaint_start": judge_acc(res.start),
-        "judge_accuracy_original": judge_acc(x),
-        "target_probability_inpainted": float(ClassCondition(cnn, y).probs(res.result, space).mean()),
-        "target_probability_masked": float(ClassCondition(cnn, y).probs(res.masked, space).mean()),
-        "target_probability_inpaint_start": float(ClassCondition(cnn, y).probs(res.start, space).mean()),
-        "seconds": round(in_secs, 1),
-    }
+    def inpainting() -> dict:
+        t = time.perf_counter()
+        res = inpaint(gen, b.dae, ClassCondition(cnn, y), x, mask, cnn, b.code_layer, space, inp_cfg)
+        in_secs = time.perf_counter() - t
+        show = list(range(8))
+        rows = [[to_uint8(t[i : i + 1], space)[0] for t in (res.masked, res.start, res.result, x, meanfill)]
+                for i in show]
+        grid(rows, row_labels=[f"{cnn.classes[int(y[i])]}" for i in show],
+             col_labels=["masked", "start", "PPGN", "original", "mean fill"], cell=72,
+             label_width=100).save(OUT / f"{args.out}_inpaint.png")
+        return {
+            "inpaint_error": hole_mse(res.result), "meanfill_error": hole_mse(meanfill),
+            "inpaint_start_error": hole_mse(res.start), "masked_error": hole_mse(res.masked),
+            "judge_accuracy_inpainted": judge_acc(res.result), "judge_accuracy_masked": judge_acc(res.masked),
+            "judge_accuracy_meanfill": judge_acc(meanfill), "judge_accuracy_inpaint_start": judge_acc(res.start),
+            "judge_accuracy_original": judge_acc(x),
+            "target_probability_inpainted": float(ClassCondition(cnn, y).probs(res.result, space).mean()),
+            "target_probability_masked": float(ClassCondition(cnn, y).probs(res.masked, space).mean()),
+            "target_probability_inpaint_start": float(ClassCondition(cnn, y).probs(res.start, space).mean()),
+            "seconds": round(in_secs, 1),
+        }
+
+    inp = stages("inpainting", inpainting)
     print(f"inpainting: {inp}", flush=True)
-    inp_sweep = []
-    for label, cfg2, score in INPAINT_VARIANTS:
+
+    def inpaint_variant(label: str, cfg2: PPGNConfig, score: str) -> dict:
         r2 = inpaint(gen, b.dae, ClassCondition(cnn, y, score=score), x, mask, cnn, b.code_layer, space, cfg2)
-        inp_sweep.append({"variant": label, **cfg2.to_dict(), "class_score": score,
-                          "inpaint_error": hole_mse(r2.result), "judge_accuracy_inpainted": judge_acc(r2.result),
-                          "target_probability_inpainted": float(ClassCondition(cnn, y).probs(r2.result, space).mean())})
+        return {"variant": label, **cfg2.to_dict(), "class_score": score, "inpaint_error": hole_mse(r2.result),
+                "judge_accuracy_inpainted": judge_acc(r2.result),
+                "target_probability_inpainted": float(ClassCondition(cnn, y).probs(r2.result, space).mean())}
+
+    inp_sweep = []
+    for i, (label, cfg2, score) in enumerate(INPAINT_VARIANTS):
+        inp_sweep.append(stages(f"inpaint_variant{i}", inpaint_variant, label, cfg2, score))
         print(f"inpaint variant: {inp_sweep[-1]}", flush=True)
-    show = list(range(8))
-    rows = [[to_uint8(t[i : i + 1], space)[0] for t in (res.masked, res.start, res.result, x, meanfill)] for i in show]
-    grid(rows, row_labels=[f"{cnn.classes[int(y[i])]}" for i in show],
-         col_labels=["masked", "start", "PPGN", "original", "mean fill"], cell=72,
-         label_width=100).save(OUT / f"{args.out}_inpaint.png")
 
     res_json = {
         "judge_accuracy": ppgn["judge_accuracy"],
@@ -290,9 +331,9 @@ def main() -> None:
         "dgnam_diversity": dgnam["diversity"],
         "inpaint_error": inp["inpaint_error"],
         "meanfill_error": inp["meanfill_error"],
-        "ppgn": {**ppgn, "settings": cfg.to_dict(), "chains": 10, "samples_per_class": N,
-                 "gradient_evaluations_per_class": cfg.steps, "seconds": round(secs, 1),
-                 "target_probability_of_kept_samples_by_position": [float(v) for v in p_hist.mean(0)[::5]],
+        "ppgn": {**ppgn, "settings": pub["settings"], "chains": 10, "samples_per_class": N,
+                 "gradient_evaluations_per_class": pub["steps"], "seconds": round(secs, 1),
+                 "target_probability_of_kept_samples_by_position": pub["p_by_position"],
                  "terms": terms},
         "dgnam": {**dgnam, "restarts_per_class": N, "steps": 200, "gradient_evaluations_per_class": N * 200,
                   "seconds": round(dg_secs, 1)},
@@ -307,11 +348,12 @@ def main() -> None:
         "inpainting": {**inp, "images": 100, "hole": "centred 12x12 of 28x28 (released 100/227)",
                        "settings": inp_cfg.to_dict(), "condition": "true class",
                        "error": "MSE of [0, 1] pixels inside the hole", "variants": inp_sweep},
-        "seconds": round(time.perf_counter() - t0, 1),
+        **stages.summary(time.perf_counter() - t0),
         "generator": gen.name, "code_layer": b.code_layer, "dae": str(args.dae or "fmnist-dae-fc6"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     (OUT / f"{args.out}.json").write_text(json.dumps(res_json, indent=1) + "\n")
+    stages.finish()
     for k in ("judge_accuracy", "diversity", "dgnam_diversity", "inpaint_error", "meanfill_error"):
         print(f"{k:20s} {res_json[k]}")
 
