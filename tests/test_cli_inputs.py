@@ -231,6 +231,31 @@ def test_a_generator_file_says_which_layer_it_inverts(tmp_path):
     assert _inverts(str(tmp_path / "g.safetensors"), None) is None
 
 
+def test_a_generator_card_cannot_make_dgnam_import_code(tmp_path, monkeypatch):
+    """A card travels with shared weights: an encoder it names as an import path was imported (a module in the
+    working directory ran) and called by `inpaint`, `facets` and `sample --prior joint`. It is refused in one line
+    naming --encoder; given there by the user, the same path is the user's choice."""
+    from dgnam.cli.beyond import _encoder_for
+
+    for suffix in (".safetensors", ".codestats.safetensors"):
+        shutil.copy(WEIGHTS_DIR / f"fmnist-g-fc6{suffix}", tmp_path / f"g{suffix}")
+    (tmp_path / "payload.py").write_text("open('ran', 'w').write('ran')\n")
+    monkeypatch.chdir(tmp_path)
+    for inverts in ({"encoder": "payload:build", "layer": "fc6"},
+                    {"encoder": "x", "layer": "fc6", "source": {"spec": "payload:build", "arch": None}}):
+        (tmp_path / "g.json").write_text(json.dumps({"inverts": inverts}))
+        refused("names the import path payload:build as its model: dgnam imports no code that a file names; pass "
+                "--encoder payload:build --encoder-layer LAYER", "inpaint", "test:0", "--class", "0", "--generator",
+                tmp_path / "g.safetensors", "--generator-arch", "fmnist-g-fc6", "--out", tmp_path / "i.png")
+        with pytest.raises(DgnamError, match="import path"):
+            _encoder_for(str(tmp_path / "g.safetensors"), "fmnist-g-fc6", None, None, None)
+    assert not (tmp_path / "ran").exists()
+    (tmp_path / "g.json").write_text(json.dumps({"inverts": {"encoder": "x", "layer": "fc6",
+                                                             "source": {"spec": ["a"], "arch": 3}}}))
+    with pytest.raises(DgnamError, match="no model name"):
+        _encoder_for(str(tmp_path / "g.safetensors"), "fmnist-g-fc6", None, None, None)
+
+
 def test_ctrl_c_says_how_to_continue(tmp_path):
     """Ctrl-C used to end a command silently (exit 130): it now says what is kept and how each command continues."""
     import signal

@@ -520,6 +520,45 @@ def test_a_resume_mends_what_a_kill_or_a_hand_broke(tmp_path, tiny_model, tiny_g
         visualize(tiny_model, "logits:0", tiny_gen, init=torch.full((1, 10), float("nan")), progress=False)
 
 
+def test_a_resume_writes_and_reads_no_file_outside_its_run(tmp_path, tiny_model, tiny_gen):
+    """A shared run's results.json names its files: a resume redrew an "unreadable" PNG over whatever a record named
+    (../victim.txt, an absolute path), and opened a FIFO it named, never to return. Each is refused in one line,
+    before anything is written; links inside the folder still work."""
+    import os
+
+    out = tmp_path / "r"
+    visualize(tiny_model, "logits:0,1", tiny_gen, steps=2, out=out, progress=False)
+    path = out / "results.json"
+    good = path.read_text()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    os.mkfifo(out / "images" / "fifo.png")
+    (out / "images" / "link.png").symlink_to(out / json.loads(good)["records"][0]["image"])
+    for field, name, why in (("image", "../victim.txt", "outside the run folder"),
+                             ("best_image", str(victim), "outside the run folder"),
+                             ("code", "codes/../../victim.txt", "outside the run folder"),
+                             ("image", "images/fifo.png", "not a plain file"), ("image", 7, "no run dgnam wrote")):
+        doc = json.loads(good)
+        doc["records"][0][field] = name
+        path.write_text(json.dumps(doc))
+        with pytest.raises(DgnamError, match=why):
+            visualize(tiny_model, "logits:0,1", tiny_gen, steps=2, out=out, progress=False, resume=True)
+        assert victim.read_text() == "precious"
+    (out / "images" / "fifo.png").unlink()
+    (tmp_path / "elsewhere").mkdir()
+    (out / "codes").rename(tmp_path / "elsewhere" / "codes")
+    (out / "codes").symlink_to(tmp_path / "elsewhere" / "codes")  # a resume would write its new codes there
+    path.write_text(good)
+    with pytest.raises(DgnamError, match="has codes, which is .* outside the run folder"):
+        visualize(tiny_model, "logits:0,1,2", tiny_gen, steps=2, out=out, progress=False, resume=True)
+    (out / "codes").unlink()
+    (tmp_path / "elsewhere" / "codes").rename(out / "codes")
+    doc = json.loads(good)
+    doc["records"][0]["image"] = "images/link.png"  # a link that stays inside the run is the run's file
+    path.write_text(json.dumps(doc))
+    visualize(tiny_model, "logits:0,1", tiny_gen, steps=2, out=out, progress=False, resume=True)
+
+
 def test_a_run_can_leave_its_images_on_disk(tmp_path, tiny_model, tiny_gen):
     """The command line's runs hold no image in memory (a thousand classes x ten restarts at 256 px is 8 GB): with
     ``return_images=False`` the records and files are those of a run that keeps them, and a resume mends a broken

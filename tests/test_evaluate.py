@@ -1,6 +1,7 @@
 """Evaluation metrics on constructed cases with known answers, and `evaluate_run` end to end on a tiny run."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -645,6 +646,60 @@ def test_the_report_escapes_class_names_from_a_folder(tmp_path):
          "real_nn_median": 1.0}
     page = _write_report(tmp_path, {"summary": s, "units": [{"unit": "<b>u</b>"}]}, ["unit"]).read_text()
     assert "<script>" not in page and "&lt;script&gt;" in page and "<b>u</b>" not in page
+
+
+def test_evaluate_reads_no_file_outside_the_run_and_runs_no_code_it_names(tiny_model, tiny_gen, tmp_path,
+                                                                          monkeypatch):
+    """A shared run folder is data: a record naming an image outside it (its pixels went into nearest.png), a figure
+    linked out of it (grid.png -> a private file, inlined into report.html as base64) and a FIFO (the read never
+    returned) are refused in one line; and a target recorded as an import path is not imported and called (a module
+    in the working directory ran), the user names it with --model."""
+    from typer.testing import CliRunner
+
+    from dgnam.cli import app
+    from PIL import Image
+
+    out = tmp_path / "run"
+    visualize(tiny_model, "logits:0,1", tiny_gen, restarts=2, steps=2, out=out, progress=False)
+    path = out / "results.json"
+    good = path.read_text()
+    Image.new("L", Image.open(out / json.loads(good)["records"][0]["image"]).size).save(tmp_path / "private.png")
+    os.mkfifo(out / "images" / "fifo.png")
+    for name, why in (("../private.png", "outside the run folder"), (str(tmp_path / "private.png"), "outside"),
+                      ("images/fifo.png", "not a plain file")):
+        doc = json.loads(good)
+        doc["records"][1]["image"] = name
+        path.write_text(json.dumps(doc))
+        with pytest.raises(DgnamError, match=why):
+            evaluate_run(out, judge=tiny_model, model=tiny_model, data=_random_real(), write=False)
+    path.write_text(good)
+    (tmp_path / "secret.txt").write_text("SECRET=hunter2")
+    (out / "grid.png").unlink()
+    (out / "grid.png").symlink_to(tmp_path / "secret.txt")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["evaluate", str(out), "--model", "test_evaluate:tiny_judge", "--judge",
+                                 "test_evaluate:tiny_judge", "--data", str(_image_folder(tmp_path / "real"))])
+    assert isinstance(r.exception, DgnamError) and "grid.png" in str(r.exception) and "outside" in str(r.exception)
+    assert not (out / "report.html").exists()
+
+    (tmp_path / "payload.py").write_text("open('ran', 'w').write('ran')\ndef build():\n    return None\n")
+    for source in ({"spec": "payload:build", "arch": None}, {"spec": "payload:build", "arch": "tiny"}):
+        doc = json.loads(good)
+        doc["config"]["model_source"] = source
+        path.write_text(json.dumps(doc))
+        with pytest.raises(DgnamError, match="names the import path payload:build as its model: .* pass --model "
+                                             "payload:build"):
+            evaluate_run(out, judge=tiny_model, data=_random_real(), write=False)
+    doc = json.loads(good)
+    doc["config"].update(model="payload:build", model_source=None)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DgnamError, match="import path"):
+        evaluate_run(out, judge=tiny_model, data=_random_real(), write=False)
+    doc["config"].update(model=["fmnist-cnn"])
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DgnamError, match="no model name"):
+        evaluate_run(out, judge=tiny_model, data=_random_real(), write=False)
+    assert not (tmp_path / "ran").exists()
 
 
 def test_real_images_given_as_a_path_are_read_as_the_same_string(tiny_model, tiny_gen, tmp_path):

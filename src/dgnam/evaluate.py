@@ -28,6 +28,7 @@ from torch import nn
 from .errors import DgnamError, warn
 from .imagespace import ImageSpace, convert
 from .modules import as_device, frozen, module_device, module_dtype
+from .run import check_run_files
 from .weights import tensor_digest
 from .units import (ENCODE_BATCH_MOST, LOGITS, RESPONSES_BATCH_MOST, LayerReader, default_embed_layer, encode,
                     layer_names, layer_shapes, output_tensor, parse_units, read_batch_size, resolve_units,
@@ -499,6 +500,7 @@ def evaluate_run(
     from contextlib import ExitStack
 
     from .zoo import load_model
+    from .zoo.registry import check_recorded_spec
 
     if data is not None and not isinstance(data, (str, os.PathLike, RealData)):  # a tensor of images, say
         raise DgnamError(f"data is a {type(data).__name__}: give fashion-mnist, an image folder (a str or a Path) or "
@@ -521,6 +523,7 @@ def evaluate_run(
         raise DgnamError(f"{out}/results.json has records without a unit or image: give a directory written by "
                          f"`dgnam visualize`, `dgnam facets` or `dgnam sample` (a `sample` run of an older version: "
                          f"sample again)")
+    check_run_files(out, records)
     cfg = results.get("config", {})
     expected = expected_records(cfg)
     if expected is not None and len(records) < expected and not partial:  # a killed run: its numbers would pass for all
@@ -533,6 +536,8 @@ def evaluate_run(
         source = cfg.get("model_source")
         if model is None and isinstance(source, dict) and source.get("spec"):  # a user's model: its factory or file
             name, arch = source["spec"], source.get("arch")
+        if model is None:  # a shared run's results.json must not run code: a factory is named by the user
+            check_recorded_spec(name, arch, f"{out}/results.json names", "--model {spec} (Python: model=)")
         try:
             loaded = load_model(name, arch)
         except DgnamError as e:

@@ -135,6 +135,43 @@ def move_in(staged: Path, out: Path, last: str = RESULTS, stale: Sequence[Path] 
     shutil.rmtree(staged)
 
 
+#: The fields of a record that name a file of its run, relative to the run's folder, and the folders they are in.
+RECORD_FILES = ("image", "best_image", "code")
+RUN_FOLDERS = ("images", "codes")
+
+
+def run_file(out: Path, name: object, named_by: str | None = None, folder: bool = False) -> Path:
+    """``out / name`` for a file a run names (a record's image or code, a figure), refused in one line unless it stays
+    inside ``out`` once links are resolved and, where it exists, is a plain file. Run folders are shared: a crafted or
+    careless ``results.json`` could otherwise name ``/home/you/.ssh/id_rsa`` or a link to it (read into report.html
+    and nearest.png), a FIFO (a read that never returns), or ``../../.bashrc`` (overwritten by the PNG that a resume
+    redraws for an unreadable image)."""
+    by = named_by or f"{out / RESULTS} names"
+    if not isinstance(name, str) or not name:
+        raise DgnamError(f"{by} {name!r} where a file of the run belongs: this is no run dgnam wrote; make it again")
+    path = out / name
+    real, root = path.resolve(), out.resolve()
+    if real != root and root not in real.parents:
+        shown = f"{name}, which is {real}," if Path(name) != real else f"{name},"
+        raise DgnamError(f"{by} {shown} outside the run folder {out}: dgnam reads and writes a run's files inside its "
+                         f"folder only; copy the files into it (not links) or make the run again")
+    if path.exists() and not (real.is_dir() if folder else real.is_file()):
+        raise DgnamError(f"{by} {name}, which is not a {'folder' if folder else 'plain file'} (a FIFO, a device or "
+                         f"a {'file' if folder else 'folder'}): replace it with the run's or make the run again")
+    return path
+
+
+def check_run_files(out: Path, records: Sequence[dict]) -> None:
+    """:func:`run_file` for every file the records name and for the run's folders, before anything is read or
+    written (a resume writes its new images and codes into those folders)."""
+    for sub in RUN_FOLDERS:
+        run_file(out, sub, named_by=f"{out} has", folder=True)
+    for rec in records:
+        for field in RECORD_FILES:
+            if field in rec:
+                run_file(out, rec[field])
+
+
 def _read_results(out: Path) -> dict:
     try:
         results = json.loads((out / RESULTS).read_text())
@@ -145,6 +182,7 @@ def _read_results(out: Path) -> dict:
             or not all(isinstance(r, dict) and {"unit_index", "restart", "image", "code"} <= set(r) for r in records)):
         raise DgnamError(f"{out / RESULTS} is not a run `dgnam visualize` wrote (no config, or records without "
                          f"unit_index, restart, image and code); remove the folder or pick another --out")
+    check_run_files(out, records)
     return results
 
 
@@ -324,6 +362,7 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
             if not resume:
                 raise DgnamError(f"{out_dir} holds a run killed before its first results: pass --resume to continue "
                                  f"it, or choose another --out")
+            check_run_files(out_dir, ())
         (out_dir / "images").mkdir(parents=True, exist_ok=True)
         (out_dir / "codes").mkdir(parents=True, exist_ok=True)
 

@@ -15,6 +15,7 @@ from ..errors import DgnamError
 from ..images import save_image
 from ..ppgn import CHECKPOINT_EVERY
 from ..run import EVALUATION_FILES, check_fresh_dir, move_in, staging_dir
+from ..zoo.registry import check_recorded_spec
 from . import app, train_app
 from .codes import read_image
 from .common import (DATA_HELP, LIMIT_HELP, declared_space, device_arg, generator_arg, image_file_arg, model_arg,
@@ -32,6 +33,9 @@ def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encode
             raise DgnamError(f"which layer does {generator_spec} invert? pass --encoder MODEL --encoder-layer LAYER")
         if encoder is None:
             encoder, encoder_arch = known[0], encoder_arch or known[2]
+            # a generator's card is a shared file: a factory it names is not imported (zoo entries name zoo models)
+            check_recorded_spec(encoder, encoder_arch, f"the card beside {generator_spec} names",
+                                "--encoder {spec} --encoder-layer LAYER")
         layer = layer or known[1]
     if encoder == getattr(net, "zoo_name", None) and encoder_arch is None:
         return net, layer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import typer
 
@@ -44,6 +44,7 @@ def evaluate(
         if given is not None and needs is None:
             raise DgnamError(f"{what} {given} names the architecture of a weights file, and none is given: add "
                              f"{'--model' if what == '--arch' else '--judge'} FILE or drop {what}")
+    figures = run_figures(run_dir)  # before the work: a figure that is no file of the run is refused at once
     ev = evaluate_run(run_dir, judge=model_arg(judge, judge_arch, flag="--judge") if judge else None,
                       model=model_arg(model, arch) if model else None, data=data, real_images=real,
                       judge_layer=judge_layer, partial=partial, device=device_arg(device))
@@ -63,7 +64,7 @@ def evaluate(
                f"against {s['fid_reference']}; judge accuracy {_fmt(s['judge_accuracy'], 3)}; median "
                f"nearest-training-image ratio {_fmt(s['nn_ratio'], 2)} (1 = typical real-to-real distance)"
                + (f"; {warning}" if warning else ""))
-    report = _write_report(Path(run_dir), ev, unit_cols)
+    report = _write_report(Path(run_dir), ev, unit_cols, figures)
     typer.echo(f"wrote {run_dir}/evaluation.json, {run_dir}/nearest.png and {report}")
 
 
@@ -89,7 +90,16 @@ def incomplete_warning(summary: dict) -> str | None:
 RUN_FIGURES = ("grid.png", "facets.png", "samples.png")
 
 
-def _write_report(run_dir: Path, ev: dict, unit_cols: list[str]) -> Path:
+def run_figures(run_dir: Path) -> list[Path]:
+    """The run's figures that the report inlines, each a plain file inside the run folder: a link in a shared run
+    (``grid.png -> ~/.ssh/id_rsa``) would put another file's bytes into the page that is then passed around."""
+    from ..run import run_file
+
+    return [run_file(run_dir, name, named_by=f"{run_dir} has") for name in RUN_FIGURES
+            if (run_dir / name).exists() or (run_dir / name).is_symlink()]
+
+
+def _write_report(run_dir: Path, ev: dict, unit_cols: list[str], figures: Sequence[Path] = ()) -> Path:
     """``report.html`` beside the run: its figure, the nearest training images, and the tables, in one page. It says
     how many of the run's images it scored, so a page older than a resumed run gives itself away."""
     import html
@@ -101,7 +111,7 @@ def _write_report(run_dir: Path, ev: dict, unit_cols: list[str]) -> Path:
     sections = [("Incomplete run", warning_section(warning))] if warning else []
     sections += [("Assumed", warning_section(s["assumed"]))] if s.get("assumed") else []
     sections += [("Caveats", "".join(warning_section(c) for c in s["caveats"]))] if s.get("caveats") else []
-    sections += [(name, image_section(run_dir / name, name)) for name in RUN_FIGURES if (run_dir / name).exists()]
+    sections += [(path.name, image_section(path, path.name)) for path in figures]
     sections += [
         ("Summary", f"<p>Scored {s['images']} of the run's {s.get('images_expected', s['images'])} images.</p>"
          + html_table([s], ["images", "images_expected", "units", "restarts_per_unit", "fid", "judge_accuracy",

@@ -206,6 +206,20 @@ def is_weights_file(spec: str) -> bool:
     return Path(spec).suffix in WEIGHTS_SUFFIXES or Path(spec).is_file()
 
 
+def check_recorded_spec(spec: object, arch: object, named_by: str, flag: str) -> None:
+    """Refuse a model that a file names (a run's ``results.json``, a generator's card), rather than the user, when
+    :func:`load_model` would run code to build it: an import path ``module:factory`` is imported (a module in the
+    working directory included) and called, so a shared run or card could run anything. Zoo names and weights files
+    (safetensors, ``weights_only``) load without running code. The user names such a model with ``flag`` (its
+    ``{spec}`` replaced by the model)."""
+    if not isinstance(spec, str) or not spec or not (arch is None or isinstance(arch, str)):
+        raise DgnamError(f"{named_by} {spec!r} (architecture {arch!r}) as its model, which is no model name: pass "
+                         f"{flag.format(spec='MODEL')}")
+    if ":" in spec and not is_weights_file(spec):
+        raise DgnamError(f"{named_by} the import path {spec} as its model: dgnam imports no code that a file names; "
+                         f"pass {flag.format(spec=spec)} yourself if you trust that code")
+
+
 def weights_sha256(spec: str, arch: str | None = None) -> str | None:
     """The SHA-256 of the weights a model spec names: a file's own (copies and moves keep it), a zoo entry's from its
     card; ``None`` for an import path, a zoo entry without weights, or a file that is gone. It tells codes of the
