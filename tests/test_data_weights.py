@@ -219,6 +219,34 @@ def test_a_generators_code_statistics_are_checked_against_its_card(tmp_path):
     assert load_model(str(tmp_path / "g.safetensors"), "fmnist-g-fc6").code_stats is not None
 
 
+def test_crafted_code_statistics_and_cards_beside_a_generator_are_one_line(tmp_path):
+    """Files that come with shared weights: a statistics key "pad" (read as a percentile), a count "abc", a std or
+    bounds of another size than the mean, and a card whose code_stats is no object were tracebacks (ValueError,
+    a broadcast RuntimeError in the first step, AttributeError)."""
+    import json
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from dgnam.priors import CodeStats
+    from dgnam.zoo import load_model
+    from dgnam.zoo.registry import WEIGHTS_DIR
+
+    shutil.copy(WEIGHTS_DIR / "fmnist-g-fc6.safetensors", tmp_path / "g.safetensors")
+    stats = CodeStats.load(WEIGHTS_DIR / "fmnist-g-fc6.codestats.safetensors")
+    path = tmp_path / "g.codestats.safetensors"
+    good = {"mean": stats.mean, "std": stats.std}
+    for tensors, meta in (({**good, "pad": stats.mean.clone()}, None), (good, {"count": "abc"}),
+                          ({**good, "std": stats.std[:5].clone()}, None), ({**good, "bounds": stats.mean[:3].clone()}, None),
+                          (good, {"count": "-4"})):
+        save_file(tensors, path, metadata=meta)
+        with pytest.raises(DgnamError, match="is not a CodeStats file .*`dgnam code-stats`"):
+            load_model(str(tmp_path / "g.safetensors"), "fmnist-g-fc6")
+    save_file(good, path)
+    (tmp_path / "g.json").write_text(json.dumps({"code_stats": [1]}))  # no object: no SHA-256 recorded
+    assert torch.equal(load_model(str(tmp_path / "g.safetensors"), "fmnist-g-fc6").code_stats.mean, stats.mean)
+
+
 def test_a_zoo_generator_without_its_statistics_says_so_and_takes_code_stats(tmp_path, monkeypatch):
     import shutil
 
@@ -370,6 +398,18 @@ def test_image_folder_refuses_empty_classes_and_follows_linked_folders(tmp_path)
         ImageFolder(tmp_path / "d", size=(4, 4))
     with pytest.raises(DgnamError, match="is a file: give a folder"):
         ImageFolder(tmp_path / "more" / "1.png", size=(4, 4))
+
+
+def test_a_fifo_named_as_an_image_is_refused_not_waited_on(tmp_path):
+    """A FIFO (or a device) named x.png in an image folder was opened by Pillow, and the read never returned."""
+    import os
+
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    Image.fromarray(np.full((6, 6), 90, np.uint8)).save(tmp_path / "d" / "a" / "0.png")
+    os.mkfifo(tmp_path / "d" / "a" / "pipe.png")
+    ds = ImageFolder(tmp_path / "d", size=(4, 4), channels=1)
+    with pytest.raises(DgnamError, match="pipe.png: it is not a plain file"):
+        ds.tensors()
 
 
 def test_class_names_of_every_script_are_told_apart():

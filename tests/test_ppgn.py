@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -131,6 +132,19 @@ def test_a_killed_chain_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted
         sample(tiny_gen, dae, conds, 2, dataclasses.replace(cfg, seed=4), checkpoint=ck)
     with pytest.raises(DgnamError, match="another chain"):
         sample(tiny_gen, dae, conds[::-1], 2, cfg, checkpoint=ck)
+    # a checkpoint from elsewhere with the chain's key (a digest of public settings) but crafted contents: still
+    # tensors only (weights_only), and refused in one line rather than failing deep in the chain
+    state = torch.load(ck, weights_only=True)
+    for crafted in ({k: v for k, v in state.items() if k != "h"}, {**state, "h": torch.zeros(2, 3)},
+                    {**state, "rng": state["rng"][:1]}, {**state, "t_global": 10**9}):
+        torch.save(crafted, ck)
+        with pytest.raises(DgnamError, match="is no state of this chain"):
+            sample(tiny_gen, dae, conds, 2, cfg, checkpoint=ck)
+    ck.unlink()
+    os.mkfifo(ck)  # the read never returned
+    with pytest.raises(DgnamError, match="not a plain file"):
+        sample(tiny_gen, dae, conds, 2, cfg, checkpoint=ck)
+    ck.unlink()
     ck.write_bytes(b"not a checkpoint")
     with pytest.raises(DgnamError, match="cannot be read"):
         sample(tiny_gen, dae, conds, 2, cfg, checkpoint=ck)

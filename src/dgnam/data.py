@@ -39,6 +39,9 @@ def open_image(path: str | os.PathLike, channels: int | None = None, size: tuple
     decompression-bomb limit, is a one-line error."""
     from PIL import Image, ImageOps
 
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or a device named x.png: the read never returned
+        raise DgnamError(f"cannot read image {path}: it is not a plain file (a FIFO, a device or a folder); replace "
+                         f"or delete it")
     try:
         with Image.open(path) as im:
             if size is not None and im.format == "JPEG":

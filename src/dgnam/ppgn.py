@@ -519,7 +519,18 @@ def _write_chain_checkpoint(path: Path, state: dict) -> None:
     write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
-def _read_chain_checkpoint(path: Path, key: str) -> dict:
+#: What a chain checkpoint holds, by type (its ``key`` is checked on its own).
+CHAIN_STATE = {"t_global": int, "h": torch.Tensor, "eps1": torch.Tensor, "rng": list, "kept_codes": list,
+               "kept_images": list, "kept_scores": list, "kept_steps": list, "kept_seg": list, "score_hist": list,
+               "prior_hist": list}
+
+
+def _read_chain_checkpoint(path: Path, key: str, h: torch.Tensor | None = None, total: int | None = None) -> dict:
+    """The state of the chain ``key`` from ``path``; refused in one line when it is another chain's, or not a state
+    this chain can continue (a file from elsewhere with the right key but missing fields or codes of another shape
+    failed deep in the chain). ``h``: the chain's codes, whose shape the state's must have; ``total``: its steps."""
+    if not path.is_file():  # a FIFO or a folder there: the read never returned, or failed with a traceback
+        raise DgnamError(f"the chain checkpoint {path} is not a plain file: delete it to start over")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
     except Exception as e:  # noqa: BLE001  (a damaged file: torch raises several kinds)
@@ -528,6 +539,16 @@ def _read_chain_checkpoint(path: Path, key: str) -> dict:
     if not isinstance(state, dict) or state.get("key") != key:
         raise DgnamError(f"the chain checkpoint {path} is of another chain (other settings, weights, conditions or "
                          f"start): delete it to start over, or continue it with the settings it was made with")
+    bad = [k for k, kind in CHAIN_STATE.items() if not isinstance(state.get(k), kind)]
+    if not bad and h is not None and (state["h"].shape != h.shape or state["eps1"].shape != h.shape[:1]
+                                      or len(state["rng"]) != len(h)
+                                      or not all(isinstance(g, torch.Tensor) for g in state["rng"])):
+        bad = ["h", "eps1", "rng"]
+    if not bad and total is not None and not 0 <= state["t_global"] <= total:
+        bad = ["t_global"]
+    if bad:
+        raise DgnamError(f"the chain checkpoint {path} is no state of this chain ({', '.join(bad[:3])}): delete it "
+                         f"to start over")
     return state
 
 
@@ -588,7 +609,7 @@ def sample(
             checkpoint = Path(checkpoint)
             key = _chain_key(generator, dae, conds, n_chains, config, init)
             if checkpoint.exists():
-                state = _read_chain_checkpoint(checkpoint, key)
+                state = _read_chain_checkpoint(checkpoint, key, h, total)
                 t_global, h, eps1 = int(state["t_global"]), state["h"].to(dev), state["eps1"].to(dev)
                 for g, st in zip(rng.gens, state["rng"]):
                     g.set_state(st)

@@ -130,10 +130,19 @@ class CodeStats:
         t = load_state_dict(path)
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-        pct = {float(k[1:]): v for k, v in t.items() if k.startswith("p")}
         if "mean" not in t or "std" not in t:
             raise DgnamError(f"{path} is not a CodeStats file (needs 'mean' and 'std' tensors)")
-        return cls(mean=t["mean"], std=t["std"], percentiles=pct, count=int(meta.get("count", 0)), bounds=t.get("bounds"))
+        # a file from elsewhere: a key "pad", a count "abc" or a std of another size were tracebacks far from here
+        try:
+            pct = {float(k[1:]): v for k, v in t.items() if k.startswith("p")}
+            count = int(meta.get("count", 0))
+        except ValueError:
+            pct, count = None, 0
+        used = [t["mean"], t["std"], *(pct or {}).values(), *([t["bounds"]] if "bounds" in t else [])]
+        if pct is None or count < 0 or any(v.numel() != t["mean"].numel() for v in used):
+            raise DgnamError(f"{path} is not a CodeStats file (tensors mean, std, pNN and bounds of one size, a count "
+                             f">= 0): recompute it with `dgnam code-stats`")
+        return cls(mean=t["mean"], std=t["std"], percentiles=pct, count=count, bounds=t.get("bounds"))
 
 
 def _chunked_quantile(codes: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -92,7 +92,8 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
     if entry.kind == "generator" and code_stats_beside(path).is_file():
         from .registry import load_code_stats_checked
 
-        recorded = (card_beside(path).get("code_stats") or {}).get("sha256")
+        recorded = card_beside(path).get("code_stats")  # (a card from elsewhere may hold anything there)
+        recorded = recorded.get("sha256") if isinstance(recorded, dict) else None
         stats, problem = load_code_stats_checked(code_stats_beside(path), recorded, path.stem)
     code_shape = entry.code_shape
     space = _card_space(path, entry.kind)
