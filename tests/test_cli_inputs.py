@@ -339,6 +339,14 @@ def test_sample_writes_into_no_folder_of_other_files(tmp_path):
     empty = tmp_path / "empty"
     (empty / ".dgnam-partial").mkdir(parents=True)  # a killed run's staging folder is the run's own
     assert run(*quick[:-1], empty).exit_code == 0 and (empty / "results.json").exists()
+    # a sample run whose images/ is a link out of it: --overwrite would delete the s*.png files over there
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "s000_keep.png").write_bytes(b"mine")
+    shutil.rmtree(empty / "images")
+    (empty / "images").symlink_to(elsewhere)
+    refused("outside the run folder", *quick[:-1], empty, "--overwrite")
+    assert (elsewhere / "s000_keep.png").read_bytes() == b"mine"
 
 
 def test_sample_into_a_folder_on_another_filesystem(tmp_path):

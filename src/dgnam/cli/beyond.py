@@ -14,7 +14,7 @@ from ..atomic import write_json_atomic
 from ..errors import DgnamError
 from ..images import save_image
 from ..ppgn import CHECKPOINT_EVERY
-from ..run import EVALUATION_FILES, check_fresh_dir, move_in, staging_dir
+from ..run import EVALUATION_FILES, check_fresh_dir, move_in, run_file, staging_dir
 from ..zoo.registry import check_recorded_spec
 from . import app, train_app
 from .codes import read_image
@@ -299,6 +299,8 @@ def sample(
         if others:
             raise DgnamError(f"{out} holds files that are no sample run's ({', '.join(others[:4])}"
                              f"{', ...' if len(others) > 4 else ''}): choose another --out")
+    if (out / "images").exists():  # --overwrite deletes the earlier samples there: not in a folder linked elsewhere
+        run_file(out, "images", named_by=f"{out} has", folder=True)
     if unit is not None and len(parse_units(unit)) != 1:
         raise DgnamError(f"--unit {unit!r}: one unit per chain (run once per unit)")
     dev = device_arg(device)
