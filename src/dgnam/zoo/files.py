@@ -9,14 +9,16 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import nn
 
 from ..errors import DgnamError
 from ..modules import keeps_rng
-from ..weights import load_into, load_state_dict
+from ..weights import check_fits, load_into, load_state_dict
 from .registry import get_entry, wrap
 
 #: suffix -> reader(path, arch) returning a state dict for that zoo architecture.
@@ -106,16 +108,26 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
                          f"outputs; retrain it with an architecture that takes a class count (fmnist-cnn, "
                          f"fmnist-judge)")
     if classes and not entry.takes("num_classes"):
-        net = entry.build(**kw)  # the card names every output of the fixed head (its own names, say, or WordNet IDs)
+        make = partial(entry.build, **kw)  # the card names every output of the fixed head (its own names, say)
     elif classes:
-        net = entry.build_for_classes(len(classes), **kw)  # trained on a folder of its own classes (`dgnam train`)
+        make = partial(entry.build_for_classes, len(classes), **kw)  # trained on a folder's classes (`dgnam train`)
     elif stats is not None and len(code_shape or ()) == 1 and stats.mean.numel() != code_shape[0] and takes:
         code_shape = (stats.mean.numel(),)
-        net = entry.build(code_shape[0], **kw)
+        make = partial(entry.build, code_shape[0], **kw)
     else:
-        net = entry.build(**kw)
+        make = partial(entry.build, **kw)
+    what = f"{path.name} as {arch}"
     try:
-        load_into(net, read_state_dict(path, arch), what=f"{path.name} as {arch}")
+        state = read_state_dict(path, arch)  # no larger than the file
+        try:  # the architecture's shapes first, on the meta device (no memory): a card's class count or the size of
+            with torch.device("meta"):  # the code statistics beside the file that the weights do not fit is refused
+                probe = make()  # before it is built (3,000,000 classes in a card were a 3 GB head, then refused)
+        except Exception:  # an architecture that cannot be built there: checked when it is loaded, as before
+            probe = None
+        if probe is not None:
+            check_fits(probe, state, what=what)
+        net = make()
+        load_into(net, state, what=what)
     except DgnamError:
         if stats is not None and tuple(code_shape) != tuple(entry.code_shape or ()):  # the stats set the code size
             raise DgnamError(f"the code statistics beside {path.name} ({code_stats_beside(path).name}) are "
