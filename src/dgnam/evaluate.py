@@ -441,8 +441,8 @@ def judge_classes_of(model: nn.Module, judge: nn.Module, units: Sequence, is_cla
                 out.append(None)
             elif same:
                 out.append(c)
-            elif c < len(t_keys) and _find_class(model.classes[c], judge.classes) is not None:
-                out.append(_find_class(model.classes[c], judge.classes))
+            elif c < len(t_keys) and (j := _find_class(model.classes[c], judge.classes)) is not None:
+                out.append(j)
             else:
                 out.append(None)
                 unmatched.append(model.classes[c] if c < len(t_keys) else u.address)

@@ -100,6 +100,17 @@ def staging_dir(out: Path) -> Path:
     return staged
 
 
+def foreign_entries(out: Path, own: Sequence[str] = ()) -> list[str]:
+    """What the folder ``out`` holds besides ``own`` and dgnam's staging and temporary files (``.dgnam-*``), sorted:
+    someone else's files, which a command writing there would merge its own into."""
+    return sorted(p.name for p in out.iterdir() if p.name not in own and not p.name.startswith(".dgnam-"))
+
+
+def listed(names: Sequence[str], shown: int = 4) -> str:
+    """``a, b, c, d, ...``: the first ``shown`` names, on one line."""
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
 def check_fresh_dir(out: Path) -> Path:
     """``out`` for a run that cannot resume (`facets`): missing, or an empty folder; a killed run's staging folder in
     it does not count, since the next run discards it."""
@@ -354,11 +365,10 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
         elif out_dir.exists() and any(out_dir.iterdir()):
             # a run killed before its first batch was written holds images/ and codes/ alone; anything else is not
             # a run, and --resume would write into it
-            others = sorted(p.name for p in out_dir.iterdir()
-                            if p.name not in ("images", "codes", STAGING) and not p.name.startswith(".dgnam-"))
+            others = foreign_entries(out_dir, RUN_FOLDERS)
             if others:
-                raise DgnamError(f"{out_dir} exists and is not empty ({', '.join(others[:4])}"
-                                 f"{', ...' if len(others) > 4 else ''} are no run's): choose another --out")
+                raise DgnamError(f"{out_dir} exists and is not empty ({listed(others)} are no run's): choose another "
+                                 f"--out")
             if not resume:
                 raise DgnamError(f"{out_dir} holds a run killed before its first results: pass --resume to continue "
                                  f"it, or choose another --out")
@@ -455,7 +465,7 @@ def _some(items: list[str], shown: int = 5) -> str:
     """``a, b, c`` or ``12 images (a, b, c, d, e, ...)``: a list that stays one line."""
     if len(items) == 1:
         return items[0]
-    return f"{len(items)} images ({', '.join(items[:shown])}{', ...' if len(items) > shown else ''})"
+    return f"{len(items)} images ({listed(items, shown)})"
 
 
 def _runs_channels_last(model: nn.Module, generator: Generator, space: ImageSpace) -> bool:
@@ -493,25 +503,30 @@ def _transform_dict(t: Transform) -> dict:
     return {"transform": type(t).__name__, **json_safe(dict(getattr(t, "__dict__", {})))}
 
 
+def _saved_codes(out_dir: Path, rec: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """A finished record's final and best codes, from its code file; a file that is gone or damaged is one line."""
+    from .weights import load_state_dict
+
+    try:
+        saved = load_state_dict(out_dir / rec["code"])
+        return saved["final"], saved["best"]
+    except (DgnamError, OSError, KeyError) as e:
+        raise DgnamError(f"cannot reload a finished record's code in {out_dir} ({e}); remove the folder or pick "
+                         f"another --out") from None
+
+
 @torch.no_grad()
 def _reload_finished(out_dir: Path, records: list[dict], generator: Generator, device: torch.device, batch_size: int,
                      images: dict, codes: dict) -> None:
     """Fill ``images`` and ``codes`` for records finished before a resume, from their code files."""
-    from .weights import load_state_dict
-
     for i in range(0, len(records), batch_size):
         chunk = records[i : i + batch_size]
-        try:
-            saved = [load_state_dict(out_dir / rec["code"]) for rec in chunk]
-        except (DgnamError, OSError, KeyError) as e:
-            raise DgnamError(f"cannot reload a finished record's code in {out_dir} ({e}); remove the folder or pick "
-                             f"another --out") from None
-        final = torch.stack([c["final"] for c in saved]).to(device)
-        imgs = generator(final).cpu()
+        saved = [_saved_codes(out_dir, rec) for rec in chunk]
+        imgs = generator(torch.stack([final for final, _ in saved]).to(device)).cpu()
         for k, rec in enumerate(chunk):
             key = (rec["unit_index"], rec["restart"])
             images[key] = imgs[k]
-            codes[key] = (saved[k]["final"], saved[k]["best"])
+            codes[key] = saved[k]
 
 
 @torch.no_grad()
@@ -520,8 +535,6 @@ def _restore_pngs(out_dir: Path, records: list[dict], generator: Generator, imag
     file) from its code (held in ``codes``, else read from its file): the codes are the run's record, the PNGs are
     views of them."""
     from PIL import Image
-
-    from .weights import load_state_dict
 
     def readable(path: Path) -> bool:
         try:
@@ -535,14 +548,7 @@ def _restore_pngs(out_dir: Path, records: list[dict], generator: Generator, imag
         key = (rec["unit_index"], rec["restart"])
         if which == 0 and key in images:
             return images[key][None]
-        if key in codes:
-            code = codes[key][which]
-        else:
-            try:
-                code = load_state_dict(out_dir / rec["code"])[("final", "best")[which]]
-            except (DgnamError, OSError, KeyError) as e:
-                raise DgnamError(f"cannot read a finished record's code in {out_dir} to redraw its image ({e}); "
-                                 f"remove the folder or pick another --out") from None
+        code = (codes[key] if key in codes else _saved_codes(out_dir, rec))[which]
         return generator(code[None].to(module_device(generator), module_dtype(generator))).cpu()
 
     scale = max(1, 96 // max(generator.space.size))

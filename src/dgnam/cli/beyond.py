@@ -14,7 +14,7 @@ from ..atomic import write_json_atomic
 from ..errors import DgnamError
 from ..images import save_image
 from ..ppgn import CHECKPOINT_EVERY
-from ..run import EVALUATION_FILES, check_fresh_dir, move_in, run_file, staging_dir
+from ..run import EVALUATION_FILES, check_fresh_dir, foreign_entries, listed, move_in, run_file, staging_dir
 from ..zoo.registry import check_recorded_spec
 from . import app, train_app
 from .codes import read_image
@@ -295,10 +295,9 @@ def sample(
                              f"them")
     elif not ckpt.exists() and out.is_dir():
         # no run and no chain: whatever is there is someone else's, and the samples would be merged into it
-        others = sorted(p.name for p in out.iterdir() if not p.name.startswith(".dgnam-"))  # staging, temporaries
+        others = foreign_entries(out)
         if others:
-            raise DgnamError(f"{out} holds files that are no sample run's ({', '.join(others[:4])}"
-                             f"{', ...' if len(others) > 4 else ''}): choose another --out")
+            raise DgnamError(f"{out} holds files that are no sample run's ({listed(others)}): choose another --out")
     if (out / "images").exists():  # --overwrite deletes the earlier samples there: not in a folder linked elsewhere
         run_file(out, "images", named_by=f"{out} has", folder=True)
     if unit is not None and len(parse_units(unit)) != 1:
