@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dgnam import DgnamError
+from dgnam import DgnamError, visualize
 from dgnam.cli import app
 from dgnam.zoo.registry import WEIGHTS_DIR
 
@@ -419,3 +419,22 @@ def test_start_codes_of_another_layer_are_refused(tmp_path):
               metadata={"model": "/data/caffenet.caffemodel", "arch": "caffenet", "layer": "relu7"})
     with pytest.raises(DgnamError, match="--model FILE --arch caffenet --layer relu6"):
         _init_codes(str(tmp_path / "caffe7.safetensors"), "deepsim-fc6")
+
+
+@pytest.mark.parametrize("command", [["visualize", "--units", "logits:0"], ["sample", "--class", "1"],
+                                     ["train", "classifier"], ["train", "dae"], ["demo"]])
+def test_a_seed_torch_cannot_take_is_refused_before_any_work(command, tmp_path):
+    """--seed 2**64 ran until torch's 'Overflow when unpacking long long', after the models were loaded (and
+    -1 was read modulo 2**64 by some commands, refused by others): every command takes 0..2**63 - 1."""
+    for seed in (2**64, -1):
+        r = run(*command, "--seed", seed, "--out", tmp_path / "o")
+        assert r.exit_code == 2 and "--seed" in r.output and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "o").exists()
+
+
+def test_the_api_refuses_such_seeds_in_one_line_and_training_seeds_near_the_top_run(tiny_model):
+    from dgnam.train.common import batches
+    with pytest.raises(DgnamError, match=r"^seed=18446744073709551616: give a seed in 0\.\.9223372036854775807$"):
+        visualize(tiny_model, "logits:0", None, seed=2**64, steps=1, progress=False)
+    from dgnam.errors import MAX_SEED
+    assert len(list(batches(10, 5, MAX_SEED, 3))) == 2  # seed * 100003 + epoch is taken modulo 2**64

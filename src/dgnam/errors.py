@@ -15,6 +15,18 @@ class DgnamError(Exception):
     """A user-facing error: bad unit address, missing data set, unsafe weights file, ..."""
 
 
+MAX_SEED = 2**63 - 1
+"""The largest seed dgnam takes. Torch seeds are 64-bit (it takes 0..2**64 - 1); half that range leaves room for the
+seeds made from it (restart r of a run is seeded ``seed + r``), and any seed of any tool fits in it."""
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a seed out of 0..MAX_SEED before any work (one over 2**64 failed as 'Overflow when unpacking long
+    long' deep in torch, after the model was loaded)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise DgnamError(f"seed={seed}: give a seed in 0..{MAX_SEED}")
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message for a one-line error, or its type's name when it has none (an
     ``EOFError`` from an empty file has an empty message)."""

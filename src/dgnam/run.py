@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .atomic import write_json_atomic
-from .errors import DgnamError, warn
+from .errors import DgnamError, check_seed, warn
 from .generators import Generator, PixelGenerator, check_generator
 from .imagespace import ImageSpace, convert, to_uint8
 from .images import grid, save_image, save_png
@@ -267,6 +267,7 @@ def visualize(
     for name, value in (("restarts", restarts), ("batch_size", batch_size), ("seed", seed), ("steps", steps)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
             raise DgnamError(f"{name}={value!r}: give an int")
+    check_seed(seed)
     if config is not None and not isinstance(config, AMConfig):
         raise DgnamError(f"config={config!r}: give an AMConfig, e.g. AMConfig(steps=100) (or steps=100 alone)")
     bad = [p for p in priors or () if not isinstance(p, Prior)]

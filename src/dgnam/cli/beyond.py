@@ -19,7 +19,7 @@ from ..zoo.registry import check_recorded_spec
 from . import app, train_app
 from .codes import read_image
 from .common import (DATA_HELP, LIMIT_HELP, declared_space, device_arg, generator_arg, image_file_arg, model_arg,
-                     out_folder_arg, print_table, writable_folder)
+                     out_folder_arg, print_table, seed_option, writable_folder)
 
 
 def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encoder: Optional[str],
@@ -156,7 +156,7 @@ def facets(
     facet_weight: float = typer.Option(0.0, help="weight of the facet term (faceted feature visualization, Goh et "
                                                  "al. 2021): also pull each image towards its facet's centre; 0 = "
                                                  "the paper's method, tied to the facet only by its start"),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     device: str = typer.Option("cpu"),
     out: Path = typer.Option(Path("runs/facets"), help="run directory"),
     encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its card's or "
@@ -257,7 +257,7 @@ def sample(
                                                      "((1 - p) d logit, what the released code back-propagates)"),
     reset_every: Optional[int] = typer.Option(None, help="restart from N(0, 1) every so many iterations "
                                                          "(default: 0 for a class, 100 for --unit)"),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     device: str = typer.Option("cpu"),
     out: Path = typer.Option(Path("runs/sample"), help="output folder"),
     overwrite: bool = typer.Option(False, help="replace the samples of an earlier run in --out"),
@@ -406,7 +406,7 @@ def inpaint(
     lr_end: Optional[float] = typer.Option(1e-32, help="the step size falls linearly from --lr to this (released "
                                                        "1e-32); give --lr-end equal to --lr for a constant step"),
     class_score: str = typer.Option("log_prob", help="class gradient: log_prob, logit or released"),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     device: str = typer.Option("cpu"),
     out: Path = typer.Option(Path("inpaint.png"), help="PNG of three panels: masked, result, original"),
     filled: Optional[Path] = typer.Option(None, help="IMAGE at its own size with only the hole replaced (default: "
@@ -470,7 +470,7 @@ def train_dae_cmd(
     hidden: int = typer.Option(512),
     layers: int = typer.Option(2, help="hidden layers"),
     limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     out: Path = typer.Option(Path("checkpoints"), help="folder for weights, card and the resumable checkpoint"),
     device: str = typer.Option("cpu"),
     fresh: bool = typer.Option(False, help="ignore an existing checkpoint instead of resuming from it"),

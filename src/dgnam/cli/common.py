@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import torch
+import typer
 from torch import nn
 
-from ..errors import DgnamError
+from ..errors import MAX_SEED, DgnamError
 from ..generators import Generator, LearnedGenerator
 from ..zoo.registry import is_weights_file, load_model
 
@@ -141,6 +142,11 @@ LIMIT_HELP = ("use only N images: Fashion-MNIST's first N; an image folder's tak
 #: A run's table on the terminal shows at most this many rows (a run of ``logits:all`` on an ImageNet model has
 #: 1000); every row is in the run's JSON, which the table's caption names.
 TABLE_MAX_ROWS = 100
+
+
+def seed_option(help: str | None = None):
+    """The ``--seed`` option every command shares: an int in 0..MAX_SEED, refused by typer in one line otherwise."""
+    return typer.Option(0, min=0, max=MAX_SEED, help=help)
 
 
 def print_table(rows: list[dict], columns: list[str], title: str | None = None, all_in: str | None = None) -> None:

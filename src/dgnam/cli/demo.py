@@ -9,7 +9,7 @@ import typer
 
 from ..demo import DEMO_RESTARTS
 from . import app
-from .common import device_arg, print_table
+from .common import device_arg, print_table, seed_option
 
 
 @app.command()
@@ -17,7 +17,7 @@ def demo(
     out: Path = typer.Option(Path("runs/demo")),
     restarts: int = typer.Option(DEMO_RESTARTS, help="restarts per class; the one with the highest final activation is kept"),
     steps: Optional[int] = typer.Option(None, help="iterations (default: DGN-AM's 200 for both methods)"),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     device: str = typer.Option("cpu"),
     data: Optional[str] = typer.Option(None, help="Fashion-MNIST folder (default: Debian's)"),
 ) -> None:

@@ -12,7 +12,7 @@ import typer
 from ..errors import DgnamError
 from . import app
 from ..zoo.registry import weights_sha256
-from .common import device_arg, generator_arg, model_arg, out_folder_arg, print_table, space_arg
+from .common import device_arg, generator_arg, model_arg, out_folder_arg, print_table, seed_option, space_arg
 
 
 @app.command()
@@ -25,7 +25,7 @@ def visualize(
     steps: Optional[int] = typer.Option(None, help="iterations (default: the method's; DGN-AM 200)"),
     lr: Optional[float] = typer.Option(None, help="starting learning rate (default: the method's; DGN-AM 8.0, "
                                                   "falling linearly to 1e-10)"),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     init: str = typer.Option("randn", help="randn (as released), zeros, or a .safetensors of codes from `dgnam encode`"),
     batch_size: int = typer.Option(32, help="optimizations run together (units x restarts)"),
     device: str = typer.Option("cpu"),

@@ -12,7 +12,7 @@ import typer
 from ..data import is_fashion_mnist
 from ..errors import DgnamError
 from . import train_app
-from .common import DATA_HELP, LIMIT_HELP, declared_space, device_arg, model_arg, writable_folder
+from .common import DATA_HELP, LIMIT_HELP, declared_space, device_arg, model_arg, seed_option, writable_folder
 
 
 def train_test(data: Optional[str], size: tuple[int, int], channels: int, seed: int, limit: Optional[int] = None,
@@ -44,7 +44,7 @@ def classifier(
     epochs: int = typer.Option(10),
     batch_size: int = typer.Option(128),
     lr: float = typer.Option(2e-3),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     out: Path = typer.Option(Path("checkpoints"), help="folder for weights, card and the resumable checkpoint"),
     device: str = typer.Option("cpu"),
     fresh: bool = typer.Option(False, help="ignore an existing checkpoint instead of resuming from it"),
@@ -116,7 +116,7 @@ def generator(
     comparator_layer: str = typer.Option("features", help="layer of E whose features the feature loss compares "
                                          "(DeePSiM's comparator); LAYER itself makes G(y) encode back to y"),
     limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     out: Path = typer.Option(Path("checkpoints")),
     device: str = typer.Option("cpu"),
     fresh: bool = typer.Option(False, help="ignore an existing checkpoint instead of resuming from it"),

@@ -90,7 +90,7 @@ def train_classifier(
     timer = Timer(elapsed)
     for epoch in range(epoch0, config.epochs):
         model.train()
-        g = torch.Generator().manual_seed(config.seed * 7919 + epoch)
+        g = torch.Generator().manual_seed((config.seed * 7919 + epoch) % 2**64)
         bar = tqdm(batches(len(y), config.batch_size, config.seed, epoch), total=steps_per_epoch,
                    desc=f"{name} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
         run_loss, n = 0.0, 0

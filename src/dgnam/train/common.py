@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 
 from ..atomic import write_atomic, write_text_atomic
-from ..errors import DgnamError, first_line
+from ..errors import DgnamError, check_seed, first_line
 
 
 def cosine_lr(base: float, step: int, total: int, warmup: int = 0) -> float:
@@ -33,7 +33,10 @@ _FLAGS = {"noise_std": "--noise"}
 def check_ranges(config: object, at_least: dict[str, float], above_zero: tuple[str, ...] = ("lr",)) -> None:
     """Refuse numbers a training loop cannot use, naming the flag to change: batch size 0 divides by zero, a
     learning rate <= 0 makes the optimizer raise, 0 epochs write a model with no metrics, and a negative noise std
-    or loss weight runs without complaint but trains something else. ``not v >= low`` also refuses NaN."""
+    or loss weight runs without complaint but trains something else. ``not v >= low`` also refuses NaN. The
+    config's ``seed``, where it has one, must be one torch takes."""
+    if hasattr(config, "seed"):
+        check_seed(config.seed)
     bad = [(f, f"{low:g} or more") for f, low in at_least.items() if not getattr(config, f) >= low]
     bad += [(f, "above 0") for f in above_zero if not getattr(config, f) > 0]
     if bad:
@@ -72,7 +75,7 @@ def set_lr(optim: torch.optim.Optimizer, lr: float) -> None:
 
 def batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
     """Index batches in an order fixed by (seed, epoch), so a resumed run sees the same batches."""
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    g = torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**64)  # (as torch reads a negative seed)
     perm = torch.randperm(n, generator=g)
     for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
         yield perm[i : i + batch_size]

@@ -100,7 +100,7 @@ def train_dae(
     timer = Timer(elapsed)
     for epoch in range(epoch0, config.epochs):
         dae.train()
-        g = torch.Generator().manual_seed(config.seed * 7919 + epoch)  # the noise of a resumed epoch is the same
+        g = torch.Generator().manual_seed((config.seed * 7919 + epoch) % 2**64)  # the noise of a resumed epoch is the same
         bar = tqdm(batches(n, config.batch_size, config.seed, epoch), total=steps_per_epoch,
                    desc=f"{name} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
         run_loss, k = 0.0, 0
