@@ -38,3 +38,10 @@ def one_line_error(p: subprocess.CompletedProcess, *needles: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
     for n in needles:
         assert n in lines[0], lines[0]
+
+
+def total_variation(image, beta: float = 1.0):
+    """Per-image total variation: the :class:`~dgnam.priors.TotalVariation` penalty with weight 1."""
+    from dgnam.priors import TotalVariation
+
+    return TotalVariation(1.0, beta).penalty(image, image)

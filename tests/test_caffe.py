@@ -20,7 +20,7 @@ from dgnam.imagespace import caffe_space, convert  # noqa: E402
 from dgnam.zoo import create_model, get_entry, load_model  # noqa: E402
 from dgnam.zoo.caffe import CAFFE_LRN, CaffeNet, DeePSiMFC, DeePSiMPool5  # noqa: E402
 from dgnam.zoo.caffe_files import (  # noqa: E402
-    caffe_blobs, read_bounds, read_caffemodel, read_code_stats, rename_keys, write_caffemodel,
+    caffe_blobs, read_bounds, read_caffemodel_layers, read_code_stats, rename_keys, write_caffemodel,
 )
 
 
@@ -97,7 +97,7 @@ def test_generators_output_crop_into_caffenet():
 
 def test_caffemodel_roundtrip_caffenet(caffenet_file):
     src, path = caffenet_file
-    blobs = read_caffemodel(path)
+    blobs = {layer.name: layer.blobs for layer in read_caffemodel_layers(path)}
     assert blobs["fc6"][0].shape == (4096, 9216) and blobs["conv2"][0].shape == (256, 48, 5, 5)
     net = load_model(str(path), "caffenet")
     x = _image(1)
@@ -111,7 +111,7 @@ def test_legacy_v1_caffemodel_generator(tmp_path):
     src = DeePSiMFC(1000).eval()
     blobs, types = caffe_blobs(src)
     path = write_caffemodel(tmp_path / "generator.caffemodel", blobs, legacy=True, types=types)
-    legacy = read_caffemodel(path)
+    legacy = {layer.name: layer.blobs for layer in read_caffemodel_layers(path)}
     assert legacy["defc7"][0].shape == (1, 1, 4096, 1000) and legacy["defc7"][1].shape == (1, 1, 1, 4096)
     gen = load_model(str(path), "deepsim-fc8")
     code = torch.randn(1, 1000)

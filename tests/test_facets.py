@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from dgnam import DgnamError
-from dgnam.evaluate import mean_pairwise_distance
 from dgnam.facets import (CenterBias, CenterBiasedPixels, FacetConfig, FacetDirection, centre_mask,
                           cluster_features, facets, find_facets, synthesize_facets)
 from dgnam.priors import gaussian_blur
@@ -273,12 +272,6 @@ def test_bad_facet_settings(tiny_model, tiny_gen):
     for seed in (-1, 2**32):  # scikit-learn's random_state is 0..2**32-1: 2**32 failed in PCA, after the data were read
         with pytest.raises(DgnamError, match=rf"--seed {seed}: give a seed in 0\.\.4294967295"):
             facets(tiny_model, "logits:0", x, None, FacetConfig(k=2, reduce="pca", seed=seed), progress=False)
-
-
-def test_mean_pairwise_distance():
-    f = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
-    assert mean_pairwise_distance(f) == pytest.approx(5.0)
-    assert mean_pairwise_distance(f[:1]) == 0.0
 
 
 def test_cli_facets_on_the_embedded_models(tmp_path):

@@ -10,11 +10,11 @@ from torch import nn
 
 from dgnam import AMConfig, DgnamError, visualize
 from dgnam.optimize import Pipeline, optimize
-from dgnam.priors import (ClipCode, ClipSmallContribution, ClipToSpace, CodeStats, Prior, StepState,
-                          total_variation)
+from dgnam.priors import ClipCode, ClipSmallContribution, ClipToSpace, CodeStats, Prior, StepState
 from dgnam.units import Unit, parse_units, resolve_units, unit_activations
 
 from conftest import SPACE
+from helpers import total_variation
 
 
 def _st(step=0, grad=None, steps=10):

@@ -9,10 +9,11 @@ from dgnam.imagespace import ImageSpace, caffe_space, convert
 from dgnam.methods import build_method, list_methods
 from dgnam.presets import YOSINSKI_SETTINGS, caffe_units_space, yosinski_config, yosinski_priors
 from dgnam.priors import (AlphaNorm, Blur, ClipSmallContribution, ClipSmallNorm, ClipToSpace, L2Decay, L2Penalty,
-                          StepState, TotalVariation, gaussian_blur, total_variation)
+                          StepState, TotalVariation, gaussian_blur)
 from dgnam.transforms import LUCID_ANGLES, Jitter, Pad, RandomRotate, RandomScale, standard_transforms
 
 from conftest import SPACE
+from helpers import total_variation
 
 
 def _state(step=0, grad=None):

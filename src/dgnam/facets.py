@@ -32,7 +32,7 @@ On the embedded models (``benchmarks/facets.py``) the facets are not kept: DGN-A
 or 0.5) drives every facet of a class logit to the same few optima within the first steps, so about 1 facet in 10
 ends nearest its own centre. The generator bounds what any code-space method can keep: each facet's mean code is
 nearest its own centre every time, but its image G(mean code) only for about a third of the facets, and real images
-passed through the generator, G(E(x)), only about a quarter of the time (the real images themselves: 0.84), because
+passed through the generator, G(E(x)), only about a quarter of the time (the real images themselves: 0.85), because
 the generator's fc6 reconstruction error is as large as the distance between the facets of one class. Even codes
 fitted to the facet centres alone (no unit term) give images nearest their own centre about three times in four in
 fc6, and one time in four in a held-out network's features.
@@ -51,9 +51,8 @@ from torch import nn
 
 from .atomic import write_json_atomic
 from .errors import DgnamError
-from .evaluate import mean_pairwise_distance  # noqa: F401  (re-exported: facet diversity)
 from .generators import Generator, PixelGenerator
-from .imagespace import ImageSpace, to_uint8
+from .imagespace import ImageSpace, convert, to_uint8
 from .modules import as_device, frozen
 from .optimize import AMConfig
 from .priors import Prior, StepState, gaussian_blur
@@ -246,7 +245,7 @@ class CenterBiasSchedule(Prior):
 
     def after_step(self, code: torch.Tensor, state: StepState) -> None:
         g = self.generator
-        region, sigma = g.bias.stages[g.stage]
+        sigma = g.bias.stages[g.stage][1]
         if sigma > 0 and (state.step + 1) % g.bias.blur_every == 0:
             m = g.mask(code.device)
             code.copy_(m * gaussian_blur(code, sigma) + (1 - m) * code)
@@ -279,8 +278,6 @@ class FacetDirection(Prior):
         self.image_space, self.target_space = image_space, target_space
 
     def penalty(self, code: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        from .imagespace import convert
-
         if len(image) != len(self.directions):
             raise DgnamError(f"the facet term has {len(self.directions)} facet directions for a batch of {len(image)} "
                              f"images: run one batch with one image per facet")
@@ -445,7 +442,6 @@ def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor
                        encoder: tuple[nn.Module, str] | None, steps: int | None, am_config: AMConfig | None,
                        priors: Sequence[Prior] | None, center_bias: CenterBias | None, facet_weight: float,
                        device: torch.device, out: str | Path | None, progress: bool) -> Facets:
-    from .imagespace import convert
     from .run import check_fresh_dir, move_in, staging_dir, visualize
 
     space = _check_images(model, images01)

@@ -99,15 +99,6 @@ class ImageSpace:
         return cls(**{**d, "size": tuple(d["size"]), "mean": tuple(d["mean"]), "std": tuple(d["std"])})
 
 
-def check_images(x: torch.Tensor, space: ImageSpace, what: str = "images") -> None:
-    """Raise a one-line error when ``x`` is not a batch in ``space``."""
-    if x.dim() != 4 or tuple(x.shape[1:]) != space.shape:
-        raise DgnamError(
-            f"{what} have shape {tuple(x.shape)}, expected (B, {space.channels}, {space.size[0]}, {space.size[1]}); "
-            f"resize/convert them or declare the right ImageSpace"
-        )
-
-
 def convert_channels(x01: torch.Tensor, channels: int) -> torch.Tensor:
     """Gray <-> RGB in ``[0, 1]`` space."""
     c = x01.shape[1]

@@ -8,10 +8,8 @@ defined here; the pixel-space presets of Yosinski et al. and Lucid register them
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from dataclasses import dataclass, field
 from typing import Callable
-
 
 from .errors import DgnamError
 from .generators import Generator, PixelGenerator
@@ -54,8 +52,7 @@ def register_method(method: Method) -> Method:
 
 
 def _load() -> None:
-    if importlib.util.find_spec(f"{__package__}.presets") is not None:
-        importlib.import_module(f"{__package__}.presets")
+    from . import presets  # noqa: F401  (importing it registers the pixel-space presets)
 
 
 def list_methods() -> list[Method]:

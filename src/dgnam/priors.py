@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 #: the code by 0.99 after each step; each component clipped to [0, U_i], U_i = mean + 3 std of the code over images.
 DGNAM_L2_LAMBDA = 0.005
 DGNAM_DECAY = 0.99
-DGNAM_CLIP_STDS = 3.0
 #: Percentiles that :class:`CodeStats` keeps per component.
 CODE_PERCENTILES = (1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0, 99.9)
 
@@ -299,32 +298,36 @@ def _zero_below_percentile(code: torch.Tensor, score: torch.Tensor, percentile: 
     code.mul_(mask.unsqueeze(1).to(code.dtype))
 
 
-class ClipSmallNorm(Prior):
+class _ClipSmallPixels(Prior):
+    """Zero the ``percentile`` % of pixels with the lowest :meth:`score` after each step."""
+
+    def __init__(self, percentile: float) -> None:
+        if not 0 <= percentile <= 100:
+            raise DgnamError(f"percentile {percentile} must be in [0, 100]")
+        self.percentile = percentile
+
+    def score(self, code: torch.Tensor, state: StepState) -> torch.Tensor:
+        raise NotImplementedError
+
+    def after_step(self, code: torch.Tensor, state: StepState) -> None:
+        _check_image_code(code, type(self).__name__)
+        _zero_below_percentile(code, self.score(code, state), self.percentile)
+
+
+class ClipSmallNorm(_ClipSmallPixels):
     """Set to zero the ``percentile`` % of pixels with the smallest norm over colour channels (Yosinski et al.'s
     "clipping pixels with small norm")."""
 
-    def __init__(self, percentile: float) -> None:
-        if not 0 <= percentile <= 100:
-            raise DgnamError(f"percentile {percentile} must be in [0, 100]")
-        self.percentile = percentile
-
-    def after_step(self, code: torch.Tensor, state: StepState) -> None:
-        _check_image_code(code, "ClipSmallNorm")
-        _zero_below_percentile(code, code.norm(dim=1), self.percentile)
+    def score(self, code: torch.Tensor, state: StepState) -> torch.Tensor:
+        return code.norm(dim=1)
 
 
-class ClipSmallContribution(Prior):
+class ClipSmallContribution(_ClipSmallPixels):
     """Set to zero the ``percentile`` % of pixels with the smallest contribution to the activation under a linear
     model, ``|sum_c x_c * dA/dx_c|`` (Yosinski et al.'s "clipping pixels with small contribution")."""
 
-    def __init__(self, percentile: float) -> None:
-        if not 0 <= percentile <= 100:
-            raise DgnamError(f"percentile {percentile} must be in [0, 100]")
-        self.percentile = percentile
-
-    def after_step(self, code: torch.Tensor, state: StepState) -> None:
-        _check_image_code(code, "ClipSmallContribution")
-        _zero_below_percentile(code, (code * state.grad).sum(1).abs(), self.percentile)
+    def score(self, code: torch.Tensor, state: StepState) -> torch.Tensor:
+        return (code * state.grad).sum(1).abs()
 
 
 class ClipToSpace(Prior):
@@ -371,8 +374,3 @@ class AlphaNorm(Prior):
 
     def penalty(self, code: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self.weight * image.abs().pow(self.alpha).flatten(1).sum(1)
-
-
-def total_variation(image: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-    """Per-image total variation (the :class:`TotalVariation` penalty with weight 1), for tests and evaluation."""
-    return TotalVariation(1.0, beta).penalty(image, image)

@@ -13,11 +13,6 @@ from .atomic import write_text_atomic
 NOT_APPLICABLE = "n/a"
 
 
-def _img_tag(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
 def html_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     def fmt(v):
         if v is None:  # "None" in a table reads like a failure
@@ -30,7 +25,7 @@ def html_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 
 def write_page(path: Path, title: str, sections: Sequence[tuple[str, str]]) -> Path:
-    """``sections`` are (heading, html) pairs; images should already be inlined with :func:`_img_tag`."""
+    """``sections`` are (heading, html) pairs; images should already be inlined with :func:`image_section`."""
     css = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}"
            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}img{max-width:100%}"
            ".warning{background:#fde2e1;border:2px solid #c0392b;padding:.6em 1em;font-weight:bold}")
@@ -43,7 +38,9 @@ def write_page(path: Path, title: str, sections: Sequence[tuple[str, str]]) -> P
 
 
 def image_section(path: Path, alt: str) -> str:
-    return _img_tag(path, alt)
+    """The PNG at ``path`` as an ``<img>`` tag with its data inlined."""
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
 def warning_section(text: str) -> str:

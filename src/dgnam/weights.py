@@ -130,7 +130,7 @@ def load_state_dict(path: str | os.PathLike, expected_sha256: str | None = None)
     return obj
 
 
-def check_fits(module: nn.Module, state: dict[str, torch.Tensor], what: str = "model", strict: bool = True) -> None:
+def check_fits(module: nn.Module, state: dict[str, torch.Tensor], what: str = "model") -> None:
     """A one-line error unless ``state``'s tensors have ``module``'s names and shapes. ``module`` may live on the meta
     device: an architecture built there from a card's numbers is checked against the file before any memory is
     spent on it."""
@@ -141,23 +141,23 @@ def check_fits(module: nn.Module, state: dict[str, torch.Tensor], what: str = "m
         raise DgnamError(f"{what}: tensor shapes do not match the architecture ({'; '.join(bad[:3])}); wrong --arch?")
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    if strict and (missing or unexpected):
+    if missing or unexpected:
         raise DgnamError(
             f"{what}: weights do not fit the architecture (missing: {missing[:4]}, unexpected: {unexpected[:4]}); "
             f"wrong --arch or a different file format?"
         )
 
 
-def load_into(module: nn.Module, state: dict[str, torch.Tensor], what: str = "model", strict: bool = True) -> nn.Module:
+def load_into(module: nn.Module, state: dict[str, torch.Tensor], what: str = "model") -> nn.Module:
     """``load_state_dict`` with a one-line error naming missing/unexpected/mis-shaped tensors, or NaN in them."""
-    check_fits(module, state, what, strict)
+    check_fits(module, state, what)
     own = module.state_dict()
-    broken = [k for k, v in state.items() if k in own and v.is_floating_point() and not torch.isfinite(v).all()]
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:  # they would load, and every activation would be NaN, far from here
         more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
         raise DgnamError(f"{what}: tensor {broken[0]} holds NaN or inf values{more}: the file is damaged, or was "
                          f"saved from a training that diverged; convert or train it again")
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items() if k in own}, strict=strict)
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     return module
 
 

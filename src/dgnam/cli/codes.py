@@ -17,16 +17,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def _read_arrays(paths: list[Path]) -> list:
-    """The image files as uint8 arrays at their own size (upright, as viewers show them), HxW for gray files and
-    HxWx3 otherwise; an unreadable file is a one-line error (:func:`dgnam.data.open_image`)."""
-    import numpy as np
-
-    from ..data import open_image
-
-    return [np.asarray(open_image(p)) for p in paths]
-
-
 def read_image(spec: str, space) -> tuple[torch.Tensor, "np.ndarray"]:
     """IMAGE is a file, or ``test:INDEX`` / ``train:INDEX`` for a Fashion-MNIST image: the image (1, C, H, W) in
     ``space`` at its size, and the image as read, at its own size (an HxW or HxWx3 uint8 array)."""
@@ -44,9 +34,13 @@ def read_image(spec: str, space) -> tuple[torch.Tensor, "np.ndarray"]:
             raise DgnamError(f"{spec}: Fashion-MNIST {m[1]} has images 0..{len(ds) - 1}")
         img = ds[i][0]
         return space.encode(img[None]), ds.images[i].numpy()
+    import numpy as np
+
+    from ..data import open_image
     from ..imagespace import from_uint8
 
-    (arr,) = _read_arrays([Path(spec)])
+    # at its own size, upright as viewers show it: HxW for a gray file, HxWx3 otherwise; unreadable: one line
+    arr = np.asarray(open_image(Path(spec)))
     return from_uint8([arr], space), arr
 
 

@@ -51,11 +51,6 @@ class GeneratorConfig:
         check_ranges(self, {"epochs": 1, "batch_size": 1, "w_img": 0, "w_feat": 0, "w_adv": 0})
 
 
-def _images01(raw: torch.Tensor, gen_space: ImageSpace, target_space: ImageSpace) -> torch.Tensor:
-    """Generator output -> encoder input space (crop 32 -> 28 etc. from the declared spaces)."""
-    return convert(raw, gen_space, target_space)
-
-
 @keeps_rng(cuda=True)  # it seeds torch for its own init and dropout; the caller's stream is kept
 def train_generator(
     encoder: nn.Module,
@@ -128,7 +123,7 @@ def _train_generator(encoder: nn.Module, layer: str, encoder_space: ImageSpace, 
             set_lr(opt_d, lr)
             code = codes[idx].to(dev)
             x = x_train[idx].to(dev)
-            fake = _images01(generator(code), gen_space, encoder_space)
+            fake = convert(generator(code), gen_space, encoder_space)  # in E's input space (crop 32 -> 28 etc.)
 
             # discriminator: real (image, code) pairs vs generated ones
             d_real = discriminator(x, code)
@@ -197,7 +192,7 @@ def _reconstruction_metrics(encoder, layer, generator, gen_space, encoder_space,
     generator.eval()
     x = encoder_space.encode(test_x01[:n]).to(dev)
     layer_codes = encode(encoder, layer, x)
-    rec = _images01(generator(layer_codes.to(dev)), gen_space, encoder_space)
+    rec = convert(generator(layer_codes.to(dev)), gen_space, encoder_space)
     agree = (encoder(rec).argmax(1) == encoder(x).argmax(1)).float().mean().item()
     mse01 = F.mse_loss(encoder_space.decode(rec), encoder_space.decode(x)).item()
     generator.train()

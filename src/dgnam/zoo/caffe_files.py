@@ -108,11 +108,6 @@ def _v0_type(t: str) -> str:
     return {"conv": "Convolution", "innerproduct": "InnerProduct", "deconv": "Deconvolution"}.get(t.lower(), "")
 
 
-def read_caffemodel(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
-    """``{layer name: [blob arrays]}`` of the layers of a ``.caffemodel`` that carry weights."""
-    return {layer.name: layer.blobs for layer in read_caffemodel_layers(path)}
-
-
 def _fit_blob(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
     """``arr`` in ``shape``: as is, or with a legacy blob's leading unit dimensions dropped; ``None`` if it does not
     fit."""
@@ -343,14 +338,3 @@ def read_code_stats(path: str | os.PathLike, dim: int | None = None):
                              f"use the statistics of the generator's own layer")
         return stats
     return CodeStats.from_bounds(read_bounds(path, dim))
-
-
-def _register() -> None:
-    from . import files
-
-    files.READERS[".caffemodel"] = caffe_state_dict
-    for suffix in (".pt", ".pth"):
-        files.READERS.setdefault(suffix, torch_state_dict)
-
-
-_register()

@@ -14,7 +14,6 @@ padding as in every TF-trained EfficientNet.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -85,14 +84,6 @@ class MBConv(nn.Module):
         h = F.relu6(self._bn1(self._depthwise_conv(h)))
         h = self._bn2(self._project_conv(h))
         return h + x if self.skip else h
-
-
-@dataclass(frozen=True)
-class LiteConfig:
-    width: float
-    depth: float
-    resolution: int
-    dropout: float
 
 
 class EfficientNetLite(nn.Module):

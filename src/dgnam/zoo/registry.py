@@ -189,12 +189,7 @@ def _load_builtin() -> None:
     if _LOADED:
         return
     _LOADED = True
-    import importlib
-    import importlib.util
-
-    for mod in ("fmnist", "efficientnet", "caffe"):
-        if importlib.util.find_spec(f"{__package__}.{mod}") is not None:
-            importlib.import_module(f"{__package__}.{mod}")
+    from . import fmnist, efficientnet, caffe  # noqa: F401  (in this order; importing each registers its entries)
 
 
 #: Suffixes that mark a weights file even before it exists (a typo is then "does not exist", not "unknown model").
