@@ -60,7 +60,7 @@ from .errors import DgnamError
 from .generators import Generator
 from .imagespace import ImageSpace, convert
 from .modules import frozen, module_device, module_dtype
-from .priors import checked_bounds
+from .priors import DGNAM_CLIP_BOUND, checked_bounds
 from .units import LayerReader, Unit, encode, output_tensor, parse_units, resolve_units, unit_activations
 
 #: Published PPGN-h sampling settings (Nguyen et al. 2017, released ``sampling_class.sh`` / ``sampler.py``).
@@ -337,7 +337,7 @@ class PPGNConfig:
     burn_in: int = 0
     reset_every: int = 0
     reset_eps1: tuple[float, float] = PPGN_RESET_EPS1
-    bound: str = "mean+3std"
+    bound: str = DGNAM_CLIP_BOUND
     seed: int = 0
 
     @classmethod
@@ -412,7 +412,7 @@ class Chain:
     config: PPGNConfig = field(default_factory=PPGNConfig)
 
 
-def code_upper(generator: Generator, bound: str = "mean+3std") -> torch.Tensor | None:
+def code_upper(generator: Generator, bound: str = DGNAM_CLIP_BOUND) -> torch.Tensor | None:
     """The code range's upper end U of a generator (None when it has no code statistics: clip at 0 only)."""
     stats = getattr(generator, "code_stats", None)
     return None if stats is None else checked_bounds(stats.upper(bound), generator.code_shape).view(1, *generator.code_shape)

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 #: the code by 0.99 after each step; each component clipped to [0, U_i], U_i = mean + 3 std of the code over images.
 DGNAM_L2_LAMBDA = 0.005
 DGNAM_DECAY = 0.99
+#: The paper's clip bound U_i = mean + 3 std of component i over real images' codes, as a :meth:`CodeStats.upper`
+#: kind (the default everywhere a bound is chosen).
+DGNAM_CLIP_BOUND = "mean+3std"
 #: Percentiles that :class:`CodeStats` keeps per component.
 CODE_PERCENTILES = (1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0, 99.9)
 
@@ -89,10 +92,10 @@ class CodeStats:
         upper = upper.flatten().float()
         return cls(mean=torch.zeros_like(upper), std=torch.zeros_like(upper), bounds=upper)
 
-    def upper(self, kind: str = "mean+3std") -> torch.Tensor:
+    def upper(self, kind: str = DGNAM_CLIP_BOUND) -> torch.Tensor:
         """The clip bound U per component: ``"mean+Kstd"`` (K any number), ``"pNN"`` (a stored percentile) or
         ``"bounds"`` (the explicit bounds)."""
-        if self.bounds is not None and kind in ("bounds", "mean+3std"):
+        if self.bounds is not None and kind in ("bounds", DGNAM_CLIP_BOUND):
             return self.bounds
         try:  # a number where K or NN stands ("mean+std" or "p" was float's "could not convert string to float: ''")
             k = float(kind[5:-3]) if kind.startswith("mean+") and kind.endswith("std") else None
@@ -210,7 +213,7 @@ class L2Penalty(Prior):
 
 
 def dgnam_code_priors(
-    stats: CodeStats | None, clip: bool = True, l2: str = "decay", bound: str = "mean+3std",
+    stats: CodeStats | None, clip: bool = True, l2: str = "decay", bound: str = DGNAM_CLIP_BOUND,
     decay: float = DGNAM_DECAY, lam: float = DGNAM_L2_LAMBDA,
 ) -> list[Prior]:
     """The DGN-AM code prior: clip to ``[0, U]`` then the L2 prior (``l2`` = ``"decay"``, ``"penalty"`` or ``"none"``).
