@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import write_json_atomic
+from .atomic import folder_lock, write_json_atomic
 from .data import FashionMNIST
 from .evaluate import classify
 from .images import grid, save_image
 from .imagespace import convert, to_uint8
 from .methods import build_method
-from .run import visualize
+from .run import foreign_entries, visualize
 from .zoo import create_model
 
 DEMO_RESTARTS = 8  # "a few restarts, best kept"; 8 per class fit the demo's 2-minute budget on 2 cores
@@ -41,11 +41,11 @@ def _check_demo_folder(out: Path) -> None:
         return
     if not out.is_dir():
         raise DgnamError(f"--out {out} is a file: give a folder for the demo")
-    foreign = [p.name for p in out.iterdir() if p.name not in (*DEMO_FILES, *DEMO_METHODS)]
+    foreign = foreign_entries(out, (*DEMO_FILES, *DEMO_METHODS))  # (dgnam's own: its lock, temporary files)
     for method in DEMO_METHODS:
         sub = out / method
         # an interrupted demo's run may lack results.json: it holds nothing but a run's entries either way
-        if sub.exists() and (not sub.is_dir() or any(p.name not in RUN_ENTRIES for p in sub.iterdir())):
+        if sub.exists() and (not sub.is_dir() or foreign_entries(sub, RUN_ENTRIES)):
             foreign.append(f"{method}/")
     if (out / "results.json").exists():
         try:
@@ -63,8 +63,14 @@ def run_demo(out: str | Path = "runs/demo", restarts: int = DEMO_RESTARTS, steps
              device: str = "cpu", data: str | None = None, progress: bool = True) -> dict:
     """Run the demo; returns ``{"records": [...], "table": [...], "seconds": s}`` and writes grid.png, results.json,
     index.html (and the two engine runs under ``out/pixel`` and ``out/dgn-am``)."""
-    t0 = time.perf_counter()
     out = Path(out)
+    with folder_lock(out, "demo"):  # a second demo into OUT would delete this one's runs under it
+        return _run_demo(out, restarts, steps, seed, device, data, progress)
+
+
+def _run_demo(out: Path, restarts: int, steps: int | None, seed: int, device: str, data: str | None,
+              progress: bool) -> dict:
+    t0 = time.perf_counter()
     _check_demo_folder(out)
     target, judge, gen = create_model("fmnist-cnn"), create_model("fmnist-judge"), create_model("fmnist-g-fc6")
     space = target.input_space

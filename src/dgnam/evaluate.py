@@ -472,6 +472,10 @@ def expected_records(config: dict) -> int | None:
     return None
 
 
+#: What `evaluate` says of a run that another dgnam process is still writing.
+EVALUATE_LATER = "wait for it to finish, then evaluate the run"
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     judge: nn.Module | str | None = None,
@@ -497,15 +501,26 @@ def evaluate_run(
     there for the evaluation, and gives them back where they were; ``None``: each where it is (a model loaded by name
     is on the CPU).
     """
-    from contextlib import ExitStack
-
-    from .zoo import load_model
-    from .zoo.registry import check_recorded_spec
+    from .atomic import folder_lock
 
     if data is not None and not isinstance(data, (str, os.PathLike, RealData)):  # a tensor of images, say
         raise DgnamError(f"data is a {type(data).__name__}: give fashion-mnist, an image folder (a str or a Path) or "
                          f"RealData(images, labels)")
     out = Path(run_dir)
+    # the run is read and its results.json rewritten while no other dgnam process writes it: a run still being made
+    # is refused in one line (its records, read part-way, would have been scored, and the later ones dropped)
+    with folder_lock(out, "evaluate", fix=EVALUATE_LATER):
+        return _evaluate_run(out, judge, model, data, real_images, write, judge_layer, partial, device)
+
+
+def _evaluate_run(out: Path, judge: nn.Module | str | None, model: nn.Module | str | None,
+                  data: str | os.PathLike | RealData | None, real_images: int | None, write: bool,
+                  judge_layer: str | None, partial: bool, device: str | torch.device | None) -> dict:
+    from contextlib import ExitStack
+
+    from .zoo import load_model
+    from .zoo.registry import check_recorded_spec
+
     try:
         results = json.loads((out / "results.json").read_text())
     except (OSError, json.JSONDecodeError) as e:

@@ -427,9 +427,11 @@ def synthesize_facets(
     See :func:`facets` for the arguments. ``model`` and a given encoder come back as they were given."""
     from contextlib import ExitStack
 
+    from .atomic import folder_lock
 
     device = as_device(device, like=model)
     with ExitStack() as stack:
+        stack.enter_context(folder_lock(out, "facets"))  # a second facets into OUT would delete this one's staging
         stack.enter_context(frozen(model, device))
         if encoder is not None and encoder[0] is not model:
             stack.enter_context(frozen(encoder[0], device))

@@ -3,7 +3,8 @@
 A run directory holds ``images/`` (one PNG per unit and restart, plus the best-activation one), ``codes/`` (the final
 and best codes, safetensors, so any image can be regenerated), ``grid.png`` and ``results.json`` with a top-level
 ``records`` list. Records are written after every batch; ``resume=True`` skips what is done, so a killed run loses at
-most the batch in flight.
+most the batch in flight. While a run writes its folder it holds the folder's lock (``.dgnam-lock``,
+:func:`dgnam.atomic.folder_lock`), so a second run, resume or evaluation of it is refused until it ends.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .atomic import write_json_atomic
+from .atomic import folder_lock, write_json_atomic
 from .errors import DgnamError, check_seed, warn
 from .generators import Generator, PixelGenerator, check_generator
 from .imagespace import ImageSpace, convert, to_uint8
@@ -112,9 +113,9 @@ def listed(names: Sequence[str], shown: int = 4) -> str:
 
 
 def check_fresh_dir(out: Path) -> Path:
-    """``out`` for a run that cannot resume (`facets`): missing, or an empty folder; a killed run's staging folder in
-    it does not count, since the next run discards it."""
-    if out.exists() and (not out.is_dir() or any(p.name != STAGING for p in out.iterdir())):
+    """``out`` for a run that cannot resume (`facets`): missing, or an empty folder; a killed run's staging folder and
+    dgnam's other files in it (the lock, temporary files) do not count, since the next run discards them."""
+    if out.exists() and (not out.is_dir() or foreign_entries(out)):
         raise DgnamError(f"{out} exists and is not empty: choose another --out or remove it")
     return out
 
@@ -287,7 +288,9 @@ def visualize(
     space = target_space(model, input_space, generator)
     if generator is None:
         generator = PixelGenerator(space)
-    with frozen(model, device, channels_last), frozen(generator, device, channels_last):
+    # the run folder is this call's alone until it returns: a second writer (a --resume of a run still running, an
+    # evaluate) is refused in one line
+    with frozen(model, device, channels_last), frozen(generator, device, channels_last), folder_lock(out, "visualize"):
         check_generator(generator)
         if channels_last and not _runs_channels_last(model, generator, space):
             for m in (model, generator):  # given back as they were by frozen()
@@ -363,7 +366,7 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
                 raise DgnamError(f"{out_dir} was made with different settings ({'; '.join(differ)}); resume with the "
                                  f"same ones or choose another --out")
             records = prev.get("records", [])
-        elif out_dir.exists() and any(out_dir.iterdir()):
+        elif out_dir.exists() and foreign_entries(out_dir):  # (its lock, and dgnam's temporary files, are no run)
             # a run killed before its first batch was written holds images/ and codes/ alone; anything else is not
             # a run, and --resume would write into it
             others = foreign_entries(out_dir, RUN_FOLDERS)

@@ -18,8 +18,8 @@ from ..run import EVALUATION_FILES, check_fresh_dir, foreign_entries, listed, mo
 from ..zoo.registry import check_recorded_spec
 from . import app, train_app
 from .codes import read_image
-from .common import (DATA_HELP, LIMIT_HELP, declared_space, device_arg, generator_arg, image_file_arg, model_arg,
-                     out_folder_arg, print_table, seed_option, writable_folder)
+from .common import (DATA_HELP, LIMIT_HELP, declared_space, device_arg, generator_arg, hold_lock, image_file_arg,
+                     model_arg, out_folder_arg, print_table, seed_option, writable_folder)
 
 
 def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encoder: Optional[str],
@@ -136,6 +136,7 @@ def _code_prior(kind: str, dae: Optional[str], gen, encoder_for: Callable[[], tu
 
 @app.command()
 def facets(
+    ctx: typer.Context,
     model: str = typer.Option(..., help="zoo name, package.module:factory, or a weights file with --arch"),
     unit: str = typer.Option(..., help="one unit, e.g. 'logits:Sandal', 'fc6:12'"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
@@ -182,7 +183,7 @@ def facets(
     gen = generator_arg(generator, generator_arch, code_stats)
     if lr_start is not None and not lr_start > 0:
         raise DgnamError(f"--lr-start must be positive, got {lr_start}")
-    writable_folder(check_fresh_dir(out_folder_arg(out)))  # before the data are read and clustered
+    check_fresh_dir(hold_lock(ctx, writable_folder(out), "facets"))  # before the data are read and clustered
     enc = (_encoder_for(generator, generator_arch, net, encoder, encoder_layer, encoder_arch)
            if gen is not None else None)
     ds = load_dataset(data, split, space.size, space.channels)
@@ -228,6 +229,7 @@ def _record_real_images(out: Path, source: dict, files: Optional[list[str]]) -> 
 
 @app.command()
 def sample(
+    ctx: typer.Context,
     cls: Optional[list[str]] = typer.Option(None, "--class", help="class (index or name); repeat to move the chain "
                                                                   "from one class to the next"),
     unit: Optional[str] = typer.Option(None, help="a hidden unit to condition on instead of a class "
@@ -275,7 +277,7 @@ def sample(
 
     if bool(cls) == bool(unit):
         raise DgnamError("give --class C (repeatable) or --unit LAYER:CH, not both and not neither")
-    ckpt = out_folder_arg(out) / CHAIN_CHECKPOINT
+    ckpt = hold_lock(ctx, out_folder_arg(out), "sample") / CHAIN_CHECKPOINT  # OUT is this command's until it ends
     if resume and not ckpt.exists():
         done = " (its run is complete)" if (out / "results.json").exists() else ""
         raise DgnamError(f"{out} holds no interrupted chain to resume{done}: drop --resume")

@@ -9,6 +9,7 @@ import torch
 import typer
 from torch import nn
 
+from ..atomic import WAIT_OR_ELSEWHERE, folder_lock
 from ..errors import MAX_SEED, DgnamError
 from ..generators import Generator, LearnedGenerator
 from ..zoo.registry import is_weights_file, load_model
@@ -94,6 +95,14 @@ def out_folder_arg(out: Path) -> Path:
     if out.exists() and not out.is_dir():
         raise DgnamError(f"--out {out} is a file: give a folder")
     return out
+
+
+def hold_lock(ctx: typer.Context, folder: Path, what: str, fix: str = WAIT_OR_ELSEWHERE) -> Path:
+    """Hold ``folder``'s lock (:func:`dgnam.atomic.folder_lock`) until the command ``what`` ends, for a command that
+    writes there itself after the library's functions return (a report, a sample run, a record of the real images):
+    a second dgnam process on the folder is refused in one line."""
+    ctx.with_resource(folder_lock(folder, what, fix))
+    return folder
 
 
 def writable_folder(out: Path) -> Path:

@@ -10,12 +10,13 @@ import typer
 from . import app
 from ..errors import DgnamError
 from ..report import NOT_APPLICABLE
-from .common import device_arg, model_arg, print_table
+from .common import device_arg, hold_lock, model_arg, print_table
 
 
 
 @app.command()
 def evaluate(
+    ctx: typer.Context,
     run_dir: Path = typer.Argument(..., help="a run directory written by `dgnam visualize`, `facets` or `sample` (or `dgnam demo`'s runs/demo/dgn-am)"),
     judge: Optional[str] = typer.Option(None, help="held-out classifier of the target's classes (zoo name, import path "
                                                    "or file with --judge-arch); default: fmnist-judge for a "
@@ -38,12 +39,13 @@ def evaluate(
 ) -> None:
     """Add activation-vs-real, judge, Fréchet, nearest-training-image and diversity metrics to RUN_DIR's records;
     writes evaluation.json, nearest.png and report.html there and prints the per-unit table."""
-    from ..evaluate import evaluate_run
+    from ..evaluate import EVALUATE_LATER, evaluate_run
 
     for given, needs, what in ((arch, model, "--arch"), (judge_arch, judge, "--judge-arch")):
         if given is not None and needs is None:
             raise DgnamError(f"{what} {given} names the architecture of a weights file, and none is given: add "
                              f"{'--model' if what == '--arch' else '--judge'} FILE or drop {what}")
+    hold_lock(ctx, run_dir, "evaluate", EVALUATE_LATER)  # until report.html is written: no run is read half made
     figures = run_figures(run_dir)  # before the work: a figure that is no file of the run is refused at once
     ev = evaluate_run(run_dir, judge=model_arg(judge, judge_arch, flag="--judge") if judge else None,
                       model=model_arg(model, arch) if model else None, data=data, real_images=real,

@@ -14,8 +14,8 @@ from tqdm.auto import tqdm
 from ..imagespace import ImageSpace
 from ..modules import as_device, keeps_rng
 from ..weights import save_safetensors, tensor_digest
-from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, training_settings,
-                     write_card)
+from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, locks_training, provenance, set_lr,
+                     training_settings, write_card)
 
 @dataclass
 class ClassifierConfig:
@@ -54,6 +54,7 @@ def accuracy(model: nn.Module, x01: torch.Tensor, y: torch.Tensor, space: ImageS
 
 
 @keeps_rng(cuda=True)  # it seeds torch for its own init and dropout; the caller's stream is kept
+@locks_training
 def train_classifier(
     model: nn.Module,
     space: ImageSpace,

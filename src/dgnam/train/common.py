@@ -162,6 +162,31 @@ class Checkpoint:
         return st["epoch"], st["history"], float(st.get("seconds", 0.0))
 
 
+def locks_training(trainer):
+    """Decorate a trainer ``trainer(..., out, name, ...)`` so that it holds the lock of NAME in OUT while it runs. Two
+    trainings of one NAME into one folder overwrote each other's checkpoint every epoch, and the one that ended last
+    replaced the other's weights and card without a word; the second is now refused in one line. Other names train
+    into the same folder at once (each has its own lock, ``OUT/.dgnam-lock-NAME``)."""
+    import functools
+    import inspect
+    import re
+
+    from ..atomic import LOCK, folder_lock
+
+    signature = inspect.signature(trainer)
+    command = trainer.__name__.replace("_", " ")
+
+    @functools.wraps(trainer)
+    def wrapper(*args, **kwargs):
+        given = signature.bind(*args, **kwargs).arguments
+        out, name = Path(given["out"]), str(given["name"])
+        with folder_lock(out, command, fix="wait for it to finish, or train into another --out or --name",
+                         lock=f"{LOCK}-{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}", label=f"{out / name}.safetensors"):
+            return trainer(*args, **kwargs)
+
+    return wrapper
+
+
 def training_settings(config, **what) -> dict:
     """What a checkpoint must agree on to be continued: the trainer's config (all but the device, which may change
     between sessions) and ``what`` it trains on (digests of the data, the encoder's weights, the layer, ...)."""

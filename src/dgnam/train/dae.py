@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from ..errors import DgnamError
 from ..modules import as_device, keeps_rng
 from ..weights import save_safetensors, tensor_digest
-from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, training_settings,
-                     write_card)
+from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, locks_training, provenance, set_lr,
+                     training_settings, write_card)
 
 
 @dataclass
@@ -62,6 +62,7 @@ def dae_metrics(dae: torch.nn.Module, codes: torch.Tensor, noise_std: float, see
 
 
 @keeps_rng(cuda=True)  # it seeds torch for its own init and dropout; the caller's stream is kept
+@locks_training
 def train_dae(
     train_codes: torch.Tensor,
     test_codes: torch.Tensor,

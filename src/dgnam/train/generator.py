@@ -21,8 +21,8 @@ from ..modules import as_device, frozen, keeps_rng
 from ..priors import CodeStats
 from ..units import LayerReader, encode
 from ..weights import save_safetensors, sha256, tensor_digest
-from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, provenance, set_lr, training_settings,
-                     write_card)
+from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, locks_training, provenance, set_lr,
+                     training_settings, write_card)
 
 
 @dataclass
@@ -52,6 +52,7 @@ class GeneratorConfig:
 
 
 @keeps_rng(cuda=True)  # it seeds torch for its own init and dropout; the caller's stream is kept
+@locks_training
 def train_generator(
     encoder: nn.Module,
     layer: str,
