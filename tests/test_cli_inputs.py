@@ -438,3 +438,29 @@ def test_the_api_refuses_such_seeds_in_one_line_and_training_seeds_near_the_top_
         visualize(tiny_model, "logits:0", None, seed=2**64, steps=1, progress=False)
     from dgnam.errors import MAX_SEED
     assert len(list(batches(10, 5, MAX_SEED, 3))) == 2  # seed * 100003 + epoch is taken modulo 2**64
+
+
+def test_cli_units_minimize_with_a_leading_minus_and_read_directions_from_files(tmp_path):
+    """`--units -logits:3` (or `--units=-logits:3`) minimizes, `LAYER:dir=FILE` is a direction: the records say
+    which, and the code files keep the vector."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from dgnam.units import Unit
+
+    vec = tmp_path / "probe.npy"
+    np.save(vec, np.eye(256, dtype=np.float32)[7])
+    digest = Unit("fc6", direction=torch.eye(256)[7]).digest
+    base = ["visualize", "--model", "fmnist-cnn", "--steps", "3"]
+    for i, units in enumerate([["--units", f"-logits:3,fc6:dir={vec}"], [f"--units=-logits:3,fc6:dir={vec}"]]):
+        r = run(*base, *units, "--out", tmp_path / f"r{i}")
+        assert r.exit_code == 0, r.output
+        recs = json.loads((tmp_path / f"r{i}" / "results.json").read_text())["records"]
+        assert [(x["unit"], x["goal"], x["channel"], x.get("direction")) for x in recs] == [
+            ("-logits:3", "minimize", 3, None), (f"fc6:dir=probe.npy#{digest}", "maximize", None, "probe.npy")]
+        assert recs[1]["direction_digest"] == digest and recs[0]["class_name"] == "Dress"
+        assert torch.equal(load_file(str(tmp_path / f"r{i}" / recs[1]["code"]))["direction"], torch.eye(256)[7])
+        assert "-logits:3" in r.output
+    np.save(vec, np.ones(255, dtype=np.float32))
+    refused("the direction has 255 values, but layer 'fc6' has 256 channels: give a vector of 256 values", *base,
+            "--units", f"fc6:dir={vec}", "--out", tmp_path / "short")

@@ -616,3 +616,154 @@ def test_unit_column_reads_what_unit_activations_reads(tiny_model):
     outs = {"a": torch.randn(6, 4, 5, 7), "b": torch.randn(6, 3), "c": torch.randn(6, 2, 9)}
     for u in parse_units("a:1,a:2@4,0,a:3:mean,b:2,c:1,c:0:mean"):
         assert torch.allclose(unit_column(outs[u.layer], u), unit_activations(outs, [u] * 6), atol=1e-6), u.address
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Other objectives: a minimized unit (-LAYER:CH) and a direction in a layer's activation space (LAYER:dir=FILE)
+
+
+def test_a_minimized_unit_falls_while_the_same_unit_maximized_rises(tiny_model, tiny_gen):
+    units = "logits:1,-logits:1"
+    start = visualize(tiny_model, units, tiny_gen, restarts=2, steps=0, progress=False).records
+    run = visualize(tiny_model, units, tiny_gen, restarts=2, steps=20, progress=False)
+    end = run.records
+    # the restart kept of a minimized unit is its lowest
+    assert [end[k]["activation"] for k in run.best_restarts()] == [
+        max(r["activation"] for r in end[:2]), min(r["activation"] for r in end[2:])]
+    assert [(r["unit"], r["goal"]) for r in end] == [("logits:1", "maximize")] * 2 + [("-logits:1", "minimize")] * 2
+    # the records hold the raw activation: both goals start from the same value (the same seeds)
+    assert [r["activation"] for r in start[:2]] == [r["activation"] for r in start[2:]]
+    for a, b in zip(start, end):
+        if b["goal"] == "maximize":
+            assert b["activation"] > a["activation"] + 0.03 and b["best_activation"] >= b["activation"]
+        else:  # its best is its lowest
+            assert b["activation"] < a["activation"] - 0.03 and b["best_activation"] <= b["activation"]
+    # the loop itself: per step, the minimized item's activation falls, its best is the lowest seen
+    pipe = Pipeline(tiny_gen, tiny_model, parse_units(units), SPACE)
+    codes = tiny_gen.init_codes([0, 0], "randn")
+    res = optimize(pipe, parse_units(units), codes, AMConfig(steps=15), dgnam_code_priors(tiny_gen.code_stats),
+                   keep_history=True)
+    hist = torch.stack(res.history)  # (steps + 1, 2), raw activations
+    assert hist[-1, 0] > hist[0, 0] and hist[-1, 1] < hist[0, 1]
+    assert float(res.best_activations[0]) == float(hist[:, 0].max())
+    assert float(res.best_activations[1]) == float(hist[:, 1].min())
+
+
+def test_a_one_hot_direction_runs_as_its_channel(tiny_model, tiny_gen):
+    """Lucid's `direction` with v = e_c is the unit c: the same images, codes and activations, also at a position,
+    as a channel mean and minimized."""
+    from dgnam.units import Unit
+
+    pairs = [(Unit("logits", direction=torch.eye(5)[3]), Unit("logits", 3)),
+             (Unit("features.4", direction=torch.eye(8)[7]), Unit("features.4", 7)),
+             (Unit("fc", direction=torch.eye(16)[8]), Unit("fc", 8)),
+             (Unit("features.4", direction=torch.eye(8)[6], position=(1, 4)), Unit("features.4", 6, position=(1, 4))),
+             (-Unit("features.4", direction=torch.eye(8)[5], reduce="mean"), -Unit("features.4", 5, reduce="mean"))]
+    kw = dict(restarts=2, steps=12, progress=False, batch_size=16)
+    directions = visualize(tiny_model, [d for d, _ in pairs], tiny_gen, **kw)
+    channels = visualize(tiny_model, [c for _, c in pairs], tiny_gen, **kw)
+    assert torch.allclose(directions.codes, channels.codes, atol=1e-5)
+    assert torch.allclose(directions.images, channels.images, atol=1e-5)
+    for d, c in zip(directions.records, channels.records):
+        assert d["unit"].split(":dir=")[0] == c["unit"].split(":")[0] and d["position"] == c["position"]
+        assert d["activation"] == pytest.approx(c["activation"], abs=1e-5) and d["activation"] != 0
+        assert d["best_step"] == c["best_step"]
+
+
+def test_units_of_every_kind_batched_equal_one_at_a_time(tiny_model, tiny_gen):
+    """Each batch item keeps its own objective: maximized, minimized and direction units, with restarts, in one
+    batch compute what they compute alone."""
+    from dgnam.units import Unit
+
+    g = torch.Generator().manual_seed(0)
+    units = [Unit("logits", 1), -Unit("logits", 1), Unit("features.4", direction=torch.randn(8, generator=g),
+                                                         position=(2, 3)),
+             -Unit("fc", direction=torch.rand(16, generator=g)), Unit("features.4", 0, reduce="mean")]
+    batched = visualize(tiny_model, units, tiny_gen, restarts=2, steps=10, batch_size=10, progress=False)
+    for k, u in enumerate(units):
+        alone = visualize(tiny_model, [u], tiny_gen, restarts=2, steps=10, batch_size=1, progress=False).records
+        for a, b in zip(batched.records[2 * k : 2 * k + 2], alone):
+            assert a["unit"] == b["unit"] == u.address and a["goal"] == u.goal
+            assert a["activation"] == pytest.approx(b["activation"], rel=1e-4, abs=1e-4)
+            assert a["best_activation"] == pytest.approx(b["best_activation"], rel=1e-4, abs=1e-4)
+
+
+def test_minus_and_direction_units_parse_check_and_read_back(tiny_model, tmp_path, monkeypatch):
+    import numpy as np
+
+    from dgnam.units import Unit
+
+    ex = SPACE.encode(torch.rand(1, 1, 12, 12))
+    us = parse_units("-features.4:1,2@1,2,logits:0,-fc:3")
+    assert [(u.layer, u.channel, u.position, u.sign) for u in us] == [
+        ("features.4", 1, None, -1), ("features.4", 2, (1, 2), -1), ("logits", 0, None, 1), ("fc", 3, None, -1)]
+    assert [u.address for u in us] == ["-features.4:1", "-features.4:2@1,2", "logits:0", "-fc:3"]
+    assert -us[0] == Unit("features.4", 1) and Unit("logits", 0, sign=-1) == -us[2]
+    assert [u.goal for u in resolve_units(tiny_model, parse_units("-logits:b"), ex)] == ["minimize"]
+    monkeypatch.chdir(tmp_path)
+    v = np.arange(1, 9, dtype=np.float32)
+    np.save("probe.npy", v)
+    from safetensors.numpy import save_file
+
+    save_file({"w": v[None]}, "probe.safetensors")  # a (1, C) probe is one vector
+    a, b = parse_units("features.4:dir=probe.npy@1,2,-features.4:dir=probe.safetensors:mean")
+    assert torch.equal(a.direction, torch.from_numpy(v)) and a.position == (1, 2) and a.channel is None
+    assert b.sign == -1 and b.reduce == "mean" and a.digest == b.digest
+    assert a.address == f"features.4:dir=probe.npy#{a.digest}@1,2"
+    assert b.address == f"-features.4:dir=probe.safetensors#{a.digest}:mean"
+    assert resolve_units(tiny_model, [a, b], ex) == [a, b]
+    # a record's address reads back: the vector from the run's copy, or from the file while it holds the same one
+    assert parse_units(a.address, {a.digest: torch.from_numpy(v)}) == [a] == parse_units(a.address)
+    np.save("probe.npy", v * 2)
+    with pytest.raises(DgnamError, match="holds another vector"):
+        parse_units(a.address)
+    assert parse_units(a.address, {a.digest: torch.from_numpy(v)}) == [a]
+    # the layer's channel count, in one line
+    for unit in ("fc:dir=probe.npy", "logits:dir=probe.npy:mean"):
+        with pytest.raises(DgnamError, match=r"the direction has 8 values, but layer '(fc|logits)' has (16|5) "
+                                             r"channels: give a vector of \2 values") as e:
+            resolve_units(tiny_model, parse_units(unit), ex)
+        assert "\n" not in str(e.value)
+    # only arrays: a pickled .npy (it could run code), a matrix, a wrong suffix, NaN and zeros are refused
+    np.save("objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save("matrix.npy", np.ones((2, 8), dtype=np.float32))
+    np.save("nan.npy", np.full(8, np.nan, dtype=np.float32))
+    np.save("zeros.npy", np.zeros(8, dtype=np.float32))
+    (tmp_path / "probe.pt").write_bytes(b"")
+    for spec, needle in [("fc:dir=objects.npy", "not a readable .npy array"), ("fc:dir=matrix.npy", r"shape \(2, 8\)"),
+                         ("fc:dir=nan.npy", "NaN"), ("fc:dir=zeros.npy", "all zeros"),
+                         ("fc:dir=probe.pt", "give a .npy or .safetensors"), ("fc:dir=gone.npy", "is not a file"),
+                         ("fc:dir=", "give the vector's file")]:
+        with pytest.raises(DgnamError, match=needle):
+            parse_units(spec)
+    for kwargs, needle in [(dict(channel=1, direction=v), "not both"), (dict(sign=2), "give 1 \\(maximize\\)"),
+                           (dict(direction=v, direction_name="a,b"), "without , : @ #"),
+                           (dict(channel=1, direction_name="x"), "direction_name names a direction")]:
+        with pytest.raises(DgnamError, match=needle):
+            Unit(**{"layer": "fc", "channel": None, **kwargs})
+
+
+def test_resume_refuses_a_direction_whose_vector_changed(tmp_path, tiny_model, tiny_gen):
+    import numpy as np
+
+    vec = tmp_path / "probe.npy"
+    np.save(vec, np.linspace(-1, 1, 16, dtype=np.float32))
+    kw = dict(restarts=2, steps=2, batch_size=1, progress=False, out=tmp_path / "r")
+    first = visualize(tiny_model, f"fc:dir={vec}", tiny_gen, **kw)
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["config"]["directions"] == [
+        {"unit": 0, "file": "probe.npy", "digest": first.records[0]["direction_digest"]}]
+    assert visualize(tiny_model, f"fc:dir={vec}", tiny_gen, resume=True, **kw).records == first.records
+    np.save(vec, np.linspace(-1, 1, 16, dtype=np.float32)[::-1].copy())
+    with pytest.raises(DgnamError, match=r"directions\[0\]\.digest .*; resume with the same ones") as e:
+        visualize(tiny_model, f"fc:dir={vec}", tiny_gen, resume=True, **kw)
+    assert "\n" not in str(e.value)
+
+
+def test_facets_and_ppgn_refuse_what_only_visualize_optimizes(tiny_model):
+    from dgnam.facets import find_facets
+    from dgnam.ppgn import UnitCondition
+
+    with pytest.raises(DgnamError, match="takes plain units.*-logits:1 is a minimized unit"):
+        UnitCondition(tiny_model, "-logits:1")
+    with pytest.raises(DgnamError, match="facets takes plain units"):
+        find_facets(tiny_model, "-logits:1", torch.rand(40, 1, 12, 12))

@@ -715,3 +715,40 @@ def test_real_images_given_as_a_path_are_read_as_the_same_string(tiny_model, tin
     assert json.loads((out / "evaluation.json").read_text())["settings"]["data"] == str(folder)
     with pytest.raises(DgnamError, match=r"data is a Tensor: .*RealData\(images, labels\)"):
         evaluate_run(out, judge=tiny_model, model=tiny_model, data=torch.rand(4, 1, 12, 12), write=False)
+
+
+def test_evaluate_a_run_with_a_minimized_logit_and_a_direction(tiny_model, tiny_gen, tmp_path):
+    """A minimized unit's percentile reads how low it went (near 0), with its own summary and no judge accuracy
+    against its class; a direction is scored with the vector the run saved, after its file is gone."""
+    from dgnam.weights import load_state_dict, save_safetensors
+
+    vec = tmp_path / "probe.npy"
+    np.save(vec, np.random.RandomState(0).randn(16).astype(np.float32))
+    out = tmp_path / "run"
+    visualize(tiny_model, f"-logits:1,logits:1,fc:dir={vec}", tiny_gen, restarts=2, steps=20, out=out, progress=False)
+    vec.unlink()
+    ev = evaluate_run(out, judge=tiny_model, model=tiny_model, data=_random_real(60))
+    recs = json.loads((out / "results.json").read_text())["records"]
+    by_goal = {g: [r for r in recs if r["goal"] == g] for g in ("minimize", "maximize")}
+    assert [r["unit"] for r in by_goal["minimize"]] == ["-logits:1"] * 2
+    for r in by_goal["minimize"]:
+        assert r["activation_percentile"] < 5 and r["judge_correct"] is None  # lower than (almost) every real image
+    for r in recs:  # what the run optimized is what evaluate reads on the PNG (the direction: from the saved vector)
+        assert r["png_activation"] == pytest.approx(r["activation"], abs=0.05 * (1 + abs(r["activation"])))
+    plain = [r for r in by_goal["maximize"] if r["unit"] == "logits:1"]
+    assert all(r["activation_percentile"] > 50 and r["judge_correct"] is not None for r in plain)
+    rows = {u["unit"]: u for u in ev["units"]}
+    assert rows["-logits:1"]["goal"] == "minimize" and "judge_accuracy" not in rows["-logits:1"]
+    assert rows["logits:1"]["goal"] == "maximize" and "judge_accuracy" in rows["logits:1"]
+    direction = recs[4]["unit"]
+    assert direction.startswith("fc:dir=probe.npy#") and "judge_accuracy" not in rows[direction]
+    s = ev["summary"]
+    assert s["minimized"]["images"] == 2 and s["minimized"]["activation_percentile"] < 5
+    assert s["activation_percentile"] == pytest.approx(np.mean([r["activation_percentile"] for r in by_goal["maximize"]]))
+    assert any("minimized class unit (-logits:1)" in c for c in s["caveats"])
+    # a vector that is not the one the address names is refused, not scored
+    code = out / recs[4]["code"]
+    saved = load_state_dict(code)
+    save_safetensors({**saved, "direction": saved["direction"] * 2}, code)
+    with pytest.raises(DgnamError, match="the run's saved copy of it holds another vector"):
+        evaluate_run(out, judge=tiny_model, model=tiny_model, data=_random_real(60), write=False)

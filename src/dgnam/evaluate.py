@@ -4,8 +4,10 @@ Every metric is computed on what the user sees (the saved image, clamped to the 
 optimizer's internal state:
 
 * **activation relative to real data**: the target unit's activation on the image as a percentile of its activations
-  over real images, and divided by the real maximum (the paper's "fraction of the real max");
-* **recognisability**: the judge's top-1 class and probability; for class units, whether it names the intended class;
+  over real images, and divided by the real maximum (the paper's "fraction of the real max"); for a minimized unit
+  (``-logits:3``) the same percentile, which then should be low, and the ratio to the real minimum;
+* **recognisability**: the judge's top-1 class and probability; for (maximized) class units, whether it names the
+  intended class;
 * **realism**: the Fréchet distance (the FID formula) between synthesized images and real images of the same classes,
   in the judge's penultimate features;
 * **memorization**: each image's distance to its nearest real training image in those features, against the
@@ -25,12 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import DgnamError, warn
+from .errors import DgnamError, first_line, warn
 from .imagespace import ImageSpace, convert
 from .modules import as_device, frozen, module_device, module_dtype
-from .run import check_run_files
+from .run import check_run_files, listed
 from .weights import tensor_digest
-from .units import (ENCODE_BATCH_MOST, LOGITS, RESPONSES_BATCH_MOST, LayerReader, default_embed_layer, encode,
+from .units import (ENCODE_BATCH_MOST, LOGITS, RESPONSES_BATCH_MOST, LayerReader, Unit, default_embed_layer, encode,
                     layer_names, layer_shapes, output_tensor, parse_units, read_batch_size, resolve_units,
                     unit_responses)
 
@@ -348,6 +350,30 @@ def load_real(spec: str | os.PathLike | None, n: int | None = EVAL_REAL_IMAGES, 
                     indices=idx)
 
 
+def saved_directions(out: Path, records: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """The vectors of a run's direction units (``LAYER:dir=FILE``), by digest, from the code files `visualize` saved
+    them in: a run is scored with the vectors it optimized, wherever their files have gone since."""
+    from .weights import load_state_dict
+
+    found: dict[str, torch.Tensor] = {}
+    for rec in records:
+        digest = rec.get("direction_digest")
+        if digest and digest not in found:
+            try:
+                found[digest] = load_state_dict(out / rec["code"])["direction"]
+            except (DgnamError, KeyError) as e:
+                raise DgnamError(f"cannot read the direction vector of {rec['unit']} from its code file in {out} "
+                                 f"({first_line(e)}): the run is incomplete or altered; make it again") from None
+    return found
+
+
+def _judged_units(units: Sequence[Unit], is_class: Sequence[bool]) -> list[bool]:
+    """Which units' images the judge should recognise as their class: the maximized ones of the class units
+    (``is_class``, :func:`_class_units`). A minimized logit's image should be anything but that class, and a
+    direction is no class, so a judge accuracy of theirs would mean nothing."""
+    return [c and u.sign > 0 and u.direction is None for u, c in zip(units, is_class)]
+
+
 def _class_units(model: nn.Module, units) -> list[bool]:
     """Which units are class scores: ``logits``, or a layer whose output is the model's output (the last module of
     a ``Sequential``, e.g. ``classifier.3``)."""
@@ -591,13 +617,14 @@ def _evaluate_run(out: Path, judge: nn.Module | str | None, model: nn.Module | s
                 moved.enter_context(frozen(m, as_device(device)))
         judge_obj = Judge(judge, layer=judge_layer)
         # the class check before the real data are read (which takes a while): a wrong judge fails at once
-        units = resolve_units(model, parse_units([r["unit"] for r in records]),
+        directions = saved_directions(out, records)
+        units = resolve_units(model, parse_units([r["unit"] for r in records], directions),
                               tspace.encode(torch.full((1, *tspace.shape), 0.5)))
-        judge_classes_of(model, judge, units, _class_units(model, units))
+        judge_classes_of(model, judge, units, _judged_units(units, _class_units(model, units)))
         if not isinstance(data, RealData):
             data = load_real(data, n=real_images, size=tspace.size, channels=tspace.channels)
         images = load_run_images(out, records)
-        ev = evaluate_images(images, records, model, judge_obj, data)
+        ev = evaluate_images(images, records, model, judge_obj, data, directions)
         per_rec = ev.pop("records")
         # which records were scored: an evaluation.json older than the run's results.json says so by its count
         ev["summary"].update({"images_expected": expected if expected is not None else len(records),
@@ -648,15 +675,18 @@ def evaluate_images(
     model: nn.Module,
     judge: Judge,
     data: RealData,
+    directions: dict[str, torch.Tensor] | None = None,
 ) -> dict:
     """The metrics of a set of synthesized images (``[0, 1]`` in their space), one per record (``unit``,
-    ``unit_index``, ``restart``). Returns ``{"records": [per-record metrics], "units": [...], "summary": {...}}``."""
+    ``unit_index``, ``restart``). Returns ``{"records": [per-record metrics], "units": [...], "summary": {...}}``.
+    ``directions`` are the vectors of direction units by digest (:func:`saved_directions`)."""
     x01, src = images
     tspace: ImageSpace = model.input_space
     raw = src.encode(x01)
     example = tspace.encode(torch.full((1, *tspace.shape), 0.5))
-    units = resolve_units(model, parse_units([r["unit"] for r in records]), example)
-    is_class = _class_units(model, units)
+    units = resolve_units(model, parse_units([r["unit"] for r in records], directions), example)
+    class_units = _class_units(model, units)
+    is_class = _judged_units(units, class_units)
     # the judge's class each record's image should have (None: not a class unit); raises, before any work, if the
     # judge does not know the target's classes
     intended = judge_classes_of(model, judge.model, units, is_class)
@@ -691,9 +721,11 @@ def evaluate_images(
             ratio.append(None)
             continue
         acts.append(float(a))
-        pct.append(float(activation_percentile(a, real)))
-        rmax = float(real.max())
-        ratio.append(float(a) / rmax if rmax > 0 else None)  # no ratio to a real maximum <= 0 (JSON has no NaN)
+        pct.append(float(activation_percentile(a, real)))  # a minimized unit's too: low is its success
+        # to the real extreme the unit was pushed towards; none to an extreme on the other side of 0 (a ReLU unit's
+        # minimum of 0, a maximum <= 0), nor NaN (JSON has none)
+        extreme = float(real.max()) if units[k].sign > 0 else float(real.min())
+        ratio.append(float(a) / extreme if extreme * units[k].sign > 0 else None)
 
     # recognisability
     jc, jp = judge.classify(raw, src)
@@ -745,7 +777,7 @@ def evaluate_images(
     unit_rows = []
     for ui, ks in sorted(by_unit.items()):
         row = {
-            "unit": records[ks[0]]["unit"], "unit_index": ui, "images": len(ks),
+            "unit": records[ks[0]]["unit"], "unit_index": ui, "goal": units[ks[0]].goal, "images": len(ks),
             "diversity": mean_pairwise_distance(feats[ks]) if len(ks) > 1 else None,
             "activation_ratio": _mean_defined([ratio[k] for k in ks]),
             "activation_percentile": _mean_defined([pct[k] for k in ks]),
@@ -774,12 +806,16 @@ def evaluate_images(
     fid = frechet_distance(feats, ref) if len(feats) > 1 else None
     restarts = [len(ks) for ks in by_unit.values()]
     correct = [r["judge_correct"] for r in per_rec if r["judge_correct"] is not None]
+    maxi = [k for k, u in enumerate(units) if u.sign > 0]
+    mini = [k for k, u in enumerate(units) if u.sign < 0]
     divs = [r["diversity"] for r in unit_rows if r["diversity"] is not None]
     summary = {
         "images": len(records), "units": len(unit_rows), "restarts_per_unit": min(restarts),
         "fid": fid, "fid_reference": fid_ref,
         "judge_accuracy": float(np.mean(correct)) if correct else None,
-        "activation_ratio": _mean_defined(ratio), "activation_percentile": _mean_defined(pct),
+        # over the maximized images: a minimized unit's low percentile would pull the mean down for succeeding
+        "activation_ratio": _mean_defined([ratio[k] for k in maxi]),
+        "activation_percentile": _mean_defined([pct[k] for k in maxi]),
         "nn_ratio": float(np.median([r["nn_ratio"] for r in per_rec])) if real_nn_median > 0 else None,
         "nn_ratio_min": float(min(r["nn_ratio"] for r in per_rec)) if real_nn_median > 0 else None,
         "real_nn_median": real_nn_median,
@@ -802,6 +838,16 @@ def evaluate_images(
     if data.indices is not None:
         caveats.append(f"nearest training images are searched among a seeded sample of {len(real_feats)} of the data "
                        f"set's images: a copy of another one reads as typical (--real 0 searches them all)")
+    if mini:
+        summary["minimized"] = {"images": len(mini), "activation_percentile": _mean_defined([pct[k] for k in mini]),
+                                "activation_ratio": _mean_defined([ratio[k] for k in mini])}
+        caveats.append(f"{len(mini)} image(s) of minimized units: their activation percentile should be low (0: below "
+                       f"every real image) and their activation ratio is to the real minimum; the summary's activation "
+                       f"figures are over the {len(maxi)} maximized image(s), summary.minimized has theirs")
+        flipped = sorted({units[k].address for k in mini if class_units[k]})
+        if flipped:
+            caveats.append(f"the judge's class of a minimized class unit ({listed(flipped)}) is not what its image "
+                           f"should show: those images count in no judge accuracy (judge_correct is null)")
     summary["caveats"] = caveats
     return {"summary": summary, "units": unit_rows, "records": per_rec,
             "settings": {"judge": getattr(judge.model, "zoo_name", type(judge.model).__name__),

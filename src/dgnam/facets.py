@@ -56,7 +56,8 @@ from .imagespace import ImageSpace, convert, to_uint8
 from .modules import as_device, frozen
 from .optimize import AMConfig
 from .priors import Prior, StepState, gaussian_blur
-from .units import LayerReader, Unit, default_embed_layer, encode, parse_units, resolve_units, unit_responses
+from .units import (LayerReader, Unit, default_embed_layer, encode, parse_units, require_plain_units, resolve_units,
+                    unit_responses)
 
 #: The paper's settings: PCA to 50 dimensions before t-SNE to 2-D, k = 10 facets, the 15 images nearest each
 #: centroid averaged into the starting point.
@@ -385,6 +386,7 @@ def _find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, con
     if len(resolved) != 1:  # LAYER:A-B or LAYER:all
         raise DgnamError(f"facets of one unit at a time: {parsed[0]} is {len(resolved)} units")
     (u,) = resolved
+    require_plain_units(resolved, "facets")
     layer = config.embed_layer or default_embed_layer(model, x[:1].to(device))
     acts = unit_responses(model, u, x)
     n_top = int(round(config.top_fraction * len(x)))

@@ -89,7 +89,8 @@ def bound_scaled_lr(upper: torch.Tensor, lr: float = DGNAM_LR_START) -> float:
 
 @dataclass
 class AMResult:
-    """Per batch item: final and best code, activation, and the step at which the best was seen."""
+    """Per batch item: final and best code, activation, and the step at which the best was seen. Activations are raw;
+    the best is the highest objective, so for a minimized unit (``sign=-1``) the lowest activation."""
 
     codes: torch.Tensor
     best_codes: torch.Tensor
@@ -157,7 +158,9 @@ def optimize(
     on_step: Callable[[int], None] | None = None,
     keep_history: bool = False,
 ) -> AMResult:
-    """Maximize ``units[b]`` on ``G(codes[b])`` for every batch item b.
+    """Maximize ``units[b]`` on ``G(codes[b])`` for every batch item b (a unit with ``sign=-1``: maximize minus its
+    activation, so the same steps, priors and best-keeping minimize it). The result's activations are the raw ones,
+    whatever the sign: a minimized unit's fall, its best the lowest seen.
 
     The reported result is the last code (the released code reports instead the last iteration's image G(h) plus
     that iteration's image-space step, before the code update: at that step's lr of 0.04 of 8 the two barely differ,
@@ -189,12 +192,18 @@ def optimize(
         raise DgnamError(f"lr_policy='progress' sizes the raw gradient's step (Yosinski et al.): use it with "
                          f"normalize='none' and optimizer='sgd', not normalize={config.normalize!r}, "
                          f"optimizer={config.optimizer!r}")
+    negated = torch.tensor([u.sign < 0 for u in units], device=codes.device)
+
+    def signed(acts: torch.Tensor) -> torch.Tensor:
+        """The objective of each item from its activation, and back (the sign is its own inverse)."""
+        return torch.where(negated, -acts, acts)
+
     adam_m = torch.zeros_like(codes) if config.optimizer == "adam" else None
     adam_v = torch.zeros_like(codes) if config.optimizer == "adam" else None
     for step in range(config.steps):
         codes.requires_grad_(True)
         raw = pipeline.images(codes)
-        acts = pipeline.activations(units, raw, step)
+        acts = signed(pipeline.activations(units, raw, step))  # from here on, what is maximized
         if not acts.requires_grad:  # torch's error ("element 0 of tensors does not require grad") names no fix, and
             # a penalty prior would hide it: the loop would optimize the prior alone
             raise DgnamError(f"unit(s) {', '.join(sorted({u.address for u in units}))} do not depend differentiably "
@@ -230,7 +239,7 @@ def optimize(
         best_codes[better] = codes[better]
         best_steps[better.cpu()] = step
         if keep_history:
-            history.append(acts.cpu())
+            history.append(signed(acts).cpu())
         lr = config.lr(step)
         with torch.no_grad():
             flat = grad.flatten(1)
@@ -262,9 +271,9 @@ def optimize(
         if on_step is not None:
             on_step(step)
     with torch.no_grad():
-        final = pipeline.activations(units, pipeline.images(codes))
+        final = signed(pipeline.activations(units, pipeline.images(codes)))
         if pipeline.transforms:  # the best was picked on randomly transformed views: report it on the image as shown
-            best_acts = pipeline.activations(units, pipeline.images(best_codes))
+            best_acts = signed(pipeline.activations(units, pipeline.images(best_codes)))
     if prev_acts is None:
         _check_finite(final, codes, units, config.steps)
     back = _nonfinite(final, codes) & ~frozen  # the last update broke it: keep the last step's code
@@ -278,7 +287,7 @@ def optimize(
     best_codes[better] = codes[better]
     best_steps[better.cpu()] = config.steps
     if keep_history:
-        history.append(final.cpu())
-    return AMResult(codes=codes, best_codes=best_codes, activations=final, best_activations=best_acts,
+        history.append(signed(final).cpu())
+    return AMResult(codes=codes, best_codes=best_codes, activations=signed(final), best_activations=signed(best_acts),
                     best_steps=best_steps, history=history, diverged_steps=diverged,
                     unchanged=~changed.cpu() if config.steps else torch.zeros(b, dtype=torch.bool))

@@ -61,7 +61,8 @@ from .generators import Generator
 from .imagespace import ImageSpace, convert
 from .modules import frozen, module_device, module_dtype
 from .priors import DGNAM_CLIP_BOUND, checked_bounds
-from .units import LayerReader, Unit, encode, output_tensor, parse_units, resolve_units, unit_activations
+from .units import (LayerReader, Unit, encode, output_tensor, parse_units, require_plain_units, resolve_units,
+                    unit_activations)
 
 #: Published PPGN-h sampling settings (Nguyen et al. 2017, released ``sampling_class.sh`` / ``sampler.py``).
 PPGN_EPS1 = 1e-5  # weight of the DAE prior term R(h) - h
@@ -295,6 +296,7 @@ class UnitCondition:
             raise DgnamError("the condition model has no input_space: pass input_space=ImageSpace(...)")
         example = self.space.encode(torch.full((1, *self.space.shape), 0.5))
         self.units = resolve_units(model, parse_units(units), example)
+        require_plain_units(self.units, "a PPGN unit condition")
         self.reader = LayerReader(model, [u.layer for u in self.units])
 
     def __call__(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:

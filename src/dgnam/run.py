@@ -43,7 +43,7 @@ EVALUATION_FIELDS = ("png_activation", "activation_percentile", "activation_rati
 
 
 def unit_slug(index: int, unit: Unit) -> str:
-    return f"u{index:03d}_" + re.sub(r"[^A-Za-z0-9]+", "-", unit.address).strip("-")
+    return f"u{index:03d}_" + ("neg-" if unit.sign < 0 else "") + re.sub(r"[^A-Za-z0-9]+", "-", unit.address).strip("-")
 
 
 @dataclass
@@ -59,12 +59,14 @@ class Run:
 
     def best_restarts(self) -> list[int]:
         """For each unit, in unit order, the index (into ``records`` and ``images``) of its restart with the highest
-        final activation: "a few restarts, best kept", as the demo and the benchmarks show them. The final image, not
-        the best step's, because the released code reports the last one. Ties keep the earliest restart."""
+        final activation (a minimized unit's: the lowest): "a few restarts, best kept", as the demo and the benchmarks
+        show them. The final image, not the best step's, because the released code reports the last one. Ties keep
+        the earliest restart."""
         best: dict[int, int] = {}
         for k, r in enumerate(self.records):
             i = r["unit_index"]
-            if i not in best or r["activation"] > self.records[best[i]]["activation"]:
+            sign = -1 if r.get("goal") == "minimize" else 1
+            if i not in best or sign * r["activation"] > sign * self.records[best[i]]["activation"]:
                 best[i] = k
         return [best[i] for i in sorted(best)]
 
@@ -248,6 +250,10 @@ def visualize(
 ) -> Run:
     """Synthesize the preferred input of each unit, ``restarts`` times, with ``generator`` as the image prior.
 
+    ``units`` as :func:`~dgnam.units.parse_units` reads them, or :class:`~dgnam.units.Unit` objects: besides channels,
+    minimized units (``"-logits:3"``, ``-Unit("logits", 3)``) and directions (``"fc6:dir=probe.npy"``,
+    ``Unit("fc6", direction=v)``), each its own objective in the batch.
+
     ``generator=None`` optimizes pixels (plain pixel-space AM). ``priors`` and ``config`` default to the generator's
     own (the paper's DGN-AM defaults for a learned generator); ``steps`` overrides ``config.steps``. ``init`` is
     ``"randn"`` (seeded N(0, 1), as released), ``"zeros"`` or a tensor of codes (one per unit, or one for all), e.g.
@@ -325,6 +331,8 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
     pipeline = Pipeline(generator, model, resolved, space, transforms).to(device)
 
     jobs = [(i, u, r) for i, u in enumerate(resolved) for r in range(restarts)]
+    directions = [{"unit": i, "file": u.direction_name, "digest": u.digest} for i, u in enumerate(resolved)
+                  if u.direction is not None]
     if isinstance(init, torch.Tensor):
         init = generator.check_codes(init.to(device))
         if len(init) not in (1, len(resolved)):
@@ -338,6 +346,8 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
         "init": init if isinstance(init, str) else f"codes:{tensor_digest([init])}", "config": config.to_dict(),
         "priors": [p.to_dict() for p in priors], "transforms": [_transform_dict(t) for t in transforms],
         "target_space": space.to_dict(),
+        # each direction's vector by its digest (the units' addresses hold it too, but a refusal cuts long ones short)
+        **({"directions": directions} if directions else {}),
         # the batch shape changes float rounding, which lr 8 amplifies: a run reproduces only at its own batch size
         "batch_size": batch_size,
         # the weights themselves: a resume after retraining (same class name, other weights) must not mix the two
@@ -409,7 +419,7 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
             slug = f"{unit_slug(i, u)}_r{r}"
             rec = {
                 "unit": u.address, "unit_index": i, "layer": u.layer, "channel": u.channel,
-                "position": positions[i], "restart": r,
+                "position": positions[i], "goal": u.goal, "restart": r,
                 "seed": seeds[k], "method": method, "activation": float(res.activations[k]),
                 "best_activation": float(res.best_activations[k]), "best_step": int(res.best_steps[k]),
                 "steps": config.steps, "code_l2": float(res.codes[k].norm()),
@@ -421,7 +431,9 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
             if bool(res.unchanged[k]):
                 rec["unchanged"] = True
                 unchanged.append(f"{u.address} restart {r}")
-            if u.layer == LOGITS and 0 <= u.channel < len(class_names):  # logits:cat ran as logits:1: say which
+            if u.direction is not None:  # the vector itself is saved in the code file, for `evaluate`
+                rec.update(direction=u.direction_name, direction_digest=u.digest)
+            elif u.layer == LOGITS and 0 <= u.channel < len(class_names):  # logits:cat ran as logits:1: say which
                 rec["class_name"] = class_names[u.channel]
             if meta:
                 rec.update(meta)
@@ -433,7 +445,8 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
                 scale = max(1, 96 // max(generator.space.size))
                 save_png(finals[k], out_dir / rec["image"], scale)
                 save_png(bests[k], out_dir / rec["best_image"], scale)
-                save_safetensors({"final": res.codes[k], "best": res.best_codes[k]}, out_dir / rec["code"],
+                vector = {} if u.direction is None else {"direction": u.direction}
+                save_safetensors({"final": res.codes[k], "best": res.best_codes[k], **vector}, out_dir / rec["code"],
                                  metadata={"unit": u.address, "restart": str(r), "seed": str(seeds[k])})
         if out_dir is not None:
             records.sort(key=lambda rec: (rec["unit_index"], rec["restart"]))

@@ -5,14 +5,22 @@ model's output when no module has that name) and CH a channel index or, for mode
 name. On a conv layer the default is the centre spatial unit of the channel, as the released DGN-AM code does (unit
 (6, 6) of CaffeNet's 13x13 conv5); ``LAYER:CH@Y,X`` picks a position and ``LAYER:CH:mean`` the channel mean.
 Several units share a layer with commas: ``fc6:0,1,2`` or ``logits:espresso,logits:goldfish``.
+
+Two more objectives read the same way (Lucid's negative ``channel`` and ``direction``): a leading minus minimizes a
+unit (``-logits:3``: what the neuron dislikes), and ``LAYER:dir=FILE`` reads, instead of one channel, the dot product
+of the layer's channel vector with a vector of its channel count (a probe or concept-activation vector) from a
+``.npy`` or ``.safetensors`` file. Its address names the file and a digest of the vector
+(``fc6:dir=probe.npy#3f2a9c1b04de5a6b``), so a run's records say which vector they show.
 """
 
 from __future__ import annotations
 
 import difflib
 import numbers
+import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import torch
@@ -20,6 +28,7 @@ from torch import nn
 
 from .errors import DgnamError, first_line, warn
 from .modules import batch_statistics_modules, frozen, module_device, module_dtype
+from .weights import load_state_dict, tensor_digest
 
 LOGITS = "logits"
 
@@ -29,19 +38,57 @@ _ITEM = re.compile(
 )
 
 
+#: What ``LAYER:dir=FILE`` reads a direction from: formats that hold arrays only, so a shared file cannot run code.
+DIRECTION_SUFFIXES = (".npy", ".safetensors")
+#: Characters a direction's name may not hold: they separate the parts of a unit address, which must parse back.
+_ADDRESS_SEPARATORS = ",:@#"
+
+
 @dataclass(frozen=True)
 class Unit:
-    """One unit: a layer, a channel (index, or class name until resolved), a position or ``mean``."""
+    """One objective: a layer, a channel (index, or class name until resolved) or a direction, a position or
+    ``mean``, and a sign.
+
+    ``sign=-1`` minimizes the unit (the loop maximizes ``-activation``; records keep the raw activation, so it reads
+    as falling); ``-unit`` is the same unit with the other sign. ``direction`` (a vector of the layer's channel count,
+    in place of ``channel``) reads the dot product of the channel vector with it, at the unit's position or averaged
+    over positions as a channel would be. The vector is kept as float32 on the CPU and named in the address by
+    ``direction_name`` and its digest (``tensor_digest``), which is what equality and resume compare: two vectors
+    under one file name are told apart.
+    """
 
     layer: str
-    channel: int | str
+    channel: int | str | None = None
     position: tuple[int, int] | None = None
     reduce: str = "point"  # "point" or "mean"
+    sign: int = 1  # 1: maximize, -1: minimize
+    direction: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    direction_name: str | None = None  # the file it came from, in the address ("vector" when not given)
+    digest: str | None = field(default=None, init=False)  # the direction's, set from it
 
     def __post_init__(self) -> None:
         if self.reduce not in ("point", "mean"):
             raise DgnamError(f"unit reduce={self.reduce!r}: use 'point' (one position) or 'mean' (the channel mean)")
-        if isinstance(self.channel, bool) or not isinstance(self.channel, (numbers.Integral, str)):
+        if isinstance(self.sign, bool) or not isinstance(self.sign, numbers.Integral) or self.sign not in (1, -1):
+            raise DgnamError(f"unit sign={self.sign!r}: give 1 (maximize) or -1 (minimize)")
+        object.__setattr__(self, "sign", int(self.sign))
+        if self.direction is not None:
+            if self.channel is not None:
+                raise DgnamError(f"unit on layer {self.layer!r}: give a channel or a direction, not both")
+            object.__setattr__(self, "direction_name", "vector" if self.direction_name is None else self.direction_name)
+            name = self.direction_name
+            if not isinstance(name, str) or not name.strip() or name != name.strip() or any(
+                    c in name for c in _ADDRESS_SEPARATORS):
+                raise DgnamError(f"direction_name={self.direction_name!r}: give a name without , : @ # or "
+                                 f"spaces around it (a unit address must read back as written)")
+            object.__setattr__(self, "direction", _as_direction(self.direction, f"the direction on {self.layer!r}"))
+            object.__setattr__(self, "digest", tensor_digest([self.direction]))
+        elif self.direction_name is not None:
+            raise DgnamError(f"unit on layer {self.layer!r}: direction_name names a direction; give direction=VECTOR "
+                             f"too, or drop direction_name")
+        elif self.channel is None:
+            raise DgnamError(f"unit on layer {self.layer!r} has no channel: give channel=CH or direction=VECTOR")
+        elif isinstance(self.channel, bool) or not isinstance(self.channel, (numbers.Integral, str)):
             raise DgnamError(f"unit channel {self.channel!r}: give an int index or a class name")
         if isinstance(self.channel, numbers.Integral):  # numpy ints too, kept as plain ints (JSON, equality)
             object.__setattr__(self, "channel", int(self.channel))
@@ -56,53 +103,153 @@ class Unit:
 
     @property
     def address(self) -> str:
-        s = f"{self.layer}:{self.channel}"
+        what = f"dir={self.direction_name}#{self.digest}" if self.direction is not None else f"{self.channel}"
+        s = f"{'-' if self.sign < 0 else ''}{self.layer}:{what}"
         if self.position is not None:
             s += f"@{self.position[0]},{self.position[1]}"
         if self.reduce == "mean":
             s += ":mean"
         return s
 
+    @property
+    def goal(self) -> str:
+        """``"maximize"`` or ``"minimize"``: what the run did to the activation, as records and evaluations say."""
+        return "minimize" if self.sign < 0 else "maximize"
+
+    def __neg__(self) -> Unit:
+        return replace(self, sign=-self.sign)
+
     def __str__(self) -> str:
         return self.address
 
 
-def parse_units(spec: str | Unit | Sequence[str | Unit]) -> list[Unit]:
+def _as_direction(v, what: str) -> torch.Tensor:
+    """``v`` as a direction: one finite, non-zero float32 vector on the CPU, a copy (a caller's later in-place edit
+    cannot change a unit that is used as a key). A ``(1, C)`` array (scikit-learn's ``coef_`` of a binary probe) is
+    one vector; a matrix of several is refused, since which row is meant is unknown."""
+    try:
+        t = torch.as_tensor(v).detach()
+    except (TypeError, ValueError, RuntimeError):
+        raise DgnamError(f"{what} is a {type(v).__name__}: give a vector (a tensor or numpy array)") from None
+    if t.dtype.is_complex or t.dtype == torch.bool or not (t.is_floating_point() or t.dtype.is_signed
+                                                             or t.dtype == torch.uint8):
+        raise DgnamError(f"{what} holds {t.dtype} values: give a real-valued vector")
+    if t.dim() == 0 or sum(s > 1 for s in t.shape) > 1:
+        raise DgnamError(f"{what} has shape {tuple(t.shape)}: give one vector of the layer's channel count")
+    t = t.to("cpu", torch.float32).reshape(-1).clone()
+    if not torch.isfinite(t).all():
+        raise DgnamError(f"{what} holds NaN or inf values: give a finite vector")
+    if not t.any():  # its dot product is 0 on every image: nothing to optimize
+        raise DgnamError(f"{what} is all zeros: give a non-zero vector")
+    return t
+
+
+def load_direction(path: str | os.PathLike) -> torch.Tensor:
+    """The vector in a ``.npy`` file (read with ``allow_pickle=False``) or a ``.safetensors`` file holding one
+    tensor: ``LAYER:dir=FILE``. Neither format can carry code, so a shared probe file is safe to read."""
+    import numpy as np
+
+    p = Path(path)
+    if p.suffix.lower() not in DIRECTION_SUFFIXES:
+        raise DgnamError(f"direction file {p}: give a .npy or .safetensors file holding one vector")
+    if not p.is_file():
+        raise DgnamError(f"direction file {p} is not a file (LAYER:dir=FILE reads FILE from the working directory)")
+    if p.suffix.lower() == ".safetensors":
+        tensors = load_state_dict(p)
+        if len(tensors) != 1:
+            raise DgnamError(f"{p} holds {len(tensors)} tensors ({', '.join(sorted(tensors)[:4])}): a direction "
+                             f"file holds one vector")
+        (t,) = tensors.values()
+        return t
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:  # an object array needs pickle, and is refused
+        raise DgnamError(f"{p} is not a readable .npy array ({first_line(e)}): save the vector with numpy.save") from None
+    if arr.dtype.kind not in "fiu":
+        raise DgnamError(f"{p} holds {arr.dtype} values: save a real-valued vector")
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _direction_unit(layer: str, label: str, position: tuple[int, int] | None, reduce: str, sign: int,
+                    directions: Mapping[str, torch.Tensor]) -> Unit:
+    """The unit of ``LAYER:dir=LABEL``. LABEL is a file (``probe.npy``), or as a record names it ``NAME#DIGEST``:
+    then the vector of that digest in ``directions`` (a run's saved copy), else the file NAME, refused when it holds
+    another vector than the record's."""
+    name, sep, digest = label.rpartition("#")
+    if not sep:
+        name, digest = label, ""
+    if not name.strip():
+        raise DgnamError(f"unit {layer}:dir={label}: give the vector's file, e.g. {layer}:dir=probe.npy")
+    saved = digest in directions
+    v = directions[digest] if saved else load_direction(name.strip())
+    u = Unit(layer, None, position, reduce, sign, direction=v, direction_name=Path(name.strip()).name)
+    if digest and u.digest != digest:
+        where = "the run's saved copy of it" if saved else name.strip()
+        raise DgnamError(f"{where} holds another vector (digest {u.digest}) than the unit {layer}:dir={label}: "
+                         + ("the run was altered; make it again" if saved else "give the vector that run used, or "
+                            "make a new run"))
+    return u
+
+
+def parse_units(spec: str | Unit | Sequence[str | Unit],
+                directions: Mapping[str, torch.Tensor] | None = None) -> list[Unit]:
     """Parse ``"fc6:0,1,2"``, ``"features.10:5@3,4"``, ``"conv5:7:mean"``, ``"logits:espresso,logits:goldfish"``,
     ``"logits:0-99"`` or ``"fc6:all"`` (spans are expanded by :func:`resolve_units`, which knows the channel count)
-    or a list of such strings into :class:`Unit` objects (class names stay strings until :func:`resolve_units`)."""
+    or a list of such strings into :class:`Unit` objects (class names stay strings until :func:`resolve_units`).
+
+    A leading minus minimizes: ``"-logits:3"``; it carries over the items that share its layer (``"-fc6:0,1"`` is
+    two minimized units), as the layer does. ``"fc6:dir=probe.npy"`` is a direction read from that file (see
+    :func:`load_direction`); a record's address ``"fc6:dir=probe.npy#DIGEST"`` takes the vector of that digest from
+    ``directions`` (digest -> vector: a run's saved copies) or else from the file, which must still hold it."""
     if isinstance(spec, Unit):
         return [spec]
     if not isinstance(spec, str):
         items = list(spec) if isinstance(spec, Iterable) else []  # a list, tuple, numpy array or generator
         if not items:
             raise DgnamError(f"units {spec!r}: give a string like 'logits:0,1,2', a Unit, or a non-empty list of them")
-        return [u for s in items for u in parse_units(s)]
+        return [u for s in items for u in parse_units(s, directions)]
     units: list[Unit] = []
-    pos, layer = 0, None
+    pos, layer, sign = 0, None, 1
     text = spec.strip()
     while pos < len(text):
         m = _ITEM.match(text, pos)
         if not m or m.end() == pos:
-            raise DgnamError(f"cannot parse unit list {spec!r} at {text[pos:]!r}: write LAYER:CH[,CH...], LAYER:A-B, LAYER:all, LAYER:CH@Y,X or LAYER:CH:mean")
+            raise DgnamError(f"cannot parse unit list {spec!r} at {text[pos:]!r}: write LAYER:CH[,CH...], LAYER:A-B, "
+                             f"LAYER:all, LAYER:CH@Y,X, LAYER:CH:mean, -LAYER:CH (minimize) or LAYER:dir=FILE")
         item_layer, ch_s, red = m["layer"], m["ch"].strip(), m["red"]
         if (item_layer and layer is not None and ch_s == "mean" and not red and m["y"] is None
                 and re.fullmatch(r"-?\d+|\d+\s*-\s*\d+|all", item_layer.strip(), re.IGNORECASE)):
             # `conv5:0,1:mean` is conv5:1:mean, as `conv5:0,1@2,3` is conv5:1@2,3; it was read as a layer `1` with a
             # channel `mean` ("unknown layer '1'", or a Sequential's layer 1)
             item_layer, ch_s, red = None, item_layer.strip(), "mean"
-        layer = item_layer or layer
-        if layer is None:
+        if item_layer:
+            item_layer = item_layer.strip()
+            sign = -1 if item_layer.startswith("-") else 1
+            layer = item_layer[1:].strip() if sign < 0 else item_layer
+        if not layer:
             ch_hint = m["ch"].strip() if re.fullmatch(r"-?\d+", m["ch"].strip()) else "0"
             raise DgnamError(f"unit {m['ch'].strip()!r} has no layer or no channel: write LAYER:CH, e.g. "
                              f"logits:{ch_hint} (`dgnam layers MODEL` lists the layers)")
-        ch: int | str = int(ch_s) if re.fullmatch(r"-?\d+", ch_s) else ch_s
         position = (int(m["y"]), int(m["x"])) if m["y"] is not None else None
-        units.append(Unit(layer.strip(), ch, position, "mean" if red else "point"))
+        reduce = "mean" if red else "point"
+        if ch_s.startswith("dir="):
+            units.append(_direction_unit(layer, ch_s[4:].strip(), position, reduce, sign, directions or {}))
+        else:
+            ch: int | str = int(ch_s) if re.fullmatch(r"-?\d+", ch_s) else ch_s
+            units.append(Unit(layer, ch, position, reduce, sign))
         pos = m.end()
     if not units:
         raise DgnamError("no units given: write e.g. --units 'logits:0,1,2'")
     return units
+
+
+def require_plain_units(units: Sequence[Unit], what: str) -> None:
+    """Refuse minimized units and directions where only ``visualize`` knows them (facets rank real images by the raw
+    activation; a PPGN chain's records have no file to keep a vector in): one line, rather than a silent maximum."""
+    odd = [u.address for u in units if u.sign != 1 or u.direction is not None]
+    if odd:
+        raise DgnamError(f"{what} takes plain units (LAYER:CH); {odd[0]} is a minimized unit or a direction, which "
+                         f"only `visualize` optimizes")
 
 
 def _layer_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -255,24 +402,12 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
         if len(shape) == 0:
             raise DgnamError(f"layer {u.layer!r} outputs a scalar per image; pick a layer with channels")
         n = shape[0]
-        ch = u.channel
-        if isinstance(ch, str):
-            if classes and u.layer != LOGITS and n != len(classes):
-                raise DgnamError(f"unit {u.address}: class names name the model's outputs (logits:{ch}); layer "
-                                 f"{u.layer!r} has {n} channels: give an index 0..{n - 1}")
-            lookup = {c.lower(): i for i, c in enumerate(classes)}
-            if ch.lower() not in lookup:
-                close = difflib.get_close_matches(ch, classes, n=3)
-                hint = f"; closest: {', '.join(close)}" if close else ""
-                comma = [i for i, c in enumerate(classes) if c.lower().startswith(ch.lower() + ",")]
-                if comma:  # the comma separates units: such a name cannot be written in a unit list
-                    hint = (f"; {classes[comma[0]]!r} has a comma, which separates units: give its index, "
-                            f"logits:{comma[0]}")
-                what = f"unknown class name {ch!r}{hint}" if classes else "this model has no class names: use an index"
-                raise DgnamError(f"unit {u.address}: {what}")
-            ch = lookup[ch.lower()]
-        if not 0 <= ch < n:
-            raise DgnamError(f"unit {u.address}: channel {ch} out of range; layer {u.layer!r} has channels 0..{n - 1}")
+        if u.direction is not None:
+            if len(u.direction) != n:
+                raise DgnamError(f"unit {u.address}: the direction has {len(u.direction)} values, but layer "
+                                 f"{u.layer!r} has {n} channels: give a vector of {n} values")
+        else:
+            u = replace(u, channel=_channel_index(u, n, classes))
         spatial = shape[1:]
         if u.position is not None:
             if len(spatial) != 2:
@@ -282,8 +417,32 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
                 raise DgnamError(f"unit {u.address}: position out of range; y in 0..{spatial[0] - 1}, x in 0..{spatial[1] - 1}")
         if u.reduce == "mean" and not spatial:
             raise DgnamError(f"unit {u.address}: ':mean' needs a spatial layer; {u.layer!r} outputs {shape}")
-        resolved.append(replace(u, channel=int(ch)))
+        resolved.append(u)
     return resolved
+
+
+def _channel_index(u: Unit, n: int, classes: Sequence[str]) -> int:
+    """The channel index of ``u`` on a layer of ``n`` channels: a class name looked up in ``classes``, an index
+    checked against the range."""
+    ch = u.channel
+    if isinstance(ch, str):
+        if classes and u.layer != LOGITS and n != len(classes):
+            raise DgnamError(f"unit {u.address}: class names name the model's outputs (logits:{ch}); layer "
+                             f"{u.layer!r} has {n} channels: give an index 0..{n - 1}")
+        lookup = {c.lower(): i for i, c in enumerate(classes)}
+        if ch.lower() not in lookup:
+            close = difflib.get_close_matches(ch, classes, n=3)
+            hint = f"; closest: {', '.join(close)}" if close else ""
+            comma = [i for i, c in enumerate(classes) if c.lower().startswith(ch.lower() + ",")]
+            if comma:  # the comma separates units: such a name cannot be written in a unit list
+                hint = (f"; {classes[comma[0]]!r} has a comma, which separates units: give its index, "
+                        f"logits:{comma[0]}")
+            what = f"unknown class name {ch!r}{hint}" if classes else "this model has no class names: use an index"
+            raise DgnamError(f"unit {u.address}: {what}")
+        ch = lookup[ch.lower()]
+    if not 0 <= ch < n:
+        raise DgnamError(f"unit {u.address}: channel {ch} out of range; layer {u.layer!r} has channels 0..{n - 1}")
+    return int(ch)
 
 
 def _expand_spans(units: Sequence[Unit], outs: dict[str, torch.Tensor], classes: Sequence[str]) -> list[Unit]:
@@ -316,6 +475,15 @@ def unit_position(u: Unit, spatial: Sequence[int]) -> tuple[int, ...]:
     return u.position if u.position is not None else tuple(s // 2 for s in spatial)
 
 
+def channel_map(out: torch.Tensor, u: Unit, dim: int = 0) -> torch.Tensor:
+    """What unit ``u`` reads from a layer output before its position or mean is taken: its channel (dimension
+    ``dim`` of ``out`` is the channel's), or for a direction the dot product of the channel vector with it at every
+    position. The raw value: a minimized unit's sign is the optimizer's business (:func:`dgnam.optimize.optimize`)."""
+    if u.direction is None:
+        return out.select(dim, u.channel)
+    return torch.tensordot(out, u.direction.to(out.device, out.dtype), dims=([dim], [0]))
+
+
 def unit_activations(outs: dict[str, torch.Tensor], units: Sequence[Unit]) -> torch.Tensor:
     """The activation of ``units[b]`` on batch item ``b``: a vector of length B.
 
@@ -323,8 +491,7 @@ def unit_activations(outs: dict[str, torch.Tensor], units: Sequence[Unit]) -> to
     """
     acts = []
     for b, u in enumerate(units):
-        out = outs[u.layer][b]
-        c = out[u.channel]
+        c = channel_map(outs[u.layer][b], u)
         if c.dim() == 0:
             acts.append(c)
         elif u.reduce == "mean":
@@ -337,7 +504,7 @@ def unit_activations(outs: dict[str, torch.Tensor], units: Sequence[Unit]) -> to
 def unit_column(out: torch.Tensor, u: Unit) -> torch.Tensor:
     """The activation of one unit on every item of a layer output ``out`` (B, C, ...): :func:`unit_activations`
     with the same unit for all, in one indexing operation (a loop per image cost 7 ms per unit on 10,000 images)."""
-    c = out[:, u.channel]
+    c = channel_map(out, u, 1)
     if c.dim() == 1:
         return c
     if u.reduce == "mean":

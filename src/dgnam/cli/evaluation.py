@@ -52,6 +52,8 @@ def evaluate(
                       judge_layer=judge_layer, partial=partial, device=device_arg(device))
     unit_cols = ["unit", "images", "activation_ratio", "activation_percentile", "judge_accuracy", "fid", "nn_ratio",
                  "diversity"]
+    if any(u.get("goal") == "minimize" for u in ev["units"]):  # a low percentile is then a success: say whose
+        unit_cols.insert(1, "goal")
     s = ev["summary"]
     warning = incomplete_warning(s)
     if warning:

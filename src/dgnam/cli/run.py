@@ -18,7 +18,9 @@ from .common import device_arg, generator_arg, model_arg, out_folder_arg, print_
 @app.command()
 def visualize(
     model: str = typer.Option(..., help="zoo name, package.module:factory, or a weights file with --arch"),
-    units: str = typer.Option(..., help="e.g. 'logits:0,1,2', 'logits:0-99', 'fc6:all', 'features.10:3@4,4', 'conv5:7:mean'"),
+    units: str = typer.Option(..., help="e.g. 'logits:0,1,2', 'logits:0-99', 'fc6:all', 'features.10:3@4,4', "
+                                        "'conv5:7:mean'; a leading minus minimizes ('-logits:3'); 'fc6:dir=FILE' "
+                                        "maximizes the dot product with the vector in FILE (.npy or .safetensors)"),
     generator: Optional[str] = typer.Option(None, help="generator (zoo name, import path or file); none = pixels"),
     prior: Optional[str] = typer.Option(None, help="method preset (`dgnam priors`); default dgn-am with a generator, else pixel"),
     restarts: int = typer.Option(1, help="restarts per unit (seeds SEED, SEED+1, ...)"),
