@@ -136,7 +136,8 @@ def _run_demo(out: Path, restarts: int, steps: int | None, seed: int, device: st
     seconds = time.perf_counter() - t0
     result = {"records": records, "table": table, "summary": summary, "restarts": restarts, "seed": seed,
               "seconds": round(seconds, 1), "steps": records[0]["steps"]}
-    from .report import html_table, image_section, write_page
+    from .display import html_table
+    from .report import image_section, write_page
 
     cols = list(table[0])
     write_page(out / "index.html", "dgnam demo: DGN-AM vs pixel AM on fmnist-cnn class logits", [

@@ -6,7 +6,9 @@ Every message is a single line that names the fix; the CLI prints it without a t
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 _PACKAGE = str(Path(__file__).parent) + os.sep  # (not dgnam_plugins/...)
 
@@ -32,6 +34,27 @@ def first_line(e: BaseException) -> str:
     ``EOFError`` from an empty file has an empty message)."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def add_note(e: BaseException, note: str) -> None:
+    """Add ``note`` to ``e``'s traceback (Python 3.11's ``add_note``; nothing on 3.10): what an interrupted call kept
+    and how it continues, shown under the exception (a notebook shows it below the traceback)."""
+    if hasattr(e, "add_note"):
+        e.add_note(note)
+
+
+@contextmanager
+def noting_interrupt(note: Callable[[], str | None]) -> Iterator[None]:
+    """Let a ``KeyboardInterrupt`` in the block go on, with ``note()`` (made then, from the work's state at that
+    moment) added to it: a notebook's stop button or Ctrl-C otherwise left a bare traceback that said nothing of what
+    was kept. Never swallowed: the user asked to stop."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        text = note()
+        if text:
+            add_note(e, text)
+        raise
 
 
 def warn(message: str) -> None:

@@ -30,7 +30,7 @@ from torch import nn
 from .errors import DgnamError, first_line, warn
 from .imagespace import ImageSpace, convert
 from .modules import as_device, frozen, module_device, module_dtype
-from .run import check_run_files, listed
+from .run import check_run_files, expected_records, listed
 from .weights import tensor_digest
 from .units import (ENCODE_BATCH_MOST, LOGITS, RESPONSES_BATCH_MOST, LayerReader, Unit, default_embed_layer, encode,
                     layer_names, layer_shapes, output_tensor, parse_units, read_batch_size, resolve_units,
@@ -486,16 +486,6 @@ def judge_classes_of(model: nn.Module, judge: nn.Module, units: Sequence, is_cla
                          + (f"--judge {hint} (or another classifier of the target's classes)" if hint else
                             "--judge a classifier of the target's classes"))
     return out
-
-
-def expected_records(config: dict) -> int | None:
-    """How many records a finished run has: every unit times every restart for `visualize` and `facets` runs (whose
-    ``config`` holds ``units`` and ``restarts``), ``None`` where the config does not say (a `sample` run is written
-    once, when it is complete)."""
-    units, restarts = config.get("units"), config.get("restarts")
-    if isinstance(units, list) and isinstance(restarts, int) and not isinstance(restarts, bool):
-        return len(units) * restarts
-    return None
 
 
 #: What `evaluate` says of a run that another dgnam process is still writing.

@@ -50,7 +50,8 @@ import torch
 from torch import nn
 
 from .atomic import write_json_atomic
-from .errors import DgnamError
+from .display import compact_repr
+from .errors import DgnamError, noting_interrupt
 from .generators import Generator, PixelGenerator
 from .imagespace import ImageSpace, convert, to_uint8
 from .modules import as_device, frozen
@@ -111,7 +112,7 @@ class FacetConfig:
 # Clustering
 
 
-@dataclass
+@dataclass(repr=False)
 class Clustering:
     """``labels`` (N,) facet of each image; ``features`` (N, P) the PCA features clustered (t-SNE's input);
     ``embedding`` (N, 2 or P) what k-means saw; ``centers`` (k, P) each facet's mean PCA feature. ``project`` maps new
@@ -123,6 +124,8 @@ class Clustering:
     centers: np.ndarray
     mean: np.ndarray
     components: np.ndarray
+
+    __repr__ = compact_repr
 
     def project(self, raw: np.ndarray | torch.Tensor) -> np.ndarray:
         raw = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
@@ -294,7 +297,7 @@ class FacetDirection(Prior):
 # The algorithm
 
 
-@dataclass
+@dataclass(repr=False)
 class FacetSet:
     """The facets of a unit among real images (what :func:`find_facets` returns). ``indices`` are the indices (in
     the given images) of the clustered top images, with their ``activations``; ``members[j]`` facet j's images by
@@ -309,13 +312,16 @@ class FacetSet:
     init_indices: list[torch.Tensor]
     config: FacetConfig
 
+    __repr__ = compact_repr
 
-@dataclass
+
+@dataclass(repr=False)
 class Facets(FacetSet):
     """What :func:`facets` returns: the :class:`FacetSet` plus the synthesis: ``run`` (records, images, codes, one
     per facet, as :func:`dgnam.visualize` returns them), the synthetic images' embedding features, ``nearest[j]``
     the facet whose centre facet j's image is nearest to, ``fidelity``, the fraction with ``nearest[j] == j``, and
-    the ``facet_weight`` of the facet term (0: none)."""
+    the ``facet_weight`` of the facet term (0: none). In a notebook it shows itself as its run does, under a line
+    with the fidelity."""
 
     run: object
     synth_features: torch.Tensor
@@ -323,6 +329,14 @@ class Facets(FacetSet):
     fidelity: float
     method: str
     facet_weight: float = FACET_WEIGHT
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = (f"{self.method}: {len(self.members)} facets of {self.unit.address} among {len(self.indices)} top "
+                f"images, in {self.embed_layer}'s features; fidelity {self.fidelity:.2f} (the share of facets whose "
+                f"image lies nearest their own centre)")
+        return f"<p>{html.escape(head)}</p>" + self.run._repr_html_()
 
 
 def _zoo_encoder(generator: Generator, model: nn.Module) -> tuple[nn.Module, str] | None:
@@ -481,9 +495,13 @@ def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor
     if out is not None:  # staged and moved in complete: a killed run never passes for a finished one
         out = check_fresh_dir(Path(out))
         staged = staging_dir(out)
-    run = visualize(model, [found.unit] * k, gen, restarts=1, seed=found.config.seed, steps=steps, config=am_config,
-                    priors=priors, init=init, device=device, out=staged, progress=progress, method=method,
-                    batch_size=max(32, k))
+    written = (f"it writes {out} only when complete, and the next facets into it discards what it had" if staged
+               is not None else "it keeps nothing of an interrupted call")
+    # facets cannot resume: what visualize says of its images is not the whole story
+    with noting_interrupt(lambda: f"facets was interrupted: {written}; call it again to start over"):
+        run = visualize(model, [found.unit] * k, gen, restarts=1, seed=found.config.seed, steps=steps,
+                        config=am_config, priors=priors, init=init, device=device, out=staged, progress=progress,
+                        method=method, batch_size=max(32, k))
     synth = convert(run.images.to(device), gen.space, space)
     synth_feats = encode(model, found.embed_layer, synth)
     nearest = [int(v) for v in found.clustering.nearest_center(synth_feats)]

@@ -10,12 +10,28 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 
-def save_png(array: np.ndarray, path: str | os.PathLike, scale: int = 1) -> None:
-    """Save an HxW (gray) or HxWx3 uint8 array; ``scale`` enlarges it with nearest-neighbour for small images."""
+#: The side a run's PNGs are enlarged to at least, by a whole factor (nearest-neighbour): a 28-px image is saved at
+#: 84 px, a 32-px one at 96 px, so that an image viewer shows it at a visible size without blurring it.
+PNG_MIN_SIDE = 96
+
+
+def png_scale(size: Sequence[int]) -> int:
+    """The whole factor a run's PNG of an image of ``size`` (H, W) is enlarged by (:data:`PNG_MIN_SIDE`)."""
+    return max(1, PNG_MIN_SIDE // max(size))
+
+
+def enlarged(array: np.ndarray, scale: int = 1) -> Image.Image:
+    """An HxW (gray) or HxWx3 uint8 array as a Pillow image, enlarged ``scale`` times with nearest-neighbour: the
+    picture :func:`save_png` writes, which notebooks show without a file."""
     im = Image.fromarray(array)
     if scale > 1:
         im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
-    save_image(im, path)
+    return im
+
+
+def save_png(array: np.ndarray, path: str | os.PathLike, scale: int = 1) -> None:
+    """Save an HxW (gray) or HxWx3 uint8 array; ``scale`` enlarges it with nearest-neighbour for small images."""
+    save_image(enlarged(array, scale), path)
 
 
 def save_image(im: Image.Image, path: str | os.PathLike) -> None:
@@ -90,6 +106,17 @@ def grid(
                 for k, line in enumerate(str(cell_labels[i][j]).split("\n")):
                     draw.text((x, y + cell + 1 + 14 * k), _fit(draw, line, cell, font), fill="black", font=font)
     return canvas
+
+
+#: Samples per row of a chain's figure (``samples.png`` of `dgnam sample`, :meth:`dgnam.ppgn.Chain.grid`).
+SAMPLES_PER_ROW = 10
+
+
+def wrapped_grid(arrays: Sequence[np.ndarray], captions: Sequence[str], cols: int = SAMPLES_PER_ROW) -> Image.Image:
+    """A sequence of images (a chain's samples) in rows of ``cols``, each with its caption."""
+    rows = [list(arrays[i : i + cols]) for i in range(0, len(arrays), cols)]
+    caps = [list(captions[i : i + cols]) for i in range(0, len(captions), cols)]
+    return grid(rows, cell_labels=caps)
 
 
 def paste_inside(original: np.ndarray, fill: np.ndarray, inside: np.ndarray) -> np.ndarray:

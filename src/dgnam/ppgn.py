@@ -51,18 +51,22 @@ import math
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
 import torch
 from torch import nn
 
-from .errors import DgnamError
+from .display import compact_repr, png_bytes
+from .errors import DgnamError, noting_interrupt
 from .generators import Generator
-from .imagespace import ImageSpace, convert
+from .imagespace import ImageSpace, convert, to_uint8
 from .modules import frozen, module_device, module_dtype
 from .priors import DGNAM_CLIP_BOUND, checked_bounds
 from .units import (LayerReader, Unit, encode, output_tensor, parse_units, require_plain_units, resolve_units,
                     unit_activations)
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: Published PPGN-h sampling settings (Nguyen et al. 2017, released ``sampling_class.sh`` / ``sampler.py``).
 PPGN_EPS1 = 1e-5  # weight of the DAE prior term R(h) - h
@@ -393,14 +397,15 @@ class PPGNConfig:
         return asdict(self)
 
 
-@dataclass
+@dataclass(repr=False)
 class Chain:
     """What :func:`sample` returns.
 
-    ``codes`` (B, S, *code) and ``images`` (B, S, C, H, W, in the generator's space) are the kept samples of each of
-    the B chains, taken after iterations ``steps`` (S,); ``scores`` (B, S) is the condition's score of each and
-    ``segment`` (S,) which condition was active. ``score_history`` and ``prior_history`` (B, T) follow every
-    iteration: the score of G(h) before the step and ``||R(h) - h||``.
+    ``codes`` (B, S, *code) and ``images`` (B, S, C, H, W, in the generator's space ``space``) are the kept samples
+    of each of the B chains, taken after iterations ``steps`` (S,); ``scores`` (B, S) is the condition's score of each
+    and ``segment`` (S,) which condition was active. ``score_history`` and ``prior_history`` (B, T) follow every
+    iteration: the score of G(h) before the step and ``||R(h) - h||``. In a notebook a chain shows its first chain's
+    samples (:meth:`grid`).
     """
 
     codes: torch.Tensor
@@ -412,6 +417,20 @@ class Chain:
     prior_history: torch.Tensor
     final_codes: torch.Tensor
     config: PPGNConfig = field(default_factory=PPGNConfig)
+    space: ImageSpace | None = None
+
+    __repr__ = compact_repr
+
+    def grid(self, chain: int = 0) -> "Image.Image":
+        """Chain ``chain``'s kept samples in rows of ten, each captioned ``iteration:score``: the figure `dgnam
+        sample` writes as ``samples.png`` (whose captions give a class's probability, which needs the model)."""
+        from .images import wrapped_grid
+
+        arrays = to_uint8(self.images[chain], _space_of(self))
+        return wrapped_grid(arrays, [f"{int(t)}:{float(v):.2f}" for t, v in zip(self.steps, self.scores[chain])])
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self.grid())
 
 
 def code_upper(generator: Generator, bound: str = DGNAM_CLIP_BOUND) -> torch.Tensor | None:
@@ -573,7 +592,9 @@ def sample(
     With ``checkpoint`` (a file), the chain's whole state is written there every ``checkpoint_every`` iterations and
     at the end of each condition, and an existing checkpoint is continued: a killed chain resumes where it was
     written and ends exactly as an uninterrupted one. A checkpoint of another chain (other settings, weights,
-    conditions or start) is refused. The file is left in place; delete it once the samples are saved.
+    conditions or start) is refused. The file is left in place; delete it once the samples are saved. An interrupt
+    (Ctrl-C, a notebook's stop button) goes on as a ``KeyboardInterrupt`` whose note says where the checkpoint
+    holds the chain; without ``checkpoint`` nothing is kept.
     """
     from tqdm.auto import tqdm
 
@@ -617,48 +638,63 @@ def sample(
                 kept_steps, kept_seg = list(state["kept_steps"]), list(state["kept_seg"])
                 score_hist, prior_hist = state["score_hist"], state["prior_hist"]
 
+        saved_at = t_global if checkpoint is not None and checkpoint.exists() else None  # what the file holds
+
         def save_state() -> None:
+            nonlocal saved_at
             _write_chain_checkpoint(checkpoint, {
                 "key": key, "t_global": t_global, "h": h.cpu(), "eps1": eps1.cpu(),
                 "rng": [g.get_state() for g in rng.gens], "kept_codes": kept_codes, "kept_images": kept_images,
                 "kept_scores": kept_scores, "kept_steps": kept_steps, "kept_seg": kept_seg,
                 "score_hist": score_hist, "prior_hist": prior_hist})
+            saved_at = t_global
 
         bar = tqdm(total=total, initial=t_global, desc=f"PPGN ({n_chains} chains)", unit="step",
                    disable=not progress)
         start = t_global
-        for seg, cond in enumerate(conds):
-            for t in range(config.steps):
-                if seg * config.steps + t < start:  # done before the checkpoint
-                    continue
-                if config.reset_every and t > 0 and t % config.reset_every == 0:
-                    h = rng.normal(generator.code_shape).to(dev)
-                    eps1 = rng.uniform(*config.reset_eps1).to(dev)
-                h.requires_grad_(True)
-                score = cond(generator(h), generator.space)
-                (d_cond,) = torch.autograd.grad(score.sum(), h)
-                h = h.detach()
-                score_hist.append(score.detach().cpu())
-                r = _step(h, config.eps2 * d_cond, dae, eps1, config, rng, upper, t,
-                          f"PPGN code at iteration {t_global}")
-                prior_hist.append(torch.full((n_chains,), float("nan")) if r is None else r.cpu())
-                t_global += 1
-                n = t + 1
-                if n > config.burn_in and (n - config.burn_in) % config.keep_every == 0:
-                    with torch.no_grad():
-                        img = generator(h)
-                        s = cond(img, generator.space)
-                    kept_codes.append(h.cpu().clone())
-                    kept_images.append(img.cpu())
-                    kept_scores.append(s.cpu())
-                    kept_steps.append(t_global)
-                    kept_seg.append(seg)
-                bar.update(1)
-                if checkpoint is not None and (t_global % checkpoint_every == 0 or n == config.steps):
-                    save_state()
-                if on_step is not None:
-                    on_step(t_global)
-        bar.close()
+
+        def interrupted() -> str:
+            if checkpoint is None:
+                return (f"sample was interrupted at iteration {t_global} of {total}; nothing is kept without "
+                        f"checkpoint=FILE, which saves the chain every {checkpoint_every} iterations (the same call "
+                        f"then continues it)")
+            held = (f"{checkpoint} holds the chain at iteration {saved_at}: the same call continues from there"
+                    if saved_at is not None else f"{checkpoint} is first written at iteration "
+                    f"{min(checkpoint_every, config.steps)}, so the same call starts over")
+            return f"sample was interrupted at iteration {t_global} of {total}; {held}"
+
+        with bar, noting_interrupt(interrupted):
+            for seg, cond in enumerate(conds):
+                for t in range(config.steps):
+                    if seg * config.steps + t < start:  # done before the checkpoint
+                        continue
+                    if config.reset_every and t > 0 and t % config.reset_every == 0:
+                        h = rng.normal(generator.code_shape).to(dev)
+                        eps1 = rng.uniform(*config.reset_eps1).to(dev)
+                    h.requires_grad_(True)
+                    score = cond(generator(h), generator.space)
+                    (d_cond,) = torch.autograd.grad(score.sum(), h)
+                    h = h.detach()
+                    score_hist.append(score.detach().cpu())
+                    r = _step(h, config.eps2 * d_cond, dae, eps1, config, rng, upper, t,
+                              f"PPGN code at iteration {t_global}")
+                    prior_hist.append(torch.full((n_chains,), float("nan")) if r is None else r.cpu())
+                    t_global += 1
+                    n = t + 1
+                    if n > config.burn_in and (n - config.burn_in) % config.keep_every == 0:
+                        with torch.no_grad():
+                            img = generator(h)
+                            s = cond(img, generator.space)
+                        kept_codes.append(h.cpu().clone())
+                        kept_images.append(img.cpu())
+                        kept_scores.append(s.cpu())
+                        kept_steps.append(t_global)
+                        kept_seg.append(seg)
+                    bar.update(1)
+                    if checkpoint is not None and (t_global % checkpoint_every == 0 or n == config.steps):
+                        save_state()
+                    if on_step is not None:
+                        on_step(t_global)
         if not kept_codes:
             raise DgnamError("the chain kept no sample: lower burn_in or keep_every, or raise steps "
                              "(PPGNConfig.for_samples keeps n)")
@@ -666,7 +702,7 @@ def sample(
             codes=torch.stack(kept_codes, 1), images=torch.stack(kept_images, 1), steps=torch.tensor(kept_steps),
             scores=torch.stack(kept_scores, 1), segment=torch.tensor(kept_seg),
             score_history=torch.stack(score_hist, 1),
-            prior_history=torch.stack(prior_hist, 1), final_codes=h.cpu(), config=config,
+            prior_history=torch.stack(prior_hist, 1), final_codes=h.cpu(), config=config, space=generator.space,
         )
 
 
@@ -726,12 +762,12 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
-@dataclass
+@dataclass(repr=False)
 class Inpainting:
-    """What :func:`inpaint` returns, all raw in the target's space: ``masked`` (the input, hole filled with raw 0),
-    ``result`` (generated pixels inside the hole, real ones outside), ``generated`` (the whole generated image) and
-    ``start`` (the composite from the starting code, before any sampling), with the final ``codes`` and the
-    condition's score per iteration."""
+    """What :func:`inpaint` returns, all raw in the target's space ``space``: ``masked`` (the input, hole filled with
+    raw 0), ``result`` (generated pixels inside the hole, real ones outside), ``generated`` (the whole generated
+    image) and ``start`` (the composite from the starting code, before any sampling), with the final ``codes`` and
+    the condition's score per iteration. In a notebook it shows :meth:`grid`."""
 
     masked: torch.Tensor
     result: torch.Tensor
@@ -739,6 +775,29 @@ class Inpainting:
     start: torch.Tensor
     codes: torch.Tensor
     score_history: torch.Tensor
+    space: ImageSpace | None = None
+
+    __repr__ = compact_repr
+
+    def grid(self) -> "Image.Image":
+        """One row per image: masked, the start (the composite from the masked image's own code), the result and
+        the whole generated image (`dgnam inpaint`'s figure shows masked, result and the original)."""
+        from .images import grid
+
+        space = _space_of(self)
+        columns = (self.masked, self.start, self.result, self.generated)
+        rows = [[to_uint8(t[i : i + 1], space)[0] for t in columns] for i in range(len(self.masked))]
+        return grid(rows, col_labels=["masked", "start", "result", "generated"])
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self.grid())
+
+
+def _space_of(result: Chain | Inpainting) -> ImageSpace:
+    if result.space is None:
+        raise DgnamError(f"this {type(result).__name__} does not say its images' space (made by hand): set its "
+                         f"space, e.g. to the generator's")
+    return result.space
 
 
 def mask_images(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -815,4 +874,5 @@ def inpaint(
         with torch.no_grad():
             result, gen = composite(h)
         return Inpainting(masked=masked.cpu(), result=result.cpu(), generated=gen.cpu(), start=start.cpu(),
-                          codes=h.cpu(), score_history=torch.stack(hist, 1) if hist else torch.zeros(len(images), 0))
+                          codes=h.cpu(), score_history=torch.stack(hist, 1) if hist else torch.zeros(len(images), 0),
+                          space=space)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 import torch.nn.functional as F
 
+from .display import compact_repr
 from .errors import DgnamError
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class Prior:
         return {"prior": type(self).__name__, **json_safe(vars(self))}
 
 
-@dataclass
+@dataclass(repr=False)
 class CodeStats:
     """Per-component statistics of a generator's code over real images: mean, std and percentiles.
 
@@ -75,6 +76,8 @@ class CodeStats:
     percentiles: dict[float, torch.Tensor] = field(default_factory=dict)
     count: int = 0
     bounds: torch.Tensor | None = None  # explicit upper bounds (released act_range files)
+
+    __repr__ = compact_repr  # a 4096-component code's statistics printed pages of numbers
 
     @classmethod
     def from_codes(cls, codes: torch.Tensor, percentiles: Sequence[float] = CODE_PERCENTILES) -> "CodeStats":

@@ -1,27 +1,14 @@
-"""Reports: small self-contained HTML pages (images inlined) for a run's figures and tables."""
+"""Reports: small self-contained HTML pages (images inlined) for a run's figures and tables (the tables and inlined
+images themselves: :mod:`dgnam.display`, which notebooks share)."""
 
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 from typing import Sequence
 
 from .atomic import write_text_atomic
-
-#: A cell whose metric does not apply (``None``: the diversity of one image, the judge accuracy of a channel unit).
-NOT_APPLICABLE = "n/a"
-
-
-def html_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    def fmt(v):
-        if v is None:  # "None" in a table reads like a failure
-            return NOT_APPLICABLE
-        return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
-
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+from .display import img_tag
 
 
 def write_page(path: Path, title: str, sections: Sequence[tuple[str, str]]) -> Path:
@@ -39,8 +26,7 @@ def write_page(path: Path, title: str, sections: Sequence[tuple[str, str]]) -> P
 
 def image_section(path: Path, alt: str) -> str:
     """The PNG at ``path`` as an ``<img>`` tag with its data inlined."""
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return img_tag(path.read_bytes(), alt)
 
 
 def warning_section(text: str) -> str:

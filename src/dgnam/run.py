@@ -15,18 +15,21 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
 from .atomic import folder_lock, write_json_atomic
-from .errors import DgnamError, check_seed, warn
+from .display import compact
+from .errors import DgnamError, check_seed, noting_interrupt, warn
 from .generators import Generator, PixelGenerator, check_generator
 from .imagespace import ImageSpace, convert, to_uint8
-from .images import grid, save_image, save_png
+from .images import grid, png_scale, save_image, save_png
 from .modules import as_device, frozen, module_device, module_dtype
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import Prior
@@ -46,16 +49,33 @@ def unit_slug(index: int, unit: Unit) -> str:
     return f"u{index:03d}_" + ("neg-" if unit.sign < 0 else "") + re.sub(r"[^A-Za-z0-9]+", "-", unit.address).strip("-")
 
 
-@dataclass
+#: What a notebook shows of a run as a cell's value (:meth:`Run._repr_html_`): the first this many records in its
+#: table and units in its grid (``run.grid()`` draws up to :data:`~dgnam.images.GRID_MAX_ROWS`, ``run.records`` holds
+#: them all). A thousand-class run's full grid, inlined, would make the notebook file megabytes larger.
+DISPLAY_RECORDS = 20
+DISPLAY_UNITS = 10
+#: The record fields a run's table shows, in this order, where any of its records has them (a `facets` run's facet,
+#: an evaluated run's judge, a `sample` run's score).
+DISPLAY_FIELDS = ("unit", "class_name", "facet", "nearest_facet", "restart", "step", "activation", "best_activation",
+                  "probability", "score", "judge_name", "judge_prob", "diverged_at", "unchanged")
+
+
+@dataclass(repr=False)
 class Run:
     """What :func:`visualize` returns: the records (as in ``results.json``) and, aligned with them, the final images
-    (raw, in the generator's space) and codes."""
+    (raw, in the generator's space ``space``) and codes; ``out`` the run's folder, ``config`` its settings as
+    ``results.json`` records them. :meth:`load` opens a run folder (the CLI's too).
+
+    In a notebook a run shows itself as a cell's value (a table of its records and the grid of its images, as
+    ``grid.png`` draws them); :meth:`grid` is that figure as a Pillow image, :meth:`image` one record's picture."""
 
     records: list[dict]
     images: torch.Tensor | None = None
     codes: torch.Tensor | None = None
     best_codes: torch.Tensor | None = None
     out: Path | None = None
+    space: ImageSpace | None = None
+    config: dict | None = None
 
     def best_restarts(self) -> list[int]:
         """For each unit, in unit order, the index (into ``records`` and ``images``) of its restart with the highest
@@ -69,6 +89,104 @@ class Run:
             if i not in best or sign * r["activation"] > sign * self.records[best[i]]["activation"]:
                 best[i] = k
         return [best[i] for i in sorted(best)]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, codes: bool = False) -> "Run":
+        """The run in the folder ``path`` (written by `dgnam visualize`, `facets` or `sample`, or by :func:`visualize`
+        with ``out``), so that a notebook can look at a finished or interrupted run: its records and settings, and
+        its images through :meth:`grid` and :meth:`image` (read from its PNGs; ``images`` stays ``None``, since raw
+        images need the generator). ``codes=True`` also reads each record's final and best codes (a `visualize` or
+        `facets` run), e.g. to start another run from them (``init=run.codes``). A run still being written is read
+        as its last batch left it. As with a resume, every file the run names must lie inside its folder."""
+        out = Path(path)
+        results = _read_results(out, fields=("unit_index", "restart", "image") + (("code",) if codes else ()),
+                                what="dgnam", fix="give the folder of a run of visualize, facets or sample"
+                                + (" (codes=True: of visualize or facets, which save each image's code)" if codes
+                                   else ""))
+        records = results["records"]
+        run = cls(records=records, out=out, config=results["config"])
+        if codes and records:
+            saved = [_saved_codes(out, rec) for rec in records]
+            run.codes = torch.stack([final for final, _ in saved])
+            run.best_codes = torch.stack([best for _, best in saved])
+        return run
+
+    def image(self, k: int) -> Image.Image:
+        """Record ``k``'s final image as its PNG shows it (decoded from the generator's space, enlarged to at least
+        96 px by a whole factor): from ``images`` when the run holds them, else read from its folder."""
+        from .images import enlarged, png_scale
+
+        if self.images is not None and self.space is not None:
+            return enlarged(to_uint8(self.images[k : k + 1], self.space)[0], png_scale(self.space.size))
+        if self.out is None:
+            raise DgnamError("this run holds no images and has no folder: run visualize with return_images=True or "
+                             "out=FOLDER")
+        path = run_file(self.out, self.records[k].get("image"))
+        try:
+            with Image.open(path) as im:
+                return im.copy()  # read whole, and the file closed
+        except OSError as e:
+            raise DgnamError(f"cannot read {path} ({e}): the run's folder is incomplete; resume it "
+                             f"(resume=True, or the same command with --resume) to redraw it") from None
+
+    def grid(self, max_units: int | None = None, max_restarts: int | None = None) -> Image.Image:
+        """The run's overview, the figure its ``grid.png`` is (pixel for pixel, for a run written with ``out``): one
+        row per unit, one column per restart, each captioned with its final activation; at most ``max_units`` units
+        and ``max_restarts`` restarts (default :data:`~dgnam.images.GRID_MAX_ROWS` and
+        :data:`~dgnam.images.GRID_MAX_COLS`, with a warning when there are more)."""
+        return overview_grid(self.records, lambda k: np.asarray(self.image(k)), max_units, max_restarts,
+                             what="run.grid()", where="run.images" if self.images is not None else
+                             str(self.out / "images") if self.out is not None else "run.records")
+
+    def __repr__(self) -> str:
+        units = len({r.get("unit_index") for r in self.records})
+        method = (self.config or {}).get("method") or next((r.get("method") for r in self.records if "method" in r),
+                                                           None)
+        parts = [f"{len(self.records)} records of {units} units" + (f", method={method!r}" if method else "")]
+        parts += [f"{f}={compact(getattr(self, f))}" for f in ("images", "codes") if getattr(self, f) is not None]
+        if self.out is not None:
+            parts.append(f"out={str(self.out)!r}")
+        return f"Run({', '.join(parts)}{self._unfinished()})"
+
+    def _unfinished(self) -> str:
+        expected = expected_records(self.config or {})
+        return f"; unfinished: {len(self.records)} of {expected}" if expected and len(self.records) < expected else ""
+
+    def _repr_html_(self) -> str:
+        """A notebook's view of the run: a line of facts, the table of its first records and the grid of its first
+        units (IPython's rich display hook: a cell whose value is a run shows this)."""
+        import html
+
+        from .display import html_table, img_tag, png_bytes
+
+        fields = [f for f in DISPLAY_FIELDS if any(f in r for r in self.records)]
+        shown = self.records[:DISPLAY_RECORDS]
+        more = len(self.records) - len(shown)
+        parts = [f"<p>{html.escape(repr(self))}</p>", html_table(shown, fields)]
+        if more:
+            parts.append(f"<p>... and {more} more records (run.records holds them all)</p>")
+        if self.records and (self.images is not None and self.space is not None or self.out is not None):
+            try:
+                figure = overview_grid(self.records, lambda k: np.asarray(self.image(k)), DISPLAY_UNITS, None)
+            except DgnamError as e:
+                parts.append(f"<p>no grid: {html.escape(str(e))}</p>")
+            else:
+                parts.append(img_tag(png_bytes(figure), "grid"))
+                units = len({r["unit_index"] for r in self.records})
+                if units > DISPLAY_UNITS:
+                    parts.append(f"<p>the first {DISPLAY_UNITS} of {units} units: run.grid() draws up to "
+                                 f"{_grid_caps()[0]}</p>")
+        return "\n".join(parts)
+
+
+def expected_records(config: dict) -> int | None:
+    """How many records a finished run has: every unit times every restart for `visualize` and `facets` runs (whose
+    ``config`` holds ``units`` and ``restarts``), ``None`` where the config does not say (a `sample` run is written
+    once, when it is complete)."""
+    units, restarts = config.get("units"), config.get("restarts")
+    if isinstance(units, list) and isinstance(restarts, int) and not isinstance(restarts, bool):
+        return len(units) * restarts
+    return None
 
 
 def target_space(model: nn.Module, input_space: ImageSpace | None = None, generator: Generator | None = None) -> ImageSpace:
@@ -186,16 +304,23 @@ def check_run_files(out: Path, records: Sequence[dict]) -> None:
                 run_file(out, rec[field])
 
 
-def _read_results(out: Path) -> dict:
+#: The fields every record of a run that :func:`visualize` resumes has (a `facets` run's too).
+RESUMED_FIELDS = ("unit_index", "restart", "image", "code")
+
+
+def _read_results(out: Path, fields: Sequence[str] = RESUMED_FIELDS, what: str = "`dgnam visualize`",
+                  fix: str = "remove the folder or pick another --out (Python: out=)") -> dict:
+    """The run's ``results.json``, refused in one line (no run ``what`` wrote: ``fix``) unless it has a config and
+    records with ``fields``, and (:func:`check_run_files`) every file it names lies inside ``out``."""
     try:
         results = json.loads((out / RESULTS).read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise DgnamError(f"cannot read {out / RESULTS} to resume ({e}); remove the folder or pick another --out") from None
+        raise DgnamError(f"cannot read {out / RESULTS} ({e}); {fix}") from None
     records = results.get("records") if isinstance(results, dict) else None
     if (not isinstance(results, dict) or not isinstance(results.get("config"), dict) or not isinstance(records, list)
-            or not all(isinstance(r, dict) and {"unit_index", "restart", "image", "code"} <= set(r) for r in records)):
-        raise DgnamError(f"{out / RESULTS} is not a run `dgnam visualize` wrote (no config, or records without "
-                         f"unit_index, restart, image and code); remove the folder or pick another --out")
+            or not all(isinstance(r, dict) and set(fields) <= set(r) for r in records)):
+        raise DgnamError(f"{out / RESULTS} is not a run {what} wrote (no config, or records without "
+                         f"{', '.join(fields)}); {fix}")
     check_run_files(out, records)
     return results
 
@@ -267,6 +392,10 @@ def visualize(
     :func:`dgnam.modules.frozen`).
     ``return_images=False`` (with ``out``) returns the records alone: the images and codes are on disk, and a run of
     a thousand classes times ten restarts at 256 px would otherwise hold 8 GB of them in memory to the end.
+    An interrupt (Ctrl-C, a notebook's stop button) is not caught: the ``KeyboardInterrupt`` goes on with a note of
+    what was kept. With ``out`` every finished batch is on disk, the same call with ``resume=True`` continues the run
+    and ``Run.load(out)`` shows it meanwhile; without ``out`` nothing is kept. ``model`` and ``generator`` come back
+    as given either way, and the folder's lock is released.
     """
     if not isinstance(model, nn.Module):
         what = "a class: build an instance, e.g. Net()" if isinstance(model, type) else type(model).__name__
@@ -361,8 +490,8 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
             raise DgnamError(f"out={out_dir} is a file: give a folder for the run (it is made if missing)")
         if (out_dir / RESULTS).exists():
             if not resume:
-                raise DgnamError(f"run directory {out_dir} already has results: pass --resume to continue it, "
-                                 f"or choose another --out")
+                raise DgnamError(f"run directory {out_dir} already has results: pass --resume to continue it "
+                                 f"(Python: resume=True), or choose another --out (Python: out=)")
             prev = _read_results(out_dir)
             now, before = json.loads(json.dumps(run_config)), prev.get("config") or {}
             if "weights" not in before:  # made by a dgnam that recorded less: compare what it recorded, as it did
@@ -374,7 +503,7 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
             differ = _differences(now, before)
             if differ:
                 raise DgnamError(f"{out_dir} was made with different settings ({'; '.join(differ)}); resume with the "
-                                 f"same ones or choose another --out")
+                                 f"same ones or choose another --out (Python: out=)")
             records = prev.get("records", [])
         elif out_dir.exists() and foreign_entries(out_dir):  # (its lock, and dgnam's temporary files, are no run)
             # a run killed before its first batch was written holds images/ and codes/ alone; anything else is not
@@ -382,10 +511,10 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
             others = foreign_entries(out_dir, RUN_FOLDERS)
             if others:
                 raise DgnamError(f"{out_dir} exists and is not empty ({listed(others)} are no run's): choose another "
-                                 f"--out")
+                                 f"--out (Python: out=)")
             if not resume:
                 raise DgnamError(f"{out_dir} holds a run killed before its first results: pass --resume to continue "
-                                 f"it, or choose another --out")
+                                 f"it (Python: resume=True), or choose another --out (Python: out=)")
             check_run_files(out_dir, ())
         (out_dir / "images").mkdir(parents=True, exist_ok=True)
         (out_dir / "codes").mkdir(parents=True, exist_ok=True)
@@ -403,55 +532,70 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
                unit="step")
     diverged: list[str] = []  # said once at the end: a wide layer can have hundreds of dead units
     unchanged: list[str] = []
-    for batch in batches:
-        bunits = [u for _, u, _ in batch]
-        seeds = [seed + r for _, _, r in batch]
-        if isinstance(init, torch.Tensor):
-            codes0 = torch.stack([init[i if len(init) > 1 else 0] for i, _, _ in batch])
-        else:
-            codes0 = generator.init_codes(seeds, init).to(device)
-        res = optimize(pipeline, bunits, codes0, config, priors, on_step=lambda _s: bar.update(1))
-        with torch.no_grad():
-            final_imgs = generator(res.codes)
-            best_imgs = generator(res.best_codes)
-        finals, bests = to_uint8(final_imgs, generator.space), to_uint8(best_imgs, generator.space)
-        for k, (i, u, r) in enumerate(batch):
-            slug = f"{unit_slug(i, u)}_r{r}"
-            rec = {
-                "unit": u.address, "unit_index": i, "layer": u.layer, "channel": u.channel,
-                "position": positions[i], "goal": u.goal, "restart": r,
-                "seed": seeds[k], "method": method, "activation": float(res.activations[k]),
-                "best_activation": float(res.best_activations[k]), "best_step": int(res.best_steps[k]),
-                "steps": config.steps, "code_l2": float(res.codes[k].norm()),
-                "image": f"images/{slug}.png", "image_size": list(generator.space.size), "best_image": f"images/{slug}_best.png", "code": f"codes/{slug}.safetensors",
-            }
-            if int(res.diverged_steps[k]) >= 0:
-                rec["diverged_at"] = int(res.diverged_steps[k])
-                diverged.append(f"{u.address} restart {r} (step {rec['diverged_at']})")
-            if bool(res.unchanged[k]):
-                rec["unchanged"] = True
-                unchanged.append(f"{u.address} restart {r}")
-            if u.direction is not None:  # the vector itself is saved in the code file, for `evaluate`
-                rec.update(direction=u.direction_name, direction_digest=u.digest)
-            elif u.layer == LOGITS and 0 <= u.channel < len(class_names):  # logits:cat ran as logits:1: say which
-                rec["class_name"] = class_names[u.channel]
-            if meta:
-                rec.update(meta)
-            records.append(rec)
-            if return_images:
-                images_by_job[(i, r)] = final_imgs[k].cpu()
-                codes_by_job[(i, r)] = (res.codes[k].cpu(), res.best_codes[k].cpu())
+    saved = len(records)  # the records results.json holds
+
+    def interrupted() -> str | None:
+        if out_dir is None:
+            return (f"visualize was interrupted after {len(records)} of {len(jobs)} images, which are not kept "
+                    f"without out=: pass out=FOLDER to keep each batch as it finishes (resume=True then continues the "
+                    f"run)")
+        if out_dir.name == STAGING:  # a run staged by facets: the caller says what becomes of it
+            return None
+        return (f"visualize was interrupted: {saved} of {len(jobs)} images are saved in {out_dir}; the same call "
+                f"with resume=True continues the run (at most the batch in flight was lost), and "
+                f"dgnam.Run.load({str(out_dir)!r}) shows what is there")
+
+    with bar, noting_interrupt(interrupted):
+        for batch in batches:
+            bunits = [u for _, u, _ in batch]
+            seeds = [seed + r for _, _, r in batch]
+            if isinstance(init, torch.Tensor):
+                codes0 = torch.stack([init[i if len(init) > 1 else 0] for i, _, _ in batch])
+            else:
+                codes0 = generator.init_codes(seeds, init).to(device)
+            res = optimize(pipeline, bunits, codes0, config, priors, on_step=lambda _s: bar.update(1))
+            with torch.no_grad():
+                final_imgs = generator(res.codes)
+                best_imgs = generator(res.best_codes)
+            finals, bests = to_uint8(final_imgs, generator.space), to_uint8(best_imgs, generator.space)
+            for k, (i, u, r) in enumerate(batch):
+                slug = f"{unit_slug(i, u)}_r{r}"
+                rec = {
+                    "unit": u.address, "unit_index": i, "layer": u.layer, "channel": u.channel,
+                    "position": positions[i], "goal": u.goal, "restart": r,
+                    "seed": seeds[k], "method": method, "activation": float(res.activations[k]),
+                    "best_activation": float(res.best_activations[k]), "best_step": int(res.best_steps[k]),
+                    "steps": config.steps, "code_l2": float(res.codes[k].norm()),
+                    "image": f"images/{slug}.png", "image_size": list(generator.space.size), "best_image": f"images/{slug}_best.png", "code": f"codes/{slug}.safetensors",
+                }
+                if int(res.diverged_steps[k]) >= 0:
+                    rec["diverged_at"] = int(res.diverged_steps[k])
+                    diverged.append(f"{u.address} restart {r} (step {rec['diverged_at']})")
+                if bool(res.unchanged[k]):
+                    rec["unchanged"] = True
+                    unchanged.append(f"{u.address} restart {r}")
+                if u.direction is not None:  # the vector itself is saved in the code file, for `evaluate`
+                    rec.update(direction=u.direction_name, direction_digest=u.digest)
+                elif u.layer == LOGITS and 0 <= u.channel < len(class_names):  # logits:cat ran as logits:1: say which
+                    rec["class_name"] = class_names[u.channel]
+                if meta:
+                    rec.update(meta)
+                records.append(rec)
+                if return_images:
+                    images_by_job[(i, r)] = final_imgs[k].cpu()
+                    codes_by_job[(i, r)] = (res.codes[k].cpu(), res.best_codes[k].cpu())
+                if out_dir is not None:
+                    scale = png_scale(generator.space.size)
+                    save_png(finals[k], out_dir / rec["image"], scale)
+                    save_png(bests[k], out_dir / rec["best_image"], scale)
+                    vector = {} if u.direction is None else {"direction": u.direction}
+                    save_safetensors({"final": res.codes[k], "best": res.best_codes[k], **vector},
+                                     out_dir / rec["code"],
+                                     metadata={"unit": u.address, "restart": str(r), "seed": str(seeds[k])})
             if out_dir is not None:
-                scale = max(1, 96 // max(generator.space.size))
-                save_png(finals[k], out_dir / rec["image"], scale)
-                save_png(bests[k], out_dir / rec["best_image"], scale)
-                vector = {} if u.direction is None else {"direction": u.direction}
-                save_safetensors({"final": res.codes[k], "best": res.best_codes[k], **vector}, out_dir / rec["code"],
-                                 metadata={"unit": u.address, "restart": str(r), "seed": str(seeds[k])})
-        if out_dir is not None:
-            records.sort(key=lambda rec: (rec["unit_index"], rec["restart"]))
-            write_json_atomic(out_dir / RESULTS, {"dgnam_version": __version__, "config": run_config, "records": records})
-    bar.close()
+                records.sort(key=lambda rec: (rec["unit_index"], rec["restart"]))
+                write_json_atomic(out_dir / RESULTS, {"dgnam_version": __version__, "config": run_config, "records": records})
+                saved = len(records)
     if diverged:
         warn(f"NaN/inf in {_some(diverged)}: each record keeps its last finite code ('diverged_at'; lower the "
              f"learning rate, or check the model on such images)")
@@ -474,7 +618,7 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
         images=torch.stack([images_by_job[k] for k in order]) if have and order else None,
         codes=torch.stack([codes_by_job[k][0] for k in order]) if have and order else None,
         best_codes=torch.stack([codes_by_job[k][1] for k in order]) if have and order else None,
-        out=out_dir,
+        out=out_dir, space=generator.space, config=json.loads(json.dumps(run_config)),
     )
 
 
@@ -551,8 +695,6 @@ def _restore_pngs(out_dir: Path, records: list[dict], generator: Generator, imag
     """Rewrite any PNG of a finished record that is missing or unreadable (a kill while it was written, a deleted
     file) from its code (held in ``codes``, else read from its file): the codes are the run's record, the PNGs are
     views of them."""
-    from PIL import Image
-
     def readable(path: Path) -> bool:
         try:
             with Image.open(path) as im:
@@ -568,37 +710,63 @@ def _restore_pngs(out_dir: Path, records: list[dict], generator: Generator, imag
         code = (codes[key] if key in codes else _saved_codes(out_dir, rec))[which]
         return generator(code[None].to(module_device(generator), module_dtype(generator))).cpu()
 
-    scale = max(1, 96 // max(generator.space.size))
+    scale = png_scale(generator.space.size)
     for rec in records:
         for which, field in enumerate(("image", "best_image")):
             if rec.get(field) and not readable(out_dir / rec[field]):
                 save_png(to_uint8(image(rec, which), generator.space)[0], out_dir / rec[field], scale)
 
 
-def write_grid(out_dir: Path, records: list[dict]) -> Path:
-    """``grid.png``: one row per unit, one column per restart, each captioned with its final activation (at most
-    :data:`~dgnam.images.GRID_MAX_ROWS` units and :data:`~dgnam.images.GRID_MAX_COLS` restarts, with a warning)."""
-    import numpy as np
-    from PIL import Image
+def _grid_caps() -> tuple[int, int]:
+    from . import images  # read when called: a test lowers the caps
 
-    from .images import GRID_MAX_COLS, GRID_MAX_ROWS
+    return images.GRID_MAX_ROWS, images.GRID_MAX_COLS
 
-    by_unit: dict[int, list[dict]] = {}
-    for rec in records:
-        by_unit.setdefault(rec["unit_index"], []).append(rec)
-    n_cols = max((len(recs) for recs in by_unit.values()), default=0)
-    if len(by_unit) > GRID_MAX_ROWS or n_cols > GRID_MAX_COLS:
-        warn(f"grid.png shows the first {min(len(by_unit), GRID_MAX_ROWS)} of {len(by_unit)} units and "
-             f"{min(n_cols, GRID_MAX_COLS)} of {n_cols} restarts (a bigger figure is more than image viewers and "
-             f"Pillow open); every image is in {out_dir / 'images'}")
-    rows, labels, caps = [], [], []
-    for _, recs in sorted(by_unit.items())[:GRID_MAX_ROWS]:
-        recs = recs[:GRID_MAX_COLS]
-        rows.append([np.asarray(Image.open(out_dir / rec["image"])) for rec in recs])
-        caps.append([f"{rec['activation']:.2f}" for rec in recs])
-        labels.append(recs[0]["unit"] + (f" {recs[0]['class_name']}" if recs[0].get("class_name") else ""))
+
+def overview_grid(records: Sequence[dict], picture: Callable[[int], np.ndarray], max_units: int | None = None,
+                  max_restarts: int | None = None, what: str | None = None, where: str = "") -> Image.Image:
+    """A run's overview figure (``grid.png``, :meth:`Run.grid`): one row per unit, one column per restart, each cell
+    ``picture(k)`` of record ``k`` captioned with its final activation (a `sample` run's record: its probability or
+    score); at most ``max_units`` units and ``max_restarts`` restarts (default :data:`~dgnam.images.GRID_MAX_ROWS`
+    and :data:`~dgnam.images.GRID_MAX_COLS`). With ``what`` (the figure's name), cutting any is said in a warning that
+    names ``where`` every image is."""
+    if not records:
+        raise DgnamError("the run has no records yet: there is nothing to draw")
+    caps = _grid_caps()
+    max_units, max_restarts = max_units or caps[0], max_restarts or caps[1]
+    by_unit: dict[int, list[int]] = {}
+    for k, rec in enumerate(records):
+        by_unit.setdefault(rec["unit_index"], []).append(k)
+    n_cols = max((len(ks) for ks in by_unit.values()), default=0)
+    if what and (len(by_unit) > max_units or n_cols > max_restarts):
+        warn(f"{what} shows the first {min(len(by_unit), max_units)} of {len(by_unit)} units and "
+             f"{min(n_cols, max_restarts)} of {n_cols} restarts (a bigger figure is more than image viewers and "
+             f"Pillow open); every image is in {where}")
+    rows, labels, captions = [], [], []
+    for _, ks in sorted(by_unit.items())[:max_units]:
+        ks = ks[:max_restarts]
+        rows.append([picture(k) for k in ks])
+        captions.append([f"{_caption_value(records[k]):.2f}" for k in ks])
+        first = records[ks[0]]
+        labels.append(first["unit"] + (f" {first['class_name']}" if first.get("class_name") else ""))
     ncols = max(len(r) for r in rows) if rows else 0
-    img = grid(rows, row_labels=labels, col_labels=[f"restart {j}" for j in range(ncols)], cell_labels=caps)
+    return grid(rows, row_labels=labels, col_labels=[f"restart {j}" for j in range(ncols)], cell_labels=captions)
+
+
+def _caption_value(rec: dict) -> float:
+    """What a grid's cell says of a record: its final activation (a `sample` run's: the class probability, else the
+    condition's score)."""
+    return next((rec[f] for f in ("activation", "probability", "score") if f in rec), float("nan"))
+
+
+def write_grid(out_dir: Path, records: list[dict]) -> Path:
+    """``grid.png``: :func:`overview_grid` of the run's PNGs (at most :data:`~dgnam.images.GRID_MAX_ROWS` units and
+    :data:`~dgnam.images.GRID_MAX_COLS` restarts, with a warning)."""
+    def picture(k: int) -> np.ndarray:
+        with Image.open(out_dir / records[k]["image"]) as im:
+            return np.asarray(im)
+
+    img = overview_grid(records, picture, what="grid.png", where=str(out_dir / "images"))
     path = out_dir / "grid.png"
     save_image(img, path)
     return path

@@ -269,7 +269,7 @@ def sample(
     """PPGN-h: sample many images of a class (or a unit) from one Markov chain on the generator's code."""
     from .. import __version__
     from ..imagespace import to_uint8
-    from ..images import grid, save_png
+    from ..images import png_scale, save_png, wrapped_grid
     from ..ppgn import (PPGN_CLASS_STEPS, PPGN_UNIT_RESET_EVERY, PPGN_UNIT_STEPS, ClassCondition,
                         PPGNConfig, UnitCondition, sample as run_sample)
     from ..units import parse_units, resolve_units
@@ -344,7 +344,7 @@ def sample(
     # everything is staged and moved in at the end: a kill while writing (or before) leaves an earlier run in OUT
     # whole, not its images deleted under a results.json that still lists them
     final_out, out = out, staging_dir(out)
-    scale = max(1, 96 // max(gen.space.size))
+    scale = png_scale(gen.space.size)
     kept = [0] * len(conds)
     for i, a in enumerate(arrs):
         seg = int(chain.segment[i])
@@ -358,11 +358,8 @@ def sample(
         if probs is not None:
             rec["probability"] = probs[i]
         records.append(rec)
-    cols = 10
-    rows = [arrs[i : i + cols] for i in range(0, len(arrs), cols)]
-    caps = [[f"{r['step']}:{r.get('probability', r['score']):.2f}" for r in records[i : i + cols]]
-            for i in range(0, len(records), cols)]
-    save_image(grid(rows, cell_labels=caps), out / "samples.png")
+    save_image(wrapped_grid(arrs, [f"{r['step']}:{r.get('probability', r['score']):.2f}" for r in records]),
+               out / "samples.png")
     save_safetensors({"codes": chain.codes[0]}, out / "codes.safetensors", metadata={"generator": generator})
     run_config = {"model": getattr(net, "zoo_name", model), "model_source": getattr(net, "dgnam_source", None),
                   "generator": generator, "method": "ppgn-h", "prior": prior,

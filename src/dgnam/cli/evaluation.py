@@ -9,7 +9,7 @@ import typer
 
 from . import app
 from ..errors import DgnamError
-from ..report import NOT_APPLICABLE
+from ..display import NOT_APPLICABLE
 from .common import device_arg, hold_lock, model_arg, print_table
 
 
@@ -108,7 +108,8 @@ def _write_report(run_dir: Path, ev: dict, unit_cols: list[str], figures: Sequen
     how many of the run's images it scored, so a page older than a resumed run gives itself away."""
     import html
 
-    from ..report import html_table, image_section, warning_section, write_page
+    from ..display import html_table
+    from ..report import image_section, warning_section, write_page
 
     s = ev["summary"]
     warning = incomplete_warning(s)
