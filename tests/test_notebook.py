@@ -221,3 +221,40 @@ def test_facets_show_their_run_under_the_fidelity(tiny_model, tiny_gen):
     page = f._repr_html_()
     assert f"fidelity {f.fidelity:.2f}" in page and "<th>facet</th><th>nearest_facet</th>" in page
     assert len(embedded_pngs(page)) == 1 and len(repr(f)) < 1500 and "\n" not in repr(f)
+
+
+@NOTES
+@pytest.mark.parametrize("folder", [False, True])
+def test_an_interrupted_facets_call_says_only_what_facets_does(tmp_path, tiny_model, tiny_gen, folder):
+    """facets runs visualize inside, but cannot resume: without out= the note of visualize ("pass out=FOLDER ...
+    resume=True then continues the run") came first, advice that facets does not take."""
+    from dgnam.facets import FacetConfig, facets
+
+    from test_facets import TinyEncoder, pattern_images
+
+    Interrupt.armed = 1
+    cfg = FacetConfig(k=2, top_fraction=0.5, reduce="pca", center_images=3, top_real=2)
+    with pytest.raises(KeyboardInterrupt) as e:
+        facets(tiny_model, "logits:0", pattern_images(), tiny_gen, cfg, encoder=(TinyEncoder().eval(), "code"),
+               steps=2, priors=[*tiny_gen.default_priors(), Interrupt()], out=tmp_path / "f" if folder else None,
+               progress=False)
+    (note,) = e.value.__notes__
+    assert note.startswith("facets was interrupted") and "resume" not in note
+
+
+@NOTES
+def test_an_interrupted_demo_says_it_starts_over(tmp_path, monkeypatch):
+    """run_demo has no resume (it replaces its runs when run again): visualize's note ("the same call with
+    resume=True continues the run") was wrong for it."""
+    import dgnam.demo as demo
+    from dgnam.run import visualize as run_visualize
+
+    def interrupted_visualize(*args, priors=(), **kw):
+        Interrupt.armed = 1
+        return run_visualize(*args, priors=[*priors, Interrupt()], **kw)
+
+    monkeypatch.setattr(demo, "visualize", interrupted_visualize)
+    with pytest.raises(KeyboardInterrupt) as e:
+        demo.run_demo(tmp_path / "demo", restarts=1, steps=1, progress=False)
+    (note,) = e.value.__notes__
+    assert note.startswith("the demo was interrupted") and "resume" not in note

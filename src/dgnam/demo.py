@@ -17,6 +17,7 @@ import torch
 
 from .atomic import folder_lock, write_json_atomic
 from .data import FashionMNIST
+from .errors import noting_interrupt
 from .evaluate import classify
 from .images import grid, save_image
 from .imagespace import convert, to_uint8
@@ -64,7 +65,9 @@ def run_demo(out: str | Path = "runs/demo", restarts: int = DEMO_RESTARTS, steps
     """Run the demo; returns ``{"records": [...], "table": [...], "seconds": s}`` and writes grid.png, results.json,
     index.html (and the two engine runs under ``out/pixel`` and ``out/dgn-am``)."""
     out = Path(out)
-    with folder_lock(out, "demo"):  # a second demo into OUT would delete this one's runs under it
+    # it has no resume (run again, it replaces its runs): its note replaces visualize's, which offers resume=True
+    with folder_lock(out, "demo"), noting_interrupt(lambda: f"the demo was interrupted: run it again to start over "
+                                                            f"(it replaces what it wrote in {out})", replace=True):
         return _run_demo(out, restarts, steps, seed, device, data, progress)
 
 

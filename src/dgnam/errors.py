@@ -44,13 +44,17 @@ def add_note(e: BaseException, note: str) -> None:
 
 
 @contextmanager
-def noting_interrupt(note: Callable[[], str | None]) -> Iterator[None]:
+def noting_interrupt(note: Callable[[], str | None], replace: bool = False) -> Iterator[None]:
     """Let a ``KeyboardInterrupt`` in the block go on, with ``note()`` (made then, from the work's state at that
     moment) added to it: a notebook's stop button or Ctrl-C otherwise left a bare traceback that said nothing of what
-    was kept. Never swallowed: the user asked to stop."""
+    was kept. Never swallowed: the user asked to stop. ``replace`` drops the notes the block's own calls added first:
+    a caller that runs :func:`dgnam.visualize` inside (facets, the demo) and cannot resume says what it keeps
+    itself, and visualize's advice (``resume=True``) would be wrong for it."""
     try:
         yield
     except KeyboardInterrupt as e:
+        if replace and getattr(e, "__notes__", None):
+            e.__notes__.clear()
         text = note()
         if text:
             add_note(e, text)

@@ -497,8 +497,8 @@ def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor
         staged = staging_dir(out)
     written = (f"it writes {out} only when complete, and the next facets into it discards what it had" if staged
                is not None else "it keeps nothing of an interrupted call")
-    # facets cannot resume: what visualize says of its images is not the whole story
-    with noting_interrupt(lambda: f"facets was interrupted: {written}; call it again to start over"):
+    # facets cannot resume: its note replaces visualize's (whose resume=True it does not take)
+    with noting_interrupt(lambda: f"facets was interrupted: {written}; call it again to start over", replace=True):
         run = visualize(model, [found.unit] * k, gen, restarts=1, seed=found.config.seed, steps=steps,
                         config=am_config, priors=priors, init=init, device=device, out=staged, progress=progress,
                         method=method, batch_size=max(32, k))

@@ -534,13 +534,11 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
     unchanged: list[str] = []
     saved = len(records)  # the records results.json holds
 
-    def interrupted() -> str | None:
+    def interrupted() -> str:
         if out_dir is None:
             return (f"visualize was interrupted after {len(records)} of {len(jobs)} images, which are not kept "
                     f"without out=: pass out=FOLDER to keep each batch as it finishes (resume=True then continues the "
                     f"run)")
-        if out_dir.name == STAGING:  # a run staged by facets: the caller says what becomes of it
-            return None
         return (f"visualize was interrupted: {saved} of {len(jobs)} images are saved in {out_dir}; the same call "
                 f"with resume=True continues the run (at most the batch in flight was lost), and "
                 f"dgnam.Run.load({str(out_dir)!r}) shows what is there")
