@@ -13,10 +13,13 @@ import base64
 import dataclasses
 import html
 import io
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: A cell whose metric does not apply (``None``: the diversity of one image, the judge accuracy of a channel unit).
 NOT_APPLICABLE = "n/a"
@@ -36,7 +39,7 @@ def html_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def png_bytes(im) -> bytes:
+def png_bytes(im: "Image.Image") -> bytes:
     """A Pillow image encoded as PNG (what ``_repr_png_`` hands a notebook)."""
     buf = io.BytesIO()
     im.save(buf, format="PNG")

@@ -10,8 +10,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 
-#: The side a run's PNGs are enlarged to at least, by a whole factor (nearest-neighbour): a 28-px image is saved at
-#: 84 px, a 32-px one at 96 px, so that an image viewer shows it at a visible size without blurring it.
+#: The side a small image's PNG is enlarged towards, by the largest whole factor (nearest-neighbour) that does not
+#: pass it: a 28-px image is saved at 84 px, a 32-px one at 96 px, one of 96 px or more as it is, so that an image
+#: viewer shows it at a visible size without blurring it.
 PNG_MIN_SIDE = 96
 
 

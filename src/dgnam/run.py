@@ -112,8 +112,8 @@ class Run:
         return run
 
     def image(self, k: int) -> Image.Image:
-        """Record ``k``'s final image as its PNG shows it (decoded from the generator's space, enlarged to at least
-        96 px by a whole factor): from ``images`` when the run holds them, else read from its folder."""
+        """Record ``k``'s final image as its PNG shows it (decoded from the generator's space, enlarged by the
+        largest whole factor that keeps it within 96 px, :func:`~dgnam.images.png_scale`): from ``images`` when the run holds them, else read from its folder."""
         from .images import enlarged, png_scale
 
         if self.images is not None and self.space is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 import typer
@@ -153,9 +154,9 @@ LIMIT_HELP = ("use only N images: Fashion-MNIST's first N; an image folder's tak
 TABLE_MAX_ROWS = 100
 
 
-def seed_option(help: str | None = None):
+def seed_option() -> Any:
     """The ``--seed`` option every command shares: an int in 0..MAX_SEED, refused by typer in one line otherwise."""
-    return typer.Option(0, min=0, max=MAX_SEED, help=help)
+    return typer.Option(0, min=0, max=MAX_SEED)
 
 
 def print_table(rows: list[dict], columns: list[str], title: str | None = None, all_in: str | None = None) -> None:

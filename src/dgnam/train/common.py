@@ -10,12 +10,14 @@ import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import torch
 
 from ..atomic import write_atomic, write_text_atomic
 from ..errors import DgnamError, check_seed, first_line
+
+T = TypeVar("T")
 
 
 def cosine_lr(base: float, step: int, total: int, warmup: int = 0) -> float:
@@ -162,7 +164,7 @@ class Checkpoint:
         return st["epoch"], st["history"], float(st.get("seconds", 0.0))
 
 
-def locks_training(trainer):
+def locks_training(trainer: Callable[..., T]) -> Callable[..., T]:
     """Decorate a trainer ``trainer(..., out, name, ...)`` so that it holds the lock of NAME in OUT while it runs. Two
     trainings of one NAME into one folder overwrote each other's checkpoint every epoch, and the one that ended last
     replaced the other's weights and card without a word; the second is now refused in one line. Other names train
