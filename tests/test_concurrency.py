@@ -143,3 +143,27 @@ def test_the_lock_is_the_holder_s_alone_and_leaves_nothing_behind(tmp_path):
     assert precious.read_text() == "keep"
     with folder_lock(None, "visualize"):  # no folder: nothing to lock
         pass
+
+
+def test_the_demo_is_refused_while_one_of_its_runs_is_evaluated(tmp_path, monkeypatch):
+    """`dgnam evaluate runs/demo/dgn-am` (as its --help suggests) locks that run only; the demo locked runs/demo, so a
+    demo started meanwhile deleted the run under the evaluation (shutil.rmtree) and wrote a new one there, which the
+    evaluation then rewrote. Now the demo takes its runs' locks too, before it deletes anything."""
+    import dgnam.demo as demo
+
+    out = tmp_path / "demo"
+    for method in demo.DEMO_METHODS:  # an earlier demo
+        (out / method).mkdir(parents=True)
+        (out / method / "results.json").write_text("{}")
+    (out / "results.json").write_text(json.dumps({"summary": {}, "records": []}))
+
+    def started(*a, **kw):
+        raise AssertionError("the demo ran beside the evaluation")
+
+    monkeypatch.setattr(demo, "visualize", started)
+    with held_by_another_process(out / "dgn-am", "evaluate") as holder:
+        with pytest.raises(DgnamError, match=rf"^{out / 'dgn-am'} is being written by another dgnam process "
+                                             rf"\(pid {holder.pid}: dgnam evaluate\)"):
+            demo.run_demo(out, restarts=1, steps=1, progress=False)
+    assert all((out / m / "results.json").exists() for m in demo.DEMO_METHODS) and (out / "results.json").exists()
+    assert not (out / LOCK).exists() and not (out / "pixel" / LOCK).exists()

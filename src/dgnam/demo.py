@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .atomic import folder_lock, write_json_atomic
+from .atomic import LOCK, folder_lock, write_json_atomic
 from .data import FashionMNIST
 from .errors import noting_interrupt
 from .evaluate import classify
@@ -65,10 +66,26 @@ def run_demo(out: str | Path = "runs/demo", restarts: int = DEMO_RESTARTS, steps
     """Run the demo; returns ``{"records": [...], "table": [...], "seconds": s}`` and writes grid.png, results.json,
     index.html (and the two engine runs under ``out/pixel`` and ``out/dgn-am``)."""
     out = Path(out)
-    # it has no resume (run again, it replaces its runs): its note replaces visualize's, which offers resume=True
-    with folder_lock(out, "demo"), noting_interrupt(lambda: f"the demo was interrupted: run it again to start over "
-                                                            f"(it replaces what it wrote in {out})", replace=True):
+    with ExitStack() as stack:
+        # OUT and each of its runs (which it deletes and writes again), before anything is deleted: an `evaluate` of
+        # OUT/dgn-am locks that run only, and the demo would delete the run under it
+        for folder in (out, *(out / m for m in DEMO_METHODS)):
+            stack.enter_context(folder_lock(folder, "demo"))
+        # it has no resume (run again, it replaces its runs): its note replaces visualize's, which offers resume=True
+        stack.enter_context(noting_interrupt(lambda: f"the demo was interrupted: run it again to start over (it "
+                                                     f"replaces what it wrote in {out})", replace=True))
         return _run_demo(out, restarts, steps, seed, device, data, progress)
+
+
+def _empty(folder: Path) -> None:
+    """Remove what ``folder`` holds but its lock file (this demo holds the lock: a new file would be another lock)."""
+    for entry in folder.iterdir():
+        if entry.name == LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _run_demo(out: Path, restarts: int, steps: int | None, seed: int, device: str, data: str | None,
@@ -99,7 +116,7 @@ def _run_demo(out: Path, restarts: int, steps: int | None, seed: int, device: st
         spec = build_method(method, space, gen, seed=seed)
         sub = out / method
         if sub.exists():
-            shutil.rmtree(sub)  # the demo always starts fresh
+            _empty(sub)  # the demo always starts fresh (its lock on the folder stays)
         run = visualize(target, units, spec.generator, restarts=restarts, seed=seed, steps=steps, config=spec.config,
                         priors=spec.priors, transforms=spec.transforms, device=device, out=sub, progress=progress,
                         method=method, batch_size=len(units) * restarts)
