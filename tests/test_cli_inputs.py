@@ -464,3 +464,18 @@ def test_cli_units_minimize_with_a_leading_minus_and_read_directions_from_files(
     np.save(vec, np.ones(255, dtype=np.float32))
     refused("the direction has 255 values, but layer 'fc6' has 256 channels: give a vector of 256 values", *base,
             "--units", f"fc6:dir={vec}", "--out", tmp_path / "short")
+
+
+def test_a_seed_that_is_no_int_is_refused_in_one_line(tiny_model):
+    """check_seed compared seed=None with 0 (TypeError: '<=' not supported between ... 'NoneType'): visualize lets
+    None through its type check, and the training configs checked the seed with check_seed alone."""
+    import numpy as np
+
+    from dgnam.train.dae import DAEConfig
+
+    with pytest.raises(DgnamError, match=r"^seed=None: give a seed in 0\.\.9223372036854775807$"):
+        visualize(tiny_model, "logits:0", None, seed=None, steps=1, progress=False)
+    for seed in (None, 1.5, True):
+        with pytest.raises(DgnamError, match=rf"^seed={seed!r}: give a seed in 0\.\."):
+            DAEConfig(seed=seed).validate()
+    DAEConfig(seed=np.int64(3)).validate()  # numpy's ints are ints

@@ -3,6 +3,7 @@
 Every message is a single line that names the fix; the CLI prints it without a traceback.
 """
 
+import numbers
 import os
 import sys
 import warnings
@@ -24,9 +25,9 @@ seeds made from it (restart r of a run is seeded ``seed + r``), and any seed of 
 
 def check_seed(seed: int) -> None:
     """Refuse a seed out of 0..MAX_SEED before any work (one over 2**64 failed as 'Overflow when unpacking long
-    long' deep in torch, after the model was loaded)."""
-    if not 0 <= seed <= MAX_SEED:
-        raise DgnamError(f"seed={seed}: give a seed in 0..{MAX_SEED}")
+    long' deep in torch, after the model was loaded), and one that is no int (``None``, ``1.5``, ``True``)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise DgnamError(f"seed={seed!r}: give a seed in 0..{MAX_SEED}")
 
 
 def first_line(e: BaseException) -> str:
