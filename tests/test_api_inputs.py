@@ -158,6 +158,9 @@ def test_unit_condition_parses_and_checks_its_units(tiny_model, tiny_gen):
     sample(tiny_gen, None, cond, 1, PPGNConfig(steps=2))
     with pytest.raises(DgnamError, match="channel 300 out of range"):
         UnitCondition(tiny_model, "features.3:300")
+    # a minus after the colon reads as a negative index; the message says where the minimizing minus goes
+    with pytest.raises(DgnamError, match=r"channel -3 out of range.*put the minus first: -features\.3:3\)$"):
+        UnitCondition(tiny_model, "features.3:-3")
 
 
 def test_no_nan_in_an_evaluation(tiny_model, tmp_path):

@@ -13,12 +13,12 @@ from PIL import Image, ImageDraw, ImageFont
 #: The side a small image's PNG is enlarged towards, by the largest whole factor (nearest-neighbour) that does not
 #: pass it: a 28-px image is saved at 84 px, a 32-px one at 96 px, one of 96 px or more as it is, so that an image
 #: viewer shows it at a visible size without blurring it.
-PNG_MIN_SIDE = 96
+PNG_TARGET_SIDE = 96
 
 
 def png_scale(size: Sequence[int]) -> int:
-    """The whole factor a run's PNG of an image of ``size`` (H, W) is enlarged by (:data:`PNG_MIN_SIDE`)."""
-    return max(1, PNG_MIN_SIDE // max(size))
+    """The whole factor a run's PNG of an image of ``size`` (H, W) is enlarged by (:data:`PNG_TARGET_SIDE`)."""
+    return max(1, PNG_TARGET_SIDE // max(size))
 
 
 def enlarged(array: np.ndarray, scale: int = 1) -> Image.Image:

@@ -441,7 +441,9 @@ def _channel_index(u: Unit, n: int, classes: Sequence[str]) -> int:
             raise DgnamError(f"unit {u.address}: {what}")
         ch = lookup[ch.lower()]
     if not 0 <= ch < n:
-        raise DgnamError(f"unit {u.address}: channel {ch} out of range; layer {u.layer!r} has channels 0..{n - 1}")
+        minimize = f" (to minimize channel {-ch}, put the minus first: -{u.layer}:{-ch})" if -n < ch < 0 else ""
+        raise DgnamError(f"unit {u.address}: channel {ch} out of range; layer {u.layer!r} has channels "
+                         f"0..{n - 1}{minimize}")
     return int(ch)
 
 
