@@ -423,6 +423,26 @@ def test_cli_evaluate_shows_n_a_and_marks_a_partial_run(tiny_model, tiny_gen, tm
     assert "INCOMPLETE RUN" in page and "Scored 3 of the run's 4 images" in page
 
 
+def test_report_shows_the_minimized_units_figures(tiny_gen, tmp_path, monkeypatch):
+    """The summary's activation figures leave minimized units out; report.html shows theirs beside them (it showed
+    only the caveat pointing at evaluation.json)."""
+    from typer.testing import CliRunner
+
+    from dgnam.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    visualize(tiny_judge(), "-logits:1,logits:2", tiny_gen, restarts=2, steps=5, out=out, progress=False)
+    r = CliRunner().invoke(app, ["evaluate", str(out), "--model", "test_evaluate:tiny_judge", "--judge",
+                                 "test_evaluate:tiny_judge", "--data", str(_image_folder(tmp_path / "real")),
+                                 "--real", "20"])
+    assert r.exit_code == 0, r.output
+    page = (out / "report.html").read_text()
+    minimized = json.loads((out / "evaluation.json").read_text())["summary"]["minimized"]
+    figures = page.split("image(s) of minimized units, whose percentile should be low")[1].split("</table>")[0]
+    assert f"<td>{minimized['activation_percentile']:.3f}</td>" in figures and "<td>2</td>" in figures
+
+
 def test_evaluate_refuses_a_target_whose_weights_changed_since_the_run(tmp_path, tiny_gen):
     """The run records its target's weights digest; a file retrained in place is not scored as if it made the run."""
     from dgnam.weights import save_safetensors

@@ -123,7 +123,12 @@ def _write_report(run_dir: Path, ev: dict, unit_cols: list[str], figures: Sequen
                             "activation_ratio", "activation_percentile", "nn_ratio", "nn_ratio_min", "diversity"])
          + f"<p>Fréchet distance against {html.escape(s['fid_reference'])}; nn_ratio is the distance to the nearest training "
            f"image over the typical real-to-real distance ({s['real_nn_median']:.3f}), its median over the images "
-           f"here (per unit: their mean); all in the judge's features.</p>"),
+           f"here (per unit: their mean); all in the judge's features.</p>"
+         + (f"<p>The activation figures above are over the maximized images; the {s['minimized']['images']} image(s) "
+            f"of minimized units, whose percentile should be low (0: below every real image) and whose ratio is to "
+            f"the real minimum:</p>" + html_table([s["minimized"]], ["images", "activation_percentile",
+                                                                       "activation_ratio"])
+            if s.get("minimized") else "")),
         ("Per unit", html_table([_shown(u, unit_cols) for u in ev["units"]], unit_cols)),
         ("Nearest training images", image_section(run_dir / "nearest.png", "nearest training images")),
     ]
