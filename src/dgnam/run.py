@@ -726,17 +726,18 @@ def overview_grid(records: Sequence[dict], picture: Callable[[int], np.ndarray],
     """A run's overview figure (``grid.png``, :meth:`Run.grid`): one row per unit, one column per restart, each cell
     ``picture(k)`` of record ``k`` captioned with its final activation (a `sample` run's record: its probability or
     score); at most ``max_units`` units and ``max_restarts`` restarts (default :data:`~dgnam.images.GRID_MAX_ROWS`
-    and :data:`~dgnam.images.GRID_MAX_COLS`). With ``what`` (the figure's name), cutting any is said in a warning that
-    names ``where`` every image is."""
+    and :data:`~dgnam.images.GRID_MAX_COLS`). With ``what`` (the figure's name), the defaults cutting any is said in
+    a warning that names ``where`` every image is (a size the caller gives cuts without one)."""
     if not records:
         raise DgnamError("the run has no records yet: there is nothing to draw")
     caps = _grid_caps()
+    capped = max_units is None and max_restarts is None  # the defaults cut; a size the caller asks for is no surprise
     max_units, max_restarts = max_units or caps[0], max_restarts or caps[1]
     by_unit: dict[int, list[int]] = {}
     for k, rec in enumerate(records):
         by_unit.setdefault(rec["unit_index"], []).append(k)
     n_cols = max((len(ks) for ks in by_unit.values()), default=0)
-    if what and (len(by_unit) > max_units or n_cols > max_restarts):
+    if what and capped and (len(by_unit) > max_units or n_cols > max_restarts):
         warn(f"{what} shows the first {min(len(by_unit), max_units)} of {len(by_unit)} units and "
              f"{min(n_cols, max_restarts)} of {n_cols} restarts (a bigger figure is more than image viewers and "
              f"Pillow open); every image is in {where}")
