@@ -190,6 +190,9 @@ def test_a_seed_of_any_size_runs_and_seeds_that_ran_draw_as_before(tiny_model, t
     for seed in (-7, 0, 3, 2**40):
         old = torch.stack([torch.randn(5, generator=torch.Generator().manual_seed(seed * 1_000_003 + i)) for i in range(2)])
         assert torch.equal(_Noise(seed, 2).normal((5,)), old)
+    for bad in (None, 1.5, True):  # None reached None * 1_000_003, a TypeError from inside the sampler
+        with pytest.raises(DgnamError, match=r"^PPGN seed=.*: give an int"):
+            sample(tiny_gen, dae, ClassCondition(tiny_model, [3]), 1, PPGNConfig(steps=1, seed=bad))
 
 
 def test_chain_keeps_samples_and_moves_between_classes(tiny_model, tiny_gen, tiny_dae):

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -384,11 +385,13 @@ class PPGNConfig:
         return cls(steps=steps, burn_in=steps - n * every, keep_every=every, **kw)
 
     def validate(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):  # None * 1_000_003: TypeError
+            raise DgnamError(f"PPGN seed={self.seed!r}: give an int (any int: it is taken modulo 2**64)")
         if self.steps < 1 or self.keep_every < 1 or self.burn_in < 0 or self.reset_every < 0:
             raise DgnamError(f"PPGN settings need steps >= 1, keep_every >= 1, burn_in >= 0, reset_every >= 0 "
                              f"(got {self.steps}, {self.keep_every}, {self.burn_in}, {self.reset_every})")
-        numbers = (self.lr, self.eps1, self.eps2, self.eps3, self.eps4) + (() if self.lr_end is None else (self.lr_end,))
-        if not all(math.isfinite(v) for v in numbers) or self.lr <= 0 or (self.lr_end is not None and self.lr_end < 0) \
+        values = (self.lr, self.eps1, self.eps2, self.eps3, self.eps4) + (() if self.lr_end is None else (self.lr_end,))
+        if not all(math.isfinite(v) for v in values) or self.lr <= 0 or (self.lr_end is not None and self.lr_end < 0) \
                 or min(self.eps1, self.eps2, self.eps3, self.eps4) < 0:  # (NaN passes the comparisons)
             raise DgnamError(f"PPGN lr must be > 0, lr_end >= 0 and eps1..eps4 >= 0, each finite (got lr={self.lr}, "
                              f"lr_end={self.lr_end}, eps1..eps4={self.eps1}, {self.eps2}, {self.eps3}, {self.eps4})")
