@@ -18,6 +18,12 @@ class DgnamError(Exception):
     """A user-facing error: bad unit address, missing data set, unsafe weights file, ..."""
 
 
+def is_int(value: object) -> bool:
+    """Whether ``value`` is a whole number: a Python or numpy int, but not a bool (``True`` is an ``int`` to Python,
+    and ``seed=True`` or ``sign=True`` is a mistake, not 1)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 MAX_SEED = 2**63 - 1
 """The largest seed dgnam takes. Torch seeds are 64-bit (it takes 0..2**64 - 1); half that range leaves room for the
 seeds made from it (restart r of a run is seeded ``seed + r``), and any seed of any tool fits in it."""
@@ -26,7 +32,7 @@ seeds made from it (restart r of a run is seeded ``seed + r``), and any seed of 
 def check_seed(seed: int) -> None:
     """Refuse a seed out of 0..MAX_SEED before any work (one over 2**64 failed as 'Overflow when unpacking long
     long' deep in torch, after the model was loaded), and one that is no int (``None``, ``1.5``, ``True``)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+    if not is_int(seed) or not 0 <= seed <= MAX_SEED:
         raise DgnamError(f"seed={seed!r}: give a seed in 0..{MAX_SEED}")
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import folder_lock, write_json_atomic
 from .errors import DgnamError, first_line, warn
 from .imagespace import ImageSpace, convert
 from .modules import as_device, frozen, module_device, module_dtype
@@ -517,8 +518,6 @@ def evaluate_run(
     there for the evaluation, and gives them back where they were; ``None``: each where it is (a model loaded by name
     is on the CPU).
     """
-    from .atomic import folder_lock
-
     if data is not None and not isinstance(data, (str, os.PathLike, RealData)):  # a tensor of images, say
         raise DgnamError(f"data is a {type(data).__name__}: give fashion-mnist, an image folder (a str or a Path) or "
                          f"RealData(images, labels)")
@@ -623,7 +622,6 @@ def _evaluate_run(out: Path, judge: nn.Module | str | None, model: nn.Module | s
         if assumed:
             ev["summary"]["assumed"] = assumed
         if write:
-            from .atomic import write_json_atomic
             from .images import save_image
 
             for rec, metrics in zip(records, per_rec):

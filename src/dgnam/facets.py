@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import write_json_atomic
+from .atomic import folder_lock, write_json_atomic
 from .display import compact_repr
 from .errors import DgnamError, noting_interrupt
 from .generators import Generator, PixelGenerator
@@ -442,8 +442,6 @@ def synthesize_facets(
     """Step 3: one image per facet of ``found`` (from the same ``images01``), starting from the facet's centre.
     See :func:`facets` for the arguments. ``model`` and a given encoder come back as they were given."""
     from contextlib import ExitStack
-
-    from .atomic import folder_lock
 
     device = as_device(device, like=model)
     with ExitStack() as stack:

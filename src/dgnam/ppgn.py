@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,7 +57,7 @@ import torch
 from torch import nn
 
 from .display import compact_repr, png_bytes
-from .errors import DgnamError, noting_interrupt
+from .errors import DgnamError, is_int, noting_interrupt
 from .generators import Generator
 from .imagespace import ImageSpace, convert, to_uint8
 from .modules import frozen, module_device, module_dtype
@@ -385,7 +384,7 @@ class PPGNConfig:
         return cls(steps=steps, burn_in=steps - n * every, keep_every=every, **kw)
 
     def validate(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):  # None * 1_000_003: TypeError
+        if not is_int(self.seed):  # None * 1_000_003: a TypeError inside the sampler
             raise DgnamError(f"PPGN seed={self.seed!r}: give an int (any int: it is taken modulo 2**64)")
         if self.steps < 1 or self.keep_every < 1 or self.burn_in < 0 or self.reset_every < 0:
             raise DgnamError(f"PPGN settings need steps >= 1, keep_every >= 1, burn_in >= 0, reset_every >= 0 "

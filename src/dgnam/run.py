@@ -10,7 +10,6 @@ most the batch in flight. While a run writes its folder it holds the folder's lo
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import re
 from dataclasses import dataclass
@@ -26,10 +25,10 @@ from tqdm.auto import tqdm
 from . import __version__
 from .atomic import folder_lock, write_json_atomic
 from .display import compact
-from .errors import DgnamError, check_seed, noting_interrupt, warn
+from .errors import DgnamError, check_seed, is_int, noting_interrupt, warn
 from .generators import Generator, PixelGenerator, check_generator
 from .imagespace import ImageSpace, convert, to_uint8
-from .images import grid, png_scale, save_image, save_png
+from .images import enlarged, grid, png_scale, save_image, save_png
 from .modules import as_device, frozen, module_device, module_dtype
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import Prior
@@ -114,8 +113,6 @@ class Run:
     def image(self, k: int) -> Image.Image:
         """Record ``k``'s final image as its PNG shows it (decoded from the generator's space, enlarged by the
         largest whole factor that keeps it within 96 px, :func:`~dgnam.images.png_scale`): from ``images`` when the run holds them, else read from its folder."""
-        from .images import enlarged, png_scale
-
         if self.images is not None and self.space is not None:
             return enlarged(to_uint8(self.images[k : k + 1], self.space)[0], png_scale(self.space.size))
         if self.out is None:
@@ -401,7 +398,7 @@ def visualize(
         what = "a class: build an instance, e.g. Net()" if isinstance(model, type) else type(model).__name__
         raise DgnamError(f"model is {what}; visualize takes an nn.Module instance")
     for name, value in (("restarts", restarts), ("batch_size", batch_size), ("seed", seed), ("steps", steps)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        if value is not None and not is_int(value):
             raise DgnamError(f"{name}={value!r}: give an int")
     check_seed(seed)
     if config is not None and not isinstance(config, AMConfig):

@@ -26,7 +26,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .errors import DgnamError, first_line, warn
+from .errors import DgnamError, first_line, is_int, warn
 from .modules import batch_statistics_modules, frozen, module_device, module_dtype
 from .weights import load_state_dict, tensor_digest
 
@@ -69,7 +69,7 @@ class Unit:
     def __post_init__(self) -> None:
         if self.reduce not in ("point", "mean"):
             raise DgnamError(f"unit reduce={self.reduce!r}: use 'point' (one position) or 'mean' (the channel mean)")
-        if isinstance(self.sign, bool) or not isinstance(self.sign, numbers.Integral) or self.sign not in (1, -1):
+        if not is_int(self.sign) or self.sign not in (1, -1):
             raise DgnamError(f"unit sign={self.sign!r}: give 1 (maximize) or -1 (minimize)")
         object.__setattr__(self, "sign", int(self.sign))
         if self.direction is not None:
@@ -88,13 +88,13 @@ class Unit:
                              f"too, or drop direction_name")
         elif self.channel is None:
             raise DgnamError(f"unit on layer {self.layer!r} has no channel: give channel=CH or direction=VECTOR")
-        elif isinstance(self.channel, bool) or not isinstance(self.channel, (numbers.Integral, str)):
+        elif not (is_int(self.channel) or isinstance(self.channel, str)):
             raise DgnamError(f"unit channel {self.channel!r}: give an int index or a class name")
         if isinstance(self.channel, numbers.Integral):  # numpy ints too, kept as plain ints (JSON, equality)
             object.__setattr__(self, "channel", int(self.channel))
         if self.position is not None:
             pos = tuple(self.position)
-            if len(pos) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pos):
+            if len(pos) != 2 or not all(is_int(v) for v in pos):
                 raise DgnamError(f"unit position {self.position!r}: give (y, x) as two ints")
             object.__setattr__(self, "position", tuple(int(v) for v in pos))
             if self.reduce == "mean":  # the mean is over every position: one of them would be silently ignored

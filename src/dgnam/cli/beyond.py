@@ -217,8 +217,6 @@ def _record_real_images(out: Path, source: dict, files: Optional[list[str]]) -> 
     --limit) and, for an image folder, add ``top_files`` and ``init_files`` (paths under --data) beside the row
     indices of its records: with ``--limit`` the rows are a per-class sample of the folder, which indices alone do
     not identify."""
-    from ..atomic import write_json_atomic
-
     doc = json.loads((out / "results.json").read_text())
     doc["config"]["real_images"] = source
     for rec in doc["records"] if files is not None else []:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
+import re
 import shlex
 import sys
 import time
@@ -14,7 +17,7 @@ from typing import Callable, Iterator, TypeVar
 
 import torch
 
-from ..atomic import write_atomic, write_text_atomic
+from ..atomic import LOCK, folder_lock, write_atomic, write_text_atomic
 from ..errors import DgnamError, check_seed, first_line
 
 T = TypeVar("T")
@@ -169,12 +172,6 @@ def locks_training(trainer: Callable[..., T]) -> Callable[..., T]:
     trainings of one NAME into one folder overwrote each other's checkpoint every epoch, and the one that ended last
     replaced the other's weights and card without a word; the second is now refused in one line. Other names train
     into the same folder at once (each has its own lock, ``OUT/.dgnam-lock-NAME``)."""
-    import functools
-    import inspect
-    import re
-
-    from ..atomic import LOCK, folder_lock
-
     signature = inspect.signature(trainer)
     command = trainer.__name__.replace("_", " ")
 
