@@ -74,3 +74,22 @@ class TwiceNet(nn.Module):
 
     def forward(self, x):
         return self.relu(self.conv2(self.relu(self.conv1(x)))).mean((2, 3))
+
+
+class Colour64Net(nn.Module):
+    """A 64 px colour classifier with a ``features`` stack and a ``fc6`` code layer (a user's own encoder)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4))
+        self.fc6 = nn.Sequential(nn.Flatten(), nn.Linear(8 * 16, 12), nn.ReLU())
+        self.logits = nn.Linear(12, 2)
+        self.input_space = ImageSpace(size=(64, 64), color="RGB")
+
+    def forward(self, x):
+        return self.logits(self.fc6(self.features(x)))
+
+
+def seeded_colour64_net() -> Colour64Net:
+    torch.manual_seed(0)
+    return Colour64Net().eval()

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dgnam import DgnamError
 from dgnam.train.common import Checkpoint, hold_out
@@ -384,3 +385,70 @@ def test_training_and_loading_leave_the_callers_random_stream_alone(tmp_path):
     a = create_model("fmnist-cnn", pretrained=False)  # an untrained model draws from the caller's stream, as torch's own
     b = create_model("fmnist-cnn", pretrained=False)
     assert not torch.equal(a.state_dict()["logits.weight"], b.state_dict()["logits.weight"])
+
+
+def _photo_folder(root, side=64, per_class=6):
+    """Two classes of colour images of ``side`` px (a user's own domain)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_a_generator_for_a_larger_encoder_can_draw_at_its_resolution(tmp_path):
+    """A 64 px encoder could only get a 32 px generator, upsampled to 64. `--size 64` trains one that draws at 64
+    (the default stays 32), the card records it, loading the file builds it at that size, and a resume at another
+    size is refused naming it."""
+    from dgnam.zoo import load_model
+
+    data, out = str(_photo_folder(tmp_path / "data")), str(tmp_path / "g")
+    enc = ["--encoder", "conftest:seeded_colour64_net", "--data", data, "--batch-size", "4", "--out", out]
+    p = dgnam("train", "generator", *enc, "--epochs", "1", "--name", "d")
+    assert p.returncode == 0, p.stderr
+    assert "d (32x32 RGB)" in p.stdout
+    p = dgnam("train", "generator", *enc, "--epochs", "1", "--name", "g", "--size", "64")
+    assert p.returncode == 0, p.stderr
+    assert "g (64x64 RGB)" in p.stdout
+    assert json.loads((tmp_path / "g" / "g.json").read_text())["space"]["size"] == [64, 64]
+    g = load_model(str(tmp_path / "g" / "g.safetensors"), "fmnist-g-fc6")
+    assert g.space.size == (64, 64) and g(torch.rand(2, 12)).shape == (2, 3, 64, 64)
+    one_line_error(dgnam("train", "generator", *enc, "--epochs", "2", "--name", "g"),
+                   "space.size[0] 64 -> 32", "--fresh")
+    one_line_error(dgnam("train", "generator", *enc, "--name", "h", "--size", "48"), "--size 48", "32, 64, 128, 256")
+    one_line_error(dgnam("train", "generator", *enc, "--name", "h", "--size", "128"), "--size 128", "up to 64")
+    one_line_error(dgnam("train", "generator", *enc, "--arch", "deepsim-fc6", "--size", "64"), "--size",
+                   "deepsim-fc6 draws 256x256")
+    # a card whose size the architecture cannot be built at is one line naming the card
+    card = json.loads((tmp_path / "g" / "g.json").read_text())
+    card["space"]["size"] = [48, 48]
+    (tmp_path / "g" / "g.json").write_text(json.dumps(card))
+    with pytest.raises(DgnamError, match=r"the card beside g.safetensors \(g.json\) gives an output size "
+                                         r"fmnist-g-fc6 cannot be built with .*fix or remove that file"):
+        load_model(str(tmp_path / "g" / "g.safetensors"), "fmnist-g-fc6")
+
+
+def test_the_generator_architecture_at_each_size():
+    """Size 32 is the zoo's architecture layer for layer (its weights load); each doubling adds one stage."""
+    from dgnam.zoo import get_entry
+
+    zoo_keys = set(get_entry("fmnist-g-fc6").build().state_dict())
+    assert set(FashionGenerator(256).state_dict()) == zoo_keys
+    small = FashionGenerator(256, channels=3)
+    for side, stages in ((32, 0), (64, 1), (128, 2)):
+        torch.manual_seed(0)
+        g = FashionGenerator(256, channels=3, size=side)
+        small.load_state_dict(g.state_dict(), strict=False)
+        code = 3 * torch.rand(2, 256)
+        assert g(code).shape == (2, 3, side, side)
+        if stages:  # untrained, the larger generator draws the 32 px one's image upsampled (its stages start as
+            with torch.no_grad():  # the identity), up to the LeakyReLU applied once more and the last conv's reach
+                up = F.interpolate(small(code), size=(side, side), mode="bilinear", align_corners=False)
+                assert torch.corrcoef(torch.stack([g(code).flatten(), up.flatten()]))[0, 1] > 0.99
+        assert set(g.state_dict()) - zoo_keys == {f"upconv{i}.{w}" for i in range(1, stages + 1) for w in ("weight", "bias")}
+    with pytest.raises(DgnamError, match="32, 64, 128, 256 px images, not 48"):
+        FashionGenerator(256, size=48)

@@ -115,6 +115,11 @@ def generator(
     w_adv: float = typer.Option(0.005, help="weight of the adversarial loss"),
     comparator_layer: str = typer.Option("features", help="layer of E whose features the feature loss compares "
                                          "(DeePSiM's comparator); LAYER itself makes G(y) encode back to y"),
+    size: Optional[int] = typer.Option(None, help="side of the generator's images: fmnist-g-fc6 draws 32 px "
+                                       "(upsampled to a larger E input) or, with one more stage per doubling, 64, 128 "
+                                       "or 256, up to the smallest that covers E's input, which is centre-cropped "
+                                       "from it (64 for a 56 or 64 px input); not shown to help yet "
+                                       "(benchmarks/generator_size.py)"),
     limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
     seed: int = seed_option(),
     out: Path = typer.Option(Path("checkpoints")),
@@ -143,19 +148,36 @@ def generator(
             LayerReader(enc, [name_])
         except DgnamError as e:
             raise DgnamError(f"{flag} {name_} of {encoder}: {e}") from None
-    (x_tr, _), (x_te, _), _, test_name = train_test(data, space.size, space.channels, seed, limit, 1000)
-    code_dim = encode(enc, layer, space.encode(x_tr[:2])).shape[1]
-    torch.manual_seed(seed)
     gen_space, kw = entry.space, {}
     if space.channels != gen_space.channels and entry.takes("channels"):
         # a colour encoder gets a colour generator (its images are the encoder's colour)
         gen_space = dataclasses.replace(gen_space, color="GRAY" if space.channels == 1 else "RGB")
         kw = {"channels": space.channels}
+    if size is not None and not entry.takes("size"):
+        raise DgnamError(f"--size: {arch} draws {gen_space.size[0]}x{gen_space.size[1]} images only; leave --size "
+                         f"out, or train fmnist-g-fc6, whose size is chosen")
+    if entry.takes("size"):
+        # --size: a generator that draws at a larger encoder input's resolution instead of being upsampled to it
+        from ..zoo.fmnist import GENERATOR_SIZES, generator_size_for
+
+        cover = generator_size_for(max(space.size))
+        side = size if size is not None else max(gen_space.size)
+        if side not in GENERATOR_SIZES or side > cover:
+            raise DgnamError(f"--size {side}: {arch} draws {', '.join(map(str, GENERATOR_SIZES))} px images, and E's "
+                             f"{space.size[0]}x{space.size[1]} input is centre-cropped from them: choose one up to "
+                             f"{cover} (a larger one would show E only its centre)")
+        if side != max(gen_space.size):
+            gen_space = dataclasses.replace(gen_space, size=(side, side))
+            kw["size"] = side
+    (x_tr, _), (x_te, _), _, test_name = train_test(data, space.size, space.channels, seed, limit, 1000)
+    code_dim = encode(enc, layer, space.encode(x_tr[:2])).shape[1]
+    torch.manual_seed(seed)
     gen = entry.build(code_dim, **kw)
     # the discriminator judges the encoder's images (the generator's, converted): their channels
     disc = FashionDiscriminator(code_dim, channels=space.channels)
     card = train_generator(enc, layer, space, gen, disc, gen_space, x_tr, x_te, writable_folder(out),
                            name or arch, cfg, resume=not fresh, data_name=data or "fashion-mnist", test_name=test_name)
     m = card["metrics"]
-    typer.echo(f"{name or arch}: test image MSE {m.get('test_mse01', float('nan')):.4f}, encoder agreement on "
-               f"reconstructions {m.get('test_encoder_agreement', float('nan')):.3f} in {card['training_seconds']:.0f} s -> {out}")
+    typer.echo(f"{name or arch} ({gen_space.size[0]}x{gen_space.size[1]} {gen_space.color}): test image MSE "
+               f"{m.get('test_mse01', float('nan')):.4f}, encoder agreement on reconstructions "
+               f"{m.get('test_encoder_agreement', float('nan')):.3f} in {card['training_seconds']:.0f} s -> {out}")

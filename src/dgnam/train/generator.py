@@ -102,7 +102,7 @@ def _train_generator(encoder: nn.Module, layer: str, encoder_space: ImageSpace, 
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
     ckpt = Checkpoint(out / f"{name}-ckpt", training_settings(
-        config, layer=layer, code_dim=codes.shape[1], generator=type(generator).__name__,
+        config, layer=layer, code_dim=codes.shape[1], generator=type(generator).__name__, space=gen_space.to_dict(),
         discriminator=type(discriminator).__name__, encoder=tensor_digest(list(encoder.state_dict().values())),
         train_images=tensor_digest([train_x01]), test_images=tensor_digest([test_x01])))
     modules, optims = {"generator": generator, "discriminator": discriminator}, {"opt_g": opt_g, "opt_d": opt_d}

@@ -99,8 +99,19 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
         stats, problem = load_code_stats_checked(code_stats_beside(path), recorded, path.stem)
     code_shape = entry.code_shape
     space = _card_space(path, entry.kind)
-    # a colour model of a gray architecture: built with the card's channels (the builder takes them)
+    # a colour model of a gray architecture: built with the card's channels (the builder takes them); a generator
+    # trained for a larger encoder input, with the card's output size
     kw = {"channels": space.channels} if space is not None and entry.takes("channels") else {}
+    if space is not None and entry.kind == "generator" and entry.takes("size"):
+        kw["size"] = space.size[0]
+        try:
+            if space.size[0] != space.size[1]:
+                raise DgnamError(f"{space.size[0]}x{space.size[1]} is not square")
+            with torch.device("meta"):
+                entry.build(**kw)
+        except DgnamError as e:
+            raise DgnamError(f"the card beside {path.name} ({path.with_suffix('.json').name}) gives an output size "
+                             f"{arch} cannot be built with ({e}): fix or remove that file") from None
     if classes and not entry.takes("num_classes") and len(classes) != len(entry.classes or ()):
         # an older `train classifier` trained such a head's first outputs on the card's classes
         raise DgnamError(f"{path.name} holds {arch}'s fixed head, trained by an older `dgnam train classifier` on "

@@ -33,7 +33,8 @@ class ZooEntry:
     whose statistics are in the card's ``code_stats`` file) or ``"dae"`` (PPGN's denoising autoencoder on the codes
     of ``encoder``'s ``encoder_layer``: no image space). ``weights`` is a file name under ``zoo/weights`` or a
     callable that returns a path (for weights shipped by another package). ``build`` makes the architecture; it is
-    also called with ``num_classes``, ``channels`` or (a generator's) code size where its signature takes them.
+    also called with ``num_classes``, ``channels`` or (a generator's) code size and output ``size`` where its signature
+    takes them.
     """
 
     name: str
@@ -65,7 +66,7 @@ class ZooEntry:
         return self.build(num_classes=n, **kw)
 
     def takes(self, parameter: str) -> bool:
-        """Whether the builder takes ``parameter`` (``num_classes``, ``channels``)."""
+        """Whether the builder takes ``parameter`` (``num_classes``, ``channels``, a generator's ``size``)."""
         return parameter in inspect.signature(self.build).parameters
 
     def weights_path(self) -> Path | None:
