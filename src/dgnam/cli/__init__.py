@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import warnings
 
@@ -31,9 +32,11 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
 from . import beyond, codes, convert, demo, evaluation, run, train  # noqa: E402,F401  (each registers its commands on `app`)
 
 
-#: What Ctrl-C leaves: every command writes as it goes, and each says how it continues.
-INTERRUPTED = ("interrupted: what was finished is on disk. visualize and sample continue with the same command plus "
-               "--resume, train commands with the same command; demo and facets start again")
+#: What Ctrl-C (or SIGTERM) leaves: every command writes as it goes, and each says how it continues.
+KEPT = ("what was finished is on disk. visualize and sample continue with the same command plus --resume, train "
+        "commands with the same command; demo and facets start again")
+INTERRUPTED = f"interrupted: {KEPT}"
+TERMINATED = f"terminated (SIGTERM): {KEPT}"
 
 
 def os_error_line(e: OSError) -> str:
@@ -64,6 +67,17 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main() -> None:
     warnings.showwarning = _one_line_warning
+    terminated = False
+
+    def on_sigterm(signum, frame) -> None:
+        """SIGTERM (a batch scheduler's time limit, ``kill``, a cancelled CI job) ended the process silently: it is
+        raised as Ctrl-C is, so that the command ends the same way (its ``finally`` blocks run) and says what it kept."""
+        nonlocal terminated
+        terminated = True
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         app()
     except DgnamError as e:
@@ -73,6 +87,9 @@ def main() -> None:
         typer.secho(f"error: {os_error_line(e)}", fg=typer.colors.RED, err=True)
         sys.exit(2)
     except SystemExit as e:
+        if e.code == 130 and terminated:  # the shell's code for a process ended by SIGTERM: 128 + 15
+            typer.secho(TERMINATED, fg=typer.colors.YELLOW, err=True)
+            sys.exit(143)
         if e.code == 130:  # Typer's exit for Ctrl-C
             typer.secho(INTERRUPTED, fg=typer.colors.YELLOW, err=True)
         raise
