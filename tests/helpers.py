@@ -25,10 +25,11 @@ def fashion_mnist(split: str):
 TESTS = Path(__file__).parent
 
 
-def dgnam(*args, cwd=TESTS) -> subprocess.CompletedProcess:
-    """``python -m dgnam ARGS`` in a fresh process (from the tests folder, so ``conftest:...`` factories import)."""
+def dgnam(*args, cwd=TESTS, env=None) -> subprocess.CompletedProcess:
+    """``python -m dgnam ARGS`` in a fresh process (from the tests folder, so ``conftest:...`` factories import);
+    ``env`` adds to the environment."""
     return subprocess.run([sys.executable, "-m", "dgnam", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env={**os.environ, **env} if env else None)
 
 
 def one_line_error(p: subprocess.CompletedProcess, *needles: str) -> None:

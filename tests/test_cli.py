@@ -70,3 +70,16 @@ def test_sigterm_ends_like_ctrl_c(tmp_path):
     assert p.returncode == 143, err
     assert "terminated (SIGTERM): what was finished is on disk" in err and "--resume" in err, err
     assert "Traceback" not in err, err
+
+
+TINY_RUN = ["visualize", "--model", "conftest:seeded_tiny_net", "--input-shape", "1x12x12", "--units", "logits:0",
+            "--steps", "5"]
+
+
+def test_tqdm_disable_hides_the_bars(tmp_path):
+    """TQDM_DISABLE=1 (tqdm's own switch, which a batch job sets for every tool) was overridden by the bars'
+    ``disable=False``: the bar was still written. Now it hides them; without it the bar is there."""
+    p = dgnam(*TINY_RUN, "--out", tmp_path / "quiet", env={"TQDM_DISABLE": "1"})
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    p = dgnam(*TINY_RUN, "--out", tmp_path / "shown")
+    assert p.returncode == 0 and "5/5" in p.stderr, p.stderr

@@ -4,7 +4,7 @@ A notebook shows a cell's last value through its ``_repr_html_`` / ``_repr_png_`
 otherwise prints its ``repr``; what :func:`dgnam.visualize`, :func:`dgnam.ppgn.sample` and :func:`dgnam.facets.facets`
 return hold image tensors and hundreds of records, whose default dataclass repr ran to megabytes of numbers. The
 pieces here are the ones :mod:`dgnam.report` (the HTML pages of the CLI) and those results' display hooks share; they
-import nothing of the CLI.
+import nothing of the CLI. Every progress bar of the package is made by :func:`progress_bar`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,17 @@ import torch
 
 if TYPE_CHECKING:
     from PIL import Image
+
+def progress_bar(iterable=None, *, show: bool = True, **kwargs):
+    """A tqdm progress bar (``tqdm.auto``: a widget in a notebook) unless ``show`` is false (a function's
+    ``progress=False``). It passes tqdm no ``disable=False``, which overrode the environment's ``TQDM_DISABLE=1``:
+    set, it hides every bar, as it does other tqdm users'."""
+    from tqdm.auto import tqdm
+
+    if not show:
+        kwargs["disable"] = True
+    return tqdm(iterable, **kwargs)
+
 
 #: A cell whose metric does not apply (``None``: the diversity of one image, the judge accuracy of a channel unit).
 NOT_APPLICABLE = "n/a"

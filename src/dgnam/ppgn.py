@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 import torch
 from torch import nn
 
-from .display import compact_repr, png_bytes
+from .display import compact_repr, png_bytes, progress_bar
 from .errors import DgnamError, is_int, noting_interrupt
 from .generators import Generator
 from .imagespace import ImageSpace, convert, to_uint8
@@ -598,8 +598,6 @@ def sample(
     (Ctrl-C, a notebook's stop button) goes on as a ``KeyboardInterrupt`` whose note says where the checkpoint
     holds the chain; without ``checkpoint`` nothing is kept.
     """
-    from tqdm.auto import tqdm
-
     config = config or PPGNConfig()
     config.validate()
     conds = [conditions] if callable(conditions) else list(conditions)
@@ -651,8 +649,8 @@ def sample(
                 "score_hist": score_hist, "prior_hist": prior_hist})
             saved_at = t_global
 
-        bar = tqdm(total=total, initial=t_global, desc=f"PPGN ({n_chains} chains)", unit="step",
-                   disable=not progress)
+        bar = progress_bar(total=total, initial=t_global, desc=f"PPGN ({n_chains} chains)", unit="step",
+                           show=progress)
         start = t_global
 
         def interrupted() -> str:

@@ -20,11 +20,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import __version__
 from .atomic import folder_lock, write_json_atomic
-from .display import compact
+from .display import compact, progress_bar
 from .errors import DgnamError, check_seed, is_int, noting_interrupt, warn
 from .generators import Generator, PixelGenerator, check_generator
 from .imagespace import ImageSpace, convert, to_uint8
@@ -525,8 +524,8 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
     images_by_job: dict[tuple[int, int], torch.Tensor] = {}
     codes_by_job: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    bar = tqdm(total=len(batches) * config.steps, desc=f"{method} ({len(todo)} images)", disable=not progress or not todo,
-               unit="step")
+    bar = progress_bar(total=len(batches) * config.steps, desc=f"{method} ({len(todo)} images)",
+                       show=progress and bool(todo), unit="step")
     diverged: list[str] = []  # said once at the end: a wide layer can have hundreds of dead units
     unchanged: list[str] = []
     saved = len(records)  # the records results.json holds

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..display import progress_bar
 from ..imagespace import ImageSpace
 from ..modules import as_device, keeps_rng
 from ..weights import save_safetensors, tensor_digest
@@ -92,8 +93,8 @@ def train_classifier(
     for epoch in range(epoch0, config.epochs):
         model.train()
         g = torch.Generator().manual_seed((config.seed * 7919 + epoch) % 2**64)
-        bar = tqdm(batches(len(y), config.batch_size, config.seed, epoch), total=steps_per_epoch,
-                   desc=f"{name} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        bar = progress_bar(batches(len(y), config.batch_size, config.seed, epoch), total=steps_per_epoch,
+                           desc=f"{name} epoch {epoch + 1}/{config.epochs}", show=progress, leave=False)
         run_loss, n = 0.0, 0
         for i, idx in enumerate(bar):
             set_lr(opt, cosine_lr(config.lr, epoch * steps_per_epoch + i, total, warmup=steps_per_epoch // 4))

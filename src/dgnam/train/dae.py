@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..display import progress_bar
 from ..errors import DgnamError
 from ..modules import as_device, keeps_rng
 from ..weights import save_safetensors, tensor_digest
@@ -102,8 +103,8 @@ def train_dae(
     for epoch in range(epoch0, config.epochs):
         dae.train()
         g = torch.Generator().manual_seed((config.seed * 7919 + epoch) % 2**64)  # the noise of a resumed epoch is the same
-        bar = tqdm(batches(n, config.batch_size, config.seed, epoch), total=steps_per_epoch,
-                   desc=f"{name} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        bar = progress_bar(batches(n, config.batch_size, config.seed, epoch), total=steps_per_epoch,
+                           desc=f"{name} epoch {epoch + 1}/{config.epochs}", show=progress, leave=False)
         run_loss, k = 0.0, 0
         for i, idx in enumerate(bar):
             set_lr(opt, cosine_lr(config.lr, epoch * steps_per_epoch + i, total, warmup=steps_per_epoch // 4))

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..display import progress_bar
 from ..imagespace import ImageSpace, convert
 from ..modules import as_device, frozen, keeps_rng
 from ..priors import CodeStats
@@ -116,8 +117,8 @@ def _train_generator(encoder: nn.Module, layer: str, encoder_space: ImageSpace, 
         discriminator.train()
         sums = {"img": 0.0, "feat": 0.0, "adv": 0.0, "d": 0.0}
         k = d_updates = 0
-        bar = tqdm(batches(n, config.batch_size, config.seed, epoch), total=steps_per_epoch,
-                   desc=f"{name} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        bar = progress_bar(batches(n, config.batch_size, config.seed, epoch), total=steps_per_epoch,
+                           desc=f"{name} epoch {epoch + 1}/{config.epochs}", show=progress, leave=False)
         for i, idx in enumerate(bar):
             lr = cosine_lr(config.lr, epoch * steps_per_epoch + i, total)
             set_lr(opt_g, lr)
