@@ -83,3 +83,24 @@ def test_tqdm_disable_hides_the_bars(tmp_path):
     assert p.returncode == 0 and p.stderr == "", p.stderr
     p = dgnam(*TINY_RUN, "--out", tmp_path / "shown")
     assert p.returncode == 0 and "5/5" in p.stderr, p.stderr
+
+
+def test_progress_bar_in_a_log_is_not_flooded(monkeypatch):
+    """Written to a file or a pipe (a batch job's log), a bar was updated every 0.1 s: a 17 s visualize put 159
+    updates, 15 kB, into the log. Now it is updated every LOG_INTERVAL s there (its start and end for a short run);
+    TQDM_MININTERVAL still says otherwise."""
+    import io
+    import time
+
+    from dgnam.display import progress_bar
+
+    def updates() -> int:
+        log = io.StringIO()  # no terminal
+        for _ in progress_bar(range(40), file=log):
+            time.sleep(0.01)
+        return log.getvalue().count("40 [")
+
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    assert updates() <= 2
+    monkeypatch.setenv("TQDM_MININTERVAL", "0.05")  # (read by tqdm when it is imported: here its default, 0.1 s)
+    assert updates() > 2
