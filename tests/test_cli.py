@@ -104,3 +104,11 @@ def test_progress_bar_in_a_log_is_not_flooded(monkeypatch):
     assert updates() <= 2
     monkeypatch.setenv("TQDM_MININTERVAL", "0.05")  # (read by tqdm when it is imported: here its default, 0.1 s)
     assert updates() > 2
+
+
+def test_quiet_hides_the_bars_only(tmp_path):
+    """There was no option to silence the progress bars of a batch job's log: `dgnam --quiet` (-q) hides them, and
+    the results (the table, the 'wrote' line) are still written."""
+    p = dgnam("-q", *TINY_RUN, "--out", tmp_path / "run")
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert "logits:0" in p.stdout and f"wrote {tmp_path / 'run'}/grid.png" in p.stdout, p.stdout

@@ -26,10 +26,13 @@ if TYPE_CHECKING:
 #: hour's). The last update, at the end, is always written.
 LOG_INTERVAL = 30.0
 
+#: No progress bars at all: the command line's ``dgnam --quiet``.
+QUIET = False
+
 
 def progress_bar(iterable=None, *, show: bool = True, **kwargs):
     """A tqdm progress bar (``tqdm.auto``: a widget in a notebook) unless ``show`` is false (a function's
-    ``progress=False``). It passes tqdm no ``disable=False``, which overrode the environment's ``TQDM_DISABLE=1``:
+    ``progress=False``) or :data:`QUIET` is set. It passes tqdm no ``disable=False``, which overrode the environment's ``TQDM_DISABLE=1``:
     set, it hides every bar, as it does other tqdm users'. Written to a file or a pipe, a bar is updated every
     :data:`LOG_INTERVAL` seconds, unless ``TQDM_MININTERVAL`` says how often."""
     import os
@@ -37,7 +40,7 @@ def progress_bar(iterable=None, *, show: bool = True, **kwargs):
 
     from tqdm.auto import tqdm
 
-    if not show:
+    if not show or QUIET:
         kwargs["disable"] = True
     stream = kwargs.get("file") or sys.stderr
     in_notebook = any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__)  # a widget: no log to flood

@@ -26,8 +26,14 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                          help="Print the version and exit.")) -> None:
+                                          help="Print the version and exit."),
+             quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (for logs and CI; "
+                                        "TQDM_DISABLE=1 does the same); results, warnings and errors are still "
+                                        "written.")) -> None:
     """Options before the command."""
+    from .. import display
+
+    display.QUIET = quiet  # (set each time: a second command in one process, as in tests, starts from its own)
 
 from . import beyond, codes, convert, demo, evaluation, run, train  # noqa: E402,F401  (each registers its commands on `app`)
 
