@@ -419,6 +419,10 @@ def test_cli_evaluate_shows_n_a_and_marks_a_partial_run(tiny_model, tiny_gen, tm
     r = CliRunner().invoke(app, args + ["--partial"])
     assert r.exit_code == 0, r.output
     assert "INCOMPLETE RUN: scored 3 of 4 images" in r.output
+    # the loud line and the notes are on stderr (they were on stdout, among the results a script reads); the
+    # summary line on stdout still says it
+    assert r.stderr.startswith("INCOMPLETE RUN") and "INCOMPLETE RUN" in r.stdout.splitlines()[-2], r.stdout
+    assert not any(ln.startswith(("INCOMPLETE", "note:")) for ln in r.stdout.splitlines()), r.stdout
     page = (out / "report.html").read_text()
     assert "INCOMPLETE RUN" in page and "Scored 3 of the run's 4 images" in page
 

@@ -297,7 +297,7 @@ def test_cli_facets_on_the_embedded_models(tmp_path):
     # a low fidelity comes with the note that says why and what to try
     from dgnam.cli.beyond import FIDELITY_HINT_BELOW
 
-    assert ("--facet-weight 10" in p.stdout) == (doc["facets"]["fidelity"] < FIDELITY_HINT_BELOW)
+    assert ("--facet-weight 10" in p.stderr) == (doc["facets"]["fidelity"] < FIDELITY_HINT_BELOW)
 
 
 def test_cli_facets_on_an_image_folder_name_the_real_images_by_file(tmp_path):

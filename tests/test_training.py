@@ -318,7 +318,7 @@ def test_a_colour_folder_trains_colour_models_that_load_back_in_colour(tmp_path)
     p = dgnam("train", "classifier", "--arch", "fmnist-cnn", "--data", data, "--color", "RGB", "--epochs", "1",
               "--batch-size", "8", "--name", "c", "--out", str(tmp_path / "c"))
     assert p.returncode == 0, p.stderr
-    assert "read as 3x28x28 RGB" in p.stdout
+    assert "read as 3x28x28 RGB" in p.stderr
     card = json.loads((tmp_path / "c" / "c.json").read_text())
     assert card["input_space"]["color"] == "RGB" and len(card["input_space"]["mean"]) == 3
     net = load_model(str(tmp_path / "c" / "c.safetensors"), "fmnist-cnn")

@@ -209,7 +209,8 @@ def facets(
     if f.fidelity < FIDELITY_HINT_BELOW and facet_weight == 0:
         typer.echo(f"note: the {k} images lie nearest to only {len(set(f.nearest))} of the {k} facet centres. "
                    f"Activation maximization tends to climb to the same optimum from every facet's start (README, "
-                   f"Multifaceted visualization); --facet-weight 10 also pulls each image towards its own facet")
+                   f"Multifaceted visualization); --facet-weight 10 also pulls each image towards its own facet",
+                   err=True)
 
 
 def _record_real_images(out: Path, source: dict, files: Optional[list[str]]) -> None:
@@ -484,7 +485,7 @@ def train_dae_cmd(
     enc = model_arg(encoder, encoder_arch, flag="--encoder")
     space = declared_space(enc, encoder, "train dae")
     (x_tr, _), (x_te, _), _, test_name = train_test(data, space.size, space.channels, seed, limit, 2000)
-    typer.echo(f"encoding {len(x_tr)} + {len(x_te)} images with {encoder} {layer} ...")
+    typer.echo(f"encoding {len(x_tr)} + {len(x_te)} images with {encoder} {layer} ...", err=True)
     c_tr, c_te = encode(enc, layer, space.encode(x_tr)), encode(enc, layer, space.encode(x_te))
     torch.manual_seed(seed)
     card = train_dae(c_tr, c_te, writable_folder(out), name, cfg, resume=not fresh,

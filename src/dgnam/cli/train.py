@@ -91,7 +91,7 @@ def classifier(
     folder = not is_fashion_mnist(data)
     folder_hint = "; --color RGB keeps a folder's colour" if space.color == "GRAY" and folder else ""
     typer.echo(f"images read as {space.channels}x{space.size[0]}x{space.size[1]} {space.color} ({arch}'s input "
-               f"size{folder_hint})")
+               f"size{folder_hint})", err=True)
     card = train_classifier(model, space, train, test, writable_folder(out), name, cfg, resume=not fresh,
                             data_name=data or "fashion-mnist", classes=classes, test_name=test_name)
     typer.echo(f"{name}: test accuracy {card['metrics']['test_accuracy']:.4f} in {card['training_seconds']:.0f} s "
