@@ -423,6 +423,10 @@ def test_cli_evaluate_shows_n_a_and_marks_a_partial_run(tiny_model, tiny_gen, tm
     # summary line on stdout still says it
     assert r.stderr.startswith("INCOMPLETE RUN") and "INCOMPLETE RUN" in r.stdout.splitlines()[-2], r.stdout
     assert not any(ln.startswith(("INCOMPLETE", "note:")) for ln in r.stdout.splitlines()), r.stdout
+    # in colour on a terminal, plain with NO_COLOR (no-color.org): it was yellow either way
+    assert "\x1b[" in CliRunner().invoke(app, args + ["--partial"], color=True).stderr
+    r = CliRunner().invoke(app, args + ["--partial"], color=True, env={"NO_COLOR": "1"})
+    assert r.exit_code == 0 and "INCOMPLETE RUN" in r.stderr and "\x1b[" not in r.stderr, r.stderr
     page = (out / "report.html").read_text()
     assert "INCOMPLETE RUN" in page and "Scored 3 of the run's 4 images" in page
 

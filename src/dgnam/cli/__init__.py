@@ -36,6 +36,7 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
     display.QUIET = quiet  # (set each time: a second command in one process, as in tests, starts from its own)
 
 from . import beyond, codes, convert, demo, evaluation, run, train  # noqa: E402,F401  (each registers its commands on `app`)
+from .common import err_line  # noqa: E402
 
 
 #: What Ctrl-C (or SIGTERM) leaves: every command writes as it goes, and each says how it continues.
@@ -68,7 +69,7 @@ def os_error_line(e: OSError) -> str:
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Library warnings on the command line as one line, like its errors (not Python's two-line source listing)."""
-    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+    err_line(f"warning: {message}", typer.colors.YELLOW)
 
 
 def main() -> None:
@@ -87,15 +88,15 @@ def main() -> None:
     try:
         app()
     except DgnamError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        err_line(f"error: {e}", typer.colors.RED)
         sys.exit(2)
     except OSError as e:
-        typer.secho(f"error: {os_error_line(e)}", fg=typer.colors.RED, err=True)
+        err_line(f"error: {os_error_line(e)}", typer.colors.RED)
         sys.exit(2)
     except SystemExit as e:
         if e.code == 130 and terminated:  # the shell's code for a process ended by SIGTERM: 128 + 15
-            typer.secho(TERMINATED, fg=typer.colors.YELLOW, err=True)
+            err_line(TERMINATED, typer.colors.YELLOW)
             sys.exit(143)
         if e.code == 130:  # Typer's exit for Ctrl-C
-            typer.secho(INTERRUPTED, fg=typer.colors.YELLOW, err=True)
+            err_line(INTERRUPTED, typer.colors.YELLOW)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,12 @@ from ..atomic import WAIT_OR_ELSEWHERE, folder_lock
 from ..errors import MAX_SEED, DgnamError
 from ..generators import Generator, LearnedGenerator
 from ..zoo.registry import is_weights_file, load_model
+
+
+def err_line(text: str, fg: str, bold: bool = False) -> None:
+    """One line on stderr (an error, a warning, a note) in colour on a terminal; plain where ``NO_COLOR`` is set
+    (no-color.org; rich's tables follow it too) and, as ever, in a file or a pipe."""
+    typer.secho(text, fg=fg, bold=bold or None, err=True, color=False if os.environ.get("NO_COLOR") else None)
 
 
 def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag: str = "--model") -> nn.Module:

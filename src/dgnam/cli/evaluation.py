@@ -10,7 +10,7 @@ import typer
 from . import app
 from ..errors import DgnamError
 from ..display import NOT_APPLICABLE
-from .common import device_arg, hold_lock, model_arg, print_table
+from .common import device_arg, err_line, hold_lock, model_arg, print_table
 
 
 
@@ -57,9 +57,9 @@ def evaluate(
     s = ev["summary"]
     warning = incomplete_warning(s)
     if warning:
-        typer.secho(warning, fg=typer.colors.YELLOW, bold=True, err=True)  # (and in the summary line below)
+        err_line(warning, typer.colors.YELLOW, bold=True)  # (and in the summary line below)
     for note in ([s["assumed"]] if s.get("assumed") else []) + s.get("caveats", []):
-        typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
+        err_line(f"note: {note}", typer.colors.YELLOW)
     print_table([_shown(u, unit_cols) for u in ev["units"]], unit_cols, title=f"{run_dir}",
                 all_in=f"{run_dir}/evaluation.json")
     per = s["restarts_per_unit"]  # the fewest: a partial run's units can differ
