@@ -112,3 +112,14 @@ def test_quiet_hides_the_bars_only(tmp_path):
     p = dgnam("-q", *TINY_RUN, "--out", tmp_path / "run")
     assert p.returncode == 0 and p.stderr == "", p.stderr
     assert "logits:0" in p.stdout and f"wrote {tmp_path / 'run'}/grid.png" in p.stdout, p.stdout
+
+
+def test_evaluate_help_names_its_json_for_scripts():
+    """A script that wants evaluate's metrics had only the table to parse, as far as the help said: it now names
+    evaluation.json's "summary" and "units", where every metric is."""
+    from typer.testing import CliRunner
+
+    from dgnam.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["evaluate", "--help"], terminal_width=200).stdout.split())
+    assert 'For scripts, read evaluation.json: "summary"' in text and '"units"' in text, text

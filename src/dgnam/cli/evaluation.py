@@ -38,7 +38,9 @@ def evaluate(
     device: str = typer.Option("cpu", help="where the target and the judge run (cpu, cuda, cuda:N)"),
 ) -> None:
     """Add activation-vs-real, judge, Fréchet, nearest-training-image and diversity metrics to RUN_DIR's records;
-    writes evaluation.json, nearest.png and report.html there and prints the per-unit table."""
+    writes evaluation.json, nearest.png and report.html there and prints the per-unit table and a summary line.
+    For scripts, read evaluation.json: "summary" (fid, judge_accuracy, nn_ratio, ...) and "units" (one entry per
+    unit, all of them; the table shows the first 100), with null for a metric that does not apply."""
     from ..evaluate import EVALUATE_LATER, evaluate_run
 
     for given, needs, what in ((arch, model, "--arch"), (judge_arch, judge, "--judge-arch")):
