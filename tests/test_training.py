@@ -222,6 +222,8 @@ def test_train_commands_refuse_bad_options_in_one_line(tmp_path):
     one_line_error(dgnam(*cls, "--epochs", "0"), "--epochs")
     one_line_error(dgnam(*cls, "--batch-size", "0"), "--batch-size")
     one_line_error(dgnam(*cls, "--lr", "-1"), "--lr")
+    (tmp_path / "file").write_text("")  # refused after the images are read, before the note on stderr
+    one_line_error(dgnam(*cls[:-1], str(tmp_path / "file"), "--epochs", "1"), "is a file")
     gen = ["train", "generator", "--data", data, "--out", str(tmp_path / "g")]
     one_line_error(dgnam(*gen, "--epochs", "0"), "--epochs")
     one_line_error(dgnam(*gen, "--limit", "0"), "--limit")

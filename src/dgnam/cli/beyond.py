@@ -485,10 +485,12 @@ def train_dae_cmd(
     enc = model_arg(encoder, encoder_arch, flag="--encoder")
     space = declared_space(enc, encoder, "train dae")
     (x_tr, _), (x_te, _), _, test_name = train_test(data, space.size, space.channels, seed, limit, 2000)
+    cfg.check_count(len(x_tr))  # before the images are encoded, and before the note: a refusal is one line
+    writable = writable_folder(out)
     typer.echo(f"encoding {len(x_tr)} + {len(x_te)} images with {encoder} {layer} ...", err=True)
     c_tr, c_te = encode(enc, layer, space.encode(x_tr)), encode(enc, layer, space.encode(x_te))
     torch.manual_seed(seed)
-    card = train_dae(c_tr, c_te, writable_folder(out), name, cfg, resume=not fresh,
+    card = train_dae(c_tr, c_te, writable, name, cfg, resume=not fresh,
                      source={"encoder": encoder, "layer": layer, "data": data or "fashion-mnist", "images": len(x_tr),
                              "test": test_name})
     mtr = card["metrics"]

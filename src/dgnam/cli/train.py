@@ -90,9 +90,10 @@ def classifier(
     name = name or arch
     folder = not is_fashion_mnist(data)
     folder_hint = "; --color RGB keeps a folder's colour" if space.color == "GRAY" and folder else ""
+    writable = writable_folder(out)  # before the note: a refusal is one line
     typer.echo(f"images read as {space.channels}x{space.size[0]}x{space.size[1]} {space.color} ({arch}'s input "
                f"size{folder_hint})", err=True)
-    card = train_classifier(model, space, train, test, writable_folder(out), name, cfg, resume=not fresh,
+    card = train_classifier(model, space, train, test, writable, name, cfg, resume=not fresh,
                             data_name=data or "fashion-mnist", classes=classes, test_name=test_name)
     typer.echo(f"{name}: test accuracy {card['metrics']['test_accuracy']:.4f} in {card['training_seconds']:.0f} s "
                f"-> {out}/{name}.safetensors (load it with --model {out}/{name}.safetensors --arch {arch})")

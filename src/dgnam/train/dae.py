@@ -42,6 +42,12 @@ class DAEConfig:
     def validate(self) -> None:
         check_ranges(self, {"epochs": 1, "batch_size": 1, "noise_std": 0, "hidden": 1, "layers": 1})
 
+    def check_count(self, n: int) -> None:
+        """Refuse ``n`` training codes that do not fill one batch (the command line asks before it encodes them)."""
+        if n < self.batch_size:
+            raise DgnamError(f"{n} training codes (one per image) do not fill one batch of {self.batch_size}: raise "
+                             f"--limit (or drop it) or lower --batch-size")
+
 
 @torch.no_grad()
 def dae_metrics(dae: torch.nn.Module, codes: torch.Tensor, noise_std: float, seed: int = 12345) -> dict:
@@ -84,9 +90,7 @@ def train_dae(
     config.validate()
     if train_codes.dim() != 2:
         raise DgnamError(f"train codes have shape {tuple(train_codes.shape)}: give one code per row, (N, D)")
-    if len(train_codes) < config.batch_size:
-        raise DgnamError(f"{len(train_codes)} training codes (one per image) do not fill one batch of "
-                         f"{config.batch_size}: raise --limit (or drop it) or lower --batch-size")
+    config.check_count(len(train_codes))
     out = Path(out)
     torch.manual_seed(config.seed)
     dev = as_device(config.device)
