@@ -13,6 +13,8 @@ import base64
 import dataclasses
 import html
 import io
+import os
+import sys
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -32,12 +34,9 @@ QUIET = False
 
 def progress_bar(iterable=None, *, show: bool = True, **kwargs):
     """A tqdm progress bar (``tqdm.auto``: a widget in a notebook) unless ``show`` is false (a function's
-    ``progress=False``) or :data:`QUIET` is set. It passes tqdm no ``disable=False``, which overrode the environment's ``TQDM_DISABLE=1``:
-    set, it hides every bar, as it does other tqdm users'. Written to a file or a pipe, a bar is updated every
-    :data:`LOG_INTERVAL` seconds, unless ``TQDM_MININTERVAL`` says how often."""
-    import os
-    import sys
-
+    ``progress=False``) or :data:`QUIET` is set. It passes tqdm no ``disable=False``, which overrode the
+    environment's ``TQDM_DISABLE=1``: set, it hides every bar, as it does other tqdm users'. Written to a file or a
+    pipe, a bar is updated every :data:`LOG_INTERVAL` seconds, unless ``TQDM_MININTERVAL`` says how often."""
     from tqdm.auto import tqdm
 
     if not show or QUIET:

@@ -77,8 +77,9 @@ def main() -> None:
     terminated = False
 
     def on_sigterm(signum, frame) -> None:
-        """SIGTERM (a batch scheduler's time limit, ``kill``, a cancelled CI job) ended the process silently: it is
-        raised as Ctrl-C is, so that the command ends the same way (its ``finally`` blocks run) and says what it kept."""
+        """SIGTERM (a batch scheduler's time limit, ``kill``, a cancelled CI job) ended the process silently: it
+        is raised as Ctrl-C is, so that the command ends the same way (its ``finally`` blocks run) and says what it
+        kept."""
         nonlocal terminated
         terminated = True
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
