@@ -32,6 +32,22 @@ def dgnam(*args, cwd=TESTS, env=None) -> subprocess.CompletedProcess:
                           timeout=300, env={**os.environ, **env} if env else None)
 
 
+def signal_a_started_run(args, out: Path, sig: int, cwd=TESTS) -> subprocess.CompletedProcess:
+    """Start ``python -m dgnam ARGS`` (a long ``visualize`` writing to ``out``), send it ``sig`` once its first
+    images folder exists and it is optimizing, and return how it ended (``stderr`` holds its last lines)."""
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "dgnam", *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "images").exists() and time.time() < deadline:  # the run has started
+        time.sleep(0.1)
+    time.sleep(1.0)
+    p.send_signal(sig)
+    stdout, stderr = p.communicate(timeout=60)
+    return subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
+
+
 def one_line_error(p: subprocess.CompletedProcess, *needles: str) -> None:
     """The command failed as a user mistake: exit 2 and one line ``error: ...`` holding each needle."""
     assert p.returncode == 2, p.stderr

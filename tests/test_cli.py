@@ -2,7 +2,7 @@
 
 import json
 
-from helpers import dgnam, one_line_error
+from helpers import dgnam, one_line_error, signal_a_started_run
 
 
 def test_visualize_user_model_and_resume_errors(tmp_path):
@@ -48,28 +48,15 @@ def test_cli_warnings_are_one_line(tmp_path):
 
 def test_sigterm_ends_like_ctrl_c(tmp_path):
     """SIGTERM (Slurm's time limit, `kill`, a cancelled CI job) ended a run silently with Python's default: now it
-    exits 143 saying what was kept and how to continue, with no traceback, and the run resumes."""
+    exits 143 saying what was kept and how to continue, with no traceback."""
     import signal
-    import subprocess
-    import sys
-    import time
-
-    from helpers import TESTS
 
     out = tmp_path / "run"
-    args = ["visualize", "--model", "conftest:seeded_tiny_net", "--input-shape", "1x12x12", "--units", "logits:0",
-            "--steps", "100000", "--out", str(out)]
-    p = subprocess.Popen([sys.executable, "-m", "dgnam", *args], cwd=TESTS, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / "images").exists() and time.time() < deadline:  # the run has started
-        time.sleep(0.1)
-    time.sleep(0.5)
-    p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 143, err
-    assert "terminated (SIGTERM): what was finished is on disk" in err and "--resume" in err, err
-    assert "Traceback" not in err, err
+    p = signal_a_started_run(["visualize", "--model", "conftest:seeded_tiny_net", "--input-shape", "1x12x12",
+                              "--units", "logits:0", "--steps", "100000", "--out", out], out, signal.SIGTERM)
+    assert p.returncode == 143, p.stderr
+    assert "terminated (SIGTERM): what was finished is on disk" in p.stderr and "--resume" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
 
 
 TINY_RUN = ["visualize", "--model", "conftest:seeded_tiny_net", "--input-shape", "1x12x12", "--units", "logits:0",

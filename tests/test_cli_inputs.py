@@ -12,7 +12,7 @@ from dgnam import DgnamError, visualize
 from dgnam.cli import app
 from dgnam.zoo.registry import WEIGHTS_DIR
 
-from helpers import fashion_mnist
+from helpers import fashion_mnist, signal_a_started_run
 
 
 def run(*args):
@@ -259,20 +259,11 @@ def test_a_generator_card_cannot_make_dgnam_import_code(tmp_path, monkeypatch):
 def test_ctrl_c_says_how_to_continue(tmp_path):
     """Ctrl-C used to end a command silently (exit 130): it now says what is kept and how each command continues."""
     import signal
-    import subprocess
-    import sys
-    import time
 
     out = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-m", "dgnam", "visualize", "--model", "fmnist-cnn", "--generator",
-                          "fmnist-g-fc6", "--units", "logits:0", "--restarts", "2", "--steps", "100000", "--out", out],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / "images").exists() and time.time() < deadline:  # the run has started
-        time.sleep(0.2)
-    time.sleep(1.0)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
+    p = signal_a_started_run(["visualize", "--model", "fmnist-cnn", "--generator", "fmnist-g-fc6", "--units",
+                              "logits:0", "--restarts", "2", "--steps", "100000", "--out", out], out, signal.SIGINT)
+    err = p.stderr
     assert p.returncode == 130 and "interrupted: what was finished is on disk" in err and "--resume" in err, err
 
 
