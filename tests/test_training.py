@@ -454,3 +454,15 @@ def test_the_generator_architecture_at_each_size():
         assert set(g.state_dict()) - zoo_keys == {f"upconv{i}.{w}" for i in range(1, stages + 1) for w in ("weight", "bias")}
     with pytest.raises(DgnamError, match="32, 64, 128, 256 px images, not 48"):
         FashionGenerator(256, size=48)
+
+
+def test_train_generator_refuses_a_space_that_is_not_its_output(tmp_path):
+    """A 64 px generator trained with the 32 px space wrote a card saying 32 px: the file then loaded as the 32 px
+    architecture and failed on its extra weights. The output is checked against gen_space before training."""
+    x, _ = _data(64)
+    torch.manual_seed(0)
+    with pytest.raises(DgnamError, match="the generator draws 1x64x64 images but gen_space says 1x32x32"):
+        train_generator(FashionCNN(3), "fc6", FMNIST_SPACE, FashionGenerator(256, size=64), FashionDiscriminator(256),
+                        FMNIST_GEN_SPACE, x, x[:32], tmp_path, "g", GeneratorConfig(epochs=1, batch_size=32, seed=0),
+                        progress=False)
+    assert not (tmp_path / "g.safetensors").exists()

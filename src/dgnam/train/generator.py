@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..display import progress_bar
+from ..errors import DgnamError
 from ..imagespace import ImageSpace, convert
 from ..modules import as_device, frozen, keeps_rng
 from ..priors import CodeStats
@@ -95,6 +96,12 @@ def _train_generator(encoder: nn.Module, layer: str, encoder_space: ImageSpace, 
 
     # The encoder is frozen: codes and comparator features of real images are computed once.
     x_train = encoder_space.encode(train_x01)
+    generator.eval()
+    with torch.no_grad():  # the card records gen_space as its output: a generator drawing other images would load as
+        drawn = tuple(generator(encode(encoder, layer, x_train[:1]).to(dev)).shape[1:])  # another architecture, or
+    if drawn != gen_space.shape:  # train against a space that decodes its images wrongly
+        raise DgnamError(f"the generator draws {'x'.join(map(str, drawn))} images but gen_space says "
+                         f"{'x'.join(map(str, gen_space.shape))}: give the space of its output (channels x size)")
     codes = encode(encoder, layer, x_train)
     stats = CodeStats.from_codes(codes)
     feats = encode(encoder, config.comparator_layer, x_train)
