@@ -132,7 +132,7 @@ def generator(
     from ..train.generator import GeneratorConfig, train_generator
     from ..units import encode
     from ..zoo import get_entry
-    from ..zoo.fmnist import FashionDiscriminator
+    from ..zoo.fmnist import GENERATOR_SIZES, FashionDiscriminator, generator_size_for
 
     entry = get_entry(arch)
     if entry.kind != "generator":
@@ -159,8 +159,6 @@ def generator(
                          f"out, or train fmnist-g-fc6, whose size is chosen")
     if entry.takes("size"):
         # --size: a generator that draws at a larger encoder input's resolution instead of being upsampled to it
-        from ..zoo.fmnist import GENERATOR_SIZES, generator_size_for
-
         cover = generator_size_for(max(space.size))
         side = size if size is not None else max(gen_space.size)
         if side not in GENERATOR_SIZES or side > cover:
