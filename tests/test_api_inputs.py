@@ -484,3 +484,47 @@ def test_a_path_names_a_model_as_its_string_does(tmp_path):
         with pytest.raises(DgnamError, match="unknown model .*`dgnam models` lists the zoo"):
             load_model(spec)
     assert type(load_model(Path("fmnist-cnn"))) is type(load_model("fmnist-cnn"))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # (torch.compile's imports use torch.jit.script_method)
+def test_compiled_and_data_parallel_models_are_read_by_their_own_layer_names(tiny_model, tiny_gen):
+    """torch.compile and DataParallel name every layer `_orig_mod.X` / `module.X` and hide the model's attributes
+    (DataParallel): `fc.0` was an unknown layer and class names were unknown. The wrapped model is read and run."""
+    from dgnam.units import layer_names
+
+    ref = visualize(tiny_model, "fc.0:2,logits:b", tiny_gen, steps=4, progress=False).records
+    for wrapped in (torch.compile(tiny_model), nn.DataParallel(tiny_model)):
+        assert layer_names(wrapped) == layer_names(tiny_model)
+        got = visualize(wrapped, "fc.0:2,logits:b", tiny_gen, steps=4, progress=False).records
+        assert [r["activation"] for r in got] == [r["activation"] for r in ref]
+        z = SPACE.encode(torch.rand(3, 1, 12, 12, generator=torch.Generator().manual_seed(0)))
+        assert torch.equal(encode(wrapped, "fc.0", z), encode(tiny_model, "fc.0", z))
+    assert tiny_model.training is False and all(p.requires_grad for p in tiny_model.parameters())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.script is deprecated, but models ship in it
+def test_a_torchscript_model_is_run_for_its_output_and_refused_for_its_layers_in_one_line():
+    """TorchScript modules take no forward hooks: torch raised deep inside, and restoring the model then failed
+    with "'OrderedDictWrapper' object has no attribute 'update'" (its _buffers)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(300, 4)).train()
+    scripted = torch.jit.script(net)
+    buffers = [b for b in scripted.buffers()]
+    with pytest.raises(DgnamError, match=r"layer '2' is TorchScript .*pass the nn.Module it was made from"):
+        visualize(scripted, "2:0", None, steps=2, progress=False, input_space=SPACE)
+    start = visualize(scripted, "logits:1", None, steps=0, progress=False, input_space=SPACE).records[0]
+    run = visualize(scripted, "logits:1", None, steps=3, progress=False, input_space=SPACE)  # the output needs no hook
+    assert run.records[0]["activation"] > start["activation"]
+    assert scripted.training and all(a is b for a, b in zip(scripted.buffers(), buffers))  # given back as it was
+
+
+def test_a_lazy_model_that_never_ran_is_one_line():
+    """nn.LazyLinear before its first forward: torch raised "Attempted to use an uninitialized parameter in
+    requires_grad_" from inside the loop's set-up."""
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4))
+    with pytest.raises(DgnamError, match=r"'3.weight' of the Sequential is not initialized .*model\(x\)"):
+        visualize(net, "logits:1", None, steps=2, progress=False, input_space=SPACE)
+    with pytest.raises(DgnamError, match="not initialized"):
+        encode(net, "1", SPACE.encode(torch.rand(2, 1, 12, 12)))
+    net(torch.rand(1, 1, 12, 12))  # initialized by a forward: it runs
+    assert len(visualize(net, "logits:1", None, steps=2, progress=False, input_space=SPACE).records) == 1

@@ -30,12 +30,12 @@ from torch import nn
 from .atomic import folder_lock, write_json_atomic
 from .errors import DgnamError, first_line, warn
 from .imagespace import ImageSpace, convert
-from .modules import as_device, frozen, module_device, module_dtype
+from .modules import as_device, frozen, module_device, module_dtype, unwrapped
 from .run import check_run_files, expected_records, listed
 from .weights import tensor_digest
 from .units import (ENCODE_BATCH_MOST, LOGITS, RESPONSES_BATCH_MOST, LayerReader, Unit, default_embed_layer, encode,
-                    layer_names, layer_shapes, output_tensor, parse_units, read_batch_size, resolve_units,
-                    unit_responses)
+                    layer_modules, layer_names, layer_shapes, output_tensor, parse_units, read_batch_size,
+                    resolve_units, unit_responses)
 
 #: The default judge of a Fashion-MNIST target: a classifier of another architecture and seed, never used in
 #: optimization. It (and Fashion-MNIST as the real data) applies only to targets that take Fashion-MNIST images.
@@ -173,6 +173,7 @@ class Judge:
     layer: str | None = None
 
     def __post_init__(self) -> None:
+        self.model = unwrapped(self.model)
         if getattr(self.model, "input_space", None) is None:
             raise DgnamError("the judge needs an input space: use a zoo classifier or set model.input_space")
         if self.layer is not None:
@@ -223,7 +224,7 @@ def _pass_through_layer(model: nn.Module, example: torch.Tensor) -> str | None:
     in eval mode it passes its input through, so its output is the penultimate features when no other layer holds
     them (:func:`dgnam.units.default_embed_layer` skips these layers, as they usually repeat the layer before)."""
     rows = layer_shapes(model, example)
-    mods = dict(model.named_modules())
+    mods = layer_modules(model)
     cands = [n for n, _t, s in rows
              if n != LOGITS and "." not in n and len(s) == 1 and isinstance(mods.get(n), (nn.Dropout, nn.Identity))]
     return cands[-1] if cands else None
@@ -577,6 +578,7 @@ def _evaluate_run(out: Path, judge: nn.Module | str | None, model: nn.Module | s
             raise DgnamError(f"the run's target {name} has other weights now than when the run was made (retrained "
                              f"or replaced): pass --model with the run's weights (Python: model=)")
         model = loaded
+    model = unwrapped(model)
     # a model without input_space gets the run's for this evaluation only: left on it, a later evaluation of another
     # run (or a visualize without input_space) would silently read images in this run's space
     added_space = getattr(model, "input_space", None) is None
@@ -601,6 +603,7 @@ def _evaluate_run(out: Path, judge: nn.Module | str | None, model: nn.Module | s
                 raise DgnamError(f"the default judge {judge} cannot be loaded ({e}); or give --judge") from None
         elif isinstance(judge, str):
             judge = load_model(judge)
+        judge = unwrapped(judge)  # (as Judge reads it: a DataParallel judge's classes are on the model it wraps)
         if device is not None:
             for m in {id(m): m for m in (model, judge)}.values():  # (the target may be its own judge)
                 moved.enter_context(frozen(m, as_device(device)))

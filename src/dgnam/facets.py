@@ -54,7 +54,7 @@ from .display import compact_repr
 from .errors import DgnamError, noting_interrupt
 from .generators import Generator, PixelGenerator
 from .imagespace import ImageSpace, convert, to_uint8
-from .modules import as_device, frozen
+from .modules import as_device, frozen, unwrapped
 from .optimize import AMConfig
 from .priors import Prior, StepState, gaussian_blur
 from .units import (LayerReader, Unit, default_embed_layer, encode, parse_units, require_plain_units, resolve_units,
@@ -551,6 +551,9 @@ def facets(
     ``facets.png``, each facet's synthetic image beside its top real images, and ``embedding.png``, the 2-D
     embedding coloured by facet.
     """
+    model = unwrapped(model)
+    if encoder is not None:
+        encoder = (unwrapped(encoder[0]), encoder[1])
     found = find_facets(model, unit, images01, config, device)
     return synthesize_facets(model, found, images01, generator, encoder=encoder, steps=steps, am_config=am_config,
                              priors=priors, center_bias=center_bias, facet_weight=facet_weight, device=device, out=out,

@@ -71,12 +71,28 @@ def keeps_rng(cuda: bool = False):
     return decorate
 
 
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The module whose layers are read (by forward hooks) and run to read them: the model itself, or the model inside
+    a ``torch.compile`` wrapper (hooks added and removed on every pass would make dynamo recompile it each time) or a
+    ``DataParallel``/``DistributedDataParallel`` wrapper (its replicas would each run a hook on their part of the batch,
+    and one part would be read for the whole). Its layer names are the user's own: ``fc6``, not ``_orig_mod.fc6`` or
+    ``module.fc6``. The wrapped model runs eagerly on its own device."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif type(model).__module__.startswith("torch._dynamo") and isinstance(getattr(model, "_orig_mod", None),
+                                                                                nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
 def batch_statistics_modules(module: nn.Module) -> list[str]:
     """Names of the BatchNorm layers that normalize with the current batch's statistics even in eval mode
     (``track_running_stats=False``): through them the items of one batch change each other's outputs."""
     from torch.nn.modules.batchnorm import _BatchNorm
 
-    return [n or type(module).__name__ for n, m in module.named_modules()
+    return [n or type(module).__name__ for n, m in unwrapped(module).named_modules()
             if isinstance(m, _BatchNorm) and (not m.track_running_stats or m.running_mean is None)]
 
 
@@ -92,7 +108,16 @@ def frozen(module: nn.Module, device: torch.device | str | None = None,
     parameter's ``requires_grad`` and accumulated ``.grad``, and the very tensors of its parameters and buffers
     (device and memory format). Activation maximization borrows the user's model; a model that comes back frozen,
     moved or reformatted would change the user's training or later results. ``channels_last`` is skipped for models
-    with 5-D tensors (Conv3d), which that format does not cover."""
+    with 5-D tensors (Conv3d), which that format does not cover. A model with lazy parameters that have not been
+    initialized (``nn.LazyLinear`` before its first forward) is refused in one line: it has not been trained."""
+    from torch.nn.parameter import is_lazy
+
+    from .errors import DgnamError
+
+    lazy = next((n for n, t in (*module.named_parameters(), *module.named_buffers()) if is_lazy(t)), None)
+    if lazy is not None:
+        raise DgnamError(f"{lazy!r} of the {type(module).__name__} is not initialized (a Lazy module that has never "
+                         f"run): load its trained weights, or run it once on a batch of its input, model(x)")
     device = module_device(module) if device is None else as_device(device)
     saved = [(m, m.training,
               {k: (p, p.data, p.requires_grad, p.grad, None if p.grad is None else p.grad.data)
@@ -114,5 +139,6 @@ def frozen(module: nn.Module, device: torch.device | str | None = None,
                 param.grad = grad
                 param.requires_grad_(requires_grad)
                 m._parameters[k] = param
-            m._buffers.update(buffers)
+            for k, b in buffers.items():  # (item by item: a TorchScript module's _buffers has no update())
+                m._buffers[k] = b
             m.training = training

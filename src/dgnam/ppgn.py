@@ -60,7 +60,7 @@ from .display import compact_repr, png_bytes, progress_bar
 from .errors import DgnamError, is_int, noting_interrupt
 from .generators import Generator
 from .imagespace import ImageSpace, convert, to_uint8
-from .modules import frozen, module_device, module_dtype
+from .modules import frozen, module_device, module_dtype, unwrapped
 from .priors import DGNAM_CLIP_BOUND, checked_bounds
 from .units import (LayerReader, Unit, encode, output_tensor, parse_units, require_plain_units, resolve_units,
                     unit_activations)
@@ -252,7 +252,7 @@ class ClassCondition:
                  input_space: ImageSpace | None = None) -> None:
         if score not in CLASS_SCORES:
             raise DgnamError(f"unknown class score {score!r}: use one of {', '.join(CLASS_SCORES)}")
-        self.model = model
+        self.model = model = unwrapped(model)
         self.space = input_space or getattr(model, "input_space", None)
         if self.space is None:
             raise DgnamError("the condition model has no input_space: pass input_space=ImageSpace(...)")
@@ -294,7 +294,7 @@ class UnitCondition:
 
     def __init__(self, model: nn.Module, units: str | Unit | Sequence[str | Unit],
                  input_space: ImageSpace | None = None) -> None:
-        self.model = model
+        self.model = model = unwrapped(model)
         self.space = input_space or getattr(model, "input_space", None)
         if self.space is None:
             raise DgnamError("the condition model has no input_space: pass input_space=ImageSpace(...)")
@@ -830,6 +830,7 @@ def inpaint(
     """
     config = config or PPGNConfig.for_inpainting()
     config.validate()
+    encoder = unwrapped(encoder)
     space = space or getattr(encoder, "input_space", None)
     if space is None:
         raise DgnamError("the images' space is unknown: pass space=ImageSpace(...) (or set encoder.input_space)")

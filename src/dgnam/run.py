@@ -28,7 +28,7 @@ from .errors import DgnamError, check_seed, is_int, noting_interrupt, warn
 from .generators import Generator, PixelGenerator, check_generator
 from .imagespace import ImageSpace, convert, to_uint8
 from .images import enlarged, grid, png_scale, save_image, save_png
-from .modules import as_device, frozen, module_device, module_dtype
+from .modules import as_device, frozen, module_device, module_dtype, unwrapped
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import Prior
 from .units import LOGITS, LayerReader, Unit, parse_units, resolve_units, unit_position
@@ -396,6 +396,7 @@ def visualize(
     if not isinstance(model, nn.Module):
         what = "a class: build an instance, e.g. Net()" if isinstance(model, type) else type(model).__name__
         raise DgnamError(f"model is {what}; visualize takes an nn.Module instance")
+    model = unwrapped(model)
     for name, value in (("restarts", restarts), ("batch_size", batch_size), ("seed", seed), ("steps", steps)):
         if value is not None and not is_int(value):
             raise DgnamError(f"{name}={value!r}: give an int")

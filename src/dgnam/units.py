@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .errors import DgnamError, first_line, is_int, warn
-from .modules import batch_statistics_modules, frozen, module_device, module_dtype
+from .modules import batch_statistics_modules, frozen, unwrapped, module_device, module_dtype
 from .weights import load_state_dict, tensor_digest
 
 LOGITS = "logits"
@@ -252,13 +252,23 @@ def require_plain_units(units: Sequence[Unit], what: str) -> None:
                          f"only `visualize` optimizes")
 
 
-def _layer_modules(model: nn.Module) -> dict[str, nn.Module]:
-    return {n: m for n, m in model.named_modules() if n}
+def layer_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The model's layers by the names units give them (a compiled or DataParallel model's by the wrapped model's
+    names: :func:`dgnam.modules.unwrapped`)."""
+    return {n: m for n, m in unwrapped(model).named_modules() if n}
 
 
 def layer_names(model: nn.Module) -> list[str]:
-    names = list(_layer_modules(model))
+    names = list(layer_modules(model))
     return names if LOGITS in names else names + [LOGITS]
+
+
+def check_hookable(mods: Mapping[str, nn.Module]) -> None:
+    """Layers are read by forward hooks, which TorchScript modules do not take (torch raises deep in the call)."""
+    scripted = [n for n, m in mods.items() if isinstance(m, torch.jit.ScriptModule)]
+    if scripted:
+        raise DgnamError(f"layer {scripted[0]!r} is TorchScript (torch.jit.script or trace), which takes no forward "
+                         f"hooks to read a layer with: pass the nn.Module it was made from")
 
 
 def output_tensor(out, what: str = "the model") -> torch.Tensor:
@@ -299,18 +309,19 @@ class LayerReader(nn.Module):
 
     def __init__(self, model: nn.Module, layers: Iterable[str], count_calls: bool = False) -> None:
         super().__init__()
-        self.model = model
+        self.model = unwrapped(model)
         self.count_calls = count_calls
         self.calls: dict[str, int] = {}
         self.ran_to_end = False
         self.layers = list(dict.fromkeys(layers))
-        mods = _layer_modules(model)
+        mods = layer_modules(model)
         for name in self.layers:
             if name not in mods and name != LOGITS:
                 close = difflib.get_close_matches(name, list(mods) + [LOGITS], n=3, cutoff=0.5)
                 hint = f"; closest: {', '.join(close)}" if close else ""
                 raise DgnamError(f"unknown layer {name!r}{hint} (`dgnam layers MODEL` lists them)")
         self._modules_by_name = {n: mods[n] for n in self.layers if n in mods}
+        check_hookable(self._modules_by_name)
         self._needs_output = LOGITS in self.layers and LOGITS not in mods
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -516,7 +527,9 @@ def unit_column(out: torch.Tensor, u: Unit) -> torch.Tensor:
 
 def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str, tuple[int, ...]]]:
     """Every addressable layer with its module type and output shape (without the batch dimension)."""
-    mods = _layer_modules(model)
+    model = unwrapped(model)
+    mods = layer_modules(model)
+    check_hookable(mods)
     shapes: dict[str, tuple[int, ...]] = {}
     handles = []
     for name, m in mods.items():
@@ -565,6 +578,7 @@ def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int | None
         raise DgnamError(f"encode takes a batch of images as a (N, C, H, W) tensor in the model's input space, got "
                          f"{got}: add the batch dimension with x[None] or use torch.as_tensor")
     batch_size = batch_size or read_batch_size(x, ENCODE_BATCH_MOST)
+    model = unwrapped(model)
     reader = LayerReader(model, [layer])
     space = getattr(model, "input_space", None)
     fix = (f"give images of the model's input shape {'x'.join(map(str, space.shape))} (ImageSpace.encode)"
@@ -590,7 +604,7 @@ def default_embed_layer(model: nn.Module, example: torch.Tensor) -> str:
     skip = (nn.Dropout, nn.Flatten, nn.Identity)
     rows = layer_shapes(model, example)
     out_shape = rows[-1][2] if rows[-1][0] == LOGITS else None
-    mods = dict(model.named_modules())
+    mods = layer_modules(model)
     cands = [n for n, _t, s in rows if n != LOGITS and "." not in n and len(s) == 1 and not isinstance(mods.get(n), skip)]
     if cands and LOGITS not in mods and rows[-1][0] == LOGITS and dict((n, s) for n, _t, s in rows)[cands[-1]] == out_shape:
         cands = cands[:-1]  # the last layer of a model without a `logits` module is its output

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..display import progress_bar
 from ..errors import DgnamError
 from ..imagespace import ImageSpace, convert
-from ..modules import as_device, frozen, keeps_rng
+from ..modules import as_device, frozen, keeps_rng, unwrapped
 from ..priors import CodeStats
 from ..units import LayerReader, encode
 from ..weights import save_safetensors, sha256, tensor_digest
@@ -80,6 +80,7 @@ def train_generator(
     """
     config.validate()
     dev = as_device(config.device)
+    encoder = unwrapped(encoder)  # (the card names the encoder it records, not a compile or DataParallel wrapper)
     with frozen(encoder, dev):  # E is borrowed: frozen for the training, given back as it was (mode, grads, device)
         return _train_generator(encoder, layer, encoder_space, generator, discriminator, gen_space, train_x01,
                                 test_x01, Path(out), name, config, resume, data_name, progress, test_name, dev)
