@@ -114,6 +114,46 @@ def test_code_stays_in_clip_range_after_every_step(tiny_model, tiny_gen):
     assert any((c == upper).any() for c in seen)  # the bound is actually reached, so the clip did work
 
 
+def test_a_generator_of_an_unbounded_latent_keeps_its_negative_codes(tiny_model, tiny_gen):
+    """A GAN's Gaussian z (code_lower=None): the default prior clipped it at 0, the lower end of the paper's ReLU
+    code, so half of every start code was cut away before the first step. Now its default prior is the L2 decay,
+    with U from code statistics where given; PPGN's chains keep the same range."""
+    from dgnam import ppgn
+    from dgnam.priors import ClipCode, CodeStats, L2Decay
+
+    gan = LearnedGenerator(tiny_gen.net, code_shape=(10,), space=tiny_gen.space, code_lower=None, name="gan")
+    assert [type(p) for p in gan.default_priors()] == [L2Decay]
+    seen = []
+
+    class Spy(Prior):
+        def after_step(self, code, state):
+            seen.append(code.clone())
+
+    visualize(tiny_model, "fc.0:1,logits:2", gan, steps=5, priors=gan.default_priors() + [Spy()], progress=False)
+    assert all((c < 0).any() for c in seen)
+    seen.clear()
+    visualize(tiny_model, "fc.0:1,logits:2", tiny_gen, steps=5, priors=tiny_gen.default_priors() + [Spy()],
+              progress=False)
+    assert all((c >= 0).all() for c in seen)  # the paper's code, as before
+    gan.code_stats = CodeStats(mean=torch.zeros(10), std=torch.full((10,), 0.5))  # z truncated above at 1.5
+    (clip, _decay) = gan.default_priors()
+    z = torch.randn(64, 10, generator=torch.Generator().manual_seed(0)) * 3
+    clip.clip_(z)
+    assert z.max() == 1.5 and z.min() < -2
+    assert ppgn.code_clip(gan).lower is None and ppgn.code_clip(tiny_gen).lower == 0.0
+    chain = ppgn.sample(gan, None, ppgn.ClassCondition(tiny_model, [1]), n_chains=2, config=ppgn.PPGNConfig(steps=5))
+    assert chain.final_codes.min() < -0.5 and chain.final_codes.max() <= 1.5
+    gan.code_stats = None
+    assert ppgn.code_clip(gan) is None
+    with pytest.raises(DgnamError, match="clips nothing"):
+        ClipCode(None, lower=None)
+    truncated = LearnedGenerator(tiny_gen.net, code_shape=(10,), space=tiny_gen.space, code_lower=-3.0,
+                                 code_stats=CodeStats(mean=torch.zeros(10), std=torch.ones(10)))
+    z = torch.randn(64, 10, generator=torch.Generator().manual_seed(0)) * 3
+    truncated.default_priors()[0].clip_(z)
+    assert z.min() == -3 and z.max() == 3  # the README's [-3, 3]
+
+
 def test_with_transforms_the_best_is_scored_on_the_image_as_shown(tiny_model, tiny_gen):
     """The best code is picked on jittered views, but its reported activation is the shown image's, and it is never
     below the final image's."""
@@ -209,7 +249,7 @@ def test_code_bounds_that_cannot_clip_are_refused_in_one_line(tiny_model, tiny_g
         visualize(tiny_model, "logits:0", tiny_gen, steps=2, priors=dgnam_code_priors(wrong), progress=False)
     tiny_gen.code_stats = wrong
     with pytest.raises(DgnamError, match="7 components for a code of 10"):
-        ppgn.code_upper(tiny_gen)
+        ppgn.code_clip(tiny_gen)
 
 
 def test_layers_after_target_not_executed(tiny_model):

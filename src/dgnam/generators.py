@@ -16,7 +16,7 @@ from torch import nn
 from .errors import DgnamError, first_line
 from .imagespace import ImageSpace
 from .modules import module_device, module_dtype
-from .priors import CodeStats, Prior, dgnam_code_priors
+from .priors import DGNAM_CODE_LOWER, CodeStats, Prior, dgnam_code_priors
 
 
 class Generator(nn.Module):
@@ -66,13 +66,18 @@ class Generator(nn.Module):
 class LearnedGenerator(Generator):
     """A trained generator network (DeePSiM) with its code statistics: the DGN-AM prior.
 
-    Defaults are the paper's: codes from N(0, 1), clip to ``[0, U]`` with U = mean + 3 std, decay 0.99.
+    Defaults are the paper's: codes from N(0, 1), clip to ``[0, U]`` with U = mean + 3 std, decay 0.99. The lower
+    end 0 is there because the paper's code is a ReLU layer's output. Any other generator of images works too, e.g.
+    a GAN's, given its code range: ``code_lower=-3.0`` with ``code_stats`` of mean 0 and std 1 clips z to [-3, 3];
+    ``code_lower=None`` leaves it unbounded below (without ``code_stats`` the default prior is then the L2 decay
+    alone, a Gaussian prior on the code).
     """
 
     method = "dgn-am"
 
     def __init__(self, net: nn.Module, code_shape: Sequence[int], space: ImageSpace,
-                 code_stats: CodeStats | None = None, name: str = "generator", code_layer: str | None = None) -> None:
+                 code_stats: CodeStats | None = None, name: str = "generator", code_layer: str | None = None,
+                 code_lower: float | None = DGNAM_CODE_LOWER) -> None:
         super().__init__()
         self.net = net
         self.code_shape = tuple(code_shape)
@@ -81,12 +86,14 @@ class LearnedGenerator(Generator):
         self.name = name
         #: the encoder layer whose output is the code (zoo entries know it), so priors on codes can be matched to it
         self.code_layer = code_layer
+        #: the code's lowest value: 0 for a ReLU layer's code (the paper's), None for an unbounded latent
+        self.code_lower = code_lower
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         return self.net(code)
 
     def default_priors(self) -> list[Prior]:
-        return dgnam_code_priors(self.code_stats)
+        return dgnam_code_priors(self.code_stats, lower=self.code_lower)
 
 
 class PixelGenerator(Generator):

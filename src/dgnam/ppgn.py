@@ -61,7 +61,7 @@ from .errors import DgnamError, is_int, noting_interrupt
 from .generators import Generator
 from .imagespace import ImageSpace, convert, to_uint8
 from .modules import frozen, module_device, module_dtype, unwrapped
-from .priors import DGNAM_CLIP_BOUND, checked_bounds
+from .priors import DGNAM_CLIP_BOUND, DGNAM_CODE_LOWER, ClipCode, checked_bounds
 from .units import (LayerReader, Unit, encode, output_tensor, parse_units, require_plain_units, resolve_units,
                     unit_activations)
 
@@ -435,16 +435,15 @@ class Chain:
         return png_bytes(self.grid())
 
 
-def code_upper(generator: Generator, bound: str = DGNAM_CLIP_BOUND) -> torch.Tensor | None:
-    """The code range's upper end U of a generator (None when it has no code statistics: clip at 0 only)."""
+def code_clip(generator: Generator, bound: str = DGNAM_CLIP_BOUND) -> ClipCode | None:
+    """The code range a chain is clipped to after each step: ``[code_lower, U]`` of the generator, 0 for a ReLU
+    layer's code (the paper's) and U from its code statistics, each where it has one; None when it has neither."""
     stats = getattr(generator, "code_stats", None)
-    return None if stats is None else checked_bounds(stats.upper(bound), generator.code_shape).view(1, *generator.code_shape)
-
-
-def _clip(h: torch.Tensor, upper: torch.Tensor | None) -> None:
-    h.clamp_(min=0.0)
-    if upper is not None:
-        torch.minimum(h, upper.to(h.device, h.dtype), out=h)
+    lower = getattr(generator, "code_lower", DGNAM_CODE_LOWER)
+    if stats is None and lower is None:
+        return None
+    upper = None if stats is None else checked_bounds(stats.upper(bound), generator.code_shape, lower)
+    return ClipCode(upper, lower)
 
 
 def _normalized_step(h: torch.Tensor, d: torch.Tensor, lr: float) -> None:
@@ -469,7 +468,7 @@ def _borrowed(modules: Sequence[nn.Module | None], device: torch.device) -> Iter
 
 
 def _step(h: torch.Tensor, d: torch.Tensor, dae: nn.Module | None, eps1: torch.Tensor, config: PPGNConfig,
-          rng: "_Noise", upper: torch.Tensor | None, t: int, where: str) -> torch.Tensor | None:
+          rng: "_Noise", clip: ClipCode | None, t: int, where: str) -> torch.Tensor | None:
     """One sampler update in place: add the prior ``eps1 (R(h) - h)`` and the noise ``N(0, eps3^2)`` to the condition
     (and context) direction ``d``, step ``lr_t / mean|d| * d`` and clip to the code range. Returns ``||R(h) - h||``
     per chain (None without a DAE)."""
@@ -480,7 +479,8 @@ def _step(h: torch.Tensor, d: torch.Tensor, dae: nn.Module | None, eps1: torch.T
     if config.eps3 > 0:
         d = d + config.eps3 * rng.normal(tuple(h.shape[1:])).to(h.device)
     _normalized_step(h, d, config.step_size(t))
-    _clip(h, upper)
+    if clip is not None:
+        clip.clip_(h)
     if not torch.isfinite(h).all():
         raise DgnamError(f"NaN/inf in the {where}: lower --lr or check the models")
     return None if r is None else r.flatten(1).norm(dim=1)
@@ -530,6 +530,9 @@ def _chain_key(generator: Generator, dae: nn.Module | None, conds: Sequence[Cond
            "dae": None if dae is None else tensor_digest(dae.state_dict().values()),
            "upper": None if stats is None else tensor_digest([stats.upper(config.bound)]),
            "init": None if init is None else tensor_digest([torch.as_tensor(init)])}
+    lower = getattr(generator, "code_lower", DGNAM_CODE_LOWER)
+    if lower != DGNAM_CODE_LOWER:  # (named only when not the paper's 0, so that earlier checkpoints still resume)
+        doc["lower"] = lower
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -618,7 +621,7 @@ def sample(
             if len(h) not in (1, n_chains):
                 raise DgnamError(f"init has {len(h)} codes for {n_chains} chains: give one, or one per chain")
             h = h.expand(n_chains, *generator.code_shape).clone()
-        upper = code_upper(generator, config.bound)
+        clip = code_clip(generator, config.bound)
         eps1 = torch.full((n_chains,), float(config.eps1), device=dev)
 
         kept_codes, kept_images, kept_steps, kept_scores, kept_seg = [], [], [], [], []
@@ -676,7 +679,7 @@ def sample(
                     (d_cond,) = torch.autograd.grad(score.sum(), h)
                     h = h.detach()
                     score_hist.append(score.detach().cpu())
-                    r = _step(h, config.eps2 * d_cond, dae, eps1, config, rng, upper, t,
+                    r = _step(h, config.eps2 * d_cond, dae, eps1, config, rng, clip, t,
                               f"PPGN code at iteration {t_global}")
                     prior_hist.append(torch.full((n_chains,), float("nan")) if r is None else r.cpu())
                     t_global += 1
@@ -847,7 +850,7 @@ def inpaint(
         masked = mask_images(images, mask)
         enc_space = getattr(encoder, "input_space", None) or space  # the encoder reads its own encoding
         h = generator.check_codes(encode(encoder, layer, convert(masked, space, enc_space)).to(dev))
-        upper = code_upper(generator, config.bound)
+        clip = code_clip(generator, config.bound)
         rng = _Noise(config.seed, len(images))
         eps1 = torch.full((len(images),), float(config.eps1), device=dev)
         real255 = space.decode(images) * 255.0
@@ -871,7 +874,7 @@ def inpaint(
             if d_ctx is not None:
                 d = d + config.eps4 * d_ctx
             hist.append(score.detach().cpu())
-            _step(h, d, dae, eps1, config, rng, upper, t, f"inpainting code at iteration {t}")
+            _step(h, d, dae, eps1, config, rng, clip, t, f"inpainting code at iteration {t}")
         with torch.no_grad():
             result, gen = composite(h)
         return Inpainting(masked=masked.cpu(), result=result.cpu(), generated=gen.cpu(), start=start.cpu(),

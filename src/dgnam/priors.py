@@ -32,6 +32,9 @@ DGNAM_DECAY = 0.99
 #: The paper's clip bound U_i = mean + 3 std of component i over real images' codes, as a :meth:`CodeStats.upper`
 #: kind (the default everywhere a bound is chosen).
 DGNAM_CLIP_BOUND = "mean+3std"
+#: The clip's lower end, 0: the code DGN-AM optimizes is the output of a ReLU layer (the paper's fc6, [0, U_i]).
+#: A generator of an unbounded latent, such as a GAN's Gaussian z, has none: ``LearnedGenerator(code_lower=None)``.
+DGNAM_CODE_LOWER = 0.0
 #: Percentiles that :class:`CodeStats` keeps per component.
 CODE_PERCENTILES = (1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0, 99.9)
 
@@ -154,21 +157,23 @@ def _chunked_quantile(codes: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.quantile(codes[:, i], q) for i in range(codes.shape[1])], 1)
 
 
-def checked_bounds(upper: torch.Tensor, code_shape: Sequence[int] | None = None, lower: float = 0.0) -> torch.Tensor:
+def checked_bounds(upper: torch.Tensor, code_shape: Sequence[int] | None = None,
+                   lower: float | None = DGNAM_CODE_LOWER) -> torch.Tensor:
     """``upper`` as a code's clip bounds, refused in one line when they cannot be: another size than the code's,
     NaN/inf, below ``lower``, or all at ``lower`` (every image would be G(lower): nothing left to optimize)."""
     n = upper.numel()
     if code_shape is not None and n != math.prod(code_shape):
         raise DgnamError(f"the code bounds have {n} components for a code of {math.prod(code_shape)}: give code "
                          f"statistics of this generator's code (`dgnam code-stats` over its encoder layer)")
-    bad, low = int((~torch.isfinite(upper)).sum()), int((upper < lower).sum())
+    bad = int((~torch.isfinite(upper)).sum())
+    low = 0 if lower is None else int((upper < lower).sum())
     if bad:
         raise DgnamError(f"{bad} of the {n} code bounds are NaN/inf: recompute the code statistics (`dgnam "
                          f"code-stats`)")
     if low:  # the clip [lower, U] would be empty for them
         raise DgnamError(f"{low} of the {n} code bounds are below the clip's lower end {lower:g}: a code that is not "
                          f"a ReLU output needs its own lower end (in Python, ClipCode(U, lower=...))")
-    if n and bool((upper == lower).all()):
+    if n and lower is not None and bool((upper == lower).all()):
         raise DgnamError(f"every code bound is {lower:g}, so every image would be G({lower:g}): recompute the code "
                          f"statistics over real images that drive the layer (`dgnam code-stats`, more --limit)")
     return upper
@@ -176,19 +181,26 @@ def checked_bounds(upper: torch.Tensor, code_shape: Sequence[int] | None = None,
 
 class ClipCode(Prior):
     """Clip every code component to ``[lower, upper_i]`` after each step (DGN-AM: lower 0 because the inverted layer
-    is a ReLU output, upper U_i from :class:`CodeStats`). ``upper=None`` clips only from below."""
+    is a ReLU output, upper U_i from :class:`CodeStats`). ``upper=None`` clips only from below, ``lower=None`` only
+    from above (a latent without a lower end)."""
 
-    def __init__(self, upper: torch.Tensor | None, lower: float = 0.0) -> None:
+    def __init__(self, upper: torch.Tensor | None, lower: float | None = DGNAM_CODE_LOWER) -> None:
+        if upper is None and lower is None:
+            raise DgnamError("ClipCode(None, lower=None) clips nothing: give the bounds U, a lower end, or drop it")
         self.upper = None if upper is None else checked_bounds(upper, lower=lower)
         self.lower = lower
 
     def after_step(self, code: torch.Tensor, state: StepState) -> None:
+        self.clip_(code)
+
+    def clip_(self, code: torch.Tensor) -> None:
+        """Clip ``code`` (a batch of codes) in place."""
         if self.upper is not None and self.upper.numel() != code[0].numel():
             checked_bounds(self.upper, code.shape[1:], self.lower)  # the one-line error
-        up = None if self.upper is None else self.upper.to(code.device, code.dtype).view(1, *code.shape[1:])
-        code.clamp_(min=self.lower)
-        if up is not None:
-            torch.minimum(code, up, out=code)
+        if self.lower is not None:
+            code.clamp_(min=self.lower)
+        if self.upper is not None:
+            torch.minimum(code, self.upper.to(code.device, code.dtype).view(1, *code.shape[1:]), out=code)
 
 
 class L2Decay(Prior):
@@ -217,15 +229,17 @@ class L2Penalty(Prior):
 
 def dgnam_code_priors(
     stats: CodeStats | None, clip: bool = True, l2: str = "decay", bound: str = DGNAM_CLIP_BOUND,
-    decay: float = DGNAM_DECAY, lam: float = DGNAM_L2_LAMBDA,
+    decay: float = DGNAM_DECAY, lam: float = DGNAM_L2_LAMBDA, lower: float | None = DGNAM_CODE_LOWER,
 ) -> list[Prior]:
-    """The DGN-AM code prior: clip to ``[0, U]`` then the L2 prior (``l2`` = ``"decay"``, ``"penalty"`` or ``"none"``).
+    """The DGN-AM code prior: clip to ``[lower, U]`` (the paper's ``[0, U]``) then the L2 prior (``l2`` =
+    ``"decay"``, ``"penalty"`` or ``"none"``).
 
-    The order (clip, then decay) is the released code's. Without stats only the lower bound 0 is applied.
+    The order (clip, then decay) is the released code's. Without stats only the lower end is applied; with
+    ``lower=None`` (an unbounded latent) only U, and without stats either, no clip.
     """
     priors: list[Prior] = []
-    if clip:
-        priors.append(ClipCode(stats.upper(bound) if stats is not None else None, lower=0.0))
+    if clip and (stats is not None or lower is not None):
+        priors.append(ClipCode(stats.upper(bound) if stats is not None else None, lower=lower))
     if l2 == "decay":
         priors.append(L2Decay(decay))
     elif l2 == "penalty":

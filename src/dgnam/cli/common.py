@@ -79,9 +79,10 @@ def generator_arg(spec: str | None, arch: str | None = None, code_stats: Path | 
     if getattr(g, "code_stats_problem", None):
         raise DgnamError(g.code_stats_problem)
     if isinstance(g, LearnedGenerator) and g.code_stats is None:
-        raise DgnamError(f"generator {spec} has no code statistics (its [0, U] clip bounds): give --code-stats FILE "
-                         f"(`dgnam code-stats` measures them; `dgnam train generator` writes NAME.codestats.safetensors "
-                         f"beside the weights, where they are found)")
+        lower = "-inf" if g.code_lower is None else f"{g.code_lower:g}"
+        raise DgnamError(f"generator {spec} has no code statistics (its [{lower}, U] clip bounds): give --code-stats "
+                         f"FILE (`dgnam code-stats` measures them; `dgnam train generator` writes "
+                         f"NAME.codestats.safetensors beside the weights, where they are found)")
     return g
 
 
