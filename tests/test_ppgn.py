@@ -519,3 +519,23 @@ def test_paste_inside_keeps_every_pixel_outside_the_hole():
     assert (out[inside] == 200).all()  # resized flat gray, as RGB
     with pytest.raises(ValueError):
         paste_inside(photo, fill, inside[:10])
+
+
+def test_a_unit_condition_at_a_relu_output_follows_the_relus_input(tiny_model, tiny_gen):
+    """As in visualize (AMConfig.relu_gradient): a chain whose hidden ReLU unit fell to 0 had no gradient left."""
+    from dgnam.ppgn import _chain_key
+
+    images = tiny_gen(torch.randn(3, 10, generator=torch.Generator().manual_seed(0))).detach().requires_grad_(True)
+    pre, exact = (UnitCondition(tiny_model, "fc:3", relu_gradient=r) for r in ("pre", "exact"))
+    before = UnitCondition(tiny_model, "fc.0:3")  # the ReLU's input itself
+    assert torch.equal(pre(images, tiny_gen.space), exact(images, tiny_gen.space))  # the value: the ReLU's output
+    (g,) = torch.autograd.grad(pre(images, tiny_gen.space).sum(), images)
+    (g_before,) = torch.autograd.grad(before(images, tiny_gen.space).sum(), images)
+    assert torch.allclose(g, g_before) and g.abs().sum() > 0
+    with pytest.raises(DgnamError, match="unknown relu_gradient 'x'"):
+        UnitCondition(tiny_model, "fc:3", relu_gradient="x")
+    cfg = PPGNConfig(steps=2)  # a chain of another rule is another chain; one written before the option had exact's key
+    legacy = UnitCondition(tiny_model, "fc:3")
+    del legacy.relu_gradient  # as a condition was before the option
+    keys = [_chain_key(tiny_gen, None, [c], 1, cfg, None) for c in (pre, exact, legacy)]
+    assert keys[0] != keys[1] and keys[1] == keys[2]

@@ -22,7 +22,7 @@ from .generators import Generator
 from .imagespace import ImageSpace, convert, fit_size
 from .priors import Prior, StepState
 from .transforms import Transform
-from .units import LayerReader, Unit, unit_activations
+from .units import DGNAM_RELU_GRADIENT, LayerReader, Unit, check_relu_gradient, unit_activations
 
 #: DGN-AM defaults from the released code (``act_max.py`` with the settings of the paper's figures): 200 iterations,
 #: step size falling linearly from 8.0 to 1e-10, each step normalized by the mean absolute gradient.
@@ -47,7 +47,8 @@ class AMConfig:
     rise by ``progress`` under a linear model, capped at ``lr_start`` (a raw step: with ``normalize="none"`` only).
     ``optimizer="adam"`` replaces the normalized step by Adam (Lucid's optimizer: ``tf.train.AdamOptimizer(0.05)``
     with TensorFlow's default betas and epsilon); its moments are kept per element, so batching still changes nothing
-    but float rounding.
+    but float rounding. ``relu_gradient`` is how a unit read at an ``nn.ReLU``'s output is differentiated: ``"pre"``
+    (the released code's, :data:`dgnam.units.RELU_GRADIENTS`) through the ReLU's input, ``"exact"`` through the ReLU.
     """
 
     steps: int = DGNAM_STEPS
@@ -59,6 +60,7 @@ class AMConfig:
     optimizer: str = "sgd"
     adam_betas: tuple[float, float] = ADAM_BETAS
     adam_eps: float = ADAM_EPS
+    relu_gradient: str = DGNAM_RELU_GRADIENT
 
     def lr(self, step: int) -> float:
         if self.lr_policy == "linear":
@@ -122,15 +124,17 @@ class Pipeline(nn.Module):
     def images(self, codes: torch.Tensor) -> torch.Tensor:
         return self.generator(codes)
 
-    def activations(self, units: Sequence[Unit], raw: torch.Tensor, step: int | None = None) -> torch.Tensor:
+    def activations(self, units: Sequence[Unit], raw: torch.Tensor, step: int | None = None,
+                     relu_gradient: str = "exact") -> torch.Tensor:
         """Activations of ``units`` on generator images ``raw``; the transforms run when ``step`` is given (during
-        optimization), and their output is brought back to the target's size by its space's fit."""
+        optimization), and their output is brought back to the target's size by its space's fit. ``relu_gradient``
+        as in :class:`AMConfig` (it changes the gradient only)."""
         x = convert(raw, self.generator.space, self.target_space)
         if step is not None and self.transforms:
             for t in self.transforms:
                 x = t(x, step)
             x = fit_size(x, self.target_space.size, self.target_space.fit)
-        return unit_activations(self.reader(x), units)
+        return unit_activations(self.reader(x, relu_gradient), units)
 
 
 def _nonfinite(acts: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -186,6 +190,7 @@ def optimize(
     history = []
     if config.optimizer not in ("sgd", "adam"):
         raise DgnamError(f"unknown optimizer {config.optimizer!r}: use sgd or adam")
+    check_relu_gradient(config.relu_gradient)
     if config.lr_policy == "progress" and (config.normalize != "none" or config.optimizer != "sgd"):
         # a normalized or Adam step has its own size: the progress rule, which sizes the raw gradient's step, would
         # silently be a constant lr
@@ -203,7 +208,7 @@ def optimize(
     for step in range(config.steps):
         codes.requires_grad_(True)
         raw = pipeline.images(codes)
-        acts = signed(pipeline.activations(units, raw, step))  # from here on, what is maximized
+        acts = signed(pipeline.activations(units, raw, step, config.relu_gradient))  # from here on, what is maximized
         if not acts.requires_grad:  # torch's error ("element 0 of tensors does not require grad") names no fix, and
             # a penalty prior would hide it: the loop would optimize the prior alone
             raise DgnamError(f"unit(s) {', '.join(sorted({u.address for u in units}))} do not depend differentiably "

@@ -62,8 +62,8 @@ from .generators import Generator
 from .imagespace import ImageSpace, convert, to_uint8
 from .modules import frozen, module_device, module_dtype, unwrapped
 from .priors import DGNAM_CLIP_BOUND, DGNAM_CODE_LOWER, ClipCode, checked_bounds
-from .units import (LayerReader, Unit, encode, output_tensor, parse_units, require_plain_units, resolve_units,
-                    unit_activations)
+from .units import (DGNAM_RELU_GRADIENT, LayerReader, Unit, check_relu_gradient, encode, output_tensor, parse_units,
+                    require_plain_units, resolve_units, unit_activations)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -290,10 +290,13 @@ class ClassCondition:
 class UnitCondition:
     """The activation of a unit of a model, e.g. a hidden conv channel: ``units[b]`` for chain b. ``units`` as
     :func:`~dgnam.units.parse_units` takes them (``"features.3:5"``, Units, a list); they are checked against the
-    model's layers here, so a wrong layer or channel fails before any sampling."""
+    model's layers here, so a wrong layer or channel fails before any sampling. ``relu_gradient`` as in
+    :class:`dgnam.AMConfig`: a unit at a ReLU's output follows its input's gradient by default (``"pre"``), so a
+    chain whose unit falls to 0 still moves."""
 
     def __init__(self, model: nn.Module, units: str | Unit | Sequence[str | Unit],
-                 input_space: ImageSpace | None = None) -> None:
+                 input_space: ImageSpace | None = None, relu_gradient: str = DGNAM_RELU_GRADIENT) -> None:
+        self.relu_gradient = check_relu_gradient(relu_gradient)
         self.model = model = unwrapped(model)
         self.space = input_space or getattr(model, "input_space", None)
         if self.space is None:
@@ -305,7 +308,7 @@ class UnitCondition:
 
     def __call__(self, images: torch.Tensor, space: ImageSpace) -> torch.Tensor:
         units = self.units if len(self.units) == len(images) else self.units[:1] * len(images)
-        return unit_activations(self.reader(convert(images, space, self.space)), units)
+        return unit_activations(self.reader(convert(images, space, self.space), self.relu_gradient), units)
 
 
 def _per_item(values: torch.Tensor, n: int) -> torch.Tensor:
@@ -522,6 +525,8 @@ def _chain_key(generator: Generator, dae: nn.Module | None, conds: Sequence[Cond
                 "space": space.to_dict() if isinstance(space, ImageSpace) else None,
                 "classes": None if classes is None else [int(v) for v in torch.as_tensor(classes).flatten()],
                 "units": [u.address for u in getattr(c, "units", ())],
+                # named when not "exact", the rule of chains written before it existed, so that those still resume
+                **({"relu_gradient": c.relu_gradient} if getattr(c, "relu_gradient", "exact") != "exact" else {}),
                 "model": None if model is None else tensor_digest(model.state_dict().values())}
 
     stats = getattr(generator, "code_stats", None)

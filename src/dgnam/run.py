@@ -497,6 +497,14 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
                                  for p in now.get("priors", [])]
             if "batch_size" not in before:  # recorded since 2026-12-01: an older run's batch size is unknown
                 now.pop("batch_size", None)
+            if isinstance(before.get("config"), dict) and "relu_gradient" not in before["config"]:
+                # made before 2026-12-02, through the ReLU: the run goes on as it was made, and says so
+                now.get("config", {}).pop("relu_gradient", None)
+                if config.relu_gradient != "exact":
+                    warn(f"{out_dir} was made before relu_gradient existed, with the gradient through a unit's ReLU: "
+                         f"it goes on that way (relu_gradient='exact')")
+                    config = AMConfig(**{**config.to_dict(), "relu_gradient": "exact"})
+                    run_config["config"].pop("relu_gradient", None)
             differ = _differences(now, before)
             if differ:
                 raise DgnamError(f"{out_dir} was made with different settings ({'; '.join(differ)}); resume with the "

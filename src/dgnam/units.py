@@ -295,6 +295,25 @@ class _Stop(Exception):
     Exception`` fallback may catch it and run its forward again, which costs time but keeps the first output.)"""
 
 
+#: How the gradient of a unit read at a ReLU's output is taken. ``"pre"`` (the default of every method) is the
+#: gradient of the ReLU's input, with the value still the ReLU's output: the released DGN-AM code (``act_max.py``)
+#: runs ``net.forward(end=layer)`` and ``net.backward(start=layer)``, which stop at the layer named, before Caffe's
+#: in-place ReLU that follows it, so a hidden unit that is 0 still has a gradient. ``"exact"`` back-propagates through
+#: the ReLU: a unit that falls to 0 (DGN-AM's lr of 8 overshoots often) never moves again, and 37 of 40 DGN-AM runs on
+#: ``features.16:0-9`` and ``fc6.1:0-9`` of ``fmnist-cnn`` ended at 0 that way (README, Units). Only ``nn.ReLU``
+#: modules are recognized: ``F.relu`` in a forward, and other activations, are differentiated as they are.
+RELU_GRADIENTS = ("pre", "exact")
+#: The default of every method (:class:`dgnam.AMConfig`, :class:`dgnam.ppgn.UnitCondition`): the released code's.
+DGNAM_RELU_GRADIENT = "pre"
+
+
+def check_relu_gradient(rule: str, name: str = "relu_gradient") -> str:
+    """``rule`` if it is one of :data:`RELU_GRADIENTS`, else a one-line error naming ``name`` (a flag, say)."""
+    if rule not in RELU_GRADIENTS:
+        raise DgnamError(f"unknown {name} {rule!r}: use {' or '.join(RELU_GRADIENTS)}")
+    return rule
+
+
 class LayerReader(nn.Module):
     """Runs ``model`` until every requested layer has produced its output, and returns those outputs.
 
@@ -305,6 +324,9 @@ class LayerReader(nn.Module):
     shared ``relu``) is read at its first call; with ``count_calls`` the pass goes on past the requested layers and
     ``calls`` says how often each ran, so that :func:`resolve_units` can warn. Layers after them that fail on this
     input (a head built for another size) end the pass as the early stop would, and ``ran_to_end`` is then False.
+
+    ``relu_gradient="pre"`` changes the gradient, not the value, of a layer whose output an ``nn.ReLU`` produced (the
+    ReLU itself, or a block ending in one): its gradient is that of the ReLU's input. See :data:`RELU_GRADIENTS`.
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[str], count_calls: bool = False) -> None:
@@ -324,24 +346,39 @@ class LayerReader(nn.Module):
         check_hookable(self._modules_by_name)
         self._needs_output = LOGITS in self.layers and LOGITS not in mods
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, relu_gradient: str = "exact") -> dict[str, torch.Tensor]:
+        check_relu_gradient(relu_gradient)
         outs: dict[str, torch.Tensor] = {}
         wanted = set(self._modules_by_name)
         handles = []
         self.calls = dict.fromkeys(self._modules_by_name, 0)
         self.ran_to_end = False
+        relu_inputs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (a ReLU's output, its input), this pass
+        pending: dict[int, torch.Tensor] = {}  # a running ReLU's input
 
         def hook_for(name: str):
             def hook(_m, _inp, out):
                 self.calls[name] += 1
                 if name in outs:  # a module called twice: keep its first output
                     return
-                outs[name] = output_tensor(out, f"layer {name!r}").clone()
+                t = output_tensor(out, f"layer {name!r}")
+                pre = next((i for o, i in relu_inputs if o is t), None)
+                outs[name] = t.clone() if pre is None else t.detach().clone() + (pre - pre.detach())
                 if not self._needs_output and not self.count_calls and wanted <= set(outs):
                     raise _Stop
 
             return hook
 
+        def relu_pre_hook(m, inp):
+            pending[id(m)] = inp[0].clone() if m.inplace else inp[0]  # (an in-place ReLU overwrites it)
+
+        def relu_hook(m, _inp, out):
+            relu_inputs.append((out, pending.pop(id(m))))
+
+        if relu_gradient == "pre":  # registered first, so that a ReLU's record exists when its layer's hook runs
+            relus = {id(r): r for m in self._modules_by_name.values() for r in m.modules() if type(r) is nn.ReLU}
+            for r in relus.values():
+                handles += [r.register_forward_pre_hook(relu_pre_hook), r.register_forward_hook(relu_hook)]
         for name, m in self._modules_by_name.items():
             handles.append(m.register_forward_hook(hook_for(name)))
         try:
@@ -358,6 +395,8 @@ class LayerReader(nn.Module):
         finally:
             for h in handles:
                 h.remove()
+            relu_inputs.clear()
+            pending.clear()
         missing = [n for n in self.layers if n not in outs]
         if missing:
             raise DgnamError(f"layer(s) {', '.join(map(repr, missing))} did not run in the model's forward pass (in eval "

@@ -258,6 +258,8 @@ def sample(
                                                      "((1 - p) d logit, what the released code back-propagates)"),
     reset_every: Optional[int] = typer.Option(None, help="restart from N(0, 1) every so many iterations "
                                                          "(default: 0 for a class, 100 for --unit)"),
+    relu_gradient: str = typer.Option("pre", help="a --unit at a ReLU's output follows the gradient of the ReLU's "
+                                                  "input (pre, as released) or goes through the ReLU (exact)"),
     seed: int = seed_option(),
     device: str = typer.Option("cpu"),
     out: Path = typer.Option(Path("runs/sample"), help="output folder"),
@@ -271,7 +273,7 @@ def sample(
     from ..images import png_scale, save_png, wrapped_grid
     from ..ppgn import (PPGN_CLASS_STEPS, PPGN_UNIT_RESET_EVERY, PPGN_UNIT_STEPS, ClassCondition,
                         PPGNConfig, UnitCondition, sample as run_sample)
-    from ..units import parse_units, resolve_units
+    from ..units import check_relu_gradient, parse_units, resolve_units
     from ..weights import save_safetensors
 
     if bool(cls) == bool(unit):
@@ -316,6 +318,7 @@ def sample(
         for p in m.parameters():
             p.requires_grad_(False)
     example = space.encode(torch.full((1, *space.shape), 0.5, device=dev))
+    check_relu_gradient(relu_gradient, "--relu-gradient")
     if cls:
         idx = _class_indices(net, cls)
         conds = [ClassCondition(net, [c], score=class_score) for c in idx]
@@ -323,7 +326,7 @@ def sample(
         units = resolve_units(net, parse_units([f"logits:{c}" for c in idx]), example)  # the unit each class is
         default_steps, default_reset = PPGN_CLASS_STEPS, 0
     else:
-        conds = [UnitCondition(net, unit)]  # it parses and checks the unit against the model
+        conds = [UnitCondition(net, unit, relu_gradient=relu_gradient)]  # it parses and checks the unit
         units, names = conds[0].units, [conds[0].units[0].address]
         default_steps, default_reset = PPGN_UNIT_STEPS, PPGN_UNIT_RESET_EVERY
     cfg = PPGNConfig.for_samples(n, steps=default_steps if steps is None else steps, burn_in=burn_in, eps1=eps1, eps2=eps2, eps3=eps3,

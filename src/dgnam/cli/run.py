@@ -29,6 +29,9 @@ def visualize(
                                                   "falling linearly to 1e-10)"),
     seed: int = seed_option(),
     init: str = typer.Option("randn", help="randn (as released), zeros, or a .safetensors of codes from `dgnam encode`"),
+    relu_gradient: str = typer.Option("pre", help="a unit read at a ReLU's output rises by the gradient of the ReLU's "
+                                                  "input (pre, as released: a unit at 0 still moves) or through the "
+                                                  "ReLU (exact)"),
     batch_size: int = typer.Option(32, help="optimizations run together (units x restarts)"),
     device: str = typer.Option("cpu"),
     out: Path = typer.Option(Path("runs/visualize"), help="run directory"),
@@ -42,6 +45,7 @@ def visualize(
     """Synthesize the preferred inputs of UNITS of MODEL; writes PNGs, codes, grid.png and results.json to OUT."""
     from ..methods import build_method, get_method
     from ..run import target_space, visualize as run_visualize
+    from ..units import check_relu_gradient
 
     dev = device_arg(device)
     net = model_arg(model, arch)
@@ -56,6 +60,7 @@ def visualize(
         if not lr > 0:
             raise DgnamError(f"--lr must be positive, got {lr}")
         config = dataclasses.replace(config, lr_start=lr)
+    config = dataclasses.replace(config, relu_gradient=check_relu_gradient(relu_gradient, "--relu-gradient"))
     out_folder_arg(out)
     codes = _init_codes(init, generator, generator_arch)
     if (not isinstance(codes, str) or codes == "zeros") and restarts > 1:
