@@ -35,10 +35,14 @@ def dgnam(*args, cwd=TESTS, env=None) -> subprocess.CompletedProcess:
 def signal_a_started_run(args, out: Path, sig: int, cwd=TESTS) -> subprocess.CompletedProcess:
     """Start ``python -m dgnam ARGS`` (a long ``visualize`` writing to ``out``), send it ``sig`` once its first
     images folder exists and it is optimizing, and return how it ended (``stderr`` holds its last lines)."""
+    import signal
     import time
 
+    def default_signals() -> None:  # a shell's background job (`cmd &`) starts with SIGINT ignored, which Python keeps
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     p = subprocess.Popen([sys.executable, "-m", "dgnam", *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, preexec_fn=default_signals if os.name == "posix" else None)
     deadline = time.time() + 120
     while not (out / "images").exists() and time.time() < deadline:  # the run has started
         time.sleep(0.1)
