@@ -19,15 +19,16 @@ the left, pre on the right). Runs go to runs/bench/relu_gradient_*; an existing 
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import time
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from dgnam import AMConfig, create_model, evaluate_run, visualize
 from dgnam.ppgn import PPGNConfig, UnitCondition, sample
+from dgnam.train.common import cpu_name
 
 OUT = Path(__file__).parent / "results"
 RUNS = Path("runs/bench")
@@ -77,7 +78,7 @@ def main() -> None:
     sheet.save(OUT / "relu_gradient.png")
     doc = {"units": UNITS, "restarts": RESTARTS, "model": "fmnist-cnn", "generator": "fmnist-g-fc6",
            "ppgn_units": PPGN_UNITS, "ppgn_steps": PPGN_STEPS,
-           "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "rows": rows,
+           "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}", "rows": rows,
            "ppgn_rows": ppgn_rows}
     (OUT / "relu_gradient.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {OUT / 'relu_gradient.json'} and {OUT / 'relu_gradient.png'}")

@@ -810,7 +810,7 @@ def test_facets_and_ppgn_refuse_what_only_visualize_optimizes(tiny_model):
 
 
 def test_a_unit_at_a_relu_output_rises_by_the_gradient_before_the_relu():
-    """DGN-AM on hidden ReLU units (`fc6.1:k`, `features.16:k` of fmnist-cnn) ended at 0 in 37 of 40 runs: lr 8
+    """DGN-AM on hidden ReLU units (`fc6.1:k`, `features.16:k` of fmnist-cnn) ended at 0 in 38 of 40 runs: lr 8
     overshoots into the ReLU's zero, whose gradient is zero for good. The released code's gradient is that of the
     layer before Caffe's in-place ReLU: the value read stays the ReLU's output, the gradient is its input's."""
     torch.manual_seed(0)
@@ -856,3 +856,52 @@ def test_a_run_made_before_relu_gradient_goes_on_as_it_was_made(tiny_model, tiny
                           config=AMConfig(steps=4, relu_gradient="exact"))
     assert run.records[1]["activation"] == alone.records[0]["activation"]
     assert "relu_gradient" not in json.loads((out / "results.json").read_text())["config"]["config"]
+
+
+def test_the_relu_gradient_of_a_unit_does_not_depend_on_the_other_units_of_its_run():
+    """Only a ReLU inside the layer read counts: a Dropout after a ReLU passes the ReLU's very tensor on, and it had
+    the input's gradient only when the ReLU's layer was read in the same run. A ReLU input of -inf read as NaN."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(144, 3)
+    net = torch.nn.Sequential(torch.nn.Flatten(), lin, torch.nn.ReLU(), torch.nn.Dropout(0.5)).eval()
+    with torch.no_grad():
+        lin.bias[2] = -2.0
+    kw = dict(progress=False, input_space=SPACE, config=AMConfig(steps=20, lr_start=0.05), batch_size=2)
+    with pytest.warns(UserWarning, match="stayed at its start value"):  # through the ReLU before the Dropout
+        alone = visualize(net, "3:2", None, **kw).records[0]
+    with pytest.warns(UserWarning, match="stayed at its start value"):
+        beside = visualize(net, "2:0,3:2", None, **kw).records[1]
+    assert beside["activation"] == alone["activation"] == 0
+    with torch.no_grad():
+        lin.weight.fill_(-3e38)
+    x = torch.ones(2, 1, 12, 12)
+    assert torch.equal(LayerReader(net, ["2"])(x, "pre")["2"], torch.zeros(2, 3))  # not NaN
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.script is deprecated, but models ship in it
+def test_a_torchscript_part_of_a_model_is_no_layer_but_the_rest_are():
+    class Act(torch.nn.Module):
+        def forward(self, x):
+            return torch.tanh(x)
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 6), torch.jit.script(Act()),
+                              torch.nn.Linear(6, 3))
+    example = SPACE.encode(torch.rand(1, 1, 12, 12))
+    assert [n for n, _t, _s in layer_shapes(net, example)] == ["0", "1", "3", "logits"]  # it refused the model
+    assert len(visualize(net, "1:2,3:0", None, steps=2, progress=False, input_space=SPACE).records) == 2
+    with pytest.raises(DgnamError, match="layer '2' is TorchScript"):
+        visualize(net, "2:0", None, steps=2, progress=False, input_space=SPACE)
+
+
+def test_settings_and_code_ranges_are_checked_when_made(tiny_model, tmp_path):
+    """A bad relu_gradient or optimizer failed at the first step, after the run folder was made: the corrected call
+    was then told to resume."""
+    with pytest.raises(DgnamError, match="unknown relu_gradient 'Pre': use pre or exact"):
+        visualize(tiny_model, "fc:1", None, config=AMConfig(relu_gradient="Pre"), out=tmp_path / "r", progress=False)
+    with pytest.raises(DgnamError, match="unknown optimizer 'Adam': use sgd, adam"):
+        AMConfig(optimizer="Adam")
+    assert not (tmp_path / "r").exists()
+    for bad in ("0", float("nan"), True):
+        with pytest.raises(DgnamError, match="code_lower=.*give the code's lowest value as a number"):
+            LearnedGenerator(torch.nn.Identity(), code_shape=(3,), space=SPACE, code_lower=bad)

@@ -8,6 +8,8 @@ generator but :func:`dgnam.imagespace.convert` between two declared spaces.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Sequence
 
 import torch
@@ -86,8 +88,12 @@ class LearnedGenerator(Generator):
         self.name = name
         #: the encoder layer whose output is the code (zoo entries know it), so priors on codes can be matched to it
         self.code_layer = code_layer
+        if code_lower is not None and (isinstance(code_lower, bool) or not isinstance(code_lower, numbers.Real)
+                                       or not math.isfinite(code_lower)):
+            raise DgnamError(f"code_lower={code_lower!r}: give the code's lowest value as a number (0 for a ReLU "
+                             f"layer's code), or None for a code without one")
         #: the code's lowest value: 0 for a ReLU layer's code (the paper's), None for an unbounded latent
-        self.code_lower = code_lower
+        self.code_lower = None if code_lower is None else float(code_lower)
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         return self.net(code)

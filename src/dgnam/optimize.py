@@ -62,6 +62,15 @@ class AMConfig:
     adam_eps: float = ADAM_EPS
     relu_gradient: str = DGNAM_RELU_GRADIENT
 
+    def __post_init__(self) -> None:
+        # checked when made: a run refused at its first step would leave a folder that its corrected call must resume
+        for name, value, allowed in (("optimizer", self.optimizer, ("sgd", "adam")),
+                                     ("lr_policy", self.lr_policy, ("linear", "constant", "progress")),
+                                     ("normalize", self.normalize, ("mean_abs", "none"))):
+            if value not in allowed:
+                raise DgnamError(f"unknown {name} {value!r}: use {', '.join(allowed)}")
+        check_relu_gradient(self.relu_gradient)
+
     def lr(self, step: int) -> float:
         if self.lr_policy == "linear":
             return self.lr_start + (self.lr_end - self.lr_start) * step / self.steps

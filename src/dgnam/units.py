@@ -254,21 +254,14 @@ def require_plain_units(units: Sequence[Unit], what: str) -> None:
 
 def layer_modules(model: nn.Module) -> dict[str, nn.Module]:
     """The model's layers by the names units give them (a compiled or DataParallel model's by the wrapped model's
-    names: :func:`dgnam.modules.unwrapped`)."""
-    return {n: m for n, m in unwrapped(model).named_modules() if n}
+    names: :func:`dgnam.modules.unwrapped`). TorchScript modules (and all below them) are left out: they take no
+    forward hooks, which layers are read with, so they are no layers here (a scripted model's output still is)."""
+    return {n: m for n, m in unwrapped(model).named_modules() if n and not isinstance(m, torch.jit.ScriptModule)}
 
 
 def layer_names(model: nn.Module) -> list[str]:
     names = list(layer_modules(model))
     return names if LOGITS in names else names + [LOGITS]
-
-
-def check_hookable(mods: Mapping[str, nn.Module]) -> None:
-    """Layers are read by forward hooks, which TorchScript modules do not take (torch raises deep in the call)."""
-    scripted = [n for n, m in mods.items() if isinstance(m, torch.jit.ScriptModule)]
-    if scripted:
-        raise DgnamError(f"layer {scripted[0]!r} is TorchScript (torch.jit.script or trace), which takes no forward "
-                         f"hooks to read a layer with: pass the nn.Module it was made from")
 
 
 def output_tensor(out, what: str = "the model") -> torch.Tensor:
@@ -289,6 +282,19 @@ def output_tensor(out, what: str = "the model") -> torch.Tensor:
                      f"the tensor to read")
 
 
+class _ValueWithGradientOf(torch.autograd.Function):
+    """``value`` forward, and the gradient goes to ``source`` instead (a straight-through estimator): a ReLU's
+    output with its input's gradient. (``value + (source - source.detach())`` would be NaN where the input is -inf.)"""
+
+    @staticmethod
+    def forward(ctx, value: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, grad
+
+
 class _Stop(Exception):
     """Raised by a hook once the deepest requested layer has run: the rest of the network is never executed. (An
     ``Exception``, so that ``nn.DataParallel``'s workers hand it back to the caller; a model's own ``except
@@ -299,9 +305,10 @@ class _Stop(Exception):
 #: gradient of the ReLU's input, with the value still the ReLU's output: the released DGN-AM code (``act_max.py``)
 #: runs ``net.forward(end=layer)`` and ``net.backward(start=layer)``, which stop at the layer named, before Caffe's
 #: in-place ReLU that follows it, so a hidden unit that is 0 still has a gradient. ``"exact"`` back-propagates through
-#: the ReLU: a unit that falls to 0 (DGN-AM's lr of 8 overshoots often) never moves again, and 37 of 40 DGN-AM runs on
-#: ``features.16:0-9`` and ``fc6.1:0-9`` of ``fmnist-cnn`` ended at 0 that way (README, Units). Only ``nn.ReLU``
-#: modules are recognized: ``F.relu`` in a forward, and other activations, are differentiated as they are.
+#: the ReLU: a unit that falls to 0 (DGN-AM's lr of 8 overshoots often) never moves again, and 38 of 40 DGN-AM runs on
+#: ``features.16:0-9`` and ``fc6.1:0-9`` of ``fmnist-cnn`` ended at 0 that way (``benchmarks/relu_gradient.py``).
+#: Only an ``nn.ReLU`` module inside the layer read counts: ``F.relu`` in a forward, other activations, and a ReLU
+#: before the layer (a ``Dropout`` after a ReLU passes its tensor on) are differentiated as they are.
 RELU_GRADIENTS = ("pre", "exact")
 #: The default of every method (:class:`dgnam.AMConfig`, :class:`dgnam.ppgn.UnitCondition`): the released code's.
 DGNAM_RELU_GRADIENT = "pre"
@@ -337,13 +344,16 @@ class LayerReader(nn.Module):
         self.ran_to_end = False
         self.layers = list(dict.fromkeys(layers))
         mods = layer_modules(model)
+        every = dict(self.model.named_modules())
         for name in self.layers:
+            if isinstance(every.get(name), torch.jit.ScriptModule) and name != LOGITS:
+                raise DgnamError(f"layer {name!r} is TorchScript (torch.jit.script or trace), which takes no forward "
+                                 f"hooks to read a layer with: pass the nn.Module it was made from")
             if name not in mods and name != LOGITS:
                 close = difflib.get_close_matches(name, list(mods) + [LOGITS], n=3, cutoff=0.5)
                 hint = f"; closest: {', '.join(close)}" if close else ""
                 raise DgnamError(f"unknown layer {name!r}{hint} (`dgnam layers MODEL` lists them)")
         self._modules_by_name = {n: mods[n] for n in self.layers if n in mods}
-        check_hookable(self._modules_by_name)
         self._needs_output = LOGITS in self.layers and LOGITS not in mods
 
     def forward(self, x: torch.Tensor, relu_gradient: str = "exact") -> dict[str, torch.Tensor]:
@@ -353,8 +363,9 @@ class LayerReader(nn.Module):
         handles = []
         self.calls = dict.fromkeys(self._modules_by_name, 0)
         self.ran_to_end = False
-        relu_inputs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (a ReLU's output, its input), this pass
+        relu_inputs: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []  # (a ReLU, its output, its input)
         pending: dict[int, torch.Tensor] = {}  # a running ReLU's input
+        inner: dict[str, set[int]] = {}  # the ReLUs inside each requested layer
 
         def hook_for(name: str):
             def hook(_m, _inp, out):
@@ -362,8 +373,10 @@ class LayerReader(nn.Module):
                 if name in outs:  # a module called twice: keep its first output
                     return
                 t = output_tensor(out, f"layer {name!r}")
-                pre = next((i for o, i in relu_inputs if o is t), None)
-                outs[name] = t.clone() if pre is None else t.detach().clone() + (pre - pre.detach())
+                # only a ReLU inside this layer: a Dropout after a ReLU passes the ReLU's very tensor on, and whether
+                # that ReLU is hooked must not depend on which other layers the run reads
+                pre = next((i for r, o, i in relu_inputs if o is t and id(r) in inner[name]), None)
+                outs[name] = t.clone() if pre is None else _ValueWithGradientOf.apply(t, pre)
                 if not self._needs_output and not self.count_calls and wanted <= set(outs):
                     raise _Stop
 
@@ -373,10 +386,14 @@ class LayerReader(nn.Module):
             pending[id(m)] = inp[0].clone() if m.inplace else inp[0]  # (an in-place ReLU overwrites it)
 
         def relu_hook(m, _inp, out):
-            relu_inputs.append((out, pending.pop(id(m))))
+            relu_inputs.append((m, out, pending.pop(id(m))))
 
         if relu_gradient == "pre":  # registered first, so that a ReLU's record exists when its layer's hook runs
-            relus = {id(r): r for m in self._modules_by_name.values() for r in m.modules() if type(r) is nn.ReLU}
+            relus = {}
+            for n, m in self._modules_by_name.items():
+                mine = [r for r in m.modules() if type(r) is nn.ReLU]
+                inner[n] = {id(r) for r in mine}
+                relus.update((id(r), r) for r in mine)
             for r in relus.values():
                 handles += [r.register_forward_pre_hook(relu_pre_hook), r.register_forward_hook(relu_hook)]
         for name, m in self._modules_by_name.items():
@@ -568,7 +585,6 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str
     """Every addressable layer with its module type and output shape (without the batch dimension)."""
     model = unwrapped(model)
     mods = layer_modules(model)
-    check_hookable(mods)
     shapes: dict[str, tuple[int, ...]] = {}
     handles = []
     for name, m in mods.items():

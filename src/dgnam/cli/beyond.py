@@ -367,6 +367,7 @@ def sample(
                   "generator": generator, "method": "ppgn-h", "prior": prior,
                   "dae": _dae_source(dae) if prior == "dae" else None,
                   "units": [u.address for u in units], "conditions": names, "sampler": cfg.to_dict(),
+                  **({} if cls else {"relu_gradient": relu_gradient}),  # how a --unit's gradient was taken
                   "target_space": space.to_dict()}
     write_json_atomic(out / "results.json", {"dgnam_version": __version__, "config": run_config, "records": records})
     # an earlier run's samples and its evaluation must not linger beside the new ones (only with --overwrite is
