@@ -567,7 +567,8 @@ def _read_chain_checkpoint(path: Path, key: str, h: torch.Tensor | None = None, 
                          ) from None
     if not isinstance(state, dict) or state.get("key") != key:
         raise DgnamError(f"the chain checkpoint {path} is of another chain (other settings, weights, conditions or "
-                         f"start): delete it to start over, or continue it with the settings it was made with")
+                         f"start): delete it to start over, or continue it with the settings it was made with (a "
+                         f"unit's chain written before 2026-12-02: --relu-gradient exact)")
     bad = [k for k, kind in CHAIN_STATE.items() if not isinstance(state.get(k), kind)]
     if not bad and h is not None and (state["h"].shape != h.shape or state["eps1"].shape != h.shape[:1]
                                       or len(state["rng"]) != len(h)

@@ -604,8 +604,8 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
              f"learning rate, or check the model on such images)")
     if unchanged:
         warn(f"the activation stayed at its start value through all {config.steps} steps for {_some(unchanged)}: "
-             f"those units did not respond to any step (ReLU units that are 0 on every image tried, say), so their "
-             f"images show nothing of them (records marked 'unchanged')")
+             f"those units did not respond to any step (ReLU units whose input stayed below 0 on every image tried, "
+             f"say), so their images show nothing of them (records marked 'unchanged')")
     records.sort(key=lambda rec: (rec["unit_index"], rec["restart"]))
     order = [(rec["unit_index"], rec["restart"]) for rec in records]
     if out_dir is not None:

@@ -319,6 +319,8 @@ def sample(
             p.requires_grad_(False)
     example = space.encode(torch.full((1, *space.shape), 0.5, device=dev))
     check_relu_gradient(relu_gradient, "--relu-gradient")
+    if cls and relu_gradient != "pre":  # a class's logit is no ReLU's output: the option would do nothing
+        raise DgnamError("--relu-gradient is how a --unit at a ReLU's output is differentiated: drop it with --class")
     if cls:
         idx = _class_indices(net, cls)
         conds = [ClassCondition(net, [c], score=class_score) for c in idx]
