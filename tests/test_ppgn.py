@@ -539,3 +539,24 @@ def test_a_unit_condition_at_a_relu_output_follows_the_relus_input(tiny_model, t
     del legacy.relu_gradient  # as a condition was before the option
     keys = [_chain_key(tiny_gen, None, [c], 1, cfg, None) for c in (pre, exact, legacy)]
     assert keys[0] != keys[1] and keys[1] == keys[2]
+
+
+def test_a_chain_keeps_a_plain_generator_subclass_unclipped(tiny_model, tiny_gen):
+    """A Generator subclass that declares no code range (one's own GAN wrapper, say) is not clipped by visualize's
+    default priors (none), but PPGN clipped its chains at 0, the lower end of the paper's ReLU code, as if it were
+    one: half of a Gaussian z was cut away at every step. Its chains are now unclipped too."""
+    from dgnam import Generator, ppgn
+
+    class MyGen(Generator):
+        def __init__(self):
+            super().__init__()
+            self.net, self.code_shape, self.space = tiny_gen.net, (10,), tiny_gen.space
+
+        def forward(self, z):
+            return self.net(z)
+
+    g = MyGen()
+    assert g.default_priors() == [] and ppgn.code_clip(g) is None
+    chain = sample(g, None, ClassCondition(tiny_model, [1]), n_chains=2, config=PPGNConfig(steps=5))
+    assert chain.final_codes.min() < -0.5
+    assert ppgn.code_clip(tiny_gen).lower == 0.0  # a learned generator keeps the paper's [0, U]

@@ -31,6 +31,9 @@ class Generator(nn.Module):
     code_shape: tuple[int, ...]
     space: ImageSpace
     code_stats: CodeStats | None = None
+    #: the code's lowest value, which PPGN's chains are clipped to: none for a generator that declares no range (its
+    #: default priors clip nothing either); :class:`LearnedGenerator` has the paper's 0 unless told otherwise
+    code_lower: float | None = None
     method: str = "custom"
 
     def init_codes(self, seeds: Sequence[int], mode: str = "randn") -> torch.Tensor:

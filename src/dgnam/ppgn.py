@@ -440,9 +440,11 @@ class Chain:
 
 def code_clip(generator: Generator, bound: str = DGNAM_CLIP_BOUND) -> ClipCode | None:
     """The code range a chain is clipped to after each step: ``[code_lower, U]`` of the generator, 0 for a ReLU
-    layer's code (the paper's) and U from its code statistics, each where it has one; None when it has neither."""
+    layer's code (the paper's) and U from its code statistics, each where it has one; None when it has neither. A
+    generator that declares no ``code_lower`` (a plain :class:`Generator` subclass) has no lower end: visualize's
+    default priors do not clip its code, and neither does a chain."""
     stats = getattr(generator, "code_stats", None)
-    lower = getattr(generator, "code_lower", DGNAM_CODE_LOWER)
+    lower = getattr(generator, "code_lower", None)
     if stats is None and lower is None:
         return None
     upper = None if stats is None else checked_bounds(stats.upper(bound), generator.code_shape, lower)
