@@ -905,3 +905,17 @@ def test_settings_and_code_ranges_are_checked_when_made(tiny_model, tmp_path):
     for bad in ("0", float("nan"), True):
         with pytest.raises(DgnamError, match="code_lower=.*give the code's lowest value as a number"):
             LearnedGenerator(torch.nn.Identity(), code_shape=(3,), space=SPACE, code_lower=bad)
+
+
+def test_code_bounds_of_another_size_are_refused_before_the_run_folder_is_made(tiny_model, tiny_gen, tmp_path):
+    """Code statistics of another size than the code (a factory's mistake) failed at the first step, after visualize
+    had made the run folder: the corrected call was then told to --resume a run killed before its first results."""
+    from dgnam.priors import CodeStats
+
+    gen = LearnedGenerator(tiny_gen.net, code_shape=(10,), space=tiny_gen.space,
+                           code_stats=CodeStats(mean=torch.zeros(8), std=torch.ones(8)), code_lower=-3.0)
+    with pytest.raises(DgnamError, match="8 components for a code of 10"):
+        visualize(tiny_model, "logits:1", gen, steps=2, out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "images").exists()  # (its lock file alone is no run)
+    gen.code_stats = CodeStats(mean=torch.zeros(10), std=torch.ones(10))
+    visualize(tiny_model, "logits:1", gen, steps=2, out=tmp_path / "run", progress=False)  # no --resume needed

@@ -30,7 +30,7 @@ from .imagespace import ImageSpace, convert, to_uint8
 from .images import enlarged, grid, png_scale, save_image, save_png
 from .modules import as_device, frozen, module_device, module_dtype, unwrapped
 from .optimize import AMConfig, Pipeline, Transform, optimize
-from .priors import Prior
+from .priors import ClipCode, Prior, checked_bounds
 from .units import LOGITS, LayerReader, Unit, parse_units, resolve_units, unit_position
 from .weights import json_safe, save_safetensors, tensor_digest
 
@@ -447,6 +447,9 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
         warn(f"the {restarts} restarts all start from the same code (init={'zeros' if isinstance(init, str) else 'one code'}), "
              f"so they differ only by what is random in the method: use init='randn' for different starts")
     priors = list(generator.default_priors() if priors is None else priors)
+    for p in priors:  # bounds of another size than the code failed at the first step, after the run folder was made
+        if isinstance(p, ClipCode) and p.upper is not None:
+            checked_bounds(p.upper, generator.code_shape, p.lower)
     method = method or generator.method
 
     parsed = parse_units(units)
