@@ -144,6 +144,23 @@ def test_a_model_from_the_working_directory_leaves_sys_path_alone(tmp_path, monk
     assert sys.path == before
 
 
+def test_a_factory_that_needs_arguments_is_one_line(tmp_path, monkeypatch):
+    """`--generator mygan:make_gan` (or `--model`) whose factory takes an argument was a TypeError traceback; a
+    factory with defaults still runs, and an error raised inside a factory is the factory's own."""
+    from dgnam.zoo import load_model
+
+    (tmp_path / "my_factories.py").write_text(
+        "import torch\n\ndef needs(size):\n    return torch.nn.Linear(size, 2)\n\n"
+        "def defaults(size=3, *args, **kw):\n    return torch.nn.Linear(size, 2)\n\n"
+        "def broken():\n    return torch.nn.Linear(3, 2)(None)\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DgnamError, match=r"my_factories:needs takes arguments \(size\): .*no arguments"):
+        load_model("my_factories:needs")
+    assert isinstance(load_model("my_factories:defaults"), torch.nn.Linear)
+    with pytest.raises(TypeError):
+        load_model("my_factories:broken")
+
+
 def test_corrupt_bytes_are_not_called_dangerous_and_checkpoints_never_advise_unsafe_loading(tmp_path):
     """Random bytes in a .pt read as "a pickle that carries code"; an unreadable checkpoint quoted torch's advice to
     load it with weights_only=False. Both now say what the file is, and refuse."""

@@ -241,6 +241,22 @@ def model_weights_sha256(model: nn.Module) -> str | None:
     return weights_sha256(name) if name else None
 
 
+def _check_no_arguments(spec: str, factory: Callable) -> None:
+    """A factory is called with no arguments: one that needs some was a TypeError traceback from the call (errors
+    raised inside a factory are its own and stay as they are)."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read (a builtin): the call says what it says
+        return
+    try:
+        sig.bind()
+    except TypeError:
+        needed = [n for n, p in sig.parameters.items() if p.default is p.empty
+                  and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        raise DgnamError(f"{spec} takes arguments ({', '.join(needed)}): give a factory that builds the model with no "
+                         f"arguments (def make(): return {spec.partition(':')[2]}(...))") from None
+
+
 def load_model(spec: str | os.PathLike, arch: str | None = None, pretrained: bool = True) -> nn.Module:
     """A model from a zoo name, an import path ``package.module:factory`` (called with no arguments), or a local
     weights file (a str or a Path) with ``arch`` naming its zoo architecture (``.safetensors`` or a plain state dict).
@@ -271,7 +287,11 @@ def load_model(spec: str | os.PathLike, arch: str | None = None, pretrained: boo
                 factory = getattr(importlib.import_module(mod_name), attr)
             except (ImportError, AttributeError) as e:
                 raise DgnamError(f"cannot import {spec!r} ({e}); give package.module:factory on PYTHONPATH") from None
-            obj = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+            if callable(factory) and not isinstance(factory, nn.Module):
+                _check_no_arguments(spec, factory)
+                obj = factory()
+            else:
+                obj = factory
         finally:
             if added and cwd in sys.path:
                 sys.path.remove(cwd)
