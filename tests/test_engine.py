@@ -237,6 +237,11 @@ def test_code_bounds_that_cannot_clip_are_refused_in_one_line(tiny_model, tiny_g
         ClipCode(torch.tensor([1.0] * 9 + [float("nan")]))
     with pytest.raises(DgnamError, match="2 of the 10 code bounds are below the clip's lower end 0"):
         ClipCode(torch.tensor([1.0] * 8 + [-1.0, -2.0]))
+    # a generator's range is its code_lower: the message named only ClipCode, which a generator's user never builds
+    gan = LearnedGenerator(torch.nn.Identity(), code_shape=(3,), space=SPACE, code_lower=5.0,
+                           code_stats=CodeStats(mean=torch.zeros(3), std=torch.ones(3)))
+    with pytest.raises(DgnamError, match=r"lower end 5: .*the generator's code_lower \(LearnedGenerator"):
+        gan.default_priors()
     assert ClipCode(torch.tensor([0.0] * 9 + [1.0])).upper is not None  # dead components are fine
     stats = CodeStats.from_codes(torch.rand(20, 10, generator=torch.Generator().manual_seed(0)))
     assert torch.equal(stats.upper("mean+2.5std"), stats.mean + 2.5 * stats.std)

@@ -172,7 +172,8 @@ def checked_bounds(upper: torch.Tensor, code_shape: Sequence[int] | None = None,
                          f"code-stats`)")
     if low:  # the clip [lower, U] would be empty for them
         raise DgnamError(f"{low} of the {n} code bounds are below the clip's lower end {lower:g}: a code that is not "
-                         f"a ReLU output needs its own lower end (in Python, ClipCode(U, lower=...))")
+                         f"a ReLU output needs its own lower end, the generator's code_lower (LearnedGenerator(..., "
+                         f"code_lower=-3.0), None for none; a ClipCode prior's lower=)")
     if n and lower is not None and bool((upper == lower).all()):
         raise DgnamError(f"every code bound is {lower:g}, so every image would be G({lower:g}): recompute the code "
                          f"statistics over real images that drive the layer (`dgnam code-stats`, more --limit)")
