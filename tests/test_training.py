@@ -466,3 +466,28 @@ def test_train_generator_refuses_a_space_that_is_not_its_output(tmp_path):
                         FMNIST_GEN_SPACE, x, x[:32], tmp_path, "g", GeneratorConfig(epochs=1, batch_size=32, seed=0),
                         progress=False)
     assert not (tmp_path / "g.safetensors").exists()
+
+
+def test_a_generator_of_a_layer_before_its_relu_loads_without_the_lower_end_0(tmp_path):
+    """The card records the codes' lower end as measured: 0 for fc6 (a ReLU's output), none for fc6.0 (the Linear
+    before it), whose codes go below 0. Every generator file loaded with the paper's 0, which cut such codes in half
+    (or refused bounds below 0 with advice about ClipCode)."""
+    from dgnam.priors import ClipCode
+    from dgnam.zoo import load_model
+
+    x, _ = _data(96)
+    torch.manual_seed(0)
+    enc = FashionCNN(3).eval()
+    cfg = GeneratorConfig(epochs=1, batch_size=32, seed=0)
+    for layer, lower in (("fc6", 0.0), ("fc6.0", None)):
+        card = train_generator(enc, layer, FMNIST_SPACE, FashionGenerator(256), FashionDiscriminator(256),
+                               FMNIST_GEN_SPACE, x, x[:32], tmp_path, layer, cfg, progress=False)
+        assert card["code_lower"] == lower
+        g = load_model(tmp_path / f"{layer}.safetensors", "fmnist-g-fc6")
+        assert g.code_lower == lower
+        clip = g.default_priors()[0]
+        assert isinstance(clip, ClipCode) and clip.lower == lower
+    card_path = tmp_path / "fc6.0.json"
+    card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "code_lower": "low"}))
+    with pytest.raises(DgnamError, match="gives code_lower 'low': give a number or null"):
+        load_model(tmp_path / "fc6.0.safetensors", "fmnist-g-fc6")

@@ -20,7 +20,7 @@ from ..display import progress_bar
 from ..errors import DgnamError
 from ..imagespace import ImageSpace, convert
 from ..modules import as_device, frozen, keeps_rng, unwrapped
-from ..priors import CodeStats
+from ..priors import DGNAM_CODE_LOWER, CodeStats
 from ..units import LayerReader, encode
 from ..weights import save_safetensors, sha256, tensor_digest
 from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, locks_training, provenance, set_lr,
@@ -181,6 +181,9 @@ def _train_generator(encoder: nn.Module, layer: str, encoder_space: ImageSpace, 
         # `sample --prior joint`, `inpaint` and `facets` find it without --encoder
         "inverts": {"layer": layer, "encoder": getattr(encoder, "zoo_name", type(encoder).__name__),
                     **({"source": encoder.dgnam_source} if getattr(encoder, "dgnam_source", None) else {})},
+        # the clip's lower end, measured: 0 for a ReLU layer's codes (the paper's [0, U]), none for a layer whose
+        # codes go below 0 (a conv or linear output before its ReLU), which a clip at 0 would cut in half
+        "code_lower": DGNAM_CODE_LOWER if bool((codes >= 0).all()) else None,
         "data": data_name,
         "test": test_name,
         "metrics": history[-1] if history else {},

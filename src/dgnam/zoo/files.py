@@ -63,6 +63,21 @@ def _card_layer(path: Path) -> str | None:
     return str(inv["layer"]) if isinstance(inv, dict) and inv.get("layer") else None
 
 
+def _card_code_lower(path: Path) -> float | None:
+    """The code's lower end recorded in a generator's card: 0 for a ReLU layer's codes, None for a layer whose codes
+    go below 0 (`dgnam train generator` measures it). A card without it (older, or from elsewhere) is the paper's 0."""
+    from ..priors import DGNAM_CODE_LOWER
+
+    card = card_beside(path)
+    if "code_lower" not in card:
+        return DGNAM_CODE_LOWER
+    v = card["code_lower"]
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+        raise DgnamError(f"the card beside {path.name} ({path.with_suffix('.json').name}) gives code_lower {v!r}: "
+                         f"give a number or null, or remove that file")
+    return None if v is None else float(v)
+
+
 def _card_space(path: Path, kind: str):
     """The image space recorded in the card `dgnam train` writes beside its weights: a classifier's input space, a
     generator's output space (a colour model trained with ``--color RGB``, or on a colour encoder). ``None`` when the
@@ -160,6 +175,7 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
         model.code_layer = _card_layer(path) or (entry.encoder_layer if tuple(code_shape) == tuple(entry.code_shape)
                                                  else None)
         model.code_shape = tuple(code_shape)
+        model.code_lower = _card_code_lower(path)
         if stats is not None and stats.mean.numel() == math.prod(code_shape):  # else not this generator's: ignored
             model.code_stats = stats
         from .registry import flag_code_stats
