@@ -473,3 +473,33 @@ def test_a_seed_that_is_no_int_is_refused_in_one_line(tiny_model):
         with pytest.raises(DgnamError, match=rf"^seed={seed!r}: give a seed in 0\.\."):
             DAEConfig(seed=seed).validate()
     DAEConfig(seed=np.int64(3)).validate()  # numpy's ints are ints
+
+
+GAN_FACTORY = '''
+import torch
+from torch import nn
+import dgnam
+
+def make():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 8 * 8 * 8), nn.Unflatten(1, (8, 8, 8)), nn.Upsample(scale_factor=4),
+                        nn.Conv2d(8, 3, 3, padding=1), nn.Tanh())
+    z = dgnam.CodeStats(mean=torch.zeros(16), std=torch.ones(16))
+    return dgnam.LearnedGenerator(net, code_shape=(16,), space=dgnam.ImageSpace(size=(32, 32), color="RGB", lo=-1,
+                                  hi=1), code_stats=z, code_lower=-3.0, name="gan")
+'''
+
+
+def test_a_gan_factory_samples_from_the_command_line_without_a_prior(tmp_path, monkeypatch):
+    """PPGN's prior needs codes of real images (a DAE) or an encoder (joint); a GAN has neither, and `sample` had no
+    way to run without one (the Python API's dae=None): --prior none is eps1 = 0."""
+    (tmp_path / "mygan.py").write_text(GAN_FACTORY)
+    monkeypatch.chdir(tmp_path)
+    r = run("sample", "--class", "1", "--generator", "mygan:make", "--prior", "none", "--n", "2", "--steps", "6",
+            "--burn-in", "2", "--out", tmp_path / "s")
+    assert r.exit_code == 0, (r.output, r.exception)
+    cfg = json.loads((tmp_path / "s" / "results.json").read_text())["config"]
+    assert cfg["prior"] == "none" and cfg["dae"] is None and cfg["generator"] == "mygan:make"
+    refused("drop it with --prior none", "sample", "--class", "1", "--generator", "mygan:make", "--prior", "none",
+            "--dae", "fmnist-dae-fc6", "--out", tmp_path / "t")
+    refused("or none (no prior term", "sample", "--class", "1", "--prior", "nothing", "--out", tmp_path / "u")

@@ -127,8 +127,13 @@ def _code_prior(kind: str, dae: Optional[str], gen, encoder_for: Callable[[], tu
                                  f"{generator_spec}: pass --dae FILE (`dgnam train dae --encoder ENCODER --layer "
                                  f"LAYER`) or --prior joint")
         return load_dae(name)
+    if kind == "none":  # eps1 = 0: a generator without an encoder (a GAN's) has no codes of real images to learn from
+        if dae is not None:
+            raise DgnamError("--dae sets the trained prior: drop it with --prior none")
+        return None
     if kind != "joint":
-        raise DgnamError(f"--prior {kind!r}: use dae (a trained code DAE) or joint (the released E(G(h)))")
+        raise DgnamError(f"--prior {kind!r}: use dae (a trained code DAE), joint (the released E(G(h))) or none (no "
+                         f"prior term, for a generator without an encoder such as a GAN)")
     if dae is not None:
         raise DgnamError("--dae sets the trained prior: drop it with --prior joint")
     return JointPrior(gen, *encoder_for())
@@ -240,8 +245,8 @@ def sample(
     code_stats: Optional[Path] = typer.Option(None, help="the generator's code bounds (CodeStats .safetensors or "
                                                          "act_range .txt)"),
     dae: Optional[str] = typer.Option(None, help=DAE_HELP),
-    prior: str = typer.Option("dae", help="prior on the code: dae (the trained DAE, R(h) - h) or joint (the released "
-                                          "code's E(G(h)) - h)"),
+    prior: str = typer.Option("dae", help="prior on the code: dae (the trained DAE, R(h) - h), joint (the released "
+                                          "code's E(G(h)) - h) or none (eps1 = 0: a generator without an encoder)"),
     encoder: Optional[str] = typer.Option(None, help="with --prior joint: the model whose layer the generator inverts "
                                                      "(default: its zoo entry's)"),
     encoder_layer: Optional[str] = typer.Option(None),
@@ -313,8 +318,9 @@ def sample(
         raise DgnamError("PPGN samples a learned generator's code: pass --generator (e.g. fmnist-g-fc6)")
     gen = gen.to(dev)
     R = _code_prior(prior, dae, gen, lambda: _encoder_for(generator, generator_arch, net, encoder, encoder_layer,
-                                                          encoder_arch), generator, generator_arch).to(dev)
-    for m in (net, gen, R):
+                                                          encoder_arch), generator, generator_arch)
+    R = None if R is None else R.to(dev)
+    for m in (net, gen) if R is None else (net, gen, R):
         for p in m.parameters():
             p.requires_grad_(False)
     example = space.encode(torch.full((1, *space.shape), 0.5, device=dev))
@@ -396,7 +402,7 @@ def inpaint(
     code_stats: Optional[Path] = typer.Option(None, help="the generator's code bounds (CodeStats .safetensors or "
                                                          "act_range .txt)"),
     dae: Optional[str] = typer.Option(None, help=DAE_HELP),
-    prior: str = typer.Option("dae", help="prior on the code: dae (trained) or joint (the released E(G(h)) - h)"),
+    prior: str = typer.Option("dae", help="prior on the code: dae (trained), joint (the released E(G(h)) - h) or none"),
     encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its zoo entry's)"),
     encoder_layer: Optional[str] = typer.Option(None),
     encoder_arch: Optional[str] = typer.Option(None, help="architecture of an --encoder weights file"),
@@ -446,7 +452,8 @@ def inpaint(
     (c,) = _class_indices(net, [cls])
     cond = ClassCondition(net, [c], score=class_score)
     cfg = PPGNConfig(steps=steps, eps1=eps1, eps2=eps2, eps3=eps3, eps4=eps4, lr=lr, lr_end=lr_end, seed=seed)
-    R = _code_prior(prior, dae, gen, lambda: (enc, layer), generator, generator_arch).to(dev)
+    R = _code_prior(prior, dae, gen, lambda: (enc, layer), generator, generator_arch)
+    R = None if R is None else R.to(dev)
     res = run_inpaint(gen, R, cond, x, m, enc.to(dev), layer, space, cfg)
     p_masked = float(cond.probs(res.masked.to(dev), space))
     p_result = float(cond.probs(res.result.to(dev), space))

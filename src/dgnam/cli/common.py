@@ -82,7 +82,8 @@ def generator_arg(spec: str | None, arch: str | None = None, code_stats: Path | 
         lower = "-inf" if g.code_lower is None else f"{g.code_lower:g}"
         raise DgnamError(f"generator {spec} has no code statistics (its [{lower}, U] clip bounds): give --code-stats "
                          f"FILE (`dgnam code-stats` measures them; `dgnam train generator` writes "
-                         f"NAME.codestats.safetensors beside the weights, where they are found)")
+                         f"NAME.codestats.safetensors beside the weights, where they are found; a factory of a "
+                         f"GAN's generator gives its z's: LearnedGenerator(..., code_stats=CodeStats(mean, std)))")
     return g
 
 
