@@ -206,6 +206,8 @@ def test_dae_option_takes_the_zoo_dae_by_name_and_a_dae_is_not_a_model(tmp_path)
     refused("is a code DAE", "visualize", "--model", "fmnist-dae-fc6", "--units", "fc6:0", "--out", tmp_path / "v")
     refused("not a code DAE", "sample", "--class", "1", "--dae", "fmnist-judge", "--out", tmp_path / "j")
     refused("drop it with --class", "sample", "--class", "1", "--relu-gradient", "exact", "--out", tmp_path / "r")
+    refused("unknown --relu-gradient 'x'", "facets", "--model", "fmnist-cnn", "--unit", "fc6:2", "--relu-gradient", "x",
+            "--out", tmp_path / "f")
     refused("unknown --relu-gradient 'through': use pre or exact", "visualize", "--model", "fmnist-cnn", "--units",
             "fc6:0", "--relu-gradient", "through", "--out", tmp_path / "r")
     # a generator of another layer: the zoo DAE's codes are not its codes

@@ -162,6 +162,8 @@ def facets(
     facet_weight: float = typer.Option(0.0, help="weight of the facet term (faceted feature visualization, Goh et "
                                                  "al. 2021): also pull each image towards its facet's centre; 0 = "
                                                  "the paper's method, tied to the facet only by its start"),
+    relu_gradient: str = typer.Option("pre", help="a unit at a ReLU's output follows the gradient of the ReLU's "
+                                                  "input (pre, as released) or goes through the ReLU (exact)"),
     seed: int = seed_option(),
     device: str = typer.Option("cpu"),
     out: Path = typer.Option(Path("runs/facets"), help="run directory"),
@@ -181,6 +183,7 @@ def facets(
     """
     from ..data import load_dataset
     from ..facets import FacetConfig, facets as run_facets
+    from ..units import check_relu_gradient
 
     dev = device_arg(device)
     net = model_arg(model, arch)
@@ -188,6 +191,7 @@ def facets(
     gen = generator_arg(generator, generator_arch, code_stats)
     if lr_start is not None and not lr_start > 0:
         raise DgnamError(f"--lr-start must be positive, got {lr_start}")
+    check_relu_gradient(relu_gradient, "--relu-gradient")
     check_fresh_dir(hold_lock(ctx, writable_folder(out), "facets"))  # before the data are read and clustered
     enc = (_encoder_for(generator, generator_arch, net, encoder, encoder_layer, encoder_arch)
            if gen is not None else None)
@@ -196,12 +200,13 @@ def facets(
     cfg = FacetConfig(k=k, top_fraction=top_fraction, embed_layer=embed_layer, reduce=reduce,
                       center_images=center_images, seed=seed)
     am = None
-    if lr_start is not None:
+    if lr_start is not None or relu_gradient != "pre":
         from ..generators import PixelGenerator
         from ..optimize import AMConfig
 
         base = gen.default_config() if gen is not None else PixelGenerator(space).default_config()
-        am = AMConfig(**{**base.to_dict(), "lr_start": lr_start})
+        am = AMConfig(**{**base.to_dict(), **({} if lr_start is None else {"lr_start": lr_start}),
+                         "relu_gradient": relu_gradient})
     f = run_facets(net, unit, x, gen, cfg, encoder=enc, steps=steps, am_config=am, facet_weight=facet_weight,
                    device=dev, out=out)
     # which real images: an image folder's records name them by file (relative to --data), not only by row
