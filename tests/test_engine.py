@@ -924,3 +924,28 @@ def test_code_bounds_of_another_size_are_refused_before_the_run_folder_is_made(t
     assert not (tmp_path / "run" / "images").exists()  # (its lock file alone is no run)
     gen.code_stats = CodeStats(mean=torch.zeros(10), std=torch.ones(10))
     visualize(tiny_model, "logits:1", gen, steps=2, out=tmp_path / "run", progress=False)  # no --resume needed
+
+
+def test_after_its_first_pass_a_reader_hooks_only_the_relu_that_made_each_output():
+    """A block read whole (a conv stack) had the input of every in-place ReLU inside it copied at every step, for a
+    gradient only its output's own ReLU can use."""
+    torch.manual_seed(0)
+    stack = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(inplace=True), torch.nn.Conv2d(3, 3, 3),
+                                torch.nn.ReLU(inplace=True), torch.nn.MaxPool2d(2))
+    head = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.ReLU(inplace=True))
+    net = torch.nn.Sequential(stack, head)
+    hooked = []  # per ReLU call: whether the reader hooked it (its pre-hooks besides this one)
+    for m in net.modules():
+        if isinstance(m, torch.nn.ReLU):
+            m.register_forward_pre_hook(lambda m, i: hooked.append(len(m._forward_pre_hooks) > 1))
+    reader = LayerReader(net, ["0", "1"])
+    x = torch.rand(2, 1, 12, 12, requires_grad=True)
+    first = reader(x, "pre")
+    grads = torch.autograd.grad(first["1"][:, 1].sum(), x)
+    assert reader._output_relus == {"0": set(), "1": {id(head[1])}}
+    assert hooked == [True, True, True]
+    hooked.clear()
+    again = reader(x, "pre")
+    assert torch.equal(first["1"], again["1"]) and torch.equal(first["0"], again["0"])
+    assert torch.equal(torch.autograd.grad(again["1"][:, 1].sum(), x)[0], grads[0])  # the same gradient
+    assert hooked == [False, False, True]  # the stack's ReLUs, whose outputs no layer read is, are left alone

@@ -355,6 +355,9 @@ class LayerReader(nn.Module):
                 raise DgnamError(f"unknown layer {name!r}{hint} (`dgnam layers MODEL` lists them)")
         self._modules_by_name = {n: mods[n] for n in self.layers if n in mods}
         self._needs_output = LOGITS in self.layers and LOGITS not in mods
+        #: per layer, the ReLU that produced its output in the first relu_gradient="pre" pass (or none): later passes
+        #: hook only those, not every ReLU of a large block read (each in-place one's input would be copied)
+        self._output_relus: dict[str, set[int]] | None = None
 
     def forward(self, x: torch.Tensor, relu_gradient: str = "exact") -> dict[str, torch.Tensor]:
         check_relu_gradient(relu_gradient)
@@ -366,6 +369,7 @@ class LayerReader(nn.Module):
         relu_inputs: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []  # (a ReLU, its output, its input)
         pending: dict[int, torch.Tensor] = {}  # a running ReLU's input
         inner: dict[str, set[int]] = {}  # the ReLUs inside each requested layer
+        matched: dict[str, int] = {}  # the ReLU whose output each layer's output was, this pass
 
         def hook_for(name: str):
             def hook(_m, _inp, out):
@@ -375,8 +379,10 @@ class LayerReader(nn.Module):
                 t = output_tensor(out, f"layer {name!r}")
                 # only a ReLU inside this layer: a Dropout after a ReLU passes the ReLU's very tensor on, and whether
                 # that ReLU is hooked must not depend on which other layers the run reads
-                pre = next((i for r, o, i in relu_inputs if o is t and id(r) in inner[name]), None)
-                outs[name] = t.clone() if pre is None else _ValueWithGradientOf.apply(t, pre)
+                found = next(((r, i) for r, o, i in relu_inputs if o is t and id(r) in inner[name]), None)
+                if found is not None:
+                    matched[name] = id(found[0])
+                outs[name] = t.clone() if found is None else _ValueWithGradientOf.apply(t, found[1])
                 if not self._needs_output and not self.count_calls and wanted <= set(outs):
                     raise _Stop
 
@@ -389,9 +395,9 @@ class LayerReader(nn.Module):
             relu_inputs.append((m, out, pending.pop(id(m))))
 
         if relu_gradient == "pre":  # registered first, so that a ReLU's record exists when its layer's hook runs
-            relus = {}
+            relus, known = {}, self._output_relus
             for n, m in self._modules_by_name.items():
-                mine = [r for r in m.modules() if type(r) is nn.ReLU]
+                mine = [r for r in m.modules() if type(r) is nn.ReLU and (known is None or id(r) in known[n])]
                 inner[n] = {id(r) for r in mine}
                 relus.update((id(r), r) for r in mine)
             for r in relus.values():
@@ -418,6 +424,8 @@ class LayerReader(nn.Module):
         if missing:
             raise DgnamError(f"layer(s) {', '.join(map(repr, missing))} did not run in the model's forward pass (in eval "
                              f"mode, e.g. an auxiliary head): pick a layer on the path to the output")
+        if relu_gradient == "pre" and self._output_relus is None:
+            self._output_relus = {n: {matched[n]} if n in matched else set() for n in self._modules_by_name}
         return outs
 
 
