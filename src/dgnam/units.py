@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .errors import DgnamError, first_line, is_int, warn
-from .modules import batch_statistics_modules, frozen, unwrapped, module_device, module_dtype
+from .modules import batch_statistics_modules, frozen, module_device, module_dtype, unwrapped
 from .weights import load_state_dict, tensor_digest
 
 LOGITS = "logits"
