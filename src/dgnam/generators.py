@@ -8,8 +8,6 @@ generator but :func:`dgnam.imagespace.convert` between two declared spaces.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Sequence
 
 import torch
@@ -18,7 +16,7 @@ from torch import nn
 from .errors import DgnamError, first_line
 from .imagespace import ImageSpace
 from .modules import module_device, module_dtype
-from .priors import DGNAM_CODE_LOWER, CodeStats, Prior, dgnam_code_priors
+from .priors import DGNAM_CODE_LOWER, CodeStats, Prior, dgnam_code_priors, is_code_lower
 
 
 class Generator(nn.Module):
@@ -91,8 +89,7 @@ class LearnedGenerator(Generator):
         self.name = name
         #: the encoder layer whose output is the code (zoo entries know it), so priors on codes can be matched to it
         self.code_layer = code_layer
-        if code_lower is not None and (isinstance(code_lower, bool) or not isinstance(code_lower, numbers.Real)
-                                       or not math.isfinite(code_lower)):
+        if not is_code_lower(code_lower):
             raise DgnamError(f"code_lower={code_lower!r}: give the code's lowest value as a number (0 for a ReLU "
                              f"layer's code), or None for a code without one")
         #: the code's lowest value: 0 for a ReLU layer's code (the paper's), None for an unbounded latent

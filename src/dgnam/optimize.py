@@ -199,7 +199,6 @@ def optimize(
     history = []
     if config.optimizer not in ("sgd", "adam"):
         raise DgnamError(f"unknown optimizer {config.optimizer!r}: use sgd or adam")
-    check_relu_gradient(config.relu_gradient)
     if config.lr_policy == "progress" and (config.normalize != "none" or config.optimizer != "sgd"):
         # a normalized or Adam step has its own size: the progress rule, which sizes the raw gradient's step, would
         # silently be a constant lr

@@ -537,7 +537,7 @@ def _chain_key(generator: Generator, dae: nn.Module | None, conds: Sequence[Cond
            "dae": None if dae is None else tensor_digest(dae.state_dict().values()),
            "upper": None if stats is None else tensor_digest([stats.upper(config.bound)]),
            "init": None if init is None else tensor_digest([torch.as_tensor(init)])}
-    lower = getattr(generator, "code_lower", DGNAM_CODE_LOWER)
+    lower = getattr(generator, "code_lower", None)  # (as code_clip reads it)
     if lower != DGNAM_CODE_LOWER:  # (named only when not the paper's 0, so that earlier checkpoints still resume)
         doc["lower"] = lower
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]

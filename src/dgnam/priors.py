@@ -11,6 +11,7 @@ A prior acts in the one optimization loop (:func:`dgnam.optimize.optimize`) in o
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
@@ -155,6 +156,12 @@ class CodeStats:
 
 def _chunked_quantile(codes: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.quantile(codes[:, i], q) for i in range(codes.shape[1])], 1)
+
+
+def is_code_lower(value) -> bool:
+    """Whether ``value`` can be a code's lower end: a finite number, or None for a code without one."""
+    return value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                             and math.isfinite(value))
 
 
 def checked_bounds(upper: torch.Tensor, code_shape: Sequence[int] | None = None,

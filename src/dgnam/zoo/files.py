@@ -66,13 +66,13 @@ def _card_layer(path: Path) -> str | None:
 def _card_code_lower(path: Path) -> float | None:
     """The code's lower end recorded in a generator's card: 0 for a ReLU layer's codes, None for a layer whose codes
     go below 0 (`dgnam train generator` measures it). A card without it (older, or from elsewhere) is the paper's 0."""
-    from ..priors import DGNAM_CODE_LOWER
+    from ..priors import DGNAM_CODE_LOWER, is_code_lower
 
     card = card_beside(path)
     if "code_lower" not in card:
         return DGNAM_CODE_LOWER
     v = card["code_lower"]
-    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+    if not is_code_lower(v):
         raise DgnamError(f"the card beside {path.name} ({path.with_suffix('.json').name}) gives code_lower {v!r}: "
                          f"give a number or null, or remove that file")
     return None if v is None else float(v)
