@@ -216,6 +216,26 @@ def test_train_classifier_on_a_folder_holds_out_a_test_set_and_keeps_its_classes
     assert card["classes"] == ["cat", "dog"]
 
 
+def test_train_classifier_no_augment_learns_classes_a_mirror_image_changes(tmp_path):
+    """Training images were always mirrored at random: on a folder whose classes differ only by side (a bar on the
+    left or on the right; text and digits likewise) the classifier stayed at chance, and no option turned it off."""
+    import numpy as np
+    from PIL import Image
+
+    for c, cols in (("left", slice(2, 10)), ("right", slice(18, 26))):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        for i in range(20):
+            a = np.full((28, 28), 20 + i, np.uint8)
+            a[:, cols] = 220
+            Image.fromarray(a).save(tmp_path / "data" / c / f"{i}.png")
+    p = dgnam("train", "classifier", "--arch", "fmnist-judge", "--data", tmp_path / "data", "--epochs", "6",
+              "--batch-size", "8", "--lr", "3e-3", "--no-augment", "--out", tmp_path / "out")
+    assert p.returncode == 0, p.stderr
+    card = json.loads((tmp_path / "out" / "fmnist-judge.json").read_text())
+    assert card["config"]["augment"] is False
+    assert card["metrics"]["test_accuracy"] == 1.0
+
+
 def test_train_commands_refuse_bad_options_in_one_line(tmp_path):
     data = str(_folder(tmp_path / "data"))
     cls = ["train", "classifier", "--arch", "fmnist-cnn", "--data", data, "--out", str(tmp_path / "c")]

@@ -51,17 +51,22 @@ def classifier(
     color: Optional[str] = typer.Option(None, help="GRAY or RGB: the colour the model sees (default: the "
                                                    "architecture's, GRAY for fmnist-*). RGB keeps a folder's colour, "
                                                    "normalized with its training images' mean and std"),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="random shifts of up to 2 px and horizontal "
+                                 "flips of the training images (label-preserving for clothing); --no-augment for "
+                                 "classes that a mirror image changes (text, digits, left/right)"),
 ) -> None:
     """Train a classifier into OUT/NAME.safetensors (+ card NAME.json); an interrupted run resumes from OUT/NAME-ckpt.
     A folder with train/ and test/ tests on test/; a plain image folder has no test split, so 10% of each class is held
-    out to test on. The model gets one output per class of a folder. Images are read at the architecture's input size (28x28 for fmnist-*)."""
+    out to test on. The model gets one output per class of a folder. Images are read at the architecture's input size (28x28 for fmnist-*).
+    Training images are shifted and mirrored at random (--no-augment: neither)."""
     from ..train.classifier import ClassifierConfig, train_classifier
     from ..zoo import get_entry
 
     entry = get_entry(arch)
     if entry.kind != "classifier":
         raise DgnamError(f"{arch} is a {entry.kind}, not a classifier")
-    cfg = ClassifierConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=str(device_arg(device)))
+    cfg = ClassifierConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=augment,
+                           device=str(device_arg(device)))
     cfg.validate()  # before the data is read
     space, kw = entry.space, {}
     if color is not None:  # only a colour the user asked for; the architecture's own (BGR for caffenet) stays
