@@ -511,3 +511,28 @@ def test_a_generator_of_a_layer_before_its_relu_loads_without_the_lower_end_0(tm
     card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "code_lower": "low"}))
     with pytest.raises(DgnamError, match="gives code_lower 'low': give a number or null"):
         load_model(tmp_path / "fc6.0.safetensors", "fmnist-g-fc6")
+
+
+def test_a_classifier_file_named_like_a_zoo_model_is_not_that_zoo_model(tmp_path):
+    """`dgnam train classifier --arch fmnist-cnn` names its file fmnist-cnn.safetensors, and a file's model is named
+    by its stem: the encoder of the zoo generator (fmnist-cnn, even given as --encoder fmnist-cnn) was the user's
+    file instead of the zoo model, so `sample --prior joint`, `inpaint` and `facets` used other weights silently."""
+    from dgnam.cli.beyond import _encoder_for
+    from dgnam.facets import _zoo_encoder
+    from dgnam.weights import save_safetensors, tensor_digest
+    from dgnam.zoo import create_model, load_model
+
+    torch.manual_seed(5)
+    save_safetensors(FashionCNN().state_dict(), tmp_path / "fmnist-cnn.safetensors")
+    mine = load_model(str(tmp_path / "fmnist-cnn.safetensors"), "fmnist-cnn")
+    zoo = tensor_digest(list(create_model("fmnist-cnn").state_dict().values()))
+    for given in (None, "fmnist-cnn"):
+        enc, layer = _encoder_for("fmnist-g-fc6", None, mine, given, None)
+        assert layer == "fc6" and enc is not mine and tensor_digest(list(enc.state_dict().values())) == zoo
+    enc, _ = _zoo_encoder(create_model("fmnist-g-fc6"), mine)
+    assert enc is not mine and tensor_digest(list(enc.state_dict().values())) == zoo
+    target = create_model("fmnist-cnn")  # the zoo model itself is still its own encoder
+    assert _encoder_for("fmnist-g-fc6", None, target, None, None)[0] is target
+    # a generator file (named after its architecture by default) inverts whatever its card says, not the zoo's
+    save_safetensors(FashionGenerator(256).state_dict(), tmp_path / "fmnist-g-fc6.safetensors")
+    assert _zoo_encoder(load_model(str(tmp_path / "fmnist-g-fc6.safetensors"), "fmnist-g-fc6"), target) is None

@@ -340,16 +340,21 @@ class Facets(FacetSet):
 
 
 def _zoo_encoder(generator: Generator, model: nn.Module) -> tuple[nn.Module, str] | None:
-    """The encoder of a zoo generator (the target itself when it is that encoder)."""
+    """The encoder of a zoo generator (the target itself when it is that encoder). A generator file is named by its
+    stem, and `dgnam train generator` names it after its architecture by default (``fmnist-g-fc6``) whatever encoder
+    it inverts: its encoder is not the zoo entry's to guess (``None``)."""
+    if getattr(generator, "dgnam_source", None):
+        return None
     try:
         from .zoo import create_model, get_entry
+        from .zoo.registry import is_zoo_model
 
         entry = get_entry(getattr(generator, "name", ""))
     except DgnamError:
         return None
     if entry.encoder is None or entry.encoder_layer is None:
         return None
-    if getattr(model, "zoo_name", None) == entry.encoder:
+    if is_zoo_model(model, entry.encoder):  # (a user's file of the encoder's name has other weights)
         return model, entry.encoder_layer
     return create_model(entry.encoder), entry.encoder_layer
 

@@ -15,7 +15,7 @@ from ..errors import DgnamError
 from ..images import save_image
 from ..ppgn import CHECKPOINT_EVERY
 from ..run import EVALUATION_FILES, check_fresh_dir, foreign_entries, listed, move_in, run_file, staging_dir
-from ..zoo.registry import check_recorded_spec
+from ..zoo.registry import check_recorded_spec, is_zoo_model
 from . import app, train_app
 from .codes import read_image
 from .common import (DATA_HELP, LIMIT_HELP, declared_space, device_arg, generator_arg, hold_lock, image_file_arg,
@@ -37,7 +37,7 @@ def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encode
             check_recorded_spec(encoder, encoder_arch, f"the card beside {generator_spec} names",
                                 "--encoder {spec} --encoder-layer LAYER")
         layer = layer or known[1]
-    if encoder == getattr(net, "zoo_name", None) and encoder_arch is None:
+    if encoder_arch is None and is_zoo_model(net, encoder):  # the target is that zoo model (not a file of its name)
         return net, layer
     return model_arg(encoder, encoder_arch, flag="--encoder"), layer
 

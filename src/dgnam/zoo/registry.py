@@ -202,6 +202,13 @@ def is_weights_file(spec: str) -> bool:
     return Path(spec).suffix in WEIGHTS_SUFFIXES or Path(spec).is_file()
 
 
+def is_zoo_model(model: nn.Module, name: str | None) -> bool:
+    """Whether ``model`` is the zoo's model ``name`` itself. A weights file is named by its stem (``zoo_name``), so a
+    file that `dgnam train classifier --arch fmnist-cnn` wrote (``OUT/fmnist-cnn.safetensors``, its default name)
+    has the zoo model's name but other weights: a file or factory (``dgnam_source``) is never the zoo's model."""
+    return name is not None and getattr(model, "zoo_name", None) == name and not getattr(model, "dgnam_source", None)
+
+
 def check_recorded_spec(spec: object, arch: object, named_by: str, flag: str) -> None:
     """Refuse a model that a file names (a run's ``results.json``, a generator's card), rather than the user, when
     :func:`load_model` would run code to build it: an import path ``module:factory`` is imported (a module in the
