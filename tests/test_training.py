@@ -536,3 +536,44 @@ def test_a_classifier_file_named_like_a_zoo_model_is_not_that_zoo_model(tmp_path
     # a generator file (named after its architecture by default) inverts whatever its card says, not the zoo's
     save_safetensors(FashionGenerator(256).state_dict(), tmp_path / "fmnist-g-fc6.safetensors")
     assert _zoo_encoder(load_model(str(tmp_path / "fmnist-g-fc6.safetensors"), "fmnist-g-fc6"), target) is None
+
+
+def test_a_generator_card_records_the_encoder_weights_it_inverts(tmp_path):
+    """The card named the encoder file only: after that file was retrained in place, `visualize --init` refused codes
+    of the encoder the generator was trained on and took codes of the new weights, and `sample --prior joint`,
+    `inpaint` and `facets` used the new weights, silently. The card records the weights' SHA-256: those codes are
+    taken, the others refused, and the replaced encoder is refused naming why."""
+    from dgnam.cli.beyond import _encoder_for
+    from dgnam.cli.run import _init_codes
+    from dgnam.weights import save_safetensors, sha256
+    from dgnam.zoo import load_model
+
+    x, _ = _data(64)
+    enc_file = tmp_path / "enc.safetensors"
+    torch.manual_seed(0)
+    save_safetensors(FashionCNN(3).state_dict(), enc_file)
+    (tmp_path / "enc.json").write_text(json.dumps({"classes": ["a", "b", "c"]}))
+    enc = load_model(str(enc_file), "fmnist-cnn")
+    old_sha = sha256(enc_file)
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(epochs=1, batch_size=32, seed=0)
+    card = train_generator(enc, "fc6", FMNIST_SPACE, FashionGenerator(256), FashionDiscriminator(256),
+                           FMNIST_GEN_SPACE, x, x[:16], tmp_path, "g", cfg, progress=False)
+    assert card["inverts"]["weights_sha256"] == old_sha
+    gen = str(tmp_path / "g.safetensors")
+    assert _encoder_for(gen, None, enc, None, None)[1] == "fc6"  # the same weights: found again
+
+    def codes(sha, name):
+        save_safetensors({"codes": torch.rand(1, 256)}, tmp_path / name, metadata={
+            "model": str(enc_file.resolve()), "arch": "fmnist-cnn", "layer": "fc6", "weights_sha256": sha})
+        return str(tmp_path / name)
+
+    old_codes = codes(old_sha, "old.safetensors")
+    torch.manual_seed(1)  # the encoder file retrained in place
+    save_safetensors(FashionCNN(3).state_dict(), enc_file)
+    new_codes = codes(sha256(enc_file), "new.safetensors")
+    assert _init_codes(old_codes, gen).shape == (1, 256)
+    with pytest.raises(DgnamError, match="other fmnist-cnn weights"):
+        _init_codes(new_codes, gen)
+    with pytest.raises(DgnamError, match="other weights now"):
+        _encoder_for(gen, None, enc, None, None)

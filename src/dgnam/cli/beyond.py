@@ -15,7 +15,7 @@ from ..errors import DgnamError
 from ..images import save_image
 from ..ppgn import CHECKPOINT_EVERY
 from ..run import EVALUATION_FILES, check_fresh_dir, foreign_entries, listed, move_in, run_file, staging_dir
-from ..zoo.registry import check_recorded_spec, is_zoo_model
+from ..zoo.registry import check_recorded_spec, is_zoo_model, model_weights_sha256
 from . import app, train_app
 from .codes import read_image
 from .common import (DATA_HELP, LIMIT_HELP, declared_space, device_arg, generator_arg, hold_lock, image_file_arg,
@@ -27,6 +27,7 @@ def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encode
     """The model and layer whose codes the generator inverts: given, else what the generator's card says (a file
     that `dgnam train generator` wrote has ``NAME.json`` beside it), else its zoo entry's, or its architecture's (the
     target itself when it is that encoder)."""
+    recorded = None  # the SHA-256 of the encoder weights the card says the generator inverts
     if encoder is None or layer is None:
         known = _inverts(generator_spec, generator_arch)
         if known is None:
@@ -36,10 +37,28 @@ def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encode
             # a generator's card is a shared file: a factory it names is not imported (zoo entries name zoo models)
             check_recorded_spec(encoder, encoder_arch, f"the card beside {generator_spec} names",
                                 "--encoder {spec} --encoder-layer LAYER")
+            recorded = inverts_sha256(generator_spec)
         layer = layer or known[1]
     if encoder_arch is None and is_zoo_model(net, encoder):  # the target is that zoo model (not a file of its name)
         return net, layer
-    return model_arg(encoder, encoder_arch, flag="--encoder"), layer
+    enc = model_arg(encoder, encoder_arch, flag="--encoder")
+    if recorded is not None and model_weights_sha256(enc) not in (None, recorded):
+        raise DgnamError(f"{encoder}, the encoder the card beside {generator_spec} names, has other weights now than "
+                         f"the ones {generator_spec} was trained to invert (retrained or replaced): pass --encoder "
+                         f"with those weights, or train the generator again")
+    return enc, layer
+
+
+def inverts_sha256(generator_spec: str) -> str | None:
+    """The SHA-256 of the encoder weights a generator was trained to invert, as `dgnam train generator` records it in
+    the card beside the file (``inverts.weights_sha256``); ``None`` when it is not recorded."""
+    from ..zoo.files import card_beside
+
+    if not Path(generator_spec).is_file():
+        return None
+    inv = card_beside(Path(generator_spec)).get("inverts")
+    sha = inv.get("weights_sha256") if isinstance(inv, dict) else None
+    return sha if isinstance(sha, str) and sha else None
 
 
 def _inverts(generator_spec: str, generator_arch: Optional[str]) -> tuple[str, str, Optional[str]] | None:

@@ -88,7 +88,7 @@ def _init_codes(init: str, generator: Optional[str] = None, generator_arch: Opti
                          f"codes/*.safetensors)")
     if generator is not None:
         from safetensors import safe_open
-        from .beyond import _inverts
+        from .beyond import _inverts, inverts_sha256
 
         try:
             with safe_open(init, "pt") as f:
@@ -98,7 +98,9 @@ def _init_codes(init: str, generator: Optional[str] = None, generator_arch: Opti
         known = _inverts(generator, generator_arch)
         if known is not None and meta.get("model") and meta.get("layer"):
             got, want = _encoder_kind(meta["model"], meta.get("arch")), _encoder_kind(known[0], known[2])
-            sha_got, sha_want = meta.get("weights_sha256"), weights_sha256(known[0], known[2])
+            # the weights it was trained to invert, as its card records them (the file may have been retrained since)
+            sha_got = meta.get("weights_sha256")
+            sha_want = inverts_sha256(generator) or weights_sha256(known[0], known[2])
             if sha_got and sha_want and sha_got != sha_want and got == want:  # same architecture, other weights
                 raise DgnamError(f"--init {init} holds codes of other {want} weights than the encoder {generator} "
                                  f"inverts ({known[0]}): encode with that encoder")

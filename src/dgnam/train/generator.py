@@ -23,6 +23,7 @@ from ..modules import as_device, frozen, keeps_rng, unwrapped
 from ..priors import DGNAM_CODE_LOWER, CodeStats
 from ..units import LayerReader, encode
 from ..weights import save_safetensors, sha256, tensor_digest
+from ..zoo.registry import model_weights_sha256
 from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, locks_training, provenance, set_lr,
                      training_settings, write_card)
 
@@ -168,6 +169,7 @@ def _train_generator(encoder: nn.Module, layer: str, encoder_space: ImageSpace, 
             tqdm.write(f"{name} epoch {epoch + 1}: " + ", ".join(f"{a} {b:.4f}" for a, b in rec.items() if a != "epoch"))
         ckpt.save_state(modules, optims, epoch + 1, history, timer.seconds)
     generator.eval()
+    encoder_sha = model_weights_sha256(encoder)
     weights = out / f"{name}.safetensors"
     save_safetensors(generator.state_dict(), weights)
     stats_path = out / f"{name}.codestats.safetensors"
@@ -179,8 +181,10 @@ def _train_generator(encoder: nn.Module, layer: str, encoder_space: ImageSpace, 
         "space": gen_space.to_dict(),  # its output space; loading the file restores it (a colour generator)
         # a zoo name, or how to load a user's encoder again (its file and architecture, or its factory), so that
         # `sample --prior joint`, `inpaint` and `facets` find it without --encoder
+        # and the SHA-256 of its weights: an encoder file retrained in place is no longer the one G inverts
         "inverts": {"layer": layer, "encoder": getattr(encoder, "zoo_name", type(encoder).__name__),
-                    **({"source": encoder.dgnam_source} if getattr(encoder, "dgnam_source", None) else {})},
+                    **({"source": encoder.dgnam_source} if getattr(encoder, "dgnam_source", None) else {}),
+                    **({"weights_sha256": encoder_sha} if encoder_sha else {})},
         # the clip's lower end, measured: 0 for a ReLU layer's codes (the paper's [0, U]), none for a layer whose
         # codes go below 0 (a conv or linear output before its ReLU), which a clip at 0 would cut in half
         "code_lower": DGNAM_CODE_LOWER if bool((codes >= 0).all()) else None,
