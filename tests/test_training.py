@@ -577,3 +577,37 @@ def test_a_generator_card_records_the_encoder_weights_it_inverts(tmp_path):
         _init_codes(new_codes, gen)
     with pytest.raises(DgnamError, match="other weights now"):
         _encoder_for(gen, None, enc, None, None)
+
+
+def test_a_code_dae_of_another_encoder_is_refused_as_the_prior_of_a_generator(tmp_path):
+    """Only the layer of a `train dae` file was checked against the generator: a DAE of fmnist-cnn's fc6 codes ran as
+    the PPGN prior of a generator inverting another network's fc6 (same size) without a word, while the embedded
+    DAE is refused there. Its card names the encoder (its file and weights as a generator's card does)."""
+    from dgnam.cli.beyond import _code_prior
+    from dgnam.ppgn import CodeDAE
+    from dgnam.weights import save_safetensors
+
+    save_safetensors(FashionGenerator(256).state_dict(), tmp_path / "g.safetensors")
+    enc = str(tmp_path / "enc.safetensors")
+    (tmp_path / "g.json").write_text(json.dumps({"inverts": {"layer": "fc6", "encoder": "enc", "source": {
+        "spec": enc, "arch": "fmnist-cnn"}, "weights_sha256": "a" * 64}}))
+    gen = str(tmp_path / "g.safetensors")
+
+    def dae(name, codes):
+        save_safetensors(CodeDAE(256, 16, 1).state_dict(), tmp_path / f"{name}.safetensors")
+        (tmp_path / f"{name}.json").write_text(json.dumps({"arch": {"dim": 256, "hidden": 16, "layers": 1},
+                                                           "codes": codes}))
+        return str(tmp_path / f"{name}.safetensors")
+
+    zoo_codes = dae("zoo", {"encoder": "fmnist-cnn", "layer": "fc6"})
+    with pytest.raises(DgnamError, match="denoises codes of fmnist-cnn, not of the encoder"):
+        _code_prior("dae", zoo_codes, None, lambda: None, gen, None)
+    mine = {"encoder": "enc.safetensors", "source": {"spec": enc, "arch": "fmnist-cnn"}, "layer": "fc6"}
+    assert isinstance(_code_prior("dae", dae("mine", {**mine, "weights_sha256": "a" * 64}), None, lambda: None, gen,
+                                  None), CodeDAE)
+    with pytest.raises(DgnamError, match="other weights of"):  # the encoder file retrained between the two
+        _code_prior("dae", dae("retrained", {**mine, "weights_sha256": "b" * 64}), None, lambda: None, gen, None)
+    # the zoo generator and a DAE of the zoo encoder's codes agree; a card that does not say is taken as before
+    assert isinstance(_code_prior("dae", zoo_codes, None, lambda: None, "fmnist-g-fc6", None), CodeDAE)
+    assert isinstance(_code_prior("dae", dae("old", {"encoder": "c/enc.safetensors", "layer": "fc6"}), None,
+                                  lambda: None, gen, None), CodeDAE)

@@ -145,6 +145,8 @@ def _code_prior(kind: str, dae: Optional[str], gen, encoder_for: Callable[[], tu
                 raise DgnamError(f"{what} denoises {e.encoder} {e.encoder_layer} codes, not those of "
                                  f"{generator_spec}: pass --dae FILE (`dgnam train dae --encoder ENCODER --layer "
                                  f"LAYER`) or --prior joint")
+        if Path(name).is_file():
+            _check_dae_encoder(Path(name), generator_spec, generator_arch)
         return load_dae(name)
     if kind == "none":  # eps1 = 0: a generator without an encoder (a GAN's) has no codes of real images to learn from
         if dae is not None:
@@ -156,6 +158,45 @@ def _code_prior(kind: str, dae: Optional[str], gen, encoder_for: Callable[[], tu
     if dae is not None:
         raise DgnamError("--dae sets the trained prior: drop it with --prior joint")
     return JointPrior(gen, *encoder_for())
+
+
+def _dae_encoder(card: dict) -> tuple[str, Optional[str], Optional[str]] | None:
+    """(encoder, its architecture, its weights' SHA-256) whose codes a `dgnam train dae` file denoises, from its card:
+    the file or factory it was loaded from (``codes.source``), else a zoo name; ``None`` when the card does not say
+    (an older card naming a file by the path it was given, relative to a folder unknown here)."""
+    from ..zoo import list_models
+    from ..zoo.registry import is_weights_file
+
+    codes = card.get("codes")
+    if not isinstance(codes, dict):
+        return None
+    sha = codes.get("weights_sha256") if isinstance(codes.get("weights_sha256"), str) else None
+    src = codes.get("source")
+    if isinstance(src, dict) and isinstance(src.get("spec"), str) and src["spec"]:
+        return src["spec"], src.get("arch"), sha
+    enc = codes.get("encoder")
+    if isinstance(enc, str) and enc in list_models() and not is_weights_file(enc):
+        return enc, None, sha
+    return None
+
+
+def _check_dae_encoder(dae: Path, generator_spec: str, generator_arch: Optional[str]) -> None:
+    """A code DAE file must denoise the codes of the encoder the generator inverts. Its card names that encoder, but
+    only the layer was compared: a DAE of fmnist-cnn's fc6 ran as the prior of a generator of another network's fc6
+    (the same size) without a word, while the embedded DAE is refused there."""
+    from ..zoo.files import card_beside
+
+    have, want = _dae_encoder(card_beside(dae)), _inverts(generator_spec, generator_arch)
+    if have is None or want is None:
+        return
+    same = have[0] == want[0] and (have[1] or None) == (want[2] or None)
+    recorded = inverts_sha256(generator_spec)
+    if same and not (have[2] and recorded and have[2] != recorded):
+        return
+    other = "" if not same else "other weights of "
+    raise DgnamError(f"the code DAE {dae} denoises codes of {other}{have[0]}, not of the encoder {generator_spec} "
+                     f"inverts ({want[0]} {want[1]}): pass the DAE of that encoder (`dgnam train dae --encoder "
+                     f"{want[0]}{f' --encoder-arch {want[2]}' if want[2] else ''} --layer {want[1]}`) or --prior joint")
 
 
 @app.command()
@@ -527,9 +568,14 @@ def train_dae_cmd(
     typer.echo(f"encoding {len(x_tr)} + {len(x_te)} images with {encoder} {layer} ...", err=True)
     c_tr, c_te = encode(enc, layer, space.encode(x_tr)), encode(enc, layer, space.encode(x_te))
     torch.manual_seed(seed)
+    # the encoder as a generator's card names it (its file and architecture, or its factory; the weights' SHA-256),
+    # so that `sample` and `inpaint` check the DAE against the encoder their generator inverts
+    sha = model_weights_sha256(enc)
+    who = {**({"source": enc.dgnam_source} if getattr(enc, "dgnam_source", None) else {}),
+           **({"weights_sha256": sha} if sha else {})}
     card = train_dae(c_tr, c_te, writable, name, cfg, resume=not fresh,
-                     source={"encoder": encoder, "layer": layer, "data": data or "fashion-mnist", "images": len(x_tr),
-                             "test": test_name})
+                     source={"encoder": encoder, **who, "layer": layer, "data": data or "fashion-mnist",
+                             "images": len(x_tr), "test": test_name})
     mtr = card["metrics"]
     typer.echo(f"{name}: denoising MSE {mtr['denoise_mse']:.4f} (noisy input {mtr['noisy_input_mse']:.4f}) in "
                f"{card['training_seconds']:.0f} s -> {out}/{name}.safetensors")
