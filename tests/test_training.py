@@ -611,3 +611,15 @@ def test_a_code_dae_of_another_encoder_is_refused_as_the_prior_of_a_generator(tm
     assert isinstance(_code_prior("dae", zoo_codes, None, lambda: None, "fmnist-g-fc6", None), CodeDAE)
     assert isinstance(_code_prior("dae", dae("old", {"encoder": "c/enc.safetensors", "layer": "fc6"}), None,
                                   lambda: None, gen, None), CodeDAE)
+
+
+def test_code_stats_split_of_a_plain_folder_is_refused(tmp_path):
+    """A plain image folder reads the same images for every split: `code-stats --split test` (or a typo) measured
+    all of them, training images included, without a word."""
+    data = _folder(tmp_path / "data")
+    for split in ("test", "bogus"):
+        one_line_error(dgnam("code-stats", "--data", data, "--split", split, "--out", tmp_path / "s.safetensors"),
+                       f"--split {split}", "plain image folder")
+    assert not (tmp_path / "s.safetensors").exists()
+    p = dgnam("code-stats", "--data", data, "--out", tmp_path / "s.safetensors")
+    assert p.returncode == 0, p.stderr

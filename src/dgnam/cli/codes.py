@@ -80,20 +80,24 @@ def code_stats(
     model: str = typer.Option("fmnist-cnn"),
     layer: str = typer.Option("fc6"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    split: str = typer.Option("train"),
+    split: str = typer.Option("train", help="train or test: Fashion-MNIST's, or a folder's train/ or test/ (a "
+                                            "plain image folder has no test images of its own)"),
     limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
     out: Path = typer.Option(Path("codestats.safetensors")),
     arch: Optional[str] = typer.Option(None),
     device: str = typer.Option("cpu", help="where the encoder runs (cpu, cuda, cuda:N)"),
 ) -> None:
     """Measure CodeStats (per-component mean, std, percentiles) of LAYER over a data set."""
-    from ..data import load_dataset
+    from ..data import ImageFolder, load_dataset
     from ..priors import CodeStats
     from ..units import encode as encode_layer
 
     net = model_arg(model, arch).to(device_arg(device))
     space = declared_space(net, model, "code-stats")
     ds = load_dataset(data, split, space.size, space.channels)
+    if isinstance(ds, ImageFolder) and ds.split is None and split != "train":  # it read the same images for any split
+        raise DgnamError(f"--split {split}: {data} is a plain image folder, without test/ of its own: leave --split "
+                         f"out (its images), or give a folder with train/ and test/")
     x, _ = ds.tensors(limit)
     stats = CodeStats.from_codes(encode_layer(net, layer, space.encode(x)))
     stats.save(out)
