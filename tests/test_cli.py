@@ -110,3 +110,27 @@ def test_evaluate_help_names_its_json_for_scripts():
 
     text = " ".join(CliRunner().invoke(app, ["evaluate", "--help"], terminal_width=200).stdout.split())
     assert 'For scripts, read evaluation.json: "summary"' in text and '"units"' in text, text
+
+
+def test_help_keeps_bracketed_words():
+    """Rich markup took `[umap]` in facets --reduce's help for a style tag and dropped it, so the help told users to
+    `pip install 'dgnam'`: no option's help may lose a bracketed word (write it without brackets)."""
+    import inspect
+    import re
+
+    from typer.testing import CliRunner
+
+    from dgnam.cli import app, train_app
+
+    groups = [(app, []), (train_app, ["train"])]
+    for typer_app, prefix in groups:
+        for cmd in typer_app.registered_commands:
+            name = cmd.name or cmd.callback.__name__.replace("_", "-")
+            helps = [p.default.help for p in inspect.signature(cmd.callback).parameters.values()
+                     if getattr(p.default, "help", None)]
+            tags = [t for h in helps for t in re.findall(r"\[[A-Za-z_][^\]\s]*\]", h)]
+            if not tags:
+                continue
+            text = CliRunner().invoke(app, [*prefix, name, "--help"], terminal_width=400).stdout
+            for t in tags:
+                assert t in text, f"`dgnam {' '.join([*prefix, name])} --help` drops {t}"

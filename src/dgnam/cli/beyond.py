@@ -214,7 +214,7 @@ def facets(
     embed_layer: Optional[str] = typer.Option(None, help="layer whose features are clustered (default: the deepest "
                                                          "1-D layer before the output, fc6 for fmnist-cnn)"),
     reduce: str = typer.Option("tsne", help="tsne (PCA 50 then t-SNE 2-D, the paper), umap (PCA 50 then UMAP 2-D; "
-                                            "pip install 'dgnam[umap]') or pca"),
+                                            "needs umap-learn, the extra umap of dgnam) or pca"),  # no [...]: rich markup drops it
     center_images: int = typer.Option(15, help="real images nearest each centroid averaged into its start"),
     steps: Optional[int] = typer.Option(None, help="iterations (default: the method's; DGN-AM 200)"),
     lr_start: Optional[float] = typer.Option(None, help="starting step size (default: the method's; DGN-AM 8, "
