@@ -31,6 +31,18 @@ def test_idx_round_trip_and_fashion_mnist_folder(tmp_path):
     assert torch.allclose(x[2, 0], torch.tensor(imgs[2] / 255.0, dtype=torch.float32))
 
 
+
+def test_a_folder_of_idx_files_given_as_an_image_folder_names_the_fashion_mnist_spec(tmp_path):
+    """The README said to point --data at a folder with the Fashion-MNIST IDX files; such a folder was read as an
+    image folder and refused with "no images found". The error now names the spec that reads it."""
+    imgs = np.random.RandomState(0).randint(0, 256, (5, 28, 28))
+    for split in ("train", "t10k"):
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", imgs)
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", np.arange(5))
+    with pytest.raises(DgnamError, match=f"--data fashion-mnist:{tmp_path}"):
+        load_dataset(str(tmp_path))
+    assert len(load_dataset(f"fashion-mnist:{tmp_path}")) == 5
+
 def test_idx_errors(tmp_path):
     (tmp_path / "bad.gz").write_bytes(gzip.compress(b"\x01\x02\x03\x04garbage"))
     with pytest.raises(DgnamError, match="not an IDX"):

@@ -206,6 +206,9 @@ class ImageFolder(Dataset):
                           and not p.name.startswith("."))
             self.classes, self.samples = ([root.name], [(p, 0) for p in flat]) if flat else (self.classes, [])
         if not self.samples:
+            if any((root / f"{stem}-images-idx3-ubyte{gz}").is_file() for stem in ("train", "t10k") for gz in ("", ".gz")):
+                raise DgnamError(f"{root} holds Fashion-MNIST's IDX files, not an image folder: give --data "
+                                 f"fashion-mnist:{root} (or set ${FASHION_MNIST_ENV}={root})")
             raise DgnamError(f"no images found in {root} or in {root}/<class>/ (suffixes: "
                              f"{', '.join(sorted(IMAGE_SUFFIXES))})")
         self.root = root
