@@ -42,6 +42,9 @@ def test_a_folder_of_idx_files_given_as_an_image_folder_names_the_fashion_mnist_
     with pytest.raises(DgnamError, match=f"--data fashion-mnist:{tmp_path}"):
         load_dataset(str(tmp_path))
     assert len(load_dataset(f"fashion-mnist:{tmp_path}")) == 5
+    assert len(FashionMNIST("test", root=f"fashion-mnist:{tmp_path}")) == 5  # demo's --data takes the spec too
+    with pytest.raises(DgnamError, match="--data fashion-mnist:DIR"):  # what the not-found error asks for works
+        FashionMNIST("train", root=tmp_path / "nowhere")
 
 def test_idx_errors(tmp_path):
     (tmp_path / "bad.gz").write_bytes(gzip.compress(b"\x01\x02\x03\x04garbage"))

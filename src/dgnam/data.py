@@ -105,12 +105,16 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def fashion_mnist_dir(root: str | os.PathLike | None = None) -> Path:
-    """The Fashion-MNIST directory: ``root``, else ``$DGNAM_FASHION_MNIST``, else Debian's location."""
+    """The Fashion-MNIST directory: ``root``, else ``$DGNAM_FASHION_MNIST``, else Debian's location. ``root`` may be
+    written as a ``--data`` spec too (``fashion-mnist:DIR``, or ``fashion-mnist`` for the default), as every command
+    but ``demo`` takes it."""
+    if isinstance(root, str) and (root == "fashion-mnist" or root.startswith("fashion-mnist:")):
+        root = root.partition(":")[2] or None
     d = Path(root or os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DIR)
     if not (d / "train-images-idx3-ubyte.gz").exists() and not (d / "train-images-idx3-ubyte").exists():
         raise DgnamError(
             f"Fashion-MNIST not found in {d}: install it with `apt-get install dataset-fashion-mnist` "
-            f"or pass --data DIR (or set ${FASHION_MNIST_ENV}) to a folder with the IDX files"
+            f"or pass --data fashion-mnist:DIR (or set ${FASHION_MNIST_ENV}) to a folder with the IDX files"
         )
     return d
 
