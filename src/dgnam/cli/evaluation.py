@@ -30,9 +30,10 @@ def evaluate(
     model: Optional[str] = typer.Option(None, help="the run's target, when it is not a zoo model"),
     arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
     data: Optional[str] = typer.Option(None, help="real images: fashion-mnist (the default, for a Fashion-MNIST "
-                                                  "target only) or an image folder, one sub-folder per class named "
+                                                  "target only; fashion-mnist:DIR for its IDX files in DIR) or an image folder, one sub-folder per class named "
                                                   "as the judge's classes (the class references match by name)"),
-    real: int = typer.Option(10_000, help="real training images sampled for the references"),
+    real: int = typer.Option(10_000, help="real training images sampled for the references and the nearest-image "
+                                           "search (seeded); 0: all of them"),
     partial: bool = typer.Option(False, "--partial", help="score a run that has not finished all its images (marked "
                                                           "incomplete); without it such a run is refused"),
     device: str = typer.Option("cpu", help="where the target and the judge run (cpu, cuda, cuda:N)"),
