@@ -114,6 +114,10 @@ def test_run_load_opens_a_run_folder_and_refuses_what_is_not_one(tmp_path, tiny_
     assert loaded.config == json.loads((tmp_path / "r" / "results.json").read_text())["config"] == run.config
     with_codes = Run.load(tmp_path / "r", codes=True)
     assert torch.equal(with_codes.codes, run.codes) and torch.equal(with_codes.best_codes, run.best_codes)
+    # its docstring's start of another run from them (it said init=run.codes, which a run of 2 restarts refuses)
+    again = visualize(tiny_model, "logits:0,1", tiny_gen, restarts=2, steps=2, progress=False,
+                      init=with_codes.codes[with_codes.best_restarts()])
+    assert len(again.records) == 4
     # an unfinished run says so
     doc = json.loads((tmp_path / "r" / "results.json").read_text())
     doc["records"] = doc["records"][:3]

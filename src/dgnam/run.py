@@ -94,8 +94,10 @@ class Run:
         with ``out``), so that a notebook can look at a finished or interrupted run: its records and settings, and
         its images through :meth:`grid` and :meth:`image` (read from its PNGs; ``images`` stays ``None``, since raw
         images need the generator). ``codes=True`` also reads each record's final and best codes (a `visualize` or
-        `facets` run), e.g. to start another run from them (``init=run.codes``). A run still being written is read
-        as its last batch left it. As with a resume, every file the run names must lie inside its folder."""
+        `facets` run), e.g. to start another run of the same units from them: ``init`` takes one code per unit, so
+        ``init=run.codes[run.best_restarts()]`` (``init=run.codes`` itself for a run of one restart per unit). A run
+        still being written is read as its last batch left it. As with a resume, every file the run names must lie
+        inside its folder."""
         out = Path(path)
         results = _read_results(out, fields=("unit_index", "restart", "image") + (("code",) if codes else ()),
                                 what="dgnam", fix="give the folder of a run of visualize, facets or sample"
