@@ -316,6 +316,24 @@ def test_train_generator_gives_the_encoder_back_as_it_was(tmp_path):
     assert enc.training and all(p.requires_grad for p in enc.parameters())
 
 
+def test_generator_epochs_default_to_about_1000_steps(tmp_path, monkeypatch):
+    """Without epochs the trainer runs the epochs nearest PRIOR_TRAIN_STEPS optimizer steps (the budget that made the
+    best DGN-AM prior) and records the number: the CLI's default was 8 epochs, about 7,500 steps on Fashion-MNIST,
+    the length benchmarks/generator_training.py finds worst."""
+    from dgnam.train.generator import epochs_for_steps
+
+    assert GeneratorConfig().epochs is None
+    assert [epochs_for_steps(n, 64) for n in (60_000, 30_000, 20_000, 4_000, 10)] == [1, 2, 3, 16, 1000]
+    assert epochs_for_steps(64, 32, steps=5) == 2  # 2 steps per epoch: 2.5 -> 2 (round half to even), not 0 or 3
+    monkeypatch.setattr("dgnam.train.generator.PRIOR_TRAIN_STEPS", 4)  # 2 epochs of 2 steps, for a quick test
+    x, _ = _data(64)
+    torch.manual_seed(0)
+    card = train_generator(FashionCNN(3), "fc6", FMNIST_SPACE, FashionGenerator(256), FashionDiscriminator(256),
+                           FMNIST_GEN_SPACE, x, x[:32], tmp_path, "g", GeneratorConfig(batch_size=32, seed=0),
+                           progress=False)
+    assert card["config"]["epochs"] == 2 and len(card["history"]) == 2
+
+
 def _colour_folder(root, per_class=8):
     """Two classes that differ only in hue (the same gray level): a gray model cannot tell them apart."""
     import numpy as np

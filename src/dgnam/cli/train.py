@@ -111,9 +111,10 @@ def generator(
     arch: str = typer.Option("fmnist-g-fc6", help="zoo generator whose architecture to train (code size follows LAYER)"),
     name: Optional[str] = typer.Option(None, help="name of the trained model (default: ARCH)"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    epochs: int = typer.Option(8, help="passes over the data; for a DGN-AM prior, about 1,000 optimizer steps did best "
-                               "on Fashion-MNIST (fmnist-g-fc6: 1 epoch of 60k), longer training hurts DGN-AM "
-                               "(benchmarks/generator_training.py)"),
+    epochs: Optional[int] = typer.Option(None, help="passes over the data (default: the number nearest 1,000 "
+                                         "optimizer steps, which did best for a DGN-AM prior on Fashion-MNIST: 1 epoch "
+                                         "of 60k images at batch 64, as fmnist-g-fc6; longer training hurts DGN-AM, "
+                                         "benchmarks/generator_training.py)"),
     batch_size: int = typer.Option(64),
     lr: float = typer.Option(3e-4),
     w_img: float = typer.Option(1.0, help="weight of the image-space L2 loss"),

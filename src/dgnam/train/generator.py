@@ -8,7 +8,7 @@ together. As in the released training code, the discriminator is not updated whi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,8 +33,9 @@ class GeneratorConfig:
     #: Longer training sharpens reconstructions but makes the generator a worse prior for DGN-AM: at the published
     #: step size the reachable activation and the judge's agreement fall with training steps (about 1,000 steps did
     #: best on Fashion-MNIST, 5,600 steps halved the judge accuracy; benchmarks/generator_training.py). The shipped
-    #: fmnist-g-fc6 is trained for 1 epoch of 60k images (937 steps).
-    epochs: int = 8
+    #: fmnist-g-fc6 is trained for 1 epoch of 60k images (937 steps). ``None`` (the default): as many epochs as
+    #: make about :data:`PRIOR_TRAIN_STEPS` optimizer steps on the training images given (:func:`epochs_for_steps`).
+    epochs: int | None = None
     batch_size: int = 64
     lr: float = 3e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -51,7 +52,24 @@ class GeneratorConfig:
     device: str = "cpu"
 
     def validate(self) -> None:
-        check_ranges(self, {"epochs": 1, "batch_size": 1, "w_img": 0, "w_feat": 0, "w_adv": 0})
+        check_ranges(self, {"batch_size": 1, "w_img": 0, "w_feat": 0, "w_adv": 0})
+        if self.epochs is not None:  # (None: chosen from the data's size)
+            check_ranges(self, {"epochs": 1})
+
+
+#: Optimizer steps that made the best DGN-AM prior on Fashion-MNIST (benchmarks/generator_training.py: 936-937 steps,
+#: 1 epoch of 60k or 3 of 20k images at batch 64, against 1,872-5,622 steps, which sharpen the reconstructions but
+#: lower the logit DGN-AM reaches and the judge's agreement). A default for other data too, not a law: check a
+#: generator of your own with that script.
+PRIOR_TRAIN_STEPS = 1000
+
+
+def epochs_for_steps(n_images: int, batch_size: int, steps: int = PRIOR_TRAIN_STEPS) -> int:
+    """The whole number of epochs whose optimizer steps (``n_images // batch_size`` each, as the trainer runs them)
+    come nearest ``steps``, at least 1: 1 for 60k Fashion-MNIST images at batch 64 (937 steps), 2 for 30k (938), 3
+    for 20k (936), the budgets of the shipped and the benchmarks' generators."""
+    per_epoch = max(1, n_images // batch_size)
+    return max(1, round(steps / per_epoch))
 
 
 @keeps_rng(cuda=True)  # it seeds torch for its own init and dropout; the caller's stream is kept
@@ -80,6 +98,8 @@ def train_generator(
     training images) and the card ``out/NAME.json``; returns the card.
     """
     config.validate()
+    if config.epochs is None:  # recorded resolved: the checkpoint and the card say how many epochs ran
+        config = replace(config, epochs=epochs_for_steps(len(train_x01), config.batch_size, PRIOR_TRAIN_STEPS))
     dev = as_device(config.device)
     encoder = unwrapped(encoder)  # (the card names the encoder it records, not a compile or DataParallel wrapper)
     with frozen(encoder, dev):  # E is borrowed: frozen for the training, given back as it was (mode, grads, device)
