@@ -3,6 +3,7 @@ traceback), no silently wrong result, and the model given back as it was. Each c
 model of one's own; each test fails on the code before the fix."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -364,6 +365,9 @@ def test_batchnorm_with_batch_statistics_warns_that_items_interact():
     net.input_space = SPACE
     with pytest.warns(UserWarning, match=r"BatchNorm layer\(s\) '1' normalize with the batch's own statistics.*--batch-size 1"):
         visualize(net, "2:0", None, steps=0, progress=False)
+    with warnings.catch_warnings():  # the advice taken: one image per batch, nothing to warn about
+        warnings.simplefilter("error")
+        visualize(net, "2:0", None, restarts=2, batch_size=1, steps=0, progress=False)
 
 
 def test_units_resolve_when_layers_after_them_fail_on_one_image():

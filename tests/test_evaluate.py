@@ -584,6 +584,19 @@ def test_the_default_judge_is_never_the_target():
     assert _suggested_judge(lite) == "efficientnet-lite0"
 
 
+def test_a_file_named_like_the_judge_is_judged_by_the_judge():
+    """A weights file is named by its stem: a user's classifier saved as fmnist-judge.safetensors is not the zoo's
+    judge, so the zoo's judge still scores it (there was no default judge for it)."""
+    from dgnam.data import FASHION_MNIST_CLASSES
+    from dgnam.evaluate import _suggested_judge
+
+    net = _tiny_net(list(FASHION_MNIST_CLASSES))
+    net.zoo_name = "fmnist-judge"
+    assert _suggested_judge(net) is None  # the zoo's judge itself
+    net.dgnam_source = {"spec": "ck/fmnist-judge.safetensors", "arch": "fmnist-cnn"}
+    assert _suggested_judge(net) == "fmnist-judge"
+
+
 def test_the_judge_is_the_target_when_their_weights_are_the_same(tmp_path):
     import shutil
 

@@ -442,9 +442,12 @@ def _assumed_fashion_mnist(model: nn.Module, class_set: str | None, default_data
 
 
 def _suggested_judge(model: nn.Module) -> str | None:
-    """The zoo's held-out judge for the target's class set (never the target itself), if there is one."""
+    """The zoo's held-out judge for the target's class set (never the target itself, but a user's file named like
+    it is another model: :func:`~dgnam.zoo.registry.is_zoo_model`), if there is one."""
+    from .zoo.registry import is_zoo_model
+
     judges = {"Fashion-MNIST": (DEFAULT_JUDGE,), "ImageNet": (DEFAULT_IMAGENET_JUDGE, OTHER_IMAGENET_JUDGE)}
-    return next((j for j in judges.get(_class_set(model) or "", ()) if j != getattr(model, "zoo_name", None)), None)
+    return next((j for j in judges.get(_class_set(model) or "", ()) if not is_zoo_model(model, j)), None)
 
 
 def judge_classes_of(model: nn.Module, judge: nn.Module, units: Sequence, is_class: Sequence[bool]) -> list[int | None]:

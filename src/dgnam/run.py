@@ -382,7 +382,12 @@ def visualize(
     ``"randn"`` (seeded N(0, 1), as released), ``"zeros"`` or a tensor of codes (one per unit, or one for all), e.g.
     from :func:`dgnam.units.encode` of a real image. Restart r of every unit uses seed ``seed + r``.
     With ``out``, results are written after every batch and ``resume=True`` continues an interrupted run.
-    ``device=None`` runs where ``model`` is.
+    ``device=None`` runs where ``model`` is. ``input_space`` is the image space the model takes, for a model without
+    an ``input_space`` attribute (default: that attribute, else a learned generator's output space).
+    ``batch_size`` optimizations (units x restarts) run together; ``progress=False`` hides the progress bar.
+    ``method`` names the method in the records and ``results.json`` (default: the generator's, ``dgn-am`` or
+    ``pixel``; give a preset's name, as ``dgnam visualize --prior`` records it, when you pass its settings
+    yourself), and ``meta`` is added to every record.
     ``channels_last`` runs convolutions in the NHWC memory format (oneDNN's fast path: about 1.25x faster per
     iteration at paper scale on CPU, ``benchmarks/speed.py``). It computes what NCHW computes, but rounds floats
     differently, which lr 8 amplifies over a run: images differ visibly from an NCHW run's after 200 steps.
@@ -456,7 +461,7 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
 
     parsed = parse_units(units)
     example = space.encode(torch.full((1, *space.shape), 0.5, device=device))
-    resolved = resolve_units(model, parsed, example)
+    resolved = resolve_units(model, parsed, example, batches_of_one=batch_size == 1)
     class_names = [str(c) for c in (getattr(model, "classes", None) or ())]
     positions = _positions(model, resolved, example)
     pipeline = Pipeline(generator, model, resolved, space, transforms).to(device)

@@ -449,17 +449,21 @@ def _probe(fn, example: torch.Tensor, fix: str = DECLARE_INPUT):
                          f"{fix}") from None
 
 
-def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor) -> list[Unit]:
+def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor,
+                  batches_of_one: bool = False) -> list[Unit]:
     """Check every unit against the model's real layer shapes (from one forward pass of ``example``) and turn
-    class names into indices. Unknown layers name the closest existing ones; indices out of range state the range."""
+    class names into indices. Unknown layers name the closest existing ones; indices out of range state the range.
+    ``batches_of_one``: the caller runs one image per batch, so BatchNorm with the batch's own statistics is not
+    warned about (no image changes another's activations)."""
     reader = LayerReader(model, [u.layer for u in units], count_calls=True)
     shared = batch_statistics_modules(model)
     fix = DECLARE_INPUT
     if shared:
         names = ", ".join(map(repr, shared[:3])) + (", ..." if len(shared) > 3 else "")
-        warn(f"BatchNorm layer(s) {names} normalize with the batch's own statistics even in eval mode "
-             f"(track_running_stats=False): the images of one batch change each other's activations, so results "
-             f"depend on the batching (visualize: a batch of one image, --batch-size 1, avoids it)")
+        if not batches_of_one:
+            warn(f"BatchNorm layer(s) {names} normalize with the batch's own statistics even in eval mode "
+                 f"(track_running_stats=False): the images of one batch change each other's activations, so "
+                 f"results depend on the batching (visualize: a batch of one image, --batch-size 1, avoids it)")
         fix = (f"{DECLARE_INPUT}; or, if it fails only on one image, track running statistics in {names} (they use "
                f"the batch's statistics)")
     with torch.no_grad(), frozen(model):  # eval mode: a probe must not move BatchNorm's running statistics
