@@ -156,6 +156,24 @@ def test_encode_takes_fashion_mnist_images_by_index_like_inpaint(tmp_path):
     refused("test:INDEX with INDEX >= 0", "encode", "test:x", "--out", tmp_path / "d.safetensors")
 
 
+def test_a_fashion_mnist_image_by_index_reaches_a_model_of_another_size_and_colour(tmp_path):
+    """test:INDEX (encode, inpaint) is read as the same 28x28 gray file would be: resized to the model's input and
+    made RGB for a colour model. It was encoded as it was, so a 64 px colour model got a 1x28x28 tensor."""
+    ds = fashion_mnist("test")
+    from PIL import Image
+
+    from dgnam.weights import load_state_dict
+
+    png = tmp_path / "t3.png"
+    Image.fromarray(ds.images[3].numpy()).save(png)
+    for spec, name in (("test:3", "a"), (png, "b")):
+        r = run("encode", spec, "--model", "conftest:seeded_colour64_net", "--layer", "fc6", "--out",
+                tmp_path / f"{name}.safetensors")
+        assert r.exit_code == 0, (r.output, r.exception)
+    a, b = (load_state_dict(tmp_path / f"{n}.safetensors")["codes"] for n in "ab")
+    assert a.shape == (1, 12) and torch.equal(a, b)
+
+
 def test_sample_resumes_a_killed_chain_and_ends_as_an_uninterrupted_run(tmp_path, monkeypatch):
     import dgnam.ppgn as ppgn
     from dgnam.cli.beyond import CHAIN_CHECKPOINT

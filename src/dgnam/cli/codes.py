@@ -19,8 +19,14 @@ if TYPE_CHECKING:
 
 def read_image(spec: str, space) -> tuple[torch.Tensor, "np.ndarray"]:
     """IMAGE is a file, or ``test:INDEX`` / ``train:INDEX`` for a Fashion-MNIST image: the image (1, C, H, W) in
-    ``space`` at its size, and the image as read, at its own size (an HxW or HxWx3 uint8 array)."""
+    ``space`` at its size, and the image as read, at its own size (an HxW or HxWx3 uint8 array). A Fashion-MNIST
+    image reaches the model as a 28x28 gray file would: resized to its input and made RGB for a colour model (it
+    was encoded as it was, so a model of another size or colour got a 1x28x28 tensor and failed)."""
     import re
+
+    import numpy as np
+
+    from ..imagespace import from_uint8
 
     m = re.fullmatch(r"(train|test):(.*)", str(spec))
     if m and not Path(spec).exists():
@@ -32,12 +38,9 @@ def read_image(spec: str, space) -> tuple[torch.Tensor, "np.ndarray"]:
         i = int(m[2])
         if i >= len(ds):
             raise DgnamError(f"{spec}: Fashion-MNIST {m[1]} has images 0..{len(ds) - 1}")
-        img = ds[i][0]
-        return space.encode(img[None]), ds.images[i].numpy()
-    import numpy as np
-
+        arr = ds.images[i].numpy()
+        return from_uint8([arr], space), arr
     from ..data import open_image
-    from ..imagespace import from_uint8
 
     # at its own size, upright as viewers show it: HxW for a gray file, HxWx3 otherwise; unreadable: one line
     arr = np.asarray(open_image(Path(spec)))
