@@ -432,6 +432,26 @@ def test_cli_sample_walks_through_classes(tmp_path):
     assert p.returncode == 0 and len(json.loads((tmp_path / "j" / "results.json").read_text())["records"]) == 2, p.stderr
 
 
+@needs_zoo
+def test_evaluate_refuses_a_sample_run_whose_target_was_retrained_since(tmp_path):
+    """A `sample` run records its target's weights as `visualize` does: a target file retrained in place since was
+    scored with its new weights, without a word."""
+    from dgnam.weights import save_safetensors
+    from dgnam.zoo import create_model
+
+    net = create_model("fmnist-cnn")
+    path = tmp_path / "net.safetensors"
+    save_safetensors(net.state_dict(), path)
+    out = tmp_path / "s"
+    p = dgnam("sample", "--model", str(path), "--arch", "fmnist-cnn", "--class", "1", "--n", "2", "--steps", "4",
+              "--burn-in", "2", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    torch.manual_seed(1)
+    save_safetensors({k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v
+                      for k, v in net.state_dict().items()}, path)  # retrained in place
+    one_line_error(dgnam("evaluate", str(out), "--real", "200"), "other weights now")
+
+
 def test_scale_box_maps_a_hole_on_a_file_onto_the_model_input():
     assert scale_box((0, 0, 28, 28), (56, 56), (28, 28)) == (0, 0, 14, 14)
     assert scale_box((30, 30, 24, 24), (56, 56), (28, 28)) == (15, 15, 12, 12)

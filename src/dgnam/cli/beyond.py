@@ -344,7 +344,7 @@ def sample(
     from ..ppgn import (PPGN_CLASS_STEPS, PPGN_UNIT_RESET_EVERY, PPGN_UNIT_STEPS, ClassCondition,
                         PPGNConfig, UnitCondition, sample as run_sample)
     from ..units import check_relu_gradient, parse_units, resolve_units
-    from ..weights import save_safetensors
+    from ..weights import save_safetensors, tensor_digest
 
     if bool(cls) == bool(unit):
         raise DgnamError("give --class C (repeatable) or --unit LAYER:CH, not both and not neither")
@@ -441,7 +441,11 @@ def sample(
                   "dae": _dae_source(dae) if prior == "dae" else None,
                   "units": [u.address for u in units], "conditions": names, "sampler": cfg.to_dict(),
                   **({} if cls else {"relu_gradient": relu_gradient}),  # how a --unit's gradient was taken
-                  "target_space": space.to_dict()}
+                  "target_space": space.to_dict(),
+                  # the weights themselves, as `visualize` records them: `evaluate` refuses a target file retrained in
+                  # place since (without them it scored the samples with the new weights, without a word)
+                  "weights": {"model": tensor_digest(net.state_dict().values()),
+                              "generator": tensor_digest(gen.state_dict().values())}}
     write_json_atomic(out / "results.json", {"dgnam_version": __version__, "config": run_config, "records": records})
     # an earlier run's samples and its evaluation must not linger beside the new ones (only with --overwrite is
     # there an earlier run)
