@@ -510,6 +510,43 @@ def test_embedded_dae_and_generator_know_their_layer():
 
 
 @needs_zoo
+def test_a_dae_of_another_encoders_layer_is_refused_in_python_as_on_the_command_line(tmp_path):
+    """A generator of your own encoder's fc6 with the embedded DAE (fmnist-cnn's fc6: the same size and layer name)
+    ran silently in Python, while `dgnam sample` refuses it: generators and DAEs now carry the SHA-256 of the encoder
+    weights whose codes they take (card or zoo entry), and sample / inpaint compare them."""
+    import shutil
+
+    from dgnam import create_model, load_model
+    from dgnam.zoo.registry import WEIGHTS_DIR as W
+
+    zoo_gen, zoo_dae = create_model("fmnist-g-fc6"), load_dae()
+    assert zoo_gen.code_encoder_sha256 and zoo_gen.code_encoder_sha256 == zoo_dae.code_encoder_sha256
+    net = create_model("fmnist-cnn")
+    sample(zoo_gen, zoo_dae, ClassCondition(net, [1]), 1, PPGNConfig(steps=2))  # the embedded pair still runs
+    # a generator file whose card says it inverts fc6 of other encoder weights (as `dgnam train generator` writes it)
+    mine = "ab" * 32
+    shutil.copy(W / "fmnist-g-fc6.safetensors", tmp_path / "g.safetensors")
+    shutil.copy(W / "fmnist-g-fc6.codestats.safetensors", tmp_path / "g.codestats.safetensors")
+    (tmp_path / "g.json").write_text(json.dumps({"inverts": {"layer": "fc6", "encoder": "mine",
+                                                             "weights_sha256": mine}}))
+    gen = load_model(str(tmp_path / "g.safetensors"), "fmnist-g-fc6")
+    assert gen.code_encoder_sha256 == mine
+    with pytest.raises(DgnamError, match="other encoder weights than the ones g inverts") as e:
+        sample(gen, zoo_dae, ClassCondition(net, [1]), 1, PPGNConfig(steps=2))
+    assert "\n" not in str(e.value)
+    images, mask = torch.rand(1, 1, 28, 28), hole_mask((28, 28))
+    with pytest.raises(DgnamError, match="other encoder weights"):
+        inpaint(gen, zoo_dae, ClassCondition(net, [1]), images, mask, net, "fc6", config=PPGNConfig(steps=1))
+    # the DAE of that encoder's codes (its card names the same weights) is taken
+    codes = torch.rand(64, 256)
+    train_dae(codes, codes[:16], tmp_path, "dae-mine", DAEConfig(epochs=1, batch_size=32, hidden=16),
+              source={"encoder": "mine", "layer": "fc6", "weights_sha256": mine}, progress=False)
+    dae = load_dae(tmp_path / "dae-mine.safetensors")
+    assert dae.code_encoder_sha256 == mine
+    sample(gen, dae, ClassCondition(net, [1]), 1, PPGNConfig(steps=2))
+
+
+@needs_zoo
 def test_the_zoo_lists_the_dae_and_loads_it_by_name(tmp_path):
     """The shipped DAE is a zoo model like the others (`dgnam models`, create_model), and --dae takes its name."""
     from dgnam import create_model, list_models

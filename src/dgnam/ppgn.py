@@ -118,6 +118,7 @@ class CodeDAE(nn.Module):
             raise DgnamError(f"CodeDAE needs positive sizes, got dim={dim}, hidden={hidden}, layers={layers}")
         self.dim, self.hidden, self.layers = dim, hidden, layers
         self.code_layer: str | None = None  # the layer whose codes it was trained on (set by load_dae from the card)
+        self.code_encoder_sha256: str | None = None  # the SHA-256 of that encoder's weights (load_dae, from the card)
         mods: list[nn.Module] = []
         d = dim
         for _ in range(layers):
@@ -166,7 +167,10 @@ def load_dae(path: str | Path | None = None) -> CodeDAE:
         arch = {"dim": first.shape[1], "hidden": first.shape[0], "layers": len(lin) - 1}
     dae = CodeDAE(**arch)
     load_into(dae, state, what=f"code DAE {path.name}")
-    dae.code_layer = card.get("codes", {}).get("layer")  # which layer's codes it denoises, when its card says
+    codes = card.get("codes") if isinstance(card.get("codes"), dict) else {}
+    dae.code_layer = codes.get("layer")  # which layer's codes it denoises, when its card says
+    sha = codes.get("weights_sha256")  # ... of which encoder weights
+    dae.code_encoder_sha256 = sha if isinstance(sha, str) and sha else None
     return dae.eval()
 
 
@@ -195,7 +199,9 @@ def check_prior(dae: nn.Module | None, generator: Generator, layer: str | None =
     """A :class:`CodeDAE` must take the generator's codes: a DAE trained on another layer's codes gets a one-line
     error here, not a shape error from inside torch at the first step (another size) or a silently wrong prior (same
     size). The generator's layer is ``layer`` or its ``code_layer``; the DAE's comes from its card. Either unknown:
-    only the size is checked."""
+    only the size is checked. Where both know the encoder weights whose codes they take (``code_encoder_sha256``,
+    from a card or a zoo entry), those must be the same: the embedded DAE of fmnist-cnn's fc6 with a generator of your
+    own encoder's fc6 (the same size and name) is refused here as `dgnam sample` refuses it."""
     if not isinstance(dae, CodeDAE):
         return
     name = getattr(generator, "name", "the generator")
@@ -203,6 +209,12 @@ def check_prior(dae: nn.Module | None, generator: Generator, layer: str | None =
     if dae.dim != n:
         raise DgnamError(f"the code DAE takes {dae.dim}-d codes but {name}'s code is {n}-d: pass the DAE of the layer "
                          f"the generator inverts (dgnam train dae --layer LAYER)")
+    have, want = getattr(dae, "code_encoder_sha256", None), getattr(generator, "code_encoder_sha256", None)
+    if have and want and have != want:  # the same layer of another network (the embedded DAE for your generator)
+        what = f"the embedded code DAE ({dae.zoo_name})" if getattr(dae, "zoo_name", None) else "the code DAE"
+        raise DgnamError(f"{what} denoises codes of other encoder weights than the ones {name} inverts (their SHA-256 "
+                         f"differ): pass the DAE of that encoder (dgnam train dae --encoder ENCODER --layer LAYER), "
+                         f"or JointPrior(generator, encoder, layer)")
     given = layer is not None
     layer = layer or getattr(generator, "code_layer", None)
     if layer is not None and dae.code_layer is not None and dae.code_layer != layer:

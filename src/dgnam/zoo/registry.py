@@ -131,8 +131,11 @@ def wrap(entry: ZooEntry, net: nn.Module, with_stats: bool = True, name: str | N
     a generator is wrapped as :class:`~dgnam.generators.LearnedGenerator` with its code statistics."""
     name = name or entry.name
     net.eval()
+    # whose codes (the encoder's weights, by SHA-256): PPGN checks a DAE's against its generator's, as the CLI does
+    encoder_sha = weights_sha256(entry.encoder) if entry.kind in ("dae", "generator") and entry.encoder else None
     if entry.kind == "dae":
         net.code_layer = entry.encoder_layer  # the layer whose codes it denoises: PPGN checks it against the generator's
+        net.code_encoder_sha256 = encoder_sha
         net.zoo_name = name
         return net
     if entry.kind == "generator":
@@ -149,6 +152,7 @@ def wrap(entry: ZooEntry, net: nn.Module, with_stats: bool = True, name: str | N
                            f"bounds with --code-stats FILE (`dgnam code-stats` measures them)")
         gen = LearnedGenerator(net, code_shape=entry.code_shape, space=entry.space, code_stats=stats, name=name,
                                code_layer=entry.encoder_layer)
+        gen.code_encoder_sha256 = encoder_sha
         return flag_code_stats(gen, problem)
     net.input_space = entry.space
     net.classes = entry.classes
