@@ -344,3 +344,23 @@ def test_cli_facets_on_an_image_folder_name_the_real_images_by_file(tmp_path):
     assert r.exit_code == 0, r.output
     rec = json.loads((tmp_path / "g" / "results.json").read_text())["records"][0]
     assert rec["top_files"][0].startswith("train/") and (split / rec["top_files"][0]).is_file()
+
+
+def test_cli_facets_split_of_a_plain_folder_is_refused(tmp_path):
+    """A plain image folder reads the same images for every split: `facets --split test` clustered all of them,
+    training images included, and recorded split "test", where `code-stats --split test` refuses the same folder."""
+    import numpy as np
+    from PIL import Image
+
+    from helpers import dgnam, one_line_error
+
+    data = tmp_path / "data"
+    (data / "Sandal").mkdir(parents=True)
+    for i in range(10):
+        Image.fromarray(np.full((28, 28), 40 + 10 * i, np.uint8)).save(data / "Sandal" / f"{i}.png")
+    out = tmp_path / "f"
+    for split in ("test", "bogus"):
+        one_line_error(dgnam("facets", "--model", "fmnist-cnn", "--unit", "logits:Sandal", "--data", data, "--split",
+                             split, "--k", "2", "--top-fraction", "1", "--reduce", "pca", "--steps", "1",
+                             "--center-images", "2", "--out", out), f"--split {split}", "plain image folder")
+        assert not (out / "results.json").exists()

@@ -18,8 +18,8 @@ from ..run import EVALUATION_FILES, check_fresh_dir, foreign_entries, listed, mo
 from ..zoo.registry import check_recorded_spec, is_zoo_model, model_weights_sha256
 from . import app, train_app
 from .codes import read_image
-from .common import (DATA_HELP, LIMIT_HELP, declared_space, device_arg, generator_arg, hold_lock, image_file_arg,
-                     model_arg, out_folder_arg, print_table, seed_option, writable_folder)
+from .common import (DATA_HELP, LIMIT_HELP, dataset_arg, declared_space, device_arg, generator_arg, hold_lock,
+                     image_file_arg, model_arg, out_folder_arg, print_table, seed_option, writable_folder)
 
 
 def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encoder: Optional[str],
@@ -205,7 +205,8 @@ def facets(
     model: str = typer.Option(..., help="zoo name, package.module:factory, or a weights file with --arch"),
     unit: str = typer.Option(..., help="one unit, e.g. 'logits:Sandal', 'fc6:12'"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    split: str = typer.Option("train", help="train or test (Fashion-MNIST)"),
+    split: str = typer.Option("train", help="train or test: Fashion-MNIST's, or a folder's train/ or test/ (a "
+                                            "plain image folder has no test images of its own)"),
     limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
     k: int = typer.Option(10, help="number of facets"),
     top_fraction: float = typer.Option(0.02, help="fraction of the images that excite the unit most to cluster"),
@@ -241,7 +242,6 @@ def facets(
     Writes OUT/facets.png (each facet's synthetic image beside its top real images), embedding.png, the images,
     codes and results.json (records as in `dgnam visualize`, with each facet's fields).
     """
-    from ..data import load_dataset
     from ..facets import FacetConfig, facets as run_facets
     from ..units import check_relu_gradient
 
@@ -255,7 +255,7 @@ def facets(
     check_fresh_dir(hold_lock(ctx, writable_folder(out), "facets"))  # before the data are read and clustered
     enc = (_encoder_for(generator, generator_arch, net, encoder, encoder_layer, encoder_arch)
            if gen is not None else None)
-    ds = load_dataset(data, split, space.size, space.channels)
+    ds = dataset_arg(data, split, space)  # a plain folder's --split test: refused, as by code-stats
     x, _ = ds.tensors(limit)
     cfg = FacetConfig(k=k, top_fraction=top_fraction, embed_layer=embed_layer, reduce=reduce,
                       center_images=center_images, seed=seed)

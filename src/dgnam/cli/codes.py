@@ -11,7 +11,7 @@ import typer
 from ..errors import DgnamError
 from . import app
 from ..zoo.registry import model_weights_sha256
-from .common import DATA_HELP, LIMIT_HELP, declared_space, device_arg, model_arg
+from .common import DATA_HELP, LIMIT_HELP, dataset_arg, declared_space, device_arg, model_arg
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,16 +91,12 @@ def code_stats(
     device: str = typer.Option("cpu", help="where the encoder runs (cpu, cuda, cuda:N)"),
 ) -> None:
     """Measure CodeStats (per-component mean, std, percentiles) of LAYER over a data set."""
-    from ..data import ImageFolder, load_dataset
     from ..priors import CodeStats
     from ..units import encode as encode_layer
 
     net = model_arg(model, arch).to(device_arg(device))
     space = declared_space(net, model, "code-stats")
-    ds = load_dataset(data, split, space.size, space.channels)
-    if isinstance(ds, ImageFolder) and ds.split is None and split != "train":  # it read the same images for any split
-        raise DgnamError(f"--split {split}: {data} is a plain image folder, without test/ of its own: leave --split "
-                         f"out (its images), or give a folder with train/ and test/")
+    ds = dataset_arg(data, split, space)  # a plain folder's --split test: refused
     x, _ = ds.tensors(limit)
     stats = CodeStats.from_codes(encode_layer(net, layer, space.encode(x)))
     stats.save(out)

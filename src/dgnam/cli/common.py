@@ -154,6 +154,19 @@ def device_arg(device: str) -> torch.device:
 #: ``--data`` of every command that reads images (:func:`dgnam.data.load_dataset`).
 DATA_HELP = ("fashion-mnist (default), fashion-mnist:DIR, or an image folder (one sub-folder per class, or the images "
              "directly in it, or train/ and test/ each with the class sub-folders)")
+def dataset_arg(data: str | None, split: str, space):
+    """``--data`` and ``--split`` of a command that reads real images at ``space``'s size: a plain image folder has no
+    test images of its own (it reads the same images for any split), so ``--split test`` (or a typo) on it is refused
+    rather than silently reading every image, training images included."""
+    from ..data import ImageFolder, load_dataset
+
+    ds = load_dataset(data, split, space.size, space.channels)
+    if isinstance(ds, ImageFolder) and ds.split is None and split != "train":
+        raise DgnamError(f"--split {split}: {data} is a plain image folder, without test/ of its own: leave --split "
+                         f"out (its images), or give a folder with train/ and test/")
+    return ds
+
+
 LIMIT_HELP = ("use only N images: Fashion-MNIST's first N; an image folder's taken from each class in turn, so that "
               "none is left out")
 
