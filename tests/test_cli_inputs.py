@@ -106,6 +106,11 @@ def test_facets_and_inpaint_inputs(tmp_path):
             "--unit", "logits:0", "--out", tmp_path / "b")
     refused("--limit 0", *base, "--unit", "logits:0", "--limit", "0", "--out", tmp_path / "c")
     refused("--lr-start must be positive", *base, "--unit", "logits:0", "--lr-start", "0", "--out", tmp_path / "d")
+    # visualize's name for the starting step size works here too (facets knew only --lr-start)
+    refused("--lr/--lr-start must be positive", *base, "--unit", "logits:0", "--lr", "0", "--out", tmp_path / "d")
+    r = run(*base, "--unit", "logits:0", "--lr", "2.5", "--out", tmp_path / "lr")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert json.loads((tmp_path / "lr" / "results.json").read_text())["config"]["config"]["lr_start"] == 2.5
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("earlier")
     refused("not empty", *base, "--unit", "logits:0", "--out", tmp_path / "full")

@@ -218,8 +218,9 @@ def facets(
                                             "needs umap-learn, the extra umap of dgnam) or pca"),  # no [...]: rich markup drops it
     center_images: int = typer.Option(15, help="real images nearest each centroid averaged into its start"),
     steps: Optional[int] = typer.Option(None, help="iterations (default: the method's; DGN-AM 200)"),
-    lr_start: Optional[float] = typer.Option(None, help="starting step size (default: the method's; DGN-AM 8, "
-                                                        "which moves far from the facet's start in a few steps)"),
+    lr_start: Optional[float] = typer.Option(None, "--lr", "--lr-start",
+                                             help="starting step size, as visualize's --lr (default: the method's; "
+                                                  "DGN-AM 8, which moves far from the facet's start in a few steps)"),
     facet_weight: float = typer.Option(0.0, help="weight of the facet term (faceted feature visualization, Goh et "
                                                  "al. 2021): also pull each image towards its facet's centre; 0 = "
                                                  "the paper's method, tied to the facet only by its start"),
@@ -250,7 +251,7 @@ def facets(
     space = declared_space(net, model, "facets")
     gen = generator_arg(generator, generator_arch, code_stats)
     if lr_start is not None and not lr_start > 0:
-        raise DgnamError(f"--lr-start must be positive, got {lr_start}")
+        raise DgnamError(f"--lr/--lr-start must be positive, got {lr_start}")
     check_relu_gradient(relu_gradient, "--relu-gradient")
     check_fresh_dir(hold_lock(ctx, writable_folder(out), "facets"))  # before the data are read and clustered
     enc = (_encoder_for(generator, generator_arch, net, encoder, encoder_layer, encoder_arch)
