@@ -793,3 +793,23 @@ def test_evaluate_a_run_with_a_minimized_logit_and_a_direction(tiny_model, tiny_
     save_safetensors({**saved, "direction": saved["direction"] * 2}, code)
     with pytest.raises(DgnamError, match="the run's saved copy of it holds another vector"):
         evaluate_run(out, judge=tiny_model, model=tiny_model, data=_random_real(60), write=False)
+
+
+def test_evaluate_run_takes_the_run_that_visualize_returned(tiny_model, tiny_gen, tmp_path):
+    """``evaluate_run(visualize(..., out=F))`` failed with "expected str, bytes or os.PathLike object, not Run": the
+    Run is scored from its folder, as the folder itself is; a run kept in memory only is refused in one line."""
+    from dgnam import Run
+
+    out = tmp_path / "run"
+    run = visualize(tiny_model, "logits:0,1", tiny_gen, restarts=2, steps=2, out=out, progress=False)
+    real = _random_real()
+    by_run = evaluate_run(run, judge=tiny_model, model=tiny_model, data=real, write=False)
+    by_dir = evaluate_run(out, judge=tiny_model, model=tiny_model, data=real, write=False)
+    assert by_run["summary"]["fid"] == by_dir["summary"]["fid"] and by_run["summary"]["images"] == 4
+    assert evaluate_run(Run.load(out), judge=tiny_model, model=tiny_model, data=real,
+                        write=False)["summary"]["fid"] == by_dir["summary"]["fid"]
+    in_memory = visualize(tiny_model, "logits:0", tiny_gen, steps=2, progress=False)
+    with pytest.raises(DgnamError, match="not written to a folder"):
+        evaluate_run(in_memory, judge=tiny_model, model=tiny_model, data=real)
+    with pytest.raises(DgnamError, match="run_dir is a int"):
+        evaluate_run(3, judge=tiny_model, model=tiny_model, data=real)

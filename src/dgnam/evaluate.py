@@ -31,7 +31,7 @@ from .atomic import folder_lock, write_json_atomic
 from .errors import DgnamError, first_line, warn
 from .imagespace import ImageSpace, convert
 from .modules import as_device, frozen, module_device, module_dtype, unwrapped
-from .run import check_run_files, expected_records, listed
+from .run import Run, check_run_files, expected_records, listed
 from .weights import tensor_digest
 from .units import (ENCODE_BATCH_MOST, LOGITS, RESPONSES_BATCH_MOST, LayerReader, Unit, default_embed_layer, encode,
                     layer_modules, layer_names, layer_shapes, output_tensor, parse_units, read_batch_size,
@@ -498,7 +498,7 @@ EVALUATE_LATER = "wait for it to finish, then evaluate the run"
 
 
 def evaluate_run(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike | Run,
     judge: nn.Module | str | None = None,
     model: nn.Module | str | None = None,
     data: str | os.PathLike | RealData | None = None,
@@ -510,6 +510,8 @@ def evaluate_run(
 ) -> dict:
     """Add per-record and per-unit metrics to the run in ``run_dir`` (its ``results.json`` records gain fields) and
     write ``evaluation.json`` and ``nearest.png``. Returns the evaluation (``summary``, ``units``, settings).
+    ``run_dir`` is the run's folder, or the :class:`~dgnam.Run` that :func:`dgnam.visualize` (with ``out=``) or
+    :meth:`Run.load <dgnam.Run.load>` returned.
 
     ``model`` is the target (default: the zoo model named in the run). ``data`` the real images and ``judge`` the
     held-out classifier: for a target that takes Fashion-MNIST images they default to Fashion-MNIST's training set and
@@ -522,6 +524,14 @@ def evaluate_run(
     there for the evaluation, and gives them back where they were; ``None``: each where it is (a model loaded by name
     is on the CPU).
     """
+    if isinstance(run_dir, Run):  # what visualize returns: scored from its folder, where its images and codes are
+        if run_dir.out is None:
+            raise DgnamError("this run was not written to a folder, which evaluate_run reads: run visualize with "
+                             "out=FOLDER, then evaluate_run(run) or evaluate_run(FOLDER)")
+        run_dir = run_dir.out
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise DgnamError(f"run_dir is a {type(run_dir).__name__}: give a run's folder (a str or a Path) or the Run "
+                         f"that visualize returned")
     if data is not None and not isinstance(data, (str, os.PathLike, RealData)):  # a tensor of images, say
         raise DgnamError(f"data is a {type(data).__name__}: give fashion-mnist, an image folder (a str or a Path) or "
                          f"RealData(images, labels)")
