@@ -364,3 +364,23 @@ def test_cli_facets_split_of_a_plain_folder_is_refused(tmp_path):
                              split, "--k", "2", "--top-fraction", "1", "--reduce", "pca", "--steps", "1",
                              "--center-images", "2", "--out", out), f"--split {split}", "plain image folder")
         assert not (out / "results.json").exists()
+
+
+def test_an_amconfig_given_as_config_names_am_config(tiny_model):
+    """visualize's ``config=AMConfig(...)`` given to facets, whose ``config`` is the FacetConfig, failed with
+    "'AMConfig' object has no attribute 'validate'"; a FacetConfig as ``am_config`` failed only after clustering."""
+    from dgnam import AMConfig
+
+    x = pattern_images()
+    with pytest.raises(DgnamError, match=r"config is of type AMConfig, not FacetConfig: .*am_config=AMConfig"):
+        facets(tiny_model, "logits:0", x, None, config=AMConfig(steps=2), progress=False)
+    with pytest.raises(DgnamError, match=r"config is of type AMConfig, not FacetConfig"):
+        find_facets(tiny_model, "logits:0", x, AMConfig(steps=2))
+    with pytest.raises(DgnamError, match=r"am_config is of type FacetConfig, not AMConfig: .*as config="):
+        facets(tiny_model, "logits:0", x, None, am_config=FacetConfig(k=2), progress=False)
+    found = find_facets(tiny_model, "logits:0", x, FacetConfig(k=2, top_fraction=0.5, reduce="pca"))
+    with pytest.raises(DgnamError, match=r"am_config is of type dict, not AMConfig, e\.g\. AMConfig\(steps=100\)"):
+        synthesize_facets(tiny_model, found, x, am_config={"steps": 2}, progress=False)
+    f = facets(tiny_model, "logits:0", x, None, FacetConfig(k=2, top_fraction=0.5, reduce="pca"),
+               am_config=AMConfig(steps=2), progress=False)
+    assert len(f.run.records) == 2

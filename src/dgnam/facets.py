@@ -382,11 +382,26 @@ def _check_images(model: nn.Module, images01: torch.Tensor) -> ImageSpace:
 RANGE_SLACK = 1e-3
 
 
+def _check_configs(config: object = None, am_config: object = None) -> None:
+    """``config`` is the clustering's :class:`FacetConfig` and ``am_config`` the optimizer's :class:`AMConfig`
+    (what :func:`dgnam.visualize` calls ``config``): an AMConfig given as ``config`` failed with "'AMConfig' object
+    has no attribute 'validate'", a FacetConfig as ``am_config`` only after the clustering."""
+    if config is not None and not isinstance(config, FacetConfig):
+        fix = (": facets takes the optimizer's settings as am_config=AMConfig(...) (visualize's config=), and the "
+               "clustering's as config=FacetConfig(...)" if isinstance(config, AMConfig) else "")
+        raise DgnamError(f"config is of type {type(config).__name__}, not FacetConfig{fix}")
+    if am_config is not None and not isinstance(am_config, AMConfig):
+        fix = (": give the clustering's settings as config=, and the optimizer's as am_config=AMConfig(...)"
+               if isinstance(am_config, FacetConfig) else ", e.g. AMConfig(steps=100)")
+        raise DgnamError(f"am_config is of type {type(am_config).__name__}, not AMConfig{fix}")
+
+
 def find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, config: FacetConfig | None = None,
                 device: str | torch.device | None = None) -> FacetSet:
     """Steps 1-2 of the algorithm: the top images of ``unit`` among ``images01`` (real images in [0, 1] at the
     model's input size), clustered into ``config.k`` facets in ``config.embed_layer``'s features. ``model`` runs in
     eval mode on ``device`` (None: where it is) and comes back as it was given (:func:`dgnam.modules.frozen`)."""
+    _check_configs(config)
     device = as_device(device, like=model)
     with frozen(model, device):
         return _find_facets(model, unit, images01, config, device)
@@ -448,6 +463,7 @@ def synthesize_facets(
     See :func:`facets` for the arguments. ``model`` and a given encoder come back as they were given."""
     from contextlib import ExitStack
 
+    _check_configs(None, am_config)
     device = as_device(device, like=model)
     with ExitStack() as stack:
         stack.enter_context(folder_lock(out, "facets"))  # a second facets into OUT would delete this one's staging
@@ -556,6 +572,7 @@ def facets(
     ``facets.png``, each facet's synthetic image beside its top real images, and ``embedding.png``, the 2-D
     embedding coloured by facet.
     """
+    _check_configs(config, am_config)  # before the clustering
     model = unwrapped(model)
     if encoder is not None:
         encoder = (unwrapped(encoder[0]), encoder[1])
