@@ -532,3 +532,20 @@ def test_a_lazy_model_that_never_ran_is_one_line():
         encode(net, "1", SPACE.encode(torch.rand(2, 1, 12, 12)))
     net(torch.rand(1, 1, 12, 12))  # initialized by a forward: it runs
     assert len(visualize(net, "logits:1", None, steps=2, progress=False, input_space=SPACE).records) == 1
+
+
+def test_the_public_modules_are_attributes_of_a_plain_import():
+    """The README writes ``dgnam.ppgn.load_dae(FILE)`` and ``dgnam.ppgn.Condition``: after a plain ``import dgnam``
+    that was "module 'dgnam' has no attribute 'ppgn'" (a fresh process: the tests import the modules themselves)."""
+    import subprocess
+    import sys
+
+    code = ("import dgnam\n"
+            "assert callable(dgnam.ppgn.load_dae) and callable(dgnam.ppgn.sample) and dgnam.ppgn.Condition\n"
+            "assert callable(dgnam.facets.facets) and callable(dgnam.train.dae.train_dae)\n"
+            "assert callable(dgnam.train.classifier.train_classifier) and callable(dgnam.train.generator.train_generator)\n"
+            "for bad in ('nope', '__wrapped__'):\n"
+            "    assert not hasattr(dgnam, bad) and not hasattr(dgnam.train, bad)\n"
+            "assert all(hasattr(dgnam, n) for n in dgnam.__all__)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr

@@ -20,3 +20,16 @@ __all__ = [
     "Run", "TotalVariation", "Unit", "bound_scaled_lr", "build_method", "create_model", "dgnam_code_priors", "encode",
     "evaluate_run", "list_methods", "list_models", "load_model", "optimize", "parse_units", "visualize",
 ]
+
+
+#: Modules reached as attributes of the package without their own import (``dgnam.ppgn.load_dae()``, as the README
+#: writes it, failed with "module 'dgnam' has no attribute 'ppgn'" after a plain ``import dgnam``).
+_SUBMODULES = ("ppgn", "facets", "train")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
