@@ -617,3 +617,25 @@ def test_a_chain_keeps_a_plain_generator_subclass_unclipped(tiny_model, tiny_gen
     chain = sample(g, None, ClassCondition(tiny_model, [1]), n_chains=2, config=PPGNConfig(steps=5))
     assert chain.final_codes.min() < -0.5
     assert ppgn.code_clip(tiny_gen).lower == 0.0  # a learned generator keeps the paper's [0, U]
+
+
+def test_a_class_condition_takes_class_names(tiny_model):
+    """`dgnam sample --class Sandal` and units such as ``logits:Sandal`` take names; ``ClassCondition(model,
+    ["Sandal"])`` failed with "too many dimensions 'str'" and ``ClassCondition(model, "Sandal")`` with "new(): invalid
+    data type 'str'"."""
+    from dgnam import create_model
+    from dgnam.ppgn import ClassCondition
+
+    net = create_model("fmnist-cnn", pretrained=False)
+    assert ClassCondition(net, ["Sandal"]).classes.tolist() == [5]
+    assert ClassCondition(net, "sandal").classes.tolist() == [5]  # one class, matched as the CLI matches it
+    assert ClassCondition(net, ["Sandal", 7, "9"]).classes.tolist() == [5, 7, 9]
+    assert ClassCondition(net, 3).classes.tolist() == [3]
+    assert ClassCondition(net, torch.tensor([1, 2])).classes.tolist() == [1, 2]
+    with pytest.raises(DgnamError, match="unknown class 'Sandals': give an index or one of T-shirt/top"):
+        ClassCondition(net, ["Sandals"])
+    with pytest.raises(DgnamError, match="class 10 out of range: the model has classes 0..9"):
+        ClassCondition(net, [10])
+    with pytest.raises(DgnamError, match="unknown class 'Sandal': give an index or one of a, b"):
+        ClassCondition(tiny_model, "Sandal")  # the tiny model's classes are a..e
+    assert ClassCondition(tiny_model, ["B"]).classes.tolist() == [1]

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -250,6 +251,31 @@ class Condition(Protocol):
 CLASS_SCORES = ("log_prob", "logit", "released")
 
 
+def class_indices(model: nn.Module, classes: Sequence[int | str]) -> list[int]:
+    """Class indices from indices or names (``model.classes``, matched without regard to case, as `dgnam sample
+    --class` and units such as ``logits:Sandal`` take them); an index past a named model's classes is refused here (a
+    model without names is checked against its logits by the condition)."""
+    named = list(getattr(unwrapped(model), "classes", None) or [])
+    lowered = [str(c).lower() for c in named]
+    out = []
+    for c in classes:
+        if is_int(c) or (isinstance(c, str) and re.fullmatch(r"\d+", c.strip())):
+            i = int(c)
+            if i < 0 or (lowered and i >= len(lowered)):
+                upper = f"0..{len(lowered) - 1}" if lowered else "0 and up"
+                raise DgnamError(f"class {i} out of range: the model has classes {upper}")
+            out.append(i)
+        elif isinstance(c, str) and c.strip().lower() in lowered:
+            out.append(lowered.index(c.strip().lower()))
+        elif not isinstance(c, str):
+            raise DgnamError(f"class {c!r}: give an index or a class name")
+        elif lowered:
+            raise DgnamError(f"unknown class {c!r}: give an index or one of {', '.join(map(str, named))}")
+        else:
+            raise DgnamError(f"unknown class {c!r}: the model has no class names, give an index")
+    return out
+
+
 class ClassCondition:
     """``log p(class_b | image_b)`` of a classifier (PPGN's ``eps2`` term, Eq. 11): one class per chain.
 
@@ -260,14 +286,18 @@ class ClassCondition:
     which lets the DAE term steer a chain that is confident of its class.
     """
 
-    def __init__(self, model: nn.Module, classes: Sequence[int] | torch.Tensor, score: str = "log_prob",
-                 input_space: ImageSpace | None = None) -> None:
+    def __init__(self, model: nn.Module, classes: int | str | Sequence[int | str] | torch.Tensor,
+                 score: str = "log_prob", input_space: ImageSpace | None = None) -> None:
         if score not in CLASS_SCORES:
             raise DgnamError(f"unknown class score {score!r}: use one of {', '.join(CLASS_SCORES)}")
         self.model = model = unwrapped(model)
         self.space = input_space or getattr(model, "input_space", None)
         if self.space is None:
             raise DgnamError("the condition model has no input_space: pass input_space=ImageSpace(...)")
+        if isinstance(classes, (str, int)):  # one class: "Sandal" or 5
+            classes = [classes]
+        if not isinstance(classes, torch.Tensor):  # names as `dgnam sample --class` and units take them
+            classes = class_indices(model, list(classes))
         self.classes = torch.as_tensor(classes, dtype=torch.long).flatten()
         self.score = score
 

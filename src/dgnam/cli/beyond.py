@@ -107,23 +107,10 @@ FIDELITY_HINT_BELOW = 0.5
 
 
 def _class_indices(net, names: list[str]) -> list[int]:
-    """Class indices from indices or names; an index past a named model's classes is refused here (a model without
-    names is checked against its logits by the condition)."""
-    named = list(getattr(net, "classes", None) or [])
-    classes = [c.lower() for c in named]
-    out = []
-    for c in names:
-        if re.fullmatch(r"\d+", c.strip()):
-            if classes and int(c) >= len(classes):
-                raise DgnamError(f"class {int(c)} out of range: the model has classes 0..{len(classes) - 1}")
-            out.append(int(c))
-        elif c.strip().lower() in classes:
-            out.append(classes.index(c.strip().lower()))
-        elif classes:
-            raise DgnamError(f"unknown class {c!r}: give an index or one of {', '.join(named)}")
-        else:
-            raise DgnamError(f"unknown class {c!r}: the model has no class names, give an index")
-    return out
+    """Class indices from indices or names (:func:`dgnam.ppgn.class_indices`, which ClassCondition uses too)."""
+    from ..ppgn import class_indices
+
+    return class_indices(net, names)
 
 
 def _code_prior(kind: str, dae: Optional[str], gen, encoder_for: Callable[[], tuple], generator_spec: str,
