@@ -228,3 +228,31 @@ def test_l2_penalty_is_the_papers_norm():
     y = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
     assert L2Penalty(0.5).penalty(y, y).tolist() == pytest.approx([2.5, 0.0], abs=1e-5)
     assert L2Penalty(0.5, squared=True).penalty(y, y).tolist() == pytest.approx([12.5, 0.0])
+
+
+@pytest.mark.parametrize("name", ["yosinski3", "lucid"])
+def test_a_method_named_alone_runs_that_method(tiny_model, name):
+    """``visualize(model, units, method="yosinski3")`` ran plain pixel AM (lr 0.14, no decay, no blur) and recorded it
+    as yosinski3; named alone it runs the method, as `dgnam visualize --prior yosinski3` does (seeded by the run's
+    seed, which lucid's transform draws follow), the same as passing build_method's settings by hand."""
+    spec = build_method(name, SPACE, seed=3)
+    by_hand = visualize(tiny_model, "logits:0,1", spec.generator, steps=6, seed=3, config=spec.config,
+                        priors=spec.priors, transforms=spec.transforms, method=name, progress=False)
+    named = visualize(tiny_model, "logits:0,1", steps=6, seed=3, method=name, progress=False)
+    assert named.config["config"]["lr_start"] == spec.config.lr_start != 0.14164305949008502
+    assert named.config["priors"] == by_hand.config["priors"]
+    assert named.config["transforms"] == by_hand.config["transforms"]
+    assert named.config["priors"] or named.config["transforms"]  # yosinski3's decay and blur, lucid's transforms
+    assert torch.equal(named.images, by_hand.images)
+    assert {r["method"] for r in named.records} == {name}
+
+
+def test_a_method_named_alone_that_does_not_fit_the_generator_is_refused(tiny_model, tiny_gen):
+    with pytest.raises(DgnamError, match="method='dgn-am' needs a learned generator"):
+        visualize(tiny_model, "logits:0", method="dgn-am", steps=1, progress=False)
+    with pytest.raises(DgnamError, match="method='yosinski3' optimizes pixels and would ignore the generator"):
+        visualize(tiny_model, "logits:0", tiny_gen, method="yosinski3", steps=1, progress=False)
+    # the generator's own method, and a label that names no method, run as before
+    assert visualize(tiny_model, "logits:0", tiny_gen, method="dgn-am", steps=1, progress=False).records
+    run = visualize(tiny_model, "logits:0", method="my-label", steps=1, progress=False)
+    assert run.records[0]["method"] == "my-label" and run.config["priors"] == []

@@ -386,8 +386,11 @@ def visualize(
     an ``input_space`` attribute (default: that attribute, else a learned generator's output space).
     ``batch_size`` optimizations (units x restarts) run together; ``progress=False`` hides the progress bar.
     ``method`` names the method in the records and ``results.json`` (default: the generator's, ``dgn-am`` or
-    ``pixel``; give a preset's name, as ``dgnam visualize --prior`` records it, when you pass its settings
-    yourself), and ``meta`` is added to every record.
+    ``pixel``). A registered method's name (``dgnam.list_methods()``: ``yosinski3``, ``lucid``, ...) given without
+    ``config``, ``priors`` and ``transforms`` runs that method, as ``dgnam visualize --prior NAME`` does (its settings
+    from :func:`dgnam.build_method` with this ``seed``, its pixel generator unless ``generator`` is given, which a
+    pixel method refuses if learned); with any of them, the name only labels the settings you pass (a preset's name,
+    when you pass its settings yourself). ``meta`` is added to every record.
     ``channels_last`` runs convolutions in the NHWC memory format (oneDNN's fast path: about 1.25x faster per
     iteration at paper scale on CPU, ``benchmarks/speed.py``). It computes what NCHW computes, but rounds floats
     differently, which lr 8 amplifies over a run: images differ visibly from an NCHW run's after 200 steps.
@@ -425,6 +428,8 @@ def visualize(
                          f">= 1 and steps >= 0")
     device = as_device(device, like=model)
     space = target_space(model, input_space, generator)
+    if method is not None and config is None and priors is None and not transforms:
+        generator, config, priors, transforms = _named_method(method, space, generator, seed)
     if generator is None:
         generator = PixelGenerator(space)
     # the run folder is this call's alone until it returns: a second writer (a --resume of a run still running, an
@@ -438,6 +443,31 @@ def visualize(
                           priors=priors, transforms=transforms, init=init, device=device, batch_size=batch_size,
                           out=out, resume=resume, progress=progress, method=method, meta=meta,
                           return_images=return_images)
+
+
+def _named_method(method: str, space: ImageSpace, generator: Generator | None, seed: int) -> tuple:
+    """``method=NAME`` without ``config``, ``priors`` or ``transforms``: the named method's generator, settings and
+    transforms (:func:`dgnam.build_method`, as ``dgnam visualize --prior NAME`` runs it). Such a call ran plain
+    pixel-space AM (or the generator's defaults) and recorded it under NAME: ``method="yosinski3"`` alone made a run
+    called yosinski3 without its 1000 steps, lr 100, decay or blur. A name that is no registered method (a label of
+    the caller's own, such as facets' ``pixel-facets``) only names the run, as before."""
+    from .generators import LearnedGenerator
+    from .methods import _METHODS, _load, build_method
+
+    _load()
+    m = _METHODS.get(method)
+    if m is None:
+        return generator, None, None, ()
+    if m.needs_generator and generator is None:
+        raise DgnamError(f"method={method!r} needs a learned generator: pass one, e.g. "
+                         f"create_model('fmnist-g-fc6'), or another method")
+    if not m.needs_generator and generator is not None:
+        if isinstance(generator, LearnedGenerator):
+            raise DgnamError(f"method={method!r} optimizes pixels and would ignore the generator {generator.name}: "
+                             f"drop one of them")
+        return generator, None, None, ()  # a pixel parametrization of the caller's own: the name only labels it
+    spec = build_method(method, space, generator, seed=seed)
+    return spec.generator, spec.config, spec.priors, spec.transforms
 
 
 def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], generator: Generator, space: ImageSpace, *,
