@@ -106,6 +106,10 @@ def test_facets_and_inpaint_inputs(tmp_path):
             "--unit", "logits:0", "--out", tmp_path / "b")
     refused("--limit 0", *base, "--unit", "logits:0", "--limit", "0", "--out", tmp_path / "c")
     refused("--lr-start must be positive", *base, "--unit", "logits:0", "--lr-start", "0", "--out", tmp_path / "d")
+    # --seed's range is the clustering's, as --help says: 2**32 was shown as valid, then refused after the data
+    r = run(*base, "--unit", "logits:0", "--seed", str(2**32), "--out", tmp_path / "d")
+    assert r.exit_code == 2 and "4294967295" in r.output and not isinstance(r.exception, DgnamError), r.output
+    assert "0<=x<=4294967295" in run("facets", "--help").output.replace(" ", "")
     # visualize's name for the starting step size works here too (facets knew only --lr-start)
     refused("--lr/--lr-start must be positive", *base, "--unit", "logits:0", "--lr", "0", "--out", tmp_path / "d")
     r = run(*base, "--unit", "logits:0", "--lr", "2.5", "--out", tmp_path / "lr")

@@ -78,6 +78,10 @@ UMAP_NEIGHBORS = 15
 UMAP_MIN_DIST = 0.1
 
 
+#: The largest seed facets take: scikit-learn's random_state (t-SNE, k-means, PCA) is 0..2**32 - 1.
+MAX_FACET_SEED = 2**32 - 1
+
+
 @dataclass
 class FacetConfig:
     """How facets are found. ``top_fraction`` of the given images (at least ``MIN_IMAGES_PER_FACET * k``, else an
@@ -97,8 +101,8 @@ class FacetConfig:
     def validate(self) -> None:
         if self.k < 1:
             raise DgnamError(f"--k {self.k}: ask for at least one facet")
-        if not 0 <= self.seed < 2**32:
-            raise DgnamError(f"--seed {self.seed}: give a seed in 0..{2**32 - 1} (t-SNE and k-means take no other)")
+        if not 0 <= self.seed <= MAX_FACET_SEED:
+            raise DgnamError(f"--seed {self.seed}: give a seed in 0..{MAX_FACET_SEED} (t-SNE and k-means take no other)")
         if not 0 < self.top_fraction <= 1:
             raise DgnamError(f"--top-fraction {self.top_fraction}: give a fraction in (0, 1]")
         check_reduction(self.reduce)  # before the data are read and embedded

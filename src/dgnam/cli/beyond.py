@@ -13,6 +13,7 @@ import typer
 from ..atomic import write_json_atomic
 from ..errors import DgnamError
 from ..images import save_image
+from ..facets import MAX_FACET_SEED
 from ..ppgn import CHECKPOINT_EVERY
 from ..run import EVALUATION_FILES, check_fresh_dir, foreign_entries, listed, move_in, run_file, staging_dir
 from ..zoo.registry import check_recorded_spec, is_zoo_model, model_weights_sha256
@@ -213,7 +214,7 @@ def facets(
                                                  "the paper's method, tied to the facet only by its start"),
     relu_gradient: str = typer.Option("pre", help="a unit at a ReLU's output follows the gradient of the ReLU's "
                                                   "input (pre, as released) or goes through the ReLU (exact)"),
-    seed: int = seed_option(),
+    seed: int = seed_option(MAX_FACET_SEED),
     device: str = typer.Option("cpu"),
     out: Path = typer.Option(Path("runs/facets"), help="run directory"),
     encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its card's or "

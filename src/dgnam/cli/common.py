@@ -176,9 +176,10 @@ LIMIT_HELP = ("use only N images: Fashion-MNIST's first N; an image folder's tak
 TABLE_MAX_ROWS = 100
 
 
-def seed_option() -> Any:
-    """The ``--seed`` option every command shares: an int in 0..MAX_SEED, refused by typer in one line otherwise."""
-    return typer.Option(0, min=0, max=MAX_SEED)
+def seed_option(most: int = MAX_SEED) -> Any:
+    """The ``--seed`` option every command shares: an int in 0..``most`` (MAX_SEED; facets' clustering takes
+    0..2**32 - 1), refused by typer in one line otherwise, and shown as that range in ``--help``."""
+    return typer.Option(0, min=0, max=most)
 
 
 def print_table(rows: list[dict], columns: list[str], title: str | None = None, all_in: str | None = None) -> None:
