@@ -345,7 +345,10 @@ def test_bad_sampler_input(tiny_model, tiny_gen):
         sample(tiny_gen, None, ClassCondition(tiny_model, [0, 1]), 3, PPGNConfig(steps=2))
     with pytest.raises(DgnamError, match="steps"):
         sample(tiny_gen, None, ClassCondition(tiny_model, [0]), 1, PPGNConfig(steps=0))
-    with pytest.raises(DgnamError, match="class index"):
+    with pytest.raises(DgnamError, match="class 7 out of range: the model has classes 0..4"):  # (a named model's)
+        sample(tiny_gen, None, ClassCondition(tiny_model, [7]), 1, PPGNConfig(steps=2))
+    tiny_model.classes = None  # without class names the condition checks the index against the logits
+    with pytest.raises(DgnamError, match="class index out of range: the condition model has classes 0..4"):
         sample(tiny_gen, None, ClassCondition(tiny_model, [7]), 1, PPGNConfig(steps=2))
     with pytest.raises(DgnamError, match="DAE takes 12-d codes but .* 10-d"):  # a DAE of another layer's codes
         sample(tiny_gen, CodeDAE(dim=12), ClassCondition(tiny_model, [0]), 1, PPGNConfig(steps=2))

@@ -452,10 +452,9 @@ def _named_method(method: str, space: ImageSpace, generator: Generator | None, s
     called yosinski3 without its 1000 steps, lr 100, decay or blur. A name that is no registered method (a label of
     the caller's own, such as facets' ``pixel-facets``) only names the run, as before."""
     from .generators import LearnedGenerator
-    from .methods import _METHODS, _load, build_method
+    from .methods import build_method, list_methods
 
-    _load()
-    m = _METHODS.get(method)
+    m = next((m for m in list_methods() if m.name == method), None)
     if m is None:
         return generator, None, None, ()
     if m.needs_generator and generator is None:
