@@ -641,3 +641,15 @@ def test_code_stats_split_of_a_plain_folder_is_refused(tmp_path):
     assert not (tmp_path / "s.safetensors").exists()
     p = dgnam("code-stats", "--data", data, "--out", tmp_path / "s.safetensors")
     assert p.returncode == 0, p.stderr
+
+
+def test_default_names_of_trained_generators_and_daes_name_their_layer():
+    """`train dae --layer fc5` wrote fmnist-dae-fc6.safetensors (and `train generator --layer fc5` fmnist-g-fc6): a
+    file named like a zoo entry that holds something else, and a second layer trained into the same folder found the
+    first's checkpoint and was refused. The zoo's name is kept for what the zoo entry is (its cards' commands)."""
+    from dgnam.cli.train import default_name
+
+    assert default_name("fmnist-g-fc6", "fmnist-cnn", None, "fc6", "g") == "fmnist-g-fc6"
+    assert default_name("fmnist-dae-fc6", "fmnist-cnn", None, "fc6", "dae") == "fmnist-dae-fc6"
+    assert default_name("fmnist-g-fc6", "fmnist-cnn", None, "fc5", "g") == "g-fc5"
+    assert default_name("fmnist-dae-fc6", "ck/enc.safetensors", "fmnist-cnn", "fc6", "dae") == "dae-fc6"

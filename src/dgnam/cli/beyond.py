@@ -530,7 +530,8 @@ def inpaint(
 def train_dae_cmd(
     encoder: str = typer.Option("fmnist-cnn", help="the model whose layer the generator inverts"),
     layer: str = typer.Option("fc6", help="the code layer"),
-    name: str = typer.Option("fmnist-dae-fc6", help="name of the trained model"),
+    name: Optional[str] = typer.Option(None, help="name of the trained model (default: fmnist-dae-fc6 for "
+                                       "fmnist-cnn's fc6 codes, as the zoo's; else dae-LAYER)"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     epochs: int = typer.Option(30),
     batch_size: int = typer.Option(256),
@@ -546,9 +547,12 @@ def train_dae_cmd(
     encoder_arch: Optional[str] = typer.Option(None),
 ) -> None:
     """Train PPGN-h's code prior: a denoising autoencoder on LAYER codes of real images; resumable."""
+    from ..ppgn import ZOO_DAE
     from ..train.dae import DAEConfig, train_dae
     from ..units import encode
-    from .train import train_test
+    from .train import default_name, train_test
+
+    name = name or default_name(ZOO_DAE, encoder, encoder_arch, layer, "dae")
 
     cfg = DAEConfig(epochs=epochs, batch_size=batch_size, lr=lr, noise_std=noise, hidden=hidden, layers=layers,
                     seed=seed, device=str(device_arg(device)))

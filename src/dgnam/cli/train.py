@@ -104,12 +104,26 @@ def classifier(
                f"-> {out}/{name}.safetensors (load it with --model {out}/{name}.safetensors --arch {arch})")
 
 
+def default_name(zoo_name: str, encoder: str, encoder_arch: Optional[str], layer: str, kind: str) -> str:
+    """A trained model's default name: the zoo entry's (``fmnist-g-fc6``, ``fmnist-dae-fc6``) only when it inverts or
+    denoises what that entry does (the zoo encoder named as such, the same layer), else ``KIND-LAYER`` (``g-fc5``,
+    ``dae-fc5``). A file named like a zoo entry is taken for it in places, and a second layer's training into the
+    same folder found the first's checkpoint and was refused as 'different settings'."""
+    from ..zoo import get_entry
+
+    entry = get_entry(zoo_name)
+    if encoder_arch is None and encoder == entry.encoder and layer == entry.encoder_layer:
+        return zoo_name
+    return f"{kind}-{layer}"
+
+
 @train_app.command("generator")
 def generator(
     encoder: str = typer.Option("fmnist-cnn", help="the encoder E (zoo name, import path, or file with --encoder-arch)"),
     layer: str = typer.Option("fc6", help="the layer of E to invert: its output is the code"),
     arch: str = typer.Option("fmnist-g-fc6", help="zoo generator whose architecture to train (code size follows LAYER)"),
-    name: Optional[str] = typer.Option(None, help="name of the trained model (default: ARCH)"),
+    name: Optional[str] = typer.Option(None, help="name of the trained model (default: ARCH when it inverts what the "
+                                       "zoo's ARCH inverts, fmnist-cnn's fc6; else g-LAYER)"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     epochs: Optional[int] = typer.Option(None, help="passes over the data (default: the number nearest 1,000 "
                                          "optimizer steps, which did best for a DGN-AM prior on Fashion-MNIST: 1 epoch "
@@ -143,6 +157,7 @@ def generator(
     entry = get_entry(arch)
     if entry.kind != "generator":
         raise DgnamError(f"{arch} is a {entry.kind}, not a generator")
+    name = name or default_name(arch, encoder, encoder_arch, layer, "g")
     cfg = GeneratorConfig(epochs=epochs, batch_size=batch_size, lr=lr, w_img=w_img, w_feat=w_feat, w_adv=w_adv,
                           comparator_layer=comparator_layer, seed=seed, device=str(device_arg(device)))
     cfg.validate()  # before the data is read
@@ -181,8 +196,8 @@ def generator(
     # the discriminator judges the encoder's images (the generator's, converted): their channels
     disc = FashionDiscriminator(code_dim, channels=space.channels)
     card = train_generator(enc, layer, space, gen, disc, gen_space, x_tr, x_te, writable_folder(out),
-                           name or arch, cfg, resume=not fresh, data_name=data or "fashion-mnist", test_name=test_name)
+                           name, cfg, resume=not fresh, data_name=data or "fashion-mnist", test_name=test_name)
     m = card["metrics"]
-    typer.echo(f"{name or arch} ({gen_space.size[0]}x{gen_space.size[1]} {gen_space.color}): test image MSE "
+    typer.echo(f"{name} ({gen_space.size[0]}x{gen_space.size[1]} {gen_space.color}): test image MSE "
                f"{m.get('test_mse01', float('nan')):.4f}, encoder agreement on reconstructions "
                f"{m.get('test_encoder_agreement', float('nan')):.3f} in {card['training_seconds']:.0f} s -> {out}")
