@@ -644,6 +644,11 @@ def sample(
     each): it moves from one class to the next. ``init`` (codes, one per chain or one for all) replaces the random
     start ``h ~ N(0, 1)`` of the released code. ``dae=None`` is the same as ``eps1 = 0``.
 
+    ``config`` defaults to ``PPGNConfig()``, the published class setting: 200 iterations, every one kept, the first
+    from the random start. `dgnam sample` keeps ``--n`` (50) after a burn-in, as
+    ``PPGNConfig.for_samples(n)`` does, and for a hidden unit runs ``PPGNConfig.for_unit()`` (1000 iterations, a reset
+    every 100); pass those for the same chains as the command line's.
+
     With ``checkpoint`` (a file), the chain's whole state is written there every ``checkpoint_every`` iterations and
     at the end of each condition, and an existing checkpoint is continued: a killed chain resumes where it was
     written and ends exactly as an uninterrupted one. A checkpoint of another chain (other settings, weights,

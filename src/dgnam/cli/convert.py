@@ -27,7 +27,7 @@ _FORMATS = {".caffemodel": "caffemodel", ".pt": "pytorch", ".pth": "pytorch", ".
 def convert(
     src: Path = typer.Argument(..., help="a .caffemodel, a PyTorch state dict (.pt/.pth), a .safetensors, "
                                          "or with --bounds an act_range bounds .txt"),
-    to: Path = typer.Option(..., "--to", help="the .safetensors to write; its model card goes to the same name .json"),
+    to: Path = typer.Option(..., "--to", "--out", help="the .safetensors to write (--out, as other commands call it); its model card goes to the same name .json"),
     arch: Optional[str] = typer.Option(None, help="zoo architecture of the weights, e.g. caffenet, deepsim-fc6 "
                                                   "(`dgnam models`); with --bounds, the generator (checks the count)"),
     bounds: bool = typer.Option(False, "--bounds", help="SRC is an act_range .txt: write it as CodeStats bounds "

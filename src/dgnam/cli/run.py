@@ -22,7 +22,9 @@ def visualize(
                                         "'conv5:7:mean'; a leading minus minimizes ('-logits:3'); 'fc6:dir=FILE' "
                                         "maximizes the dot product with the vector in FILE (.npy or .safetensors)"),
     generator: Optional[str] = typer.Option(None, help="generator (zoo name, import path or file); none = pixels"),
-    prior: Optional[str] = typer.Option(None, help="method preset (`dgnam priors`); default dgn-am with a generator, else pixel"),
+    prior: Optional[str] = typer.Option(None, "--prior", "--method",
+                                        help="method preset (`dgnam priors`; Python: method=); default dgn-am with a "
+                                             "generator, else pixel (no --generator: pixel-space AM)"),
     restarts: int = typer.Option(1, help="restarts per unit (seeds SEED, SEED+1, ...)"),
     steps: Optional[int] = typer.Option(None, help="iterations (default: the method's; DGN-AM 200)"),
     lr: Optional[float] = typer.Option(None, help="starting learning rate (default: the method's; DGN-AM 8.0, "
