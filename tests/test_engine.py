@@ -949,3 +949,41 @@ def test_after_its_first_pass_a_reader_hooks_only_the_relu_that_made_each_output
     assert torch.equal(first["1"], again["1"]) and torch.equal(first["0"], again["0"])
     assert torch.equal(torch.autograd.grad(again["1"][:, 1].sum(), x)[0], grads[0])  # the same gradient
     assert hooked == [False, False, True]  # the stack's ReLUs, whose outputs no layer read is, are left alone
+
+
+def drawn_text(monkeypatch) -> list[str]:
+    """Every string a figure draws (Pillow's ImageDraw.text), in order."""
+    from PIL import ImageDraw
+
+    texts: list[str] = []
+    text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, t, *a, **kw: (texts.append(t), text(self, xy, t, *a, **kw))[1])
+    return texts
+
+
+def test_grid_row_labels_keep_the_whole_unit_class_goal_and_facet(monkeypatch):
+    """grid.png cut each row label to one 150-px line: '_blocks.15._project_conv:123' read '_blocks.15._project_co…'
+    (every channel of that layer the same label), 'logits:268 Mexican hairless dog (xoloitzcuintli)' read 'logits:268
+    Mexican hairl…', a minimized unit was told only by a leading '-', and a facets run's rows all read
+    'logits:5 Sandal' (which facet, nowhere). The cells' numbers are named above the labels."""
+    import numpy as np
+
+    from dgnam.run import overview_grid
+
+    img = np.zeros((28, 28), np.uint8)
+    base = {"restart": 0, "activation": 1.0, "goal": "maximize"}
+    records = [
+        {**base, "unit": "_blocks.15._project_conv:123", "unit_index": 0},
+        {**base, "unit": "logits:268", "unit_index": 1, "class_name": "Mexican hairless dog (xoloitzcuintli)"},
+        {**base, "unit": "-logits:3", "unit_index": 2, "class_name": "Dress", "goal": "minimize"},
+        {**base, "unit": "logits:5", "unit_index": 3, "class_name": "Sandal", "facet": 1, "facet_size": 88},
+    ]
+    texts = drawn_text(monkeypatch)
+    overview_grid(records, lambda k: img)
+    shown = " ".join(texts)
+    assert "…" not in shown and "final activation" in shown
+    assert "conv:123" in shown and "(xoloitzcuintli)" in shown and "(minimized)" in shown and "facet 1 (88 imgs)" in shown
+    texts.clear()
+    overview_grid([{"unit": "logits:3", "unit_index": 0, "restart": 0, "sample": 0, "condition": "Dress",
+                    "probability": 0.5, "score": -0.7}], lambda k: img)
+    assert "sample 0" in texts and "p(class)" in texts and "restart 0" not in texts  # a chain's samples

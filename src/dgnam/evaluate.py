@@ -861,10 +861,11 @@ def evaluate_images(
 
 
 def nearest_figure(x01: torch.Tensor, src: ImageSpace, nn_i: torch.Tensor, data: RealData, records: Sequence[dict]):
-    """One row per unit (its first restart): the synthesized image, then its nearest training images; the first
-    :data:`~dgnam.images.GRID_MAX_ROWS` units (the per-record figures are in ``results.json``)."""
+    """One row per unit (its first restart, which the label says): the synthesized image, then its nearest training
+    images; the first :data:`~dgnam.images.GRID_MAX_ROWS` units (the per-record figures are in ``results.json``)."""
     from .images import GRID_MAX_ROWS, grid
     from .imagespace import to_uint8
+    from .run import row_label
 
     rows, labels, caps = [], [], []
     seen_units = set()
@@ -881,7 +882,8 @@ def nearest_figure(x01: torch.Tensor, src: ImageSpace, nn_i: torch.Tensor, data:
         pos = torch.tensor([at[int(i)] for i in nn_i[k]]) if at is not None else nn_i[k]
         near = to_uint8(data.space.encode(data.images[pos]), data.space)
         rows.append([synth, *near])
-        labels.append(rec["unit"])
+        which = "sample" if "sample" in rec else "restart"
+        labels.append(row_label(rec) + (f"\n{which} {rec[which]}" if which in rec else ""))
         caps.append(["synthesized"] + [f"#{int(i)}" for i in nn_i[k]])
     return grid(rows, row_labels=labels, col_labels=["image"] + [f"nearest {j + 1}" for j in range(nn_i.shape[1])],
-                cell_labels=caps)
+                cell_labels=caps, wrap_row_labels=True)

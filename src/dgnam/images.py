@@ -61,6 +61,40 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
     return text + "…"
 
 
+#: Where a row label too long for its line is broken when it has no space: after these characters, so that a unit
+#: address such as ``_blocks.15._project_conv:123`` keeps its channel on the next line.
+_BREAK_AFTER = "._:/=#,-"
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, width: int, font, max_lines: int) -> list[str]:
+    """``text`` broken into lines of at most ``width`` pixels (at its ``\\n``, at spaces, else after one of
+    :data:`_BREAK_AFTER`, else anywhere), at most ``max_lines`` of them, the last shortened with an ellipsis if the
+    text runs on: a row label says a whole unit address and class name instead of losing their ends."""
+    def fits(t: str) -> bool:
+        return draw.textlength(t, font=font) <= width
+
+    lines: list[str] = []
+    for para in str(text).split("\n"):
+        line = ""
+        for word in para.split(" "):
+            trial = f"{line} {word}" if line else word
+            if fits(trial):
+                line = trial
+                continue
+            if line:
+                lines.append(line)
+            while word and not fits(word):  # a word wider than the line: break it
+                n = max((i for i in range(1, len(word)) if fits(word[:i])), default=1)
+                cut = max((i + 1 for i in range(n) if word[i] in _BREAK_AFTER), default=n)
+                lines.append(word[:cut])
+                word = word[cut:]
+            line = word
+        lines.append(line)
+    if len(lines) > max_lines:
+        lines = lines[: max_lines - 1] + [_fit(draw, " ".join(lines[max_lines - 1 :]), width, font)]
+    return lines
+
+
 #: The most rows (units) and columns (restarts) an overview figure shows: 100 x 16 cells is about 11,000 x 1,800 px.
 #: A run of 1000 units x 16 restarts made a 200-Mpx grid.png that Pillow refuses to open (its decompression-bomb
 #: check), and the HTML report inlined it (43 MB). Every image is in the run's images/ folder either way.
@@ -76,10 +110,15 @@ def grid(
     cell: int = 96,
     pad: int = 4,
     label_width: int = 150,
+    wrap_row_labels: bool = False,
+    corner: str | None = None,
 ) -> Image.Image:
     """A grid of images (rows x columns; ``None`` leaves a cell empty) with row, column and per-cell captions.
 
-    A caption may have several lines (``"\\n"``); every line is shortened to its cell's width.
+    A caption may have several lines (``"\\n"``); every line is shortened to its cell's width. A row label is one
+    line shortened to ``label_width`` unless ``wrap_row_labels``: then it is broken into as many lines as the cell's
+    height holds (at its ``"\\n"`` too), so that a long unit address or class name is shown whole. ``corner`` is a
+    note above the row labels, beside the column labels (what the captions are).
     """
     ncols = max(len(r) for r in rows)
     font = _font(12)
@@ -91,11 +130,17 @@ def grid(
     H = top + len(rows) * (cell + cap + pad) + pad
     canvas = Image.new("RGB", (W, H), "white")
     draw = ImageDraw.Draw(canvas)
+    if corner and col_labels and row_labels:
+        draw.text((4, 2), _fit(draw, corner, lw - 8, font), fill="gray", font=font)
     for j, label in enumerate(col_labels or []):
         draw.text((lw + pad + j * (cell + pad), 2), _fit(draw, str(label), cell, font), fill="black", font=font)
     for i, row in enumerate(rows):
         y = top + pad + i * (cell + cap + pad)
-        if row_labels:
+        if row_labels and wrap_row_labels:
+            lines = _wrap(draw, str(row_labels[i]), lw - 8, font, max(1, cell // 14))
+            for k, line in enumerate(lines):
+                draw.text((4, y + cell // 2 - 7 * len(lines) + 14 * k), line, fill="black", font=font)
+        elif row_labels:
             draw.text((4, y + cell // 2 - 6), _fit(draw, str(row_labels[i]), lw - 8, font), fill="black", font=font)
         for j, arr in enumerate(row):
             x = lw + pad + j * (cell + pad)

@@ -790,16 +790,40 @@ def overview_grid(records: Sequence[dict], picture: Callable[[int], np.ndarray],
         ks = ks[:max_restarts]
         rows.append([picture(k) for k in ks])
         captions.append([f"{_caption_value(records[k]):.2f}" for k in ks])
-        first = records[ks[0]]
-        labels.append(first["unit"] + (f" {first['class_name']}" if first.get("class_name") else ""))
+        labels.append(row_label(records[ks[0]]))
     ncols = max(len(r) for r in rows) if rows else 0
-    return grid(rows, row_labels=labels, col_labels=[f"restart {j}" for j in range(ncols)], cell_labels=captions)
+    column = "sample" if "sample" in records[0] else "restart"  # a chain's kept samples are no restarts
+    return grid(rows, row_labels=labels, col_labels=[f"{column} {j}" for j in range(ncols)], cell_labels=captions,
+                wrap_row_labels=True, corner=_CAPTION_NAMES[_caption_field(records[0])])
+
+
+def row_label(rec: dict) -> str:
+    """A figure's row label for a unit's record: its whole address, its class (a `sample` run's condition), whether
+    it is minimized, and a `facets` run's facet, one per line (:func:`~dgnam.images.grid` wraps what is too wide)."""
+    lines = [rec["unit"]]
+    name = rec.get("class_name") or rec.get("condition")
+    if name and name != rec["unit"]:
+        lines.append(str(name))
+    if rec.get("goal") == "minimize":
+        lines.append("(minimized)")
+    if "facet" in rec:
+        lines.append(f"facet {rec['facet']}" + (f" ({rec['facet_size']} imgs)" if "facet_size" in rec else ""))
+    return "\n".join(lines)
+
+
+#: What a grid's captions are, by the record field they show (written above its row labels).
+_CAPTION_NAMES = {"activation": "final activation", "probability": "p(class)", "score": "score", None: None}
+
+
+def _caption_field(rec: dict) -> str | None:
+    return next((f for f in ("activation", "probability", "score") if f in rec), None)
 
 
 def _caption_value(rec: dict) -> float:
     """What a grid's cell says of a record: its final activation (a `sample` run's: the class probability, else the
     condition's score)."""
-    return next((rec[f] for f in ("activation", "probability", "score") if f in rec), float("nan"))
+    field = _caption_field(rec)
+    return float("nan") if field is None else rec[field]
 
 
 def write_grid(out_dir: Path, records: list[dict]) -> Path:
