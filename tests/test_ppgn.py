@@ -406,6 +406,10 @@ def test_cli_sample_walks_through_classes(tmp_path):
     doc = json.loads((out / "results.json").read_text())
     assert doc["config"]["conditions"] == ["Sandal", "Dress"] and len(doc["records"]) == 8
     assert all(0 <= r["probability"] <= 1 for r in doc["records"]) and (out / "samples.png").exists()
+    # each class's samples on a row of their own, labelled (one row of eight unlabelled images before)
+    from PIL import Image
+
+    assert Image.open(out / "samples.png").size == (150 + 4 * 100 + 4, 2 * (96 + 14 + 4) + 4)
     assert doc["config"]["sampler"]["eps1"] == 1e-5 and doc["config"]["sampler"]["lr"] == 1.0  # the published defaults
     # the run reads like a `visualize` run: `dgnam evaluate` scores it, one unit per class, the samples as restarts
     assert [(r["unit_index"], r["restart"]) for r in doc["records"]] == [(0, 0), (0, 1), (0, 2), (0, 3),
@@ -642,3 +646,21 @@ def test_a_class_condition_takes_class_names(tiny_model):
     with pytest.raises(DgnamError, match="unknown class 'Sandal': give an index or one of a, b"):
         ClassCondition(tiny_model, "Sandal")  # the tiny model's classes are a..e
     assert ClassCondition(tiny_model, ["B"]).classes.tolist() == [1]
+
+
+def test_a_chain_through_several_classes_shows_each_class_on_its_own_labelled_rows(monkeypatch):
+    """samples.png of `dgnam sample --class 3 --class Sandal` ran both classes' samples together in rows of ten,
+    with nothing saying which class an image was drawn for (its caption's p(class) is of that class)."""
+    import numpy as np
+
+    from dgnam.images import wrapped_grid
+
+    from test_engine import drawn_text
+
+    texts = drawn_text(monkeypatch)
+    arrays = [np.zeros((12, 12), np.uint8)] * 15
+    figure = wrapped_grid(arrays, [f"{i}:0.50" for i in range(15)], groups=[0] * 12 + [1] * 3,
+                          names=["logits:3\nDress", "logits:5\nSandal"])
+    assert figure.size == (150 + 10 * 100 + 4, 3 * (96 + 14 + 4) + 4)  # 10 + 2 of Dress, then 3 of Sandal
+    assert texts.index("Dress") < texts.index("0:0.50") < texts.index("11:0.50") < texts.index("Sandal")
+    assert texts.index("Sandal") < texts.index("12:0.50")

@@ -158,11 +158,26 @@ def grid(
 SAMPLES_PER_ROW = 10
 
 
-def wrapped_grid(arrays: Sequence[np.ndarray], captions: Sequence[str], cols: int = SAMPLES_PER_ROW) -> Image.Image:
-    """A sequence of images (a chain's samples) in rows of ``cols``, each with its caption."""
-    rows = [list(arrays[i : i + cols]) for i in range(0, len(arrays), cols)]
-    caps = [list(captions[i : i + cols]) for i in range(0, len(captions), cols)]
-    return grid(rows, cell_labels=caps)
+def wrapped_grid(arrays: Sequence[np.ndarray], captions: Sequence[str], cols: int = SAMPLES_PER_ROW,
+                 groups: Sequence[int] | None = None, names: Sequence[str] | None = None) -> Image.Image:
+    """A sequence of images (a chain's samples) in rows of ``cols``, each with its caption. With ``groups`` (each
+    image's condition, an index into ``names``), each condition's samples start a row of their own, the first one
+    labelled with its name: a chain through several classes is otherwise one unlabelled run of images."""
+    if groups is None:
+        rows = [list(arrays[i : i + cols]) for i in range(0, len(arrays), cols)]
+        caps = [list(captions[i : i + cols]) for i in range(0, len(captions), cols)]
+        return grid(rows, cell_labels=caps)
+    rows, caps, labels = [], [], []
+    start = 0
+    for end in range(1, len(arrays) + 1):
+        if end < len(arrays) and groups[end] == groups[start]:
+            continue
+        for i in range(start, end, cols):
+            rows.append(list(arrays[i : min(i + cols, end)]))
+            caps.append(list(captions[i : min(i + cols, end)]))
+            labels.append(str(names[groups[start]]) if i == start and names is not None else "")
+        start = end
+    return grid(rows, row_labels=labels, cell_labels=caps, wrap_row_labels=True)
 
 
 def paste_inside(original: np.ndarray, fill: np.ndarray, inside: np.ndarray) -> np.ndarray:

@@ -422,7 +422,9 @@ def sample(
         if probs is not None:
             rec["probability"] = probs[i]
         records.append(rec)
-    save_image(wrapped_grid(arrs, [f"{r['step']}:{r.get('probability', r['score']):.2f}" for r in records]),
+    save_image(wrapped_grid(arrs, [f"{r['step']}:{r.get('probability', r['score']):.2f}" for r in records],
+                            groups=[r["unit_index"] for r in records],
+                            names=[f"{u.address}\n{n}" if n != u.address else n for u, n in zip(units, names)]),
                out / "samples.png")
     save_safetensors({"codes": chain.codes[0]}, out / "codes.safetensors", metadata={"generator": generator})
     run_config = {"model": getattr(net, "zoo_name", model), "model_source": getattr(net, "dgnam_source", None),
