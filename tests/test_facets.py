@@ -384,3 +384,21 @@ def test_an_amconfig_given_as_config_names_am_config(tiny_model):
     f = facets(tiny_model, "logits:0", x, None, FacetConfig(k=2, top_fraction=0.5, reduce="pca"),
                am_config=AMConfig(steps=2), progress=False)
     assert len(f.run.records) == 2
+
+
+def test_the_embedding_figure_names_its_facets(tmp_path, monkeypatch):
+    """embedding.png was coloured dots only: nothing tied a colour to a row of facets.png (facet j), nor said what
+    the axes are. Each facet's number is now written at the middle of its points, under a title."""
+    import numpy as np
+
+    from dgnam.facets import cluster_features, embedding_png
+
+    from test_engine import drawn_text
+
+    rng = np.random.default_rng(0)
+    feats = np.concatenate([rng.normal(c, 0.1, (10, 5)) for c in (0.0, 3.0, 6.0)])
+    cl = cluster_features(feats, 3, reduce="pca")
+    texts = drawn_text(monkeypatch)
+    embedding_png(cl, tmp_path / "e.png", title="logits:5: 30 top images, PCA of fc6")
+    assert sorted(t for t in texts if t.startswith("facet")) == ["facet 0", "facet 1", "facet 2"]
+    assert "logits:5: 30 top images, PCA of fc6" in texts

@@ -605,19 +605,22 @@ def _write_outputs(out: Path, f: Facets, images01: torch.Tensor, space: ImageSpa
                                                    for i in f.members[j][: f.config.top_real]])
     cols = ["synthetic"] + [f"top real {i + 1}" for i in range(f.config.top_real)]
     save_image(grid(rows, row_labels=labels, col_labels=cols, cell_labels=caps), out / "facets.png")
-    embedding_png(f.clustering, out / "embedding.png")
+    how = {"tsne": "t-SNE", "umap": "UMAP"}.get(f.config.reduce) if len(f.indices) > 3 else None
+    embedding_png(f.clustering, out / "embedding.png",
+                  title=f"{f.unit.address}: {len(f.indices)} top images, {how or 'PCA'} of {f.embed_layer}")
 
 
-def embedding_png(cl: Clustering, path: str | Path, size: int = 400) -> None:
+def embedding_png(cl: Clustering, path: str | Path, size: int = 400, title: str | None = None) -> None:
     """A scatter of the 2-D embedding (the first two PCA components when there is no t-SNE or UMAP), coloured by
-    facet."""
+    facet, each facet's number written at the middle of its points (the rows of ``facets.png``), under ``title``."""
     from PIL import Image, ImageDraw
 
-    from .images import save_image
+    from .images import _fit, _font, save_image
 
     e = cl.embedding[:, :2] if cl.embedding.shape[1] >= 2 else np.c_[cl.embedding[:, 0], np.zeros(len(cl.embedding))]
     lo, hi = e.min(0), e.max(0)
-    p = (e - lo) / np.where(hi > lo, hi - lo, 1.0) * (size - 20) + 10
+    top = 18 if title else 0  # the title's line, above the points
+    p = (e - lo) / np.where(hi > lo, hi - lo, 1.0) * np.array([size - 20, size - 20 - top]) + np.array([10, 10 + top])
     im = Image.new("RGB", (size, size), "white")
     d = ImageDraw.Draw(im)
     k = int(cl.labels.max()) + 1
@@ -625,6 +628,14 @@ def embedding_png(cl: Clustering, path: str | Path, size: int = 400) -> None:
         hue = int(lab) / max(k, 1)
         rgb = tuple(int(255 * c) for c in _hsv(hue))
         d.ellipse([px - 2, py - 2, px + 2, py + 2], fill=rgb)
+    font = _font(12)
+    for j in range(k):
+        if not (cl.labels == j).any():
+            continue
+        cx, cy = np.median(p[cl.labels == j], axis=0)
+        d.text((cx, cy), f"facet {j}", fill="black", font=font, anchor="mm", stroke_width=3, stroke_fill="white")
+    if title:
+        d.text((4, 2), _fit(d, title, size - 8, font), fill="black", font=font)
     save_image(im, path)
 
 
