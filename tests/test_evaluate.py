@@ -1,6 +1,7 @@
 """Evaluation metrics on constructed cases with known answers, and `evaluate_run` end to end on a tiny run."""
 
 import json
+import re
 import os
 from pathlib import Path
 
@@ -813,3 +814,25 @@ def test_evaluate_run_takes_the_run_that_visualize_returned(tiny_model, tiny_gen
         evaluate_run(in_memory, judge=tiny_model, model=tiny_model, data=real)
     with pytest.raises(DgnamError, match="run_dir is a int"):
         evaluate_run(3, judge=tiny_model, model=tiny_model, data=real)
+
+
+def test_the_report_says_what_made_the_run_and_what_scored_it(tmp_path):
+    """report.html gave a run's numbers (judge accuracy, Fréchet distance) with no word of the method, generator,
+    steps or seed that made its images, nor of the judge that scored them: a shared page could not be read alone."""
+    from PIL import Image
+
+    from dgnam.cli.evaluation import _write_report
+
+    Image.new("L", (4, 4)).save(tmp_path / "nearest.png")
+    config = {"model": "fmnist-cnn", "generator": "fmnist-g-fc6", "method": "dgn-am", "restarts": 3, "seed": 7,
+              "config": {"steps": 5}}
+    (tmp_path / "results.json").write_text(json.dumps({"config": config, "records": []}))
+    s = {"images": 2, "units": 1, "restarts_per_unit": 2, "fid": 1.0, "judge_accuracy": 1.0, "fid_reference": "x",
+         "real_nn_median": 1.0}
+    ev = {"summary": s, "units": [{"unit": "logits:0"}],
+          "settings": {"judge": "fmnist-judge", "judge_layer": "penult", "data": "fashion-mnist", "real_images": 500}}
+    page = _write_report(tmp_path, ev, ["unit"]).read_text()
+    rows = dict(re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td></tr>", page.split("<h2>Settings</h2>")[1]))
+    assert rows == {"target": "fmnist-cnn", "method": "dgn-am", "generator": "fmnist-g-fc6", "steps": "5",
+                    "restarts per unit": "3", "seed": "7", "judge": "fmnist-judge", "judge layer": "penult",
+                    "real images": "500 of fashion-mnist"}

@@ -107,8 +107,9 @@ def run_figures(run_dir: Path) -> list[Path]:
 
 
 def _write_report(run_dir: Path, ev: dict, unit_cols: list[str], figures: Sequence[Path] = ()) -> Path:
-    """``report.html`` beside the run: its figure, the nearest training images, and the tables, in one page. It says
-    how many of the run's images it scored, so a page older than a resumed run gives itself away."""
+    """``report.html`` beside the run: what made and scored it, its figure, the nearest training images, and the
+    tables, in one page. It says how many of the run's images it scored, so a page older than a resumed run gives
+    itself away."""
     import html
 
     from ..display import html_table
@@ -119,6 +120,8 @@ def _write_report(run_dir: Path, ev: dict, unit_cols: list[str], figures: Sequen
     sections = [("Incomplete run", warning_section(warning))] if warning else []
     sections += [("Assumed", warning_section(s["assumed"]))] if s.get("assumed") else []
     sections += [("Caveats", "".join(warning_section(c) for c in s["caveats"]))] if s.get("caveats") else []
+    settings = _settings(run_dir, ev.get("settings") or {})
+    sections += [("Settings", html_table(settings, ["setting", "value"]))] if settings else []
     sections += [(path.name, image_section(path, path.name)) for path in figures]
     sections += [
         ("Summary", f"<p>Scored {s['images']} of the run's {s.get('images_expected', s['images'])} images.</p>"
@@ -136,3 +139,27 @@ def _write_report(run_dir: Path, ev: dict, unit_cols: list[str], figures: Sequen
         ("Nearest training images", image_section(run_dir / "nearest.png", "nearest training images")),
     ]
     return write_page(run_dir / "report.html", f"dgnam evaluate: {run_dir}", sections)
+
+
+def _settings(run_dir: Path, evaluation: dict) -> list[dict]:
+    """What made the run (from its results.json: target, method, generator, steps, restarts, seed) and how it was
+    scored (judge, its layer, the real images), as rows of the report's Settings table: without them a shared page
+    gave numbers ("judge accuracy 0.33") without saying of which method's images, or by which judge."""
+    import json
+
+    try:
+        config = json.loads((run_dir / "results.json").read_text()).get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        config = {}
+    if not isinstance(config, dict):
+        config = {}
+    am = config.get("config") if isinstance(config.get("config"), dict) else {}
+    sampler = config.get("sampler") if isinstance(config.get("sampler"), dict) else {}
+    rows = [("target", config.get("model")), ("method", config.get("method")), ("generator", config.get("generator")),
+            ("code prior", config.get("dae") or config.get("prior")),
+            ("steps", am.get("steps")), ("iterations per condition", sampler.get("steps")),
+            ("restarts per unit", config.get("restarts")),
+            ("seed", config.get("seed", sampler.get("seed"))), ("judge", evaluation.get("judge")),
+            ("judge layer", evaluation.get("judge_layer")), ("real images", evaluation.get("data") and
+                                                              f"{evaluation.get('real_images')} of {evaluation['data']}")]
+    return [{"setting": k, "value": v} for k, v in rows if v is not None]
