@@ -987,3 +987,18 @@ def test_grid_row_labels_keep_the_whole_unit_class_goal_and_facet(monkeypatch):
     overview_grid([{"unit": "logits:3", "unit_index": 0, "restart": 0, "sample": 0, "condition": "Dress",
                     "probability": 0.5, "score": -0.7}], lambda k: img)
     assert "sample 0" in texts and "p(class)" in texts and "restart 0" not in texts  # a chain's samples
+
+
+def test_grid_keeps_an_images_aspect_ratio():
+    """A 16x48 (HxW) input's PNG was stretched into the square cell: three times too tall. It now fills the cell's
+    width, centred, with the white of the page above and below; a square image still fills its cell."""
+    import numpy as np
+
+    from dgnam.images import grid
+
+    wide = np.zeros((16, 48), np.uint8)  # black
+    fig = np.asarray(grid([[wide]], cell=96, pad=4))
+    cell = fig[4 : 4 + 96, 4 : 4 + 96, 0]
+    dark = np.flatnonzero((cell < 128).all(1))  # the rows of the cell the image covers
+    assert len(dark) == 32 and dark[0] == 32 and (cell[:32] == 255).all()
+    assert (np.asarray(grid([[np.zeros((12, 12), np.uint8)]], cell=96, pad=4))[4:100, 4:100] == 0).all()

@@ -146,8 +146,12 @@ def grid(
             x = lw + pad + j * (cell + pad)
             if arr is not None:
                 im = Image.fromarray(arr).convert("RGB")
-                resample = Image.NEAREST if im.width * 2 <= cell else Image.BILINEAR
-                canvas.paste(im.resize((cell, cell), resample), (x, y))
+                resample = Image.NEAREST if max(im.size) * 2 <= cell else Image.BILINEAR
+                # the longer side fills the cell, the other is scaled alike and centred: a 16x48 input was
+                # stretched into a square
+                side = max(im.size)
+                w, h = max(1, round(im.width * cell / side)), max(1, round(im.height * cell / side))
+                canvas.paste(im.resize((w, h), resample), (x + (cell - w) // 2, y + (cell - h) // 2))
             if cell_labels and j < len(cell_labels[i]) and cell_labels[i][j]:
                 for k, line in enumerate(str(cell_labels[i][j]).split("\n")):
                     draw.text((x, y + cell + 1 + 14 * k), _fit(draw, line, cell, font), fill="black", font=font)
