@@ -78,6 +78,10 @@ UMAP_NEIGHBORS = 15
 UMAP_MIN_DIST = 0.1
 
 
+#: Fewest points t-SNE and UMAP embed: with fewer, the PCA features are clustered as they are (and embedding.png
+#: says PCA).
+MIN_POINTS_TO_EMBED = 4
+
 #: The largest seed facets take: scikit-learn's random_state (t-SNE, k-means, PCA) is 0..2**32 - 1.
 MAX_FACET_SEED = 2**32 - 1
 
@@ -175,10 +179,10 @@ def cluster_features(features: np.ndarray | torch.Tensor, k: int, reduce: str = 
     pca = PCA(n_components=dim, random_state=seed).fit(x)
     feats = pca.transform(x)
     emb = feats
-    if reduce == "tsne" and len(x) > 3:
+    if reduce == "tsne" and len(x) >= MIN_POINTS_TO_EMBED:
         perp = min(perplexity, max(1.0, (len(x) - 1) / 3))  # t-SNE needs perplexity < N
         emb = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(feats)
-    if reduce == "umap" and len(x) > 3:
+    if reduce == "umap" and len(x) >= MIN_POINTS_TO_EMBED:
         import warnings
 
         import umap
@@ -605,7 +609,7 @@ def _write_outputs(out: Path, f: Facets, images01: torch.Tensor, space: ImageSpa
                                                    for i in f.members[j][: f.config.top_real]])
     cols = ["synthetic"] + [f"top real {i + 1}" for i in range(f.config.top_real)]
     save_image(grid(rows, row_labels=labels, col_labels=cols, cell_labels=caps), out / "facets.png")
-    how = {"tsne": "t-SNE", "umap": "UMAP"}.get(f.config.reduce) if len(f.indices) > 3 else None
+    how = {"tsne": "t-SNE", "umap": "UMAP"}.get(f.config.reduce) if len(f.indices) >= MIN_POINTS_TO_EMBED else None
     embedding_png(f.clustering, out / "embedding.png",
                   title=f"{f.unit.address}: {len(f.indices)} top images, {how or 'PCA'} of {f.embed_layer}")
 

@@ -14,7 +14,7 @@ from ..atomic import write_json_atomic
 from ..errors import DgnamError
 from ..images import save_image
 from ..facets import MAX_FACET_SEED
-from ..ppgn import CHECKPOINT_EVERY
+from ..ppgn import CHECKPOINT_EVERY, class_indices
 from ..run import EVALUATION_FILES, check_fresh_dir, foreign_entries, listed, move_in, run_file, staging_dir
 from ..zoo.registry import check_recorded_spec, is_zoo_model, model_weights_sha256
 from . import app, train_app
@@ -53,13 +53,9 @@ def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encode
 def inverts_sha256(generator_spec: str) -> str | None:
     """The SHA-256 of the encoder weights a generator was trained to invert, as `dgnam train generator` records it in
     the card beside the file (``inverts.weights_sha256``); ``None`` when it is not recorded."""
-    from ..zoo.files import card_beside
+    from ..zoo.files import card_encoder_sha256
 
-    if not Path(generator_spec).is_file():
-        return None
-    inv = card_beside(Path(generator_spec)).get("inverts")
-    sha = inv.get("weights_sha256") if isinstance(inv, dict) else None
-    return sha if isinstance(sha, str) and sha else None
+    return card_encoder_sha256(Path(generator_spec)) if Path(generator_spec).is_file() else None
 
 
 def _inverts(generator_spec: str, generator_arch: Optional[str]) -> tuple[str, str, Optional[str]] | None:
@@ -105,13 +101,6 @@ def _dae_source(dae: Optional[str]) -> str:
 
 #: Below this facet fidelity, `dgnam facets` says why most facet images left their facet and what to try.
 FIDELITY_HINT_BELOW = 0.5
-
-
-def _class_indices(net, names: list[str]) -> list[int]:
-    """Class indices from indices or names (:func:`dgnam.ppgn.class_indices`, which ClassCondition uses too)."""
-    from ..ppgn import class_indices
-
-    return class_indices(net, names)
 
 
 def _code_prior(kind: str, dae: Optional[str], gen, encoder_for: Callable[[], tuple], generator_spec: str,
@@ -382,7 +371,7 @@ def sample(
     if cls and relu_gradient != "pre":  # a class's logit is no ReLU's output: the option would do nothing
         raise DgnamError("--relu-gradient is how a --unit at a ReLU's output is differentiated: drop it with --class")
     if cls:
-        idx = _class_indices(net, cls)
+        idx = class_indices(net, cls)
         conds = [ClassCondition(net, [c], score=class_score) for c in idx]
         names = [(net.classes[c] if getattr(net, "classes", None) else str(c)) for c in idx]
         units = resolve_units(net, parse_units([f"logits:{c}" for c in idx]), example)  # the unit each class is
@@ -509,7 +498,7 @@ def inpaint(
     # the hole at IMAGE's own size: the given box, or the default hole (model pixels) scaled up with the image
     inside = (hole_mask(size, parse_box(mask)) if mask
               else torch.nn.functional.interpolate(m, size=size, mode="nearest"))[0, 0].bool().numpy()
-    (c,) = _class_indices(net, [cls])
+    (c,) = class_indices(net, [cls])
     cond = ClassCondition(net, [c], score=class_score)
     cfg = PPGNConfig(steps=steps, eps1=eps1, eps2=eps2, eps3=eps3, eps4=eps4, lr=lr, lr_end=lr_end, seed=seed)
     R = _code_prior(prior, dae, gen, lambda: (enc, layer), generator, generator_arch)

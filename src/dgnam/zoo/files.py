@@ -63,7 +63,7 @@ def _card_layer(path: Path) -> str | None:
     return str(inv["layer"]) if isinstance(inv, dict) and inv.get("layer") else None
 
 
-def _card_encoder_sha256(path: Path) -> str | None:
+def card_encoder_sha256(path: Path) -> str | None:
     """The SHA-256 of the encoder weights a generator inverts, from its card (``inverts.weights_sha256``)."""
     inv = card_beside(path).get("inverts")
     sha = inv.get("weights_sha256") if isinstance(inv, dict) else None
@@ -182,7 +182,7 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
         model.code_layer = _card_layer(path) or (entry.encoder_layer if tuple(code_shape) == tuple(entry.code_shape)
                                                  else None)
         model.code_shape = tuple(code_shape)
-        model.code_encoder_sha256 = _card_encoder_sha256(path)  # whose codes: PPGN checks a DAE's against it
+        model.code_encoder_sha256 = card_encoder_sha256(path)  # whose codes: PPGN checks a DAE's against it
         model.code_lower = _card_code_lower(path)
         if stats is not None and stats.mean.numel() == math.prod(code_shape):  # else not this generator's: ignored
             model.code_stats = stats
