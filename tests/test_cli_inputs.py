@@ -34,6 +34,10 @@ def test_a_zoo_architecture_without_weights_is_refused_not_run_at_random():
     r = run("layers", "caffenet")  # the architecture alone is enough to list its layers
     assert r.exit_code == 0 and "conv5" in r.output
     refused("no zoo model matches", "models", "nothing")
+    refused("classifier, dae, generator", "models", "--kind", "generators")
+    refused("no zoo dae matches", "models", "fmnist-cnn", "--kind", "dae")
+    r = run("models", "--kind", "dae")
+    assert r.exit_code == 0 and "fmnist-dae-fc6" in r.output and "fmnist-judge" not in r.output
 
 
 def test_commands_that_read_real_images_need_a_declared_input_space(tmp_path):

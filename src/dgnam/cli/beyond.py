@@ -86,7 +86,7 @@ def _inverts(generator_spec: str, generator_arch: Optional[str]) -> tuple[str, s
 CHAIN_CHECKPOINT = "chain-checkpoint.pt"
 
 #: ``--dae`` of `dgnam sample` and `dgnam inpaint`.
-DAE_HELP = ("code DAE: a zoo DAE (`dgnam models`, kind dae) or a .safetensors file from `dgnam train dae`; default: "
+DAE_HELP = ("code DAE: a zoo DAE (`dgnam models --kind dae`) or a .safetensors file from `dgnam train dae`; default: "
             "fmnist-dae-fc6")
 
 

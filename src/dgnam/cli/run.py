@@ -157,14 +157,19 @@ def layers(
 
 
 @app.command()
-def models(pattern: str = typer.Argument("*")) -> None:
+def models(pattern: str = typer.Argument("*", help="glob on the name, e.g. 'fmnist-*'"),
+           kind: Optional[str] = typer.Option(None, help="only this kind: classifier, generator or dae")) -> None:
     """List the zoo."""
     from ..zoo import get_entry, list_models
 
     rows = []
-    names = list_models(pattern)
+    kinds = sorted({get_entry(n).kind for n in list_models()})
+    if kind is not None and kind not in kinds:
+        raise DgnamError(f"--kind {kind!r}: the zoo's kinds are {', '.join(kinds)}")
+    names = list_models(pattern, kind=kind)
     if not names:
-        raise DgnamError(f"no zoo model matches {pattern!r}; `dgnam models` lists them all")
+        what = f"no zoo {kind}" if kind else "no zoo model"
+        raise DgnamError(f"{what} matches {pattern!r}; `dgnam models` lists them all")
     for name in names:
         e = get_entry(name)
         acc = e.card().get("metrics", {}).get("test_accuracy")
