@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from dgnam import DgnamError
+from dgnam import DgnamError, ImageSpace
 from dgnam.facets import (CenterBias, CenterBiasedPixels, FacetConfig, FacetDirection, centre_mask,
                           cluster_features, facets, find_facets, synthesize_facets)
 from dgnam.priors import gaussian_blur
@@ -141,6 +141,50 @@ def test_facets_writes_run_and_grid(tiny_model, tiny_gen, tmp_path):
     ev = evaluate_run(tmp_path / "run", judge=tiny_model, model=tiny_model, data=real)
     assert [(u["unit"], u["images"]) for u in ev["units"]] == [("logits:0", 2)] and ev["units"][0]["diversity"] > 0
     assert f.run.out == tmp_path / "run" and not (tmp_path / "run" / ".dgnam-partial").exists()
+
+
+def test_facets_take_the_input_space_of_a_model_without_one(tiny_model, tmp_path):
+    """facets(input_space=) for a model without an input_space attribute, as visualize takes it: such a model could
+    not be given facets at all (the pixel method's run needs the space too)."""
+    from conftest import TinyNet
+
+    bare = TinyNet().eval()
+    bare.load_state_dict(tiny_model.state_dict())
+    cfg = FacetConfig(k=2, top_fraction=0.5, reduce="pca", center_images=3, top_real=2)
+    with pytest.raises(DgnamError, match="input_space=ImageSpace"):
+        facets(bare, "logits:0", pattern_images(), None, cfg, steps=3, progress=False)
+    f = facets(bare, "logits:0", pattern_images(), None, cfg, steps=3, progress=False, input_space=SPACE,
+               out=tmp_path / "run")
+    want = facets(tiny_model, "logits:0", pattern_images(), None, cfg, steps=3, progress=False)
+    assert not hasattr(bare, "input_space") and f.space == SPACE  # read in it, and not left on the model
+    assert [m.tolist() for m in f.members] == [m.tolist() for m in want.members]
+    assert torch.equal(f.run.images, want.run.images)
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["config"]["target_space"] == json.loads(
+        json.dumps(SPACE.to_dict()))
+    # another space reads the same pixels as other inputs: other activations, so the given space is the one used
+    other = facets(bare, "logits:0", pattern_images(), None, cfg, steps=3, progress=False,
+                   input_space=ImageSpace(size=(12, 12), color="GRAY", mean=(0.2,), std=(0.5,)))
+    assert not torch.allclose(other.activations, want.activations)
+
+
+def test_facets_grid_is_the_figure_facets_png_is(tiny_model, tiny_gen, tmp_path):
+    from PIL import Image
+
+    cfg = FacetConfig(k=3, top_fraction=0.6, reduce="pca", center_images=3, top_real=2)
+    f = facets(tiny_model, "logits:1", pattern_images(), tiny_gen, cfg, encoder=(TinyEncoder().eval(), "code"),
+               steps=2, out=tmp_path / "run", progress=False)
+    figure = f.grid()
+    assert isinstance(figure, Image.Image) and figure.size[0] > 3 * 96 and figure.size[1] > 3 * 96  # 3 rows, 1 + 2 columns
+    with Image.open(tmp_path / "run" / "facets.png") as written:
+        assert figure.size == written.size and np.array_equal(np.asarray(figure), np.asarray(written))
+    # one more top real image is one more column of the same width, k more facets more rows
+    wider = facets(tiny_model, "logits:1", pattern_images(), tiny_gen, FacetConfig(**{**cfg.__dict__, "top_real": 3}),
+                   encoder=(TinyEncoder().eval(), "code"), steps=2, progress=False).grid()
+    assert wider.size[1] == figure.size[1] and wider.size[0] - figure.size[0] == 100
+    assert [len(x) for x in f.real_images] == [min(2, len(m)) for m in f.members]
+    f.real_images = None
+    with pytest.raises(DgnamError, match="no images to draw"):
+        f.grid()
 
 
 def test_facets_killed_before_its_outputs_leaves_no_run_that_looks_finished(tiny_model, tiny_gen, tmp_path,

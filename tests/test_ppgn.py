@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from dgnam import DgnamError
+from dgnam import DgnamError, ImageSpace
 from dgnam.ppgn import (ClassCondition, CodeDAE, JointPrior, PPGNConfig, UnitCondition, hole_mask, inpaint, load_dae,
                         parse_box, prior_term, sample, scale_box)
 from dgnam.train.dae import DAEConfig, train_dae
@@ -104,6 +104,19 @@ def test_load_dae_rejects_a_changed_file(tiny_dae, tmp_path):
         load_dae(tmp_path / "x.safetensors")
 
 
+class Kill(Exception):
+    """What :func:`kill_at` raises: a chain killed at an iteration."""
+
+
+def kill_at(iteration):
+    """An ``on_step`` that kills the chain (raises :class:`Kill`) once it has run ``iteration`` iterations."""
+    def on_step(t):
+        if t == iteration:
+            raise Kill
+
+    return on_step
+
+
 def test_a_killed_chain_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(tiny_model, tiny_gen, tiny_dae,
                                                                                       tmp_path):
     import dataclasses
@@ -114,16 +127,8 @@ def test_a_killed_chain_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted
     cfg = PPGNConfig(steps=12, burn_in=2, keep_every=2, eps3=0.1, reset_every=5, seed=3)
     whole = sample(tiny_gen, dae, conds, n_chains=2, config=cfg)
     ck = tmp_path / "chain.ckpt"
-
-    class Kill(Exception):
-        pass
-
-    def kill(t):
-        if t == 17:
-            raise Kill
-
     with pytest.raises(Kill):
-        sample(tiny_gen, dae, conds, 2, cfg, checkpoint=ck, checkpoint_every=5, on_step=kill)
+        sample(tiny_gen, dae, conds, 2, cfg, checkpoint=ck, checkpoint_every=5, on_step=kill_at(17))
     assert torch.load(ck, weights_only=True)["t_global"] == 15  # the last write before the kill
     resumed = sample(tiny_gen, dae, conds, 2, cfg, checkpoint=ck, checkpoint_every=5)
     for f in ("codes", "images", "steps", "scores", "segment", "score_history", "prior_history", "final_codes"):
@@ -384,6 +389,105 @@ def test_prior_term_is_r_minus_h(tiny_dae):
     dae, _ = tiny_dae
     h = torch.rand(4, 10)
     assert torch.allclose(prior_term(dae, h), dae(h) - h)
+
+
+def _tiny_real():
+    from dgnam.evaluate import RealData
+
+    return RealData(torch.rand(30, 1, 12, 12, generator=torch.Generator().manual_seed(0)), torch.arange(30) % 5)
+
+
+def test_sample_with_out_writes_a_run_that_evaluate_scores_and_whose_records_are_the_chains(tiny_model, tiny_gen,
+                                                                                              tiny_dae, tmp_path):
+    """sample(..., out=) writes the folder `dgnam sample` writes (one function writes both), so that a chain sampled
+    in Python is scored by evaluate_run and opened by Run.load: only the command line could make such a folder."""
+    from PIL import Image
+
+    from dgnam import Run
+    from dgnam.evaluate import evaluate_run
+    from dgnam.weights import load_state_dict
+
+    dae, _ = tiny_dae
+    conds = [ClassCondition(tiny_model, ["b"]), UnitCondition(tiny_model, "features.3:2")]
+    out = tmp_path / "s"
+    chain = sample(tiny_gen, dae, conds, 1, PPGNConfig.for_samples(3, steps=8), out=out)
+    assert chain.out == out and not (out / ".dgnam-partial").exists()
+    doc = json.loads((out / "results.json").read_text())
+    cfg, recs = doc["config"], doc["records"]
+    assert cfg["conditions"] == ["b", "features.3:2"] and cfg["units"] == ["logits:1", "features.3:2"]
+    assert (cfg["method"], cfg["prior"], cfg["model"], cfg["generator"], cfg["relu_gradient"]) == (
+        "ppgn-h", "dae", "TinyNet", "tiny", "pre")
+    assert cfg["dae"] == dae.source and cfg["dae"].endswith("tiny-dae.safetensors")  # the file, as the CLI names it
+    assert cfg["sampler"] == json.loads(json.dumps(chain.config.to_dict())) 
+    assert ImageSpace.from_dict(cfg["target_space"]) == SPACE
+    # one record per kept sample, in the chain's order, each condition's samples its unit's restarts
+    assert [r["step"] for r in recs] == chain.steps.tolist()
+    assert [r["unit_index"] for r in recs] == chain.segment.tolist() == [0, 0, 0, 1, 1, 1]
+    assert [r["restart"] for r in recs] == [0, 1, 2, 0, 1, 2]
+    assert [r["unit"] for r in recs] == ["logits:1"] * 3 + ["features.3:2"] * 3
+    assert [r["score"] for r in recs] == pytest.approx(chain.scores[0].tolist())
+    # a class's samples give its probability (the captions of samples.png), a unit's its score only
+    assert [r["probability"] for r in recs[:3]] == pytest.approx(
+        conds[0].probs(chain.images[0, :3], tiny_gen.space).tolist())
+    assert not any("probability" in r for r in recs[3:])
+    assert torch.equal(load_state_dict(out / "codes.safetensors")["codes"], chain.codes[0])
+    assert all((out / r["image"]).is_file() for r in recs)
+    assert Image.open(out / "samples.png").size == (150 + 3 * 100 + 4, 2 * (96 + 14 + 4) + 4)  # a row per condition
+    assert Run.load(out).grid().size[1] > 2 * 96  # one row per condition
+    ev = evaluate_run(out, judge=tiny_model, model=tiny_model, data=_tiny_real())
+    assert [(u["unit"], u["images"]) for u in ev["units"]] == [("logits:1", 3), ("features.3:2", 3)]
+    assert all("judge_class" in r for r in json.loads((out / "results.json").read_text())["records"])
+
+
+def test_sample_with_out_refuses_a_folder_that_holds_a_run_before_its_chain_runs(tiny_model, tiny_gen, tmp_path):
+    from dgnam.ppgn import save_samples
+
+    cond = ClassCondition(tiny_model, [0])
+    cfg = PPGNConfig.for_samples(2, steps=4)
+    out = tmp_path / "s"
+    chain = sample(tiny_gen, None, cond, 1, cfg, out=out)
+    before = (out / "results.json").read_bytes()
+    steps = []
+    with pytest.raises(DgnamError, match=r"exists and is not empty: choose another --out \(Python: out=\) or remove"):
+        sample(tiny_gen, None, cond, 1, cfg, out=out, on_step=steps.append)
+    assert steps == [] and (out / "results.json").read_bytes() == before  # refused before the chain, nothing written
+    with pytest.raises(DgnamError, match="already holds a run: choose another folder, or pass replace=True"):
+        save_samples(chain, out, cond, tiny_gen)
+    assert save_samples(chain, out, cond, tiny_gen, replace=True) == json.loads(before)["records"]
+    with pytest.raises(DgnamError, match="n_chains=1"):
+        sample(tiny_gen, None, cond, 2, cfg, out=tmp_path / "two")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DgnamError, match="is a file: give a folder"):
+        sample(tiny_gen, None, cond, 1, cfg, out=tmp_path / "file")
+    assert not (tmp_path / "two").exists()
+    # the chain's own checkpoint in the folder is no run: the same call continues from it
+    whole = sample(tiny_gen, None, cond, 1, cfg)
+    resumable = tmp_path / "c"
+    with pytest.raises(Kill):
+        sample(tiny_gen, None, cond, 1, cfg, out=resumable, checkpoint=resumable / "chain.pt", checkpoint_every=2,
+               on_step=kill_at(3))
+    assert not (resumable / "results.json").exists() and (resumable / "chain.pt").exists()
+    again = sample(tiny_gen, None, cond, 1, cfg, out=resumable, checkpoint=resumable / "chain.pt", checkpoint_every=2)
+    assert torch.equal(again.codes, whole.codes) and (resumable / "results.json").exists()
+
+
+def test_samples_of_a_callable_condition_are_written_and_evaluate_says_why_it_cannot_score_them(tiny_model, tiny_gen,
+                                                                                                   tmp_path):
+    from dgnam import Run
+    from dgnam.evaluate import evaluate_run
+
+    def brightness(images, space):
+        return images.mean((1, 2, 3))
+
+    out = tmp_path / "s"
+    sample(tiny_gen, None, brightness, 1, PPGNConfig.for_samples(2, steps=4), out=out)
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["config"]["conditions"] == ["condition0"] and doc["config"]["units"] == [None]
+    assert doc["config"]["model"] is None and doc["config"]["prior"] == "none"
+    assert [r["condition"] for r in doc["records"]] == ["condition0"] * 2 and not any("unit" in r for r in doc["records"])
+    assert Run.load(out).grid().size[0] > 2 * 96  # drawn, its row labelled by the condition
+    with pytest.raises(DgnamError, match="condition that is no unit of the target .*ClassCondition or UnitCondition"):
+        evaluate_run(out, judge=tiny_model, model=tiny_model, data=_tiny_real())
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -664,3 +768,21 @@ def test_a_chain_through_several_classes_shows_each_class_on_its_own_labelled_ro
     assert figure.size == (150 + 10 * 100 + 4, 3 * (96 + 14 + 4) + 4)  # 10 + 2 of Dress, then 3 of Sandal
     assert texts.index("Dress") < texts.index("0:0.50") < texts.index("11:0.50") < texts.index("Sandal")
     assert texts.index("Sandal") < texts.index("12:0.50")
+
+
+@needs_zoo
+def test_sample_with_out_writes_what_dgnam_sample_writes_byte_for_byte(tmp_path):
+    """The Python call and the command line write a run with the same function: the same chain gives the same files."""
+    from dgnam.zoo import create_model
+
+    p = dgnam("sample", "--class", "Sandal", "--class", "3", "--n", "3", "--steps", "8", "--out", tmp_path / "cli",
+              env={"OMP_NUM_THREADS": "1"})  # (the test process runs one thread: the same float rounding)
+    assert p.returncode == 0, p.stderr
+    net = create_model("fmnist-cnn")
+    sample(create_model("fmnist-g-fc6"), load_dae(), [ClassCondition(net, c) for c in ("Sandal", 3)], 1,
+           PPGNConfig.for_samples(3, steps=8), out=tmp_path / "py")
+    files = sorted(f.relative_to(tmp_path / "cli") for f in (tmp_path / "cli").rglob("*") if f.is_file())
+    assert files == sorted(f.relative_to(tmp_path / "py") for f in (tmp_path / "py").rglob("*") if f.is_file())
+    assert len(files) == 9
+    for f in files:
+        assert (tmp_path / "cli" / f).read_bytes() == (tmp_path / "py" / f).read_bytes(), f

@@ -563,6 +563,11 @@ def _evaluate_run(out: Path, judge: nn.Module | str | None, model: nn.Module | s
                          f"visualize`, `dgnam facets` or `dgnam sample`")
     if not records:
         raise DgnamError(f"{out}/results.json has no records: the run has not finished a batch yet")
+    if (all(isinstance(r, dict) and "condition" in r and "unit_index" in r for r in records)
+            and not all("unit" in r for r in records)):  # (an older `sample` run had neither unit nor unit_index)
+        raise DgnamError(f"{out} holds samples drawn for a condition that is no unit of the target (a callable of your "
+                         f"own, e.g. {next(r['condition'] for r in records if 'unit' not in r)}): evaluate scores "
+                         f"each image against its unit; sample with a ClassCondition or UnitCondition to score them")
     if not all(isinstance(r, dict) and "unit" in r and "image" in r for r in records):
         raise DgnamError(f"{out}/results.json has records without a unit or image: give a directory written by "
                          f"`dgnam visualize`, `dgnam facets` or `dgnam sample` (a `sample` run of an older version: "

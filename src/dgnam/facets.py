@@ -41,9 +41,9 @@ fc6, and one time in four in a held-out network's features.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -59,6 +59,9 @@ from .optimize import AMConfig
 from .priors import Prior, StepState, gaussian_blur
 from .units import (LayerReader, Unit, default_embed_layer, encode, parse_units, require_plain_units, resolve_units,
                     unit_responses)
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: The paper's settings: PCA to 50 dimensions before t-SNE to 2-D, k = 10 facets, the 15 images nearest each
 #: centroid averaged into the starting point.
@@ -309,7 +312,8 @@ class FacetDirection(Prior):
 class FacetSet:
     """The facets of a unit among real images (what :func:`find_facets` returns). ``indices`` are the indices (in
     the given images) of the clustered top images, with their ``activations``; ``members[j]`` facet j's images by
-    decreasing activation; ``init_indices[j]`` the ``center_images`` nearest its centroid, averaged into its start."""
+    decreasing activation; ``init_indices[j]`` the ``center_images`` nearest its centroid, averaged into its start;
+    ``space`` the model's input space the images were read in (``None``: the model's ``input_space``)."""
 
     unit: Unit
     embed_layer: str
@@ -319,6 +323,7 @@ class FacetSet:
     members: list[torch.Tensor]
     init_indices: list[torch.Tensor]
     config: FacetConfig
+    space: ImageSpace | None = field(default=None, kw_only=True)
 
     __repr__ = compact_repr
 
@@ -328,8 +333,9 @@ class Facets(FacetSet):
     """What :func:`facets` returns: the :class:`FacetSet` plus the synthesis: ``run`` (records, images, codes, one
     per facet, as :func:`dgnam.visualize` returns them), the synthetic images' embedding features, ``nearest[j]``
     the facet whose centre facet j's image is nearest to, ``fidelity``, the fraction with ``nearest[j] == j``, and
-    the ``facet_weight`` of the facet term (0: none). In a notebook it shows itself as its run does, under a line
-    with the fidelity."""
+    the ``facet_weight`` of the facet term (0: none); ``real_images[j]`` facet j's top real images ([0, 1], as
+    ``facets.png`` shows them beside its synthetic image: :meth:`grid`). In a notebook it shows itself as its run
+    does, under a line with the fidelity."""
 
     run: object
     synth_features: torch.Tensor
@@ -337,6 +343,27 @@ class Facets(FacetSet):
     fidelity: float
     method: str
     facet_weight: float = FACET_WEIGHT
+    real_images: list[torch.Tensor] | None = None
+
+    def grid(self) -> "Image.Image":
+        """The figure ``facets.png`` is (`dgnam facets`, ``facets(..., out=)``): one row per facet, its synthetic
+        image beside its ``config.top_real`` top real images (``real_images``), each captioned with its activation."""
+        from .images import grid
+
+        if self.real_images is None or self.space is None or getattr(self.run, "images", None) is None:
+            raise DgnamError("these Facets hold no images to draw (made by hand, or their run without images): "
+                             "facets() returns them with real_images, space and run.images set")
+        synth = to_uint8(self.run.images, self.run.space)
+        rows, labels, caps = [], [], []
+        for j, rec in enumerate(self.run.records):
+            shown = self.members[j][: self.config.top_real]
+            real = to_uint8(self.space.encode(self.real_images[j]), self.space)
+            rows.append([synth[j], *real])
+            labels.append(f"facet {j} ({rec['facet_size']} imgs)")
+            caps.append([f"{rec['activation']:.2f}"]
+                        + [f"{float(self.activations[(self.indices == i).nonzero()[0, 0]]):.2f}" for i in shown])
+        cols = ["synthetic"] + [f"top real {i + 1}" for i in range(self.config.top_real)]
+        return grid(rows, row_labels=labels, col_labels=cols, cell_labels=caps)
 
     def _repr_html_(self) -> str:
         import html
@@ -367,10 +394,12 @@ def _zoo_encoder(generator: Generator, model: nn.Module) -> tuple[nn.Module, str
     return create_model(entry.encoder), entry.encoder_layer
 
 
-def _check_images(model: nn.Module, images01: torch.Tensor) -> ImageSpace:
-    space = getattr(model, "input_space", None)
-    if space is None:
-        raise DgnamError("the model has no input_space: set model.input_space = ImageSpace(...)")
+def _check_images(model: nn.Module, images01: torch.Tensor, input_space: ImageSpace | None = None) -> ImageSpace:
+    """The model's input space (``input_space``, else the model's own, as :func:`dgnam.visualize` takes it), once the
+    real images are checked to be of its size and in [0, 1]."""
+    from .run import target_space
+
+    space = target_space(model, input_space)
     if images01.dim() != 4 or tuple(images01.shape[1:]) != space.shape:
         raise DgnamError(f"images have shape {tuple(images01.shape)}, expected (N, {space.channels}, {space.size[0]}, "
                          f"{space.size[1]}) in [0, 1]; load them at the model's input size")
@@ -405,21 +434,22 @@ def _check_configs(config: object = None, am_config: object = None) -> None:
 
 
 def find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, config: FacetConfig | None = None,
-                device: str | torch.device | None = None) -> FacetSet:
+                device: str | torch.device | None = None, input_space: ImageSpace | None = None) -> FacetSet:
     """Steps 1-2 of the algorithm: the top images of ``unit`` among ``images01`` (real images in [0, 1] at the
     model's input size), clustered into ``config.k`` facets in ``config.embed_layer``'s features. ``model`` runs in
-    eval mode on ``device`` (None: where it is) and comes back as it was given (:func:`dgnam.modules.frozen`)."""
+    eval mode on ``device`` (None: where it is) and comes back as it was given (:func:`dgnam.modules.frozen`).
+    ``input_space`` is the image space the model takes, for a model without an ``input_space`` attribute."""
     _check_configs(config)
     device = as_device(device, like=model)
     with frozen(model, device):
-        return _find_facets(model, unit, images01, config, device)
+        return _find_facets(model, unit, images01, config, device, input_space)
 
 
 def _find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, config: FacetConfig | None,
-                 device: torch.device) -> FacetSet:
+                 device: torch.device, input_space: ImageSpace | None = None) -> FacetSet:
     config = config or FacetConfig()
     config.validate()
-    space = _check_images(model, images01)
+    space = _check_images(model, images01, input_space)
     x = space.encode(images01)
     parsed = parse_units(unit) if not isinstance(unit, Unit) else [unit]
     if len(parsed) != 1:
@@ -448,7 +478,7 @@ def _find_facets(model: nn.Module, unit: str | Unit, images01: torch.Tensor, con
         near = where[np.argsort(dist, kind="stable")[: config.center_images]]
         init_idx.append(top[torch.as_tensor(near)])
     return FacetSet(unit=u, embed_layer=layer, clustering=cl, indices=top, activations=acts[top], members=members,
-                    init_indices=init_idx, config=config)
+                    init_indices=init_idx, config=config, space=space)
 
 
 def synthesize_facets(
@@ -466,9 +496,11 @@ def synthesize_facets(
     device: str | torch.device | None = None,
     out: str | Path | None = None,
     progress: bool = True,
+    input_space: ImageSpace | None = None,
 ) -> Facets:
     """Step 3: one image per facet of ``found`` (from the same ``images01``), starting from the facet's centre.
-    See :func:`facets` for the arguments. ``model`` and a given encoder come back as they were given."""
+    See :func:`facets` for the arguments (``input_space`` defaults to the one ``found`` was found in). ``model`` and
+    a given encoder come back as they were given."""
     from contextlib import ExitStack
 
     _check_configs(None, am_config)
@@ -480,16 +512,18 @@ def synthesize_facets(
             stack.enter_context(frozen(encoder[0], device))
         return _synthesize_facets(model, found, images01, generator, encoder=encoder, steps=steps,
                                   am_config=am_config, priors=priors, center_bias=center_bias,
-                                  facet_weight=facet_weight, device=device, out=out, progress=progress)
+                                  facet_weight=facet_weight, device=device, out=out, progress=progress,
+                                  input_space=input_space or found.space)
 
 
 def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor, generator: Generator | None, *,
                        encoder: tuple[nn.Module, str] | None, steps: int | None, am_config: AMConfig | None,
                        priors: Sequence[Prior] | None, center_bias: CenterBias | None, facet_weight: float,
-                       device: torch.device, out: str | Path | None, progress: bool) -> Facets:
+                       device: torch.device, out: str | Path | None, progress: bool,
+                       input_space: ImageSpace | None = None) -> Facets:
     from .run import check_fresh_dir, move_in, staging_dir, visualize
 
-    space = _check_images(model, images01)
+    space = _check_images(model, images01, input_space)
     if steps is not None and steps < 0:
         raise DgnamError(f"--steps {steps}: give steps >= 0")
     x = space.encode(images01)
@@ -527,22 +561,23 @@ def _synthesize_facets(model: nn.Module, found: FacetSet, images01: torch.Tensor
     # facets cannot resume: its note replaces visualize's (whose resume=True it does not take)
     with noting_interrupt(lambda: f"facets was interrupted: {written}; call it again to start over", replace=True):
         run = visualize(model, [found.unit] * k, gen, restarts=1, seed=found.config.seed, steps=steps,
-                        config=am_config, priors=priors, init=init, device=device, out=staged, progress=progress,
-                        method=method, batch_size=max(32, k))
+                        config=am_config, priors=priors, init=init, input_space=space, device=device, out=staged,
+                        progress=progress, method=method, batch_size=max(32, k))
     synth = convert(run.images.to(device), gen.space, space)
     synth_feats = encode(model, found.embed_layer, synth)
     nearest = [int(v) for v in found.clustering.nearest_center(synth_feats)]
     fidelity = float(np.mean([nearest[j] == j for j in range(k)]))
-    result = Facets(**{f: getattr(found, f) for f in FacetSet.__dataclass_fields__}, run=run,
+    shown = [images01[m[: found.config.top_real]] for m in found.members]  # what facets.png shows of each facet
+    result = Facets(**{**{f: getattr(found, f) for f in FacetSet.__dataclass_fields__}, "space": space}, run=run,
                     synth_features=synth_feats, nearest=nearest, fidelity=fidelity, method=method,
-                    facet_weight=facet_weight)
+                    facet_weight=facet_weight, real_images=shown)
     for j, rec in enumerate(run.records):
         rec.update({"facet": j, "facet_size": len(found.members[j]), "nearest_facet": nearest[j],
                     "top_images": [int(i) for i in found.members[j][: found.config.top_real]],
                     "init_images": [int(i) for i in found.init_indices[j]],
                     "top_activation": float(found.activations[(found.indices == found.members[j][0]).nonzero()[0, 0]])})
     if staged is not None:
-        _write_outputs(staged, result, images01, space, gen)
+        _write_outputs(staged, result)
         move_in(staged, out)
         run.out = out
     return result
@@ -564,6 +599,7 @@ def facets(
     device: str | torch.device | None = None,
     out: str | Path | None = None,
     progress: bool = True,
+    input_space: ImageSpace | None = None,
 ) -> Facets:
     """Find the facets of ``unit`` among ``images01`` (real images in [0, 1] at the model's input size) and
     synthesize one image per facet (:func:`find_facets` then :func:`synthesize_facets`).
@@ -577,21 +613,22 @@ def facets(
     facet's centre in the clustering features, at that weight against the unit's activation. With ``out``, the run directory
     of :func:`dgnam.visualize` is written (one unit per facet: the unit repeated k times, each once; records carry the
     facet's fields) plus
-    ``facets.png``, each facet's synthetic image beside its top real images, and ``embedding.png``, the 2-D
-    embedding coloured by facet.
+    ``facets.png``, each facet's synthetic image beside its top real images (:meth:`Facets.grid`), and
+    ``embedding.png``, the 2-D embedding coloured by facet. ``input_space`` is the image space the model takes, for a
+    model without an ``input_space`` attribute, as :func:`dgnam.visualize` takes it.
     """
     _check_configs(config, am_config)  # before the clustering
     model = unwrapped(model)
     if encoder is not None:
         encoder = (unwrapped(encoder[0]), encoder[1])
-    found = find_facets(model, unit, images01, config, device)
+    found = find_facets(model, unit, images01, config, device, input_space)
     return synthesize_facets(model, found, images01, generator, encoder=encoder, steps=steps, am_config=am_config,
                              priors=priors, center_bias=center_bias, facet_weight=facet_weight, device=device, out=out,
-                             progress=progress)
+                             progress=progress, input_space=input_space)
 
 
-def _write_outputs(out: Path, f: Facets, images01: torch.Tensor, space: ImageSpace, gen: Generator) -> None:
-    from .images import grid, save_image
+def _write_outputs(out: Path, f: Facets) -> None:
+    from .images import save_image
 
     path = out / "results.json"
     doc = json.loads(path.read_text())
@@ -599,16 +636,7 @@ def _write_outputs(out: Path, f: Facets, images01: torch.Tensor, space: ImageSpa
     doc["facets"] = {"unit": f.unit.address, "embed_layer": f.embed_layer, "method": f.method,
                      "facet_weight": f.facet_weight, "fidelity": f.fidelity, "clustered_images": len(f.indices), "config": asdict(f.config)}
     write_json_atomic(path, doc)
-    synth = to_uint8(f.run.images, gen.space)
-    rows, labels, caps = [], [], []
-    for j, rec in enumerate(f.run.records):
-        real = to_uint8(space.encode(images01[f.members[j][: f.config.top_real]]), space)
-        rows.append([synth[j], *real])
-        labels.append(f"facet {j} ({rec['facet_size']} imgs)")
-        caps.append([f"{rec['activation']:.2f}"] + [f"{float(f.activations[(f.indices == i).nonzero()[0, 0]]):.2f}"
-                                                   for i in f.members[j][: f.config.top_real]])
-    cols = ["synthetic"] + [f"top real {i + 1}" for i in range(f.config.top_real)]
-    save_image(grid(rows, row_labels=labels, col_labels=cols, cell_labels=caps), out / "facets.png")
+    save_image(f.grid(), out / "facets.png")
     how = {"tsne": "t-SNE", "umap": "UMAP"}.get(f.config.reduce) if len(f.indices) >= MIN_POINTS_TO_EMBED else None
     embedding_png(f.clustering, out / "embedding.png",
                   title=f"{f.unit.address}: {len(f.indices)} top images, {how or 'PCA'} of {f.embed_layer}")

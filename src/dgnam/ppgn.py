@@ -120,6 +120,7 @@ class CodeDAE(nn.Module):
         self.dim, self.hidden, self.layers = dim, hidden, layers
         self.code_layer: str | None = None  # the layer whose codes it was trained on (set by load_dae from the card)
         self.code_encoder_sha256: str | None = None  # the SHA-256 of that encoder's weights (load_dae, from the card)
+        self.source: str | None = None  # the file load_dae read it from (absolute): a sample run's results.json names it
         mods: list[nn.Module] = []
         d = dim
         for _ in range(layers):
@@ -172,6 +173,7 @@ def load_dae(path: str | Path | None = None) -> CodeDAE:
     dae.code_layer = codes.get("layer")  # which layer's codes it denoises, when its card says
     sha = codes.get("weights_sha256")  # ... of which encoder weights
     dae.code_encoder_sha256 = sha if isinstance(sha, str) and sha else None
+    dae.source = str(path.resolve())
     return dae.eval()
 
 
@@ -451,7 +453,8 @@ class Chain:
     ``codes`` (B, S, *code) and ``images`` (B, S, C, H, W, in the generator's space ``space``) are the kept samples
     of each of the B chains, taken after iterations ``steps`` (S,); ``scores`` (B, S) is the condition's score of each
     and ``segment`` (S,) which condition was active. ``score_history`` and ``prior_history`` (B, T) follow every
-    iteration: the score of G(h) before the step and ``||R(h) - h||``. In a notebook a chain shows its first chain's
+    iteration: the score of G(h) before the step and ``||R(h) - h||``. ``out`` is the run folder that
+    ``sample(..., out=)`` wrote (:func:`save_samples`), else ``None``. In a notebook a chain shows its first chain's
     samples (:meth:`grid`).
     """
 
@@ -465,6 +468,7 @@ class Chain:
     final_codes: torch.Tensor
     config: PPGNConfig = field(default_factory=PPGNConfig)
     space: ImageSpace | None = None
+    out: Path | None = None
 
     __repr__ = compact_repr
 
@@ -637,6 +641,7 @@ def sample(
     on_step: Callable[[int], None] | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: int = CHECKPOINT_EVERY,
+    out: str | Path | None = None,
 ) -> Chain:
     """Run ``n_chains`` PPGN-h chains on ``generator``'s code, conditioned on each of ``conditions`` in turn.
 
@@ -655,6 +660,11 @@ def sample(
     conditions or start) is refused. The file is left in place; delete it once the samples are saved. An interrupt
     (Ctrl-C, a notebook's stop button) goes on as a ``KeyboardInterrupt`` whose note says where the checkpoint
     holds the chain; without ``checkpoint`` nothing is kept.
+
+    With ``out`` (a folder, made if missing), the samples are also written there as `dgnam sample` writes its run
+    (:func:`save_samples`: ``images/``, ``samples.png``, ``codes.safetensors``, ``results.json``), which
+    :func:`dgnam.evaluate_run` and `dgnam evaluate` score, once the chain is done; the chain's ``out`` says where. It
+    takes one chain (``n_chains=1``) and a folder that holds no run yet (a ``checkpoint`` inside it aside).
     """
     config = config or PPGNConfig()
     config.validate()
@@ -666,6 +676,9 @@ def sample(
     check_prior(dae, generator)
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise DgnamError(f"checkpoint_every={checkpoint_every!r}: give a whole number of iterations >= 1")
+    if out is not None:
+        return _sample_into(Path(out), generator, dae, conds, n_chains, config, init, progress, on_step, checkpoint,
+                            checkpoint_every)
     dev = module_device(generator)
     with _borrowed([generator, dae, *(getattr(c, "model", None) for c in conds)], dev):
         rng = _Noise(config.seed, n_chains)
@@ -762,6 +775,167 @@ def sample(
             score_history=torch.stack(score_hist, 1),
             prior_history=torch.stack(prior_hist, 1), final_codes=h.cpu(), config=config, space=generator.space,
         )
+
+
+def _sample_into(out: Path, generator: Generator, dae: nn.Module | None, conds: list[Condition], n_chains: int,
+                 config: PPGNConfig, init: torch.Tensor | None, progress: bool, on_step: Callable[[int], None] | None,
+                 checkpoint: str | Path | None, checkpoint_every: int) -> Chain:
+    """:func:`sample` with ``out``: the folder checked before the chain runs (it may take hours), held locked while
+    it runs, and written when it is done."""
+    from .atomic import folder_lock
+    from .run import check_fresh_dir
+
+    if out.exists() and not out.is_dir():
+        raise DgnamError(f"out={out} is a file: give a folder for the samples (it is made if missing)")
+    if n_chains != 1:
+        raise DgnamError(f"out= writes the run of one chain, as `dgnam sample` makes it; n_chains={n_chains} here: "
+                         f"run n_chains=1, once per folder")
+    describe_conditions(conds)  # a condition the run cannot name fails now, not after the chain
+    # a checkpoint kept in the folder is the chain's own, not another run: the same call continues from it
+    own = (Path(checkpoint).name,) if checkpoint is not None and Path(checkpoint).resolve().parent == out.resolve() \
+        else ()
+    with folder_lock(out, "sample"):  # a second writer of OUT is refused until the samples are in
+        check_fresh_dir(out, own)
+        chain = sample(generator, dae, conds, 1, config, init, progress, on_step, checkpoint, checkpoint_every)
+        save_samples(chain, out, conds, generator, dae)
+    chain.out = out
+    return chain
+
+
+def describe_conditions(conditions: Condition | Sequence[Condition]) -> tuple[list[str], list[Unit | None],
+                                                                                nn.Module | None]:
+    """How a run folder of samples names each condition (its records' ``condition``: a class's name, else its index;
+    a unit's address; ``condition{i}`` for a callable of one's own), the unit of the target model each raises (a
+    class is its ``logits:C``; ``None`` for a callable, whose samples `dgnam evaluate` cannot score, having no unit to
+    score them by) and that model, the conditions' (``None`` when no condition has one). A run names one target:
+    conditions of two models, and a :class:`ClassCondition` of one class per chain, are refused."""
+    conds = [conditions] if callable(conditions) else list(conditions)
+    models = list({id(m): m for m in (getattr(c, "model", None) for c in conds) if isinstance(m, nn.Module)}.values())
+    if len(models) > 1:
+        raise DgnamError("the conditions score images with different models, and a run folder names one target: "
+                         "write the samples of each model's conditions into a folder of their own")
+    names: list[str] = []
+    units: list[Unit | None] = []
+    for i, c in enumerate(conds):
+        if isinstance(c, ClassCondition):
+            if len(c.classes) != 1:
+                raise DgnamError(f"condition {i} holds {len(c.classes)} classes, one per chain: a run folder holds "
+                                 f"one chain's samples, so give each condition one class")
+            k = int(c.classes[0])
+            classes = getattr(c.model, "classes", None)
+            names.append(classes[k] if classes and k < len(classes) else str(k))
+            example = c.space.encode(torch.full((1, *c.space.shape), 0.5))
+            units.append(resolve_units(c.model, parse_units(f"logits:{k}"), example)[0])
+        elif isinstance(c, UnitCondition):
+            names.append(c.units[0].address)
+            units.append(c.units[0])
+        else:
+            names.append(f"condition{i}")
+            units.append(None)
+    return names, units, models[0] if models else None
+
+
+def save_samples(chain: Chain, out: str | Path, conditions: Condition | Sequence[Condition], generator: Generator,
+                 dae: nn.Module | None = None, *, names: Sequence[str] | None = None, model_name: str | None = None,
+                 generator_name: str | None = None, dae_source: str | None = None, replace: bool = False
+                 ) -> list[dict]:
+    """Write a chain's samples (one chain's: ``n_chains=1``) into the folder ``out`` as `dgnam sample` does, so that
+    :func:`dgnam.evaluate_run`, `dgnam evaluate` and :meth:`dgnam.Run.load` read it: ``images/sNNN_NAME.png``,
+    ``samples.png`` (each condition's samples on rows of their own, captioned ``iteration:p(class)`` for a class,
+    ``iteration:score`` otherwise), ``codes.safetensors`` and ``results.json`` (``config`` and one record per sample,
+    with the ``unit``, ``unit_index`` and ``restart`` of a `visualize` record). Returns the records.
+
+    ``conditions``, ``generator`` and ``dae`` are the ones the chain was sampled with (see :func:`describe_conditions`
+    for what the records say of each condition; ``names`` replaces the condition names). What ``results.json`` calls
+    the target, the generator and the DAE defaults to what the objects say (a zoo name, else the class name; a
+    generator's ``name``; a DAE's zoo name, else the file :func:`load_dae` read): ``model_name``, ``generator_name``
+    and ``dae_source`` give them as the command line does, by the spec it loaded them from. The folder is written
+    staged and moved in complete, under its lock. A folder that holds a run already is refused, unless ``replace``:
+    then the earlier samples and their evaluation are removed (`dgnam sample --overwrite`, which checks first that
+    the run there is a sample run)."""
+    from . import __version__
+    from .atomic import folder_lock, write_json_atomic
+    from .images import png_scale, save_image, save_png, wrapped_grid
+    from .run import EVALUATION_FILES, move_in, staging_dir
+    from .weights import save_safetensors, tensor_digest
+
+    conds = [conditions] if callable(conditions) else list(conditions)
+    if chain.images.shape[0] != 1:
+        raise DgnamError(f"the chain holds {chain.images.shape[0]} chains' samples: a run folder holds one chain's, "
+                         f"as `dgnam sample` makes it (sample with n_chains=1)")
+    if len(chain.segment) and int(chain.segment.max()) >= len(conds):
+        raise DgnamError(f"the chain ran {int(chain.segment.max()) + 1} conditions, {len(conds)} given: pass the "
+                         f"conditions it was sampled with")
+    described, units, model = describe_conditions(conds)
+    names = described if names is None else [str(n) for n in names]
+    if len(names) != len(conds):
+        raise DgnamError(f"{len(names)} names for {len(conds)} conditions: give one name per condition")
+    space = _space_of(chain)
+    imgs = chain.images[0]
+    arrs = to_uint8(imgs, space)
+    records = []
+    probs = [float(conds[s].probs(imgs[i : i + 1], space)) if isinstance(conds[s], ClassCondition) else None
+             for i, s in enumerate(chain.segment.tolist())]
+    final_out = Path(out)
+    with folder_lock(final_out, "sample"):
+        if (final_out / "results.json").exists() and not replace:
+            raise DgnamError(f"{final_out} already holds a run: choose another folder, or pass replace=True to "
+                             f"replace its samples")
+        # everything is staged and moved in at the end: a kill while writing (or before) leaves an earlier run in
+        # OUT whole, not its images deleted under a results.json that still lists them
+        staged = staging_dir(final_out)
+        scale = png_scale(space.size)
+        kept = [0] * len(conds)
+        for i, a in enumerate(arrs):
+            seg = int(chain.segment[i])
+            path = f"images/s{i:03d}_{re.sub(r'[^A-Za-z0-9]+', '-', names[seg]).strip('-')}.png"
+            save_png(a, staged / path, scale)
+            # unit / unit_index / restart / image_size as in `visualize`'s records, so that `dgnam evaluate` reads
+            # the run
+            unit = {} if units[seg] is None else {"unit": units[seg].address}
+            rec = {"sample": i, "step": int(chain.steps[i]), "condition": names[seg], **unit, "unit_index": seg,
+                   "restart": kept[seg], "score": float(chain.scores[0, i]), "image": path,
+                   "image_size": list(space.size)}
+            kept[seg] += 1
+            if probs[i] is not None:
+                rec["probability"] = probs[i]
+            records.append(rec)
+        save_image(wrapped_grid(arrs, [f"{r['step']}:{r.get('probability', r['score']):.2f}" for r in records],
+                                groups=[r["unit_index"] for r in records],
+                                names=[f"{u.address}\n{n}" if u is not None and n != u.address else n
+                                       for u, n in zip(units, names)]),
+                   staged / "samples.png")
+        generator_name = generator_name or getattr(generator, "name", type(generator).__name__)
+        save_safetensors({"codes": chain.codes[0]}, staged / "codes.safetensors",
+                         metadata={"generator": generator_name})
+        prior = ("none" if dae is None else "joint" if isinstance(dae, JointPrior) else "dae"
+                 if isinstance(dae, CodeDAE) else type(dae).__name__)
+        relus = [c.relu_gradient if isinstance(c, UnitCondition) else None for c in conds]
+        relu = {r for r in relus if r is not None}
+        spaces = [c.space for c in conds if isinstance(getattr(c, "space", None), ImageSpace)]
+        target = spaces[0] if spaces else getattr(model, "input_space", None)
+        run_config = {
+            "model": model_name or (None if model is None else getattr(model, "zoo_name", type(model).__name__)),
+            "model_source": getattr(model, "dgnam_source", None), "generator": generator_name, "method": "ppgn-h",
+            "prior": prior,
+            "dae": (dae_source or getattr(dae, "zoo_name", None) or getattr(dae, "source", None)) if prior == "dae"
+            else None,
+            "units": [None if u is None else u.address for u in units], "conditions": names,
+            "sampler": chain.config.to_dict(),
+            # how a unit's gradient was taken (one value when every unit condition took it alike)
+            **({} if not relu else {"relu_gradient": relu.pop() if len(relu) == 1 else relus}),
+            "target_space": None if target is None else target.to_dict(),
+            # the weights themselves, as `visualize` records them: `evaluate` refuses a target file retrained in place
+            # since (without them it scored the samples with the new weights, without a word)
+            "weights": {"model": None if model is None else tensor_digest(model.state_dict().values()),
+                        "generator": tensor_digest(generator.state_dict().values())}}
+        write_json_atomic(staged / "results.json",
+                          {"dgnam_version": __version__, "config": run_config, "records": records})
+        # an earlier run's samples and its evaluation must not linger beside the new ones
+        stale = ([*(final_out / "images").glob("s*.png"), *(final_out / n for n in EVALUATION_FILES)]
+                 if replace else [])
+        move_in(staged, final_out, stale=stale)
+    return records
 
 
 # --------------------------------------------------------------------------------------------------------------------

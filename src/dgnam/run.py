@@ -230,11 +230,12 @@ def listed(names: Sequence[str], shown: int = 4) -> str:
     return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
-def check_fresh_dir(out: Path) -> Path:
-    """``out`` for a run that cannot resume (`facets`): missing, or an empty folder; a killed run's staging folder and
-    dgnam's other files in it (the lock, temporary files) do not count, since the next run discards them."""
-    if out.exists() and (not out.is_dir() or foreign_entries(out)):
-        raise DgnamError(f"{out} exists and is not empty: choose another --out or remove it")
+def check_fresh_dir(out: Path, own: Sequence[str] = ()) -> Path:
+    """``out`` for a run that cannot resume (`facets`, and `sample` from Python): missing, or an empty folder; a
+    killed run's staging folder and dgnam's other files in it (the lock, temporary files) do not count, since the
+    next run discards them, and neither do the names ``own`` (the caller's own file there, a chain's checkpoint)."""
+    if out.exists() and (not out.is_dir() or foreign_entries(out, own)):
+        raise DgnamError(f"{out} exists and is not empty: choose another --out (Python: out=) or remove it")
     return out
 
 
@@ -799,10 +800,11 @@ def overview_grid(records: Sequence[dict], picture: Callable[[int], np.ndarray],
 
 def row_label(rec: dict) -> str:
     """A figure's row label for a unit's record: its whole address, its class (a `sample` run's condition), whether
-    it is minimized, and a `facets` run's facet, one per line (:func:`~dgnam.images.grid` wraps what is too wide)."""
-    lines = [rec["unit"]]
+    it is minimized, and a `facets` run's facet, one per line (:func:`~dgnam.images.grid` wraps what is too wide).
+    A `sample` record of a condition that is no unit (a callable of one's own) is labelled by its condition alone."""
+    lines = [str(rec.get("unit") or rec.get("condition"))]
     name = rec.get("class_name") or rec.get("condition")
-    if name and name != rec["unit"]:
+    if name and str(name) != lines[0]:
         lines.append(str(name))
     if rec.get("goal") == "minimize":
         lines.append("(minimized)")

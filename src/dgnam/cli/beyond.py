@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -15,7 +14,7 @@ from ..errors import DgnamError
 from ..images import save_image
 from ..facets import MAX_FACET_SEED
 from ..ppgn import CHECKPOINT_EVERY, class_indices
-from ..run import EVALUATION_FILES, check_fresh_dir, foreign_entries, listed, move_in, run_file, staging_dir
+from ..run import check_fresh_dir, foreign_entries, listed, run_file
 from ..zoo.registry import check_recorded_spec, is_zoo_model, model_weights_sha256
 from . import app, train_app
 from .codes import read_image
@@ -316,13 +315,9 @@ def sample(
                                             f"OUT/{CHAIN_CHECKPOINT} every {CHECKPOINT_EVERY} iterations"),
 ) -> None:
     """PPGN-h: sample many images of a class (or a unit) from one Markov chain on the generator's code."""
-    from .. import __version__
-    from ..imagespace import to_uint8
-    from ..images import png_scale, save_png, wrapped_grid
     from ..ppgn import (PPGN_CLASS_STEPS, PPGN_UNIT_RESET_EVERY, PPGN_UNIT_STEPS, ClassCondition,
-                        PPGNConfig, UnitCondition, sample as run_sample)
-    from ..units import check_relu_gradient, parse_units, resolve_units
-    from ..weights import save_safetensors, tensor_digest
+                        PPGNConfig, UnitCondition, sample as run_sample, save_samples)
+    from ..units import check_relu_gradient, parse_units
 
     if bool(cls) == bool(unit):
         raise DgnamError("give --class C (repeatable) or --unit LAYER:CH, not both and not neither")
@@ -355,7 +350,7 @@ def sample(
         raise DgnamError(f"--unit {unit!r}: one unit per chain (run once per unit)")
     dev = device_arg(device)
     net = model_arg(model, arch).to(dev)
-    space = declared_space(net, model, "sample")
+    declared_space(net, model, "sample")  # (refused in one line without it: the conditions read images in it)
     gen = generator_arg(generator, generator_arch, code_stats)
     if gen is None:
         raise DgnamError("PPGN samples a learned generator's code: pass --generator (e.g. fmnist-g-fc6)")
@@ -366,19 +361,15 @@ def sample(
     for m in (net, gen) if R is None else (net, gen, R):
         for p in m.parameters():
             p.requires_grad_(False)
-    example = space.encode(torch.full((1, *space.shape), 0.5, device=dev))
     check_relu_gradient(relu_gradient, "--relu-gradient")
     if cls and relu_gradient != "pre":  # a class's logit is no ReLU's output: the option would do nothing
         raise DgnamError("--relu-gradient is how a --unit at a ReLU's output is differentiated: drop it with --class")
     if cls:
         idx = class_indices(net, cls)
         conds = [ClassCondition(net, [c], score=class_score) for c in idx]
-        names = [(net.classes[c] if getattr(net, "classes", None) else str(c)) for c in idx]
-        units = resolve_units(net, parse_units([f"logits:{c}" for c in idx]), example)  # the unit each class is
         default_steps, default_reset = PPGN_CLASS_STEPS, 0
     else:
         conds = [UnitCondition(net, unit, relu_gradient=relu_gradient)]  # it parses and checks the unit
-        units, names = conds[0].units, [conds[0].units[0].address]
         default_steps, default_reset = PPGN_UNIT_STEPS, PPGN_UNIT_RESET_EVERY
     cfg = PPGNConfig.for_samples(n, steps=default_steps if steps is None else steps, burn_in=burn_in, eps1=eps1, eps2=eps2, eps3=eps3,
                                  lr=lr, lr_end=lr_end,
@@ -387,52 +378,10 @@ def sample(
     if not resume:
         ckpt.unlink(missing_ok=True)  # --overwrite: an interrupted chain of the run being replaced
     chain = run_sample(gen, R, conds, 1, cfg, progress=True, checkpoint=ckpt)
-    imgs = chain.images[0]
-    arrs = to_uint8(imgs, gen.space)
-    records = []
-    probs = None
-    if cls:
-        cond_of = chain.segment.tolist()
-        probs = [float(conds[s].probs(imgs[i : i + 1].to(dev), gen.space)) for i, s in enumerate(cond_of)]
-    # everything is staged and moved in at the end: a kill while writing (or before) leaves an earlier run in OUT
-    # whole, not its images deleted under a results.json that still lists them
-    final_out, out = out, staging_dir(out)
-    scale = png_scale(gen.space.size)
-    kept = [0] * len(conds)
-    for i, a in enumerate(arrs):
-        seg = int(chain.segment[i])
-        path = f"images/s{i:03d}_{re.sub(r'[^A-Za-z0-9]+', '-', names[seg]).strip('-')}.png"
-        save_png(a, out / path, scale)
-        # unit / unit_index / restart / image_size as in `visualize`'s records, so that `dgnam evaluate` reads the run
-        rec = {"sample": i, "step": int(chain.steps[i]), "condition": names[seg], "unit": units[seg].address,
-               "unit_index": seg, "restart": kept[seg], "score": float(chain.scores[0, i]), "image": path,
-               "image_size": list(gen.space.size)}
-        kept[seg] += 1
-        if probs is not None:
-            rec["probability"] = probs[i]
-        records.append(rec)
-    save_image(wrapped_grid(arrs, [f"{r['step']}:{r.get('probability', r['score']):.2f}" for r in records],
-                            groups=[r["unit_index"] for r in records],
-                            names=[f"{u.address}\n{n}" if n != u.address else n for u, n in zip(units, names)]),
-               out / "samples.png")
-    save_safetensors({"codes": chain.codes[0]}, out / "codes.safetensors", metadata={"generator": generator})
-    run_config = {"model": getattr(net, "zoo_name", model), "model_source": getattr(net, "dgnam_source", None),
-                  "generator": generator, "method": "ppgn-h", "prior": prior,
-                  "dae": _dae_source(dae) if prior == "dae" else None,
-                  "units": [u.address for u in units], "conditions": names, "sampler": cfg.to_dict(),
-                  **({} if cls else {"relu_gradient": relu_gradient}),  # how a --unit's gradient was taken
-                  "target_space": space.to_dict(),
-                  # the weights themselves, as `visualize` records them: `evaluate` refuses a target file retrained in
-                  # place since (without them it scored the samples with the new weights, without a word)
-                  "weights": {"model": tensor_digest(net.state_dict().values()),
-                              "generator": tensor_digest(gen.state_dict().values())}}
-    write_json_atomic(out / "results.json", {"dgnam_version": __version__, "config": run_config, "records": records})
-    # an earlier run's samples and its evaluation must not linger beside the new ones (only with --overwrite is
-    # there an earlier run)
-    stale = ([*(final_out / "images").glob("s*.png"), *(final_out / n for n in EVALUATION_FILES)]
-             if overwrite or resume else [])
-    move_in(out, final_out, stale=stale)
-    out = final_out
+    # the run as the library writes it (staged, moved in complete); an earlier run's samples and its evaluation must
+    # not linger beside the new ones (only with --overwrite is there an earlier run)
+    records = save_samples(chain, out, conds, gen, R, model_name=getattr(net, "zoo_name", model),
+                           generator_name=generator, dae_source=_dae_source(dae), replace=overwrite or resume)
     ckpt.unlink(missing_ok=True)  # the samples are saved
     print_table(records[:: max(1, len(records) // 10)], ["sample", "step", "condition", "probability" if cls else "score"])
     typer.echo(f"wrote {len(records)} samples to {out}/samples.png (captions: iteration:{'p(class)' if cls else 'score'})")
