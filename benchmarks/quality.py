@@ -121,7 +121,7 @@ def main() -> None:
                 for c in range(10)]
     real_div = sum(mean_pairwise_distance(f) for f in by_class) / 10
     wall = time.perf_counter() - t0
-    grid(grid_rows, row_labels=names, col_labels=[f"{c} {cnn.classes[c]}"[:12] for c in range(10)], cell=64,
+    grid(grid_rows, row_labels=names, col_labels=[f"{c} {cnn.classes[c]}" for c in range(10)], cell=64,
          label_width=110).save(OUT / f"{args.name}_grid.png")
     result = {
         "rows": rows, "real_diversity": real_div,

@@ -989,6 +989,22 @@ def test_grid_row_labels_keep_the_whole_unit_class_goal_and_facet(monkeypatch):
     assert "sample 0" in texts and "p(class)" in texts and "restart 0" not in texts  # a chain's samples
 
 
+def test_grid_column_labels_too_wide_for_a_cell_take_a_second_line(monkeypatch):
+    """quality_grid.png's 64-px class columns read '0 T-shirt/to' and '9 Ankle b…' (one line cut to the cell). A label that
+    does not fit is broken onto a second line, whole; a grid whose labels fit keeps its one-line header."""
+    import numpy as np
+
+    from dgnam.images import grid
+
+    img = np.zeros((28, 28), np.uint8)
+    short = grid([[img, img]], col_labels=["0 Bag", "1 Coat"], cell=64)
+    texts = drawn_text(monkeypatch)
+    long = grid([[img, img]], col_labels=["0 T-shirt/top", "9 Ankle boot"], cell=64)
+    assert "…" not in " ".join(texts) and "T-shirt/top" in texts and "boot" in texts
+    assert long.height == short.height + 14  # one more line of header, the cells below it as before
+    assert np.array_equal(np.asarray(long)[-68:], np.asarray(short)[-68:])  # the cells are drawn alike
+
+
 def test_grid_keeps_an_images_aspect_ratio():
     """A 16x48 (HxW) input's PNG was stretched into the square cell: three times too tall. It now fills the cell's
     width, centred, with the white of the page above and below; a square image still fills its cell."""

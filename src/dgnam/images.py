@@ -102,6 +102,10 @@ GRID_MAX_ROWS = 100
 GRID_MAX_COLS = 16
 
 
+#: The most lines a column label of :func:`grid` takes; a longer one ends in an ellipsis.
+COL_LABEL_LINES = 2
+
+
 def grid(
     rows: Sequence[Sequence[np.ndarray | None]],
     row_labels: Sequence[str] | None = None,
@@ -117,12 +121,16 @@ def grid(
 
     A caption may have several lines (``"\\n"``); every line is shortened to its cell's width. A row label is one
     line shortened to ``label_width`` unless ``wrap_row_labels``: then it is broken into as many lines as the cell's
-    height holds (at its ``"\\n"`` too), so that a long unit address or class name is shown whole. ``corner`` is a
+    height holds (at its ``"\\n"`` too), so that a long unit address or class name is shown whole. A column label
+    too wide for its cell is broken the same way onto a second line (:data:`COL_LABEL_LINES`). ``corner`` is a
     note above the row labels, beside the column labels (what the captions are).
     """
     ncols = max(len(r) for r in rows)
     font = _font(12)
-    top = 18 if col_labels else 0
+    # a column label too wide for its cell takes a second line (a class name such as "9 Ankle boot" lost its end)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    col_lines = [_wrap(measure, str(label), cell, font, COL_LABEL_LINES) for label in col_labels or []]
+    top = 4 + 14 * max(len(c) for c in col_lines) if col_lines else 0
     lines = max((str(c).count("\n") + 1 for r in cell_labels or [] for c in r if c), default=0)
     cap = 14 * lines
     lw = label_width if row_labels else 0
@@ -132,8 +140,9 @@ def grid(
     draw = ImageDraw.Draw(canvas)
     if corner and col_labels and row_labels:
         draw.text((4, 2), _fit(draw, corner, lw - 8, font), fill="gray", font=font)
-    for j, label in enumerate(col_labels or []):
-        draw.text((lw + pad + j * (cell + pad), 2), _fit(draw, str(label), cell, font), fill="black", font=font)
+    for j, label in enumerate(col_lines):
+        for k, line in enumerate(label):
+            draw.text((lw + pad + j * (cell + pad), 2 + 14 * k), line, fill="black", font=font)
     for i, row in enumerate(rows):
         y = top + pad + i * (cell + cap + pad)
         if row_labels and wrap_row_labels:
