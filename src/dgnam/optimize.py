@@ -87,8 +87,8 @@ def bound_scaled_lr(upper: torch.Tensor, lr: float = DGNAM_LR_START) -> float:
     step as the released ``lr`` moves CaffeNet's fc6 code: ``lr * median(upper) / 12``.
 
     The released step ``lr / mean|g| * g`` changes each component by ``lr`` on average whatever the code's scale, so
-    the published 8.0 is too large for a generator whose bounds are smaller than CaffeNet fc6's (the README's
-    step-size table); this is a deviation from the paper, to be chosen explicitly.
+    the published 8.0 is too large for a generator whose bounds are smaller than CaffeNet fc6's (the step-size
+    table in benchmarks/RESULTS.md); this is a deviation from the paper, to be chosen explicitly.
     """
     median = upper.flatten().float().median()
     if not float(median) > 0 or not math.isfinite(float(median)):  # (a sparse layer, or statistics of few images)
