@@ -167,8 +167,8 @@ def test_facets_take_the_input_space_of_a_model_without_one(tiny_model, tmp_path
     assert not torch.allclose(other.activations, want.activations)
 
 
-def test_facets_grid_is_the_figure_facets_png_is(tiny_model, tiny_gen, tmp_path):
-    from PIL import Image
+def test_facets_grid_is_the_figure_facets_png_is(tiny_model, tiny_gen, tmp_path, monkeypatch):
+    from PIL import Image, ImageDraw
 
     cfg = FacetConfig(k=3, top_fraction=0.6, reduce="pca", center_images=3, top_real=2)
     f = facets(tiny_model, "logits:1", pattern_images(), tiny_gen, cfg, encoder=(TinyEncoder().eval(), "code"),
@@ -182,6 +182,13 @@ def test_facets_grid_is_the_figure_facets_png_is(tiny_model, tiny_gen, tmp_path)
                    encoder=(TinyEncoder().eval(), "code"), steps=2, progress=False).grid()
     assert wider.size[1] == figure.size[1] and wider.size[0] - figure.size[0] == 100
     assert [len(x) for x in f.real_images] == [min(2, len(m)) for m in f.members]
+    # each synthetic image says which facet's centre it lies nearest: the figure showed a stray one as its facet's
+    texts = []
+    draw_text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, t, *a, **kw: (texts.append(t), draw_text(self, xy, t, *a, **kw))[1])
+    f.grid()
+    want = ["own facet" if int(n) == j else f"nearest facet {int(n)}" for j, n in enumerate(f.nearest)]
+    assert [t for t in texts if "facet" in t and "(" not in t] == want
     f.real_images = None
     with pytest.raises(DgnamError, match="no images to draw"):
         f.grid()

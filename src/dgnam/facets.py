@@ -347,7 +347,10 @@ class Facets(FacetSet):
 
     def grid(self) -> "Image.Image":
         """The figure ``facets.png`` is (`dgnam facets`, ``facets(..., out=)``): one row per facet, its synthetic
-        image beside its ``config.top_real`` top real images (``real_images``), each captioned with its activation."""
+        image beside its ``config.top_real`` top real images (``real_images``), each captioned with its activation.
+        The synthetic image's caption also says which facet's centre it lies nearest (``own facet``, else ``nearest
+        facet J``): fidelity is that, per image, and the figure showed a facet image that had left its facet as if
+        it were the facet's."""
         from .images import grid
 
         if self.real_images is None or self.space is None or getattr(self.run, "images", None) is None:
@@ -360,7 +363,9 @@ class Facets(FacetSet):
             real = to_uint8(self.space.encode(self.real_images[j]), self.space)
             rows.append([synth[j], *real])
             labels.append(f"facet {j} ({rec['facet_size']} imgs)")
-            caps.append([f"{rec['activation']:.2f}"]
+            nearest = rec.get("nearest_facet")
+            where = "" if nearest is None else "\nown facet" if nearest == j else f"\nnearest facet {nearest}"
+            caps.append([f"{rec['activation']:.2f}{where}"]
                         + [f"{float(self.activations[(self.indices == i).nonzero()[0, 0]]):.2f}" for i in shown])
         cols = ["synthetic"] + [f"top real {i + 1}" for i in range(self.config.top_real)]
         return grid(rows, row_labels=labels, col_labels=cols, cell_labels=caps)
