@@ -363,9 +363,8 @@ class Facets(FacetSet):
             real = to_uint8(self.space.encode(self.real_images[j]), self.space)
             rows.append([synth[j], *real])
             labels.append(f"facet {j} ({rec['facet_size']} imgs)")
-            nearest = rec.get("nearest_facet")
-            where = "" if nearest is None else "\nown facet" if nearest == j else f"\nnearest facet {nearest}"
-            caps.append([f"{rec['activation']:.2f}{where}"]
+            where = "own facet" if self.nearest[j] == j else f"nearest facet {self.nearest[j]}"
+            caps.append([f"{rec['activation']:.2f}\n{where}"]
                         + [f"{float(self.activations[(self.indices == i).nonzero()[0, 0]]):.2f}" for i in shown])
         cols = ["synthetic"] + [f"top real {i + 1}" for i in range(self.config.top_real)]
         return grid(rows, row_labels=labels, col_labels=cols, cell_labels=caps)
