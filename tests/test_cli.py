@@ -46,6 +46,22 @@ def test_cli_warnings_are_one_line(tmp_path):
     assert "UserWarning" not in p.stderr and "warn(" not in p.stderr
 
 
+def test_usage_errors_are_one_line():
+    """Typer wrote a mistyped option or a missing value as a usage line, a hint and a five-line box; now it is one
+    line, as every other error is, naming the help to read. Help, the version and a bare command still work."""
+    one_line_error(dgnam("visualize", "--model", "fmnist-cnn", "--bogus", "2"), "No such option: --bogus",
+                   "visualize --help'")
+    one_line_error(dgnam("visualize"), "Missing option '--model'")
+    one_line_error(dgnam("sample", "--n", "abc"), "'--n'", "sample --help'")
+    one_line_error(dgnam("visualise"), "Did you mean 'visualize'?", "dgnam --help'")
+    bare = dgnam("train")  # no_args_is_help: the group's help, exit 2 as click gives it, no error line
+    assert bare.returncode == 2 and "generator" in bare.stdout and "error" not in bare.stderr, bare.stderr
+    version = dgnam("--version")
+    assert version.returncode == 0 and version.stdout.startswith("dgnam "), version.stderr
+    helped = dgnam("visualize", "--help")
+    assert helped.returncode == 0 and "--units" in helped.stdout and helped.stderr == "", helped.stderr
+
+
 def test_sigterm_ends_like_ctrl_c(tmp_path):
     """SIGTERM (Slurm's time limit, `kill`, a cancelled CI job) ended a run silently with Python's default: now it
     exits 143 saying what was kept and how to continue, with no traceback."""

@@ -67,6 +67,19 @@ def os_error_line(e: OSError) -> str:
     return f"{e.strerror or e}{where}: {fixes.get(e.errno, 'check the path and the disk')}"
 
 
+def _click_exception() -> type[Exception]:
+    """The base class of the usage errors of the click Typer runs on (newer Typers bundle their own copy of click,
+    older ones use the click package; both reach it through ``typer.BadParameter``)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def usage_error_line(e: Exception) -> str:
+    """A usage error (unknown option, missing or invalid value) as one line that names the help to read."""
+    message = " ".join(e.format_message().split())
+    ctx = getattr(e, "ctx", None)
+    return f"error: {message} (see '{ctx.command_path} --help')" if ctx is not None else f"error: {message}"
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Library warnings on the command line as one line, like its errors (not Python's two-line source listing)."""
     err_line(f"warning: {message}", typer.colors.YELLOW)
@@ -87,17 +100,27 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        app()
+        # Not standalone: Typer then returns exit codes and raises usage errors here instead of printing them in a
+        # box under the usage line (five lines or more); they are written in one line, as every other error is.
+        code = app(standalone_mode=False)
     except DgnamError as e:
         err_line(f"error: {e}", typer.colors.RED)
         sys.exit(2)
     except OSError as e:
         err_line(f"error: {os_error_line(e)}", typer.colors.RED)
         sys.exit(2)
-    except SystemExit as e:
-        if e.code == 130 and terminated:  # the shell's code for a process ended by SIGTERM: 128 + 15
-            err_line(TERMINATED, typer.colors.YELLOW)
-            sys.exit(143)
-        if e.code == 130:  # Typer's exit for Ctrl-C
-            err_line(INTERRUPTED, typer.colors.YELLOW)
-        raise
+    except _click_exception() as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `dgnam` or `dgnam train` alone: the help, printed already
+            sys.exit(e.exit_code)
+        err_line(usage_error_line(e), typer.colors.RED)
+        sys.exit(e.exit_code)
+    except typer.Abort:  # (end of input at a prompt; no command prompts today)
+        err_line("aborted", typer.colors.YELLOW)
+        sys.exit(1)
+    code = code if isinstance(code, int) else 0  # (a command's return value is not an exit code)
+    if code == 130 and terminated:  # the shell's code for a process ended by SIGTERM: 128 + 15
+        err_line(TERMINATED, typer.colors.YELLOW)
+        sys.exit(143)
+    if code == 130:  # Typer's exit code for Ctrl-C
+        err_line(INTERRUPTED, typer.colors.YELLOW)
+    sys.exit(code)
