@@ -439,6 +439,38 @@ def test_unit_parsing_and_resolution(tiny_model):
     assert "features.4" in names and names[-1] == "logits"
 
 
+def test_a_number_that_also_names_another_class_warns(tiny_model):
+    """Image folders 0..10 sort as 0, 1, 10, 2, ...: `logits:2` and `--class 2` read 2 as an index (the folder "10")
+    with no word that the folder "2" is class 3. Now a warning says so and names the index to give; a number that
+    names no other class, and a span, stay silent."""
+    import warnings
+
+    from dgnam.ppgn import class_indices
+
+    ex = torch.zeros(1, *SPACE.shape)
+    tiny_model.classes = ["0", "1", "10", "2", "3"]
+    try:
+        with pytest.warns(UserWarning, match="unit logits:2: class 2 is read as an index, the class named '10'; the "
+                                             "class named '2' is index 3: give 3 to mean it"):
+            assert [u.channel for u in resolve_units(tiny_model, parse_units("logits:2"), ex)] == [2]
+        with pytest.warns(UserWarning, match="^class 3 is read as an index, the class named '2'; the class named "
+                                             "'3' is index 4: give 4 to mean it"):
+            assert class_indices(tiny_model, ["3"]) == [3]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert class_indices(tiny_model, [0, "1"]) == [0, 1]
+            assert len(resolve_units(tiny_model, parse_units("logits:0,logits:all,features.4:2"), ex)) == 7
+        # a number past the classes that names one: the error gives its index
+        with pytest.raises(DgnamError, match=r"class 10 out of range: the model has classes 0..4 \(the class named "
+                                             r"'10' is index 2: give 2\)"):
+            class_indices(tiny_model, ["10"])
+        with pytest.raises(DgnamError, match=r"channel 10 out of range; layer 'logits' has channels 0..4 \(the class "
+                                             r"named '10' is index 2: give logits:2\)"):
+            resolve_units(tiny_model, parse_units("logits:10"), ex)
+    finally:
+        tiny_model.classes = ["a", "b", "c", "d", "e"]
+
+
 def test_nan_is_reported_with_unit(tiny_model, tiny_gen):
     class Nan(torch.nn.Module):
         def forward(self, x):

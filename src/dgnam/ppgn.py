@@ -63,8 +63,8 @@ from .generators import Generator
 from .imagespace import ImageSpace, convert, to_uint8
 from .modules import frozen, module_device, module_dtype, unwrapped
 from .priors import DGNAM_CLIP_BOUND, DGNAM_CODE_LOWER, ClipCode, checked_bounds
-from .units import (DGNAM_RELU_GRADIENT, LayerReader, Unit, check_relu_gradient, encode, output_tensor, parse_units,
-                    require_plain_units, resolve_units, unit_activations)
+from .units import (DGNAM_RELU_GRADIENT, LayerReader, Unit, check_relu_gradient, encode, named_like, output_tensor,
+                    parse_units, require_plain_units, resolve_units, unit_activations, warn_if_numbered_elsewhere)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -265,7 +265,10 @@ def class_indices(model: nn.Module, classes: Sequence[int | str]) -> list[int]:
             i = int(c)
             if i < 0 or (lowered and i >= len(lowered)):
                 upper = f"0..{len(lowered) - 1}" if lowered else "0 and up"
-                raise DgnamError(f"class {i} out of range: the model has classes {upper}")
+                other = named_like(i, named)
+                hint = f" (the class named '{i}' is index {other}: give {other})" if other is not None else ""
+                raise DgnamError(f"class {i} out of range: the model has classes {upper}{hint}")
+            warn_if_numbered_elsewhere(i, named, "class")
             out.append(i)
         elif isinstance(c, str) and c.strip().lower() in lowered:
             out.append(lowered.index(c.strip().lower()))

@@ -474,6 +474,9 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
             warn(f"layer {name!r} runs {times} in one forward pass (a module used twice, such as a ResNet block's "
                  f"relu): its units read its first call; to read a later one, give that call its own module")
     classes = list(getattr(model, "classes", None) or [])
+    for u in units:
+        if u.layer == LOGITS and u.direction is None and is_int(u.channel):
+            warn_if_numbered_elsewhere(int(u.channel), classes, f"unit {u.address}: class")
     resolved = []
     for u in _expand_spans(units, outs, classes):
         out = outs[u.layer]
@@ -500,6 +503,22 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
     return resolved
 
 
+def named_like(index: int, classes: Sequence[str]) -> int | None:
+    """The index of the class whose name is the number ``index``, where that is another class: image folders 0..10
+    sort as 0, 1, 10, 2, ..., so index 2 is the folder "10" and the folder "2" is class 3. A number is always read as
+    an index (the documented reading); this is for saying which index means the folder."""
+    named = [j for j, c in enumerate(classes) if str(c).strip() == str(index)]
+    return named[0] if named and named[0] != index else None
+
+
+def warn_if_numbered_elsewhere(index: int, classes: Sequence[str], what: str) -> None:
+    """Warn that ``index`` reads another class than the one with that number as its name (see :func:`named_like`)."""
+    other = named_like(index, classes)
+    if other is not None and 0 <= index < len(classes):
+        warn(f"{what} {index} is read as an index, the class named {classes[index]!r}; the class named "
+             f"{str(index)!r} is index {other}: give {other} to mean it")
+
+
 def _channel_index(u: Unit, n: int, classes: Sequence[str]) -> int:
     """The channel index of ``u`` on a layer of ``n`` channels: a class name looked up in ``classes``, an index
     checked against the range."""
@@ -521,8 +540,10 @@ def _channel_index(u: Unit, n: int, classes: Sequence[str]) -> int:
         ch = lookup[ch.lower()]
     if not 0 <= ch < n:
         minimize = f" (to minimize channel {-ch}, put the minus first: -{u.layer}:{-ch})" if -n < ch < 0 else ""
+        other = named_like(ch, classes) if u.layer == LOGITS else None
+        named = f" (the class named '{ch}' is index {other}: give {u.layer}:{other})" if other is not None else ""
         raise DgnamError(f"unit {u.address}: channel {ch} out of range; layer {u.layer!r} has channels "
-                         f"0..{n - 1}{minimize}")
+                         f"0..{n - 1}{minimize}{named}")
     return int(ch)
 
 
