@@ -215,9 +215,9 @@ def main() -> None:
         rec.update(fidelity_checks(cnn, gen, found, xs, space, code_layer))
         jcentres, rec["real_member_fidelity_judge"] = judge_centres(judge, found, xs, space)
         inverted = centre_inversion(cnn, gen, found, xs, space, code_layer)
+        nearest = found.clustering.nearest_center(features(cnn, EMBED, inverted, gen.space, space))
         rec["centre_inversion"] = {
-            "fidelity": float(np.mean(found.clustering.nearest_center(features(cnn, EMBED, inverted, gen.space, space))
-                                      == np.arange(K))),
+            "fidelity": float(np.mean(nearest == np.arange(K))), "nearest_facet": [int(n) for n in nearest],
             "fidelity_judge": judge_fidelity(judge, jcentres, inverted, gen.space),
             "activation": float(encode(cnn, "logits", convert(inverted, gen.space, space))[:, c].mean())}
         unit_rows["centre_inversion"] = to_uint8(inverted, gen.space)
@@ -312,7 +312,11 @@ def main() -> None:
     labels = [f"{c} {cnn.classes[c]}" for c in range(10)]
     for name, imgs in rows.items():
         cols = [f"restart {j}" if name.startswith("restarts") else f"facet {j}" for j in range(len(imgs[0]))]
-        grid(imgs, row_labels=labels, col_labels=cols, cell=56, label_width=100).save(OUT / f"{args.out}_{name}.png")
+        # under each facet image, the facet whose centre it lies nearest (what fidelity counts), as in facets.png
+        caps = ([["own facet" if n == j else f"nearest {n}" for j, n in enumerate(r[name]["nearest_facet"])]
+                 for r in per_unit] if "nearest_facet" in per_unit[0][name] else None)
+        grid(imgs, row_labels=labels, col_labels=cols, cell_labels=caps, cell=56,
+             label_width=100).save(OUT / f"{args.out}_{name}.png")
     stages.finish()
     for k, v in res.items():
         if k not in ("per_unit", "settings", "variants"):
