@@ -208,6 +208,12 @@ def test_chain_keeps_samples_and_moves_between_classes(tiny_model, tiny_gen, tin
     assert chain.codes.shape == (2, 10, 10) and chain.images.shape[:2] == (2, 10)
     assert chain.segment.tolist() == [0] * 5 + [1] * 5
     assert chain.steps.tolist() == [8, 11, 14, 17, 20, 28, 31, 34, 37, 40]
+    # its figure starts each class on a row of its own, labelled (one run of ten images hid where the target changed)
+    grouped = chain.grid(names=["one", "two"])
+    assert grouped.size == (150 + 5 * (96 + 4) + 4, 2 * (96 + 14 + 4) + 4)  # label column, 2 rows of 5 (not 1 of 10)
+    assert chain.grid().size == grouped.size  # the default names label the rows ("condition 0", "condition 1")
+    with pytest.raises(DgnamError, match="1 names for the chain's 2 conditions"):
+        chain.grid(names=["one"])
     upper = tiny_gen.code_stats.upper()
     assert (chain.codes >= 0).all() and (chain.codes <= upper + 1e-6).all()
     with pytest.raises(DgnamError, match="steps"):

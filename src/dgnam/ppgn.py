@@ -475,13 +475,23 @@ class Chain:
 
     __repr__ = compact_repr
 
-    def grid(self, chain: int = 0) -> "Image.Image":
+    def grid(self, chain: int = 0, names: Sequence[str] | None = None) -> "Image.Image":
         """Chain ``chain``'s kept samples in rows of ten, each captioned ``iteration:score``: the figure `dgnam
-        sample` writes as ``samples.png`` (whose captions give a class's probability, which needs the model)."""
+        sample` writes as ``samples.png`` (whose captions give a class's probability, which needs the model). A
+        chain through several conditions starts each condition's samples on a row of its own, labelled with its
+        name from ``names`` (one per condition; default ``condition I``), as ``samples.png`` does: drawn as one run
+        of images, the figure did not say where the chain changed its target."""
         from .images import wrapped_grid
 
         arrays = to_uint8(self.images[chain], _space_of(self))
-        return wrapped_grid(arrays, [f"{int(t)}:{float(v):.2f}" for t, v in zip(self.steps, self.scores[chain])])
+        captions = [f"{int(t)}:{float(v):.2f}" for t, v in zip(self.steps, self.scores[chain])]
+        count = int(self.segment.max()) + 1 if len(self.segment) else 0
+        if names is not None and len(names) < count:
+            raise DgnamError(f"{len(names)} names for the chain's {count} conditions: give one name per condition")
+        if names is None and count <= 1:
+            return wrapped_grid(arrays, captions)
+        names = [str(n) for n in names] if names is not None else [f"condition {i}" for i in range(count)]
+        return wrapped_grid(arrays, captions, groups=self.segment.tolist(), names=names)
 
     def _repr_png_(self) -> bytes:
         return png_bytes(self.grid())
