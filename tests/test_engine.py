@@ -1,4 +1,5 @@
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -745,6 +746,51 @@ def test_a_one_hot_direction_runs_as_its_channel(tiny_model, tiny_gen):
         assert d["unit"].split(":dir=")[0] == c["unit"].split(":")[0] and d["position"] == c["position"]
         assert d["activation"] == pytest.approx(c["activation"], abs=1e-5) and d["activation"] != 0
         assert d["best_step"] == c["best_step"]
+
+
+def test_a_sum_of_channels_reads_and_optimizes_the_sum(tiny_model, tiny_gen):
+    """`LAYER:A+B` (Lucid's channel(A) + channel(B), a neuron interaction; weighted `A+0.5*B`, class names on the
+    logits) was refused ("unknown class name"): it is the direction with the weights at those channels, so it reads
+    the weighted sum of the channels' activations at the unit's position or mean, and the run raises it."""
+    from dgnam.units import LayerReader, unit_column
+
+    ex = torch.zeros(1, *SPACE.shape)
+    summed, logit_sum, mean = resolve_units(tiny_model, parse_units("features.4:1+2@2,3,-logits:a+-0.5*c,"
+                                                                    "features.4:1 + 2.5e0*5:mean"), ex)
+    assert summed.direction.tolist() == [0, 1, 1, 0, 0, 0, 0, 0] and summed.address.startswith("features.4:dir=1+2#")
+    assert summed.address.endswith("@2,3") and mean.address.endswith(":mean") and mean.direction_name == "1+2.5e0*5"
+    assert mean.direction.tolist() == [0, 1, 0, 0, 0, 2.5, 0, 0]
+    assert logit_sum.direction.tolist() == [1, 0, -0.5, 0, 0] and logit_sum.sign == -1
+    x = torch.randn(3, *SPACE.shape, generator=torch.Generator().manual_seed(0))
+    parts = parse_units("features.4:1@2,3,features.4:2@2,3,logits:0,logits:2,features.4:1:mean,features.4:5:mean")
+    with torch.no_grad():
+        outs = LayerReader(tiny_model, ["features.4", "logits"])(x)
+        got, one = ([unit_column(outs[u.layer], u) for u in us] for us in ([summed, logit_sum, mean], parts))
+    assert torch.allclose(got[0], one[0] + one[1], atol=1e-6)
+    assert torch.allclose(got[1], one[2] - 0.5 * one[3], atol=1e-6)
+    assert torch.allclose(got[2], one[4] + 2.5 * one[5], atol=1e-5)
+    # the run raises the sum, and its records and code files keep the vector as a direction's
+    start = visualize(tiny_model, "features.4:1+2", tiny_gen, restarts=2, steps=0, progress=False).records
+    end = visualize(tiny_model, "features.4:1+2", tiny_gen, restarts=2, steps=15, progress=False).records
+    assert all(b["activation"] > a["activation"] + 0.03 for a, b in zip(start, end))
+    assert end[0]["direction"] == "1+2" and end[0]["unit"] == resolve_units(
+        tiny_model, parse_units("features.4:1+2"), ex)[0].address
+    # its address reads back as the sum (no file named "1+2" is looked for), to the same vector
+    again = resolve_units(tiny_model, parse_units(end[0]["unit"]), ex)[0]
+    assert again.address == end[0]["unit"] and torch.equal(again.direction, summed.direction)
+    from dgnam.units import require_plain_units
+    with pytest.raises(DgnamError, match="features.4:dir=1.2#.* is a minimized unit, a direction or a sum"):
+        require_plain_units([again], "facets")
+    for bad, needle in [("logits:a+zz", "unknown class name 'zz'"), ("logits:1+9", "channel 9 out of range"),
+                        ("logits:1+*2", "cannot read the term '*2'"), ("logits:1+-1*1", "cancel out"),
+                        ("features.4:b+3", "class names name the model's outputs")]:
+        with pytest.raises(DgnamError, match=re.escape(needle)):
+            resolve_units(tiny_model, parse_units(bad), ex)
+    tiny_model.classes = ["a", "b+c", "c", "d", "e"]  # a class whose name holds + is still that class
+    try:
+        assert resolve_units(tiny_model, parse_units("logits:B+C"), ex)[0].channel == 1
+    finally:
+        tiny_model.classes = ["a", "b", "c", "d", "e"]
 
 
 def test_units_of_every_kind_batched_equal_one_at_a_time(tiny_model, tiny_gen):

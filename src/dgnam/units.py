@@ -10,7 +10,9 @@ Two more objectives read the same way (Lucid's negative ``channel`` and ``direct
 unit (``-logits:3``: what the neuron dislikes), and ``LAYER:dir=FILE`` reads, instead of one channel, the dot product
 of the layer's channel vector with a vector of its channel count (a probe or concept-activation vector) from a
 ``.npy`` or ``.safetensors`` file. Its address names the file and a digest of the vector
-(``fc6:dir=probe.npy#3f2a9c1b04de5a6b``), so a run's records say which vector they show.
+(``fc6:dir=probe.npy#3f2a9c1b04de5a6b``), so a run's records say which vector they show. A weighted sum of one
+layer's channels (``fc6:3+0.5*7``, ``logits:Sandal+Sneaker``: Lucid's ``channel(A) + channel(B)``) is the direction
+with those weights, made when the units are resolved, since the vector's length is the layer's channel count.
 """
 
 from __future__ import annotations
@@ -181,6 +183,9 @@ def _direction_unit(layer: str, label: str, position: tuple[int, int] | None, re
     if not name.strip():
         raise DgnamError(f"unit {layer}:dir={label}: give the vector's file, e.g. {layer}:dir=probe.npy")
     saved = digest in directions
+    if not saved and is_sum(name) and Path(name.strip()).suffix.lower() not in DIRECTION_SUFFIXES:
+        # a sum's address (`fc6:dir=3+7#DIGEST`) reads back as the sum, which resolve_units makes the vector again
+        return Unit(layer, name.strip(), position, reduce, sign)
     v = directions[digest] if saved else load_direction(name.strip())
     u = Unit(layer, None, position, reduce, sign, direction=v, direction_name=Path(name.strip()).name)
     if digest and u.digest != digest:
@@ -248,8 +253,8 @@ def require_plain_units(units: Sequence[Unit], what: str) -> None:
     activation; a PPGN chain's records have no file to keep a vector in): one line, rather than a silent maximum."""
     odd = [u.address for u in units if u.sign != 1 or u.direction is not None]
     if odd:
-        raise DgnamError(f"{what} takes plain units (LAYER:CH); {odd[0]} is a minimized unit or a direction, which "
-                         f"only `visualize` optimizes")
+        raise DgnamError(f"{what} takes plain units (LAYER:CH); {odd[0]} is a minimized unit, a direction or a sum "
+                         f"of channels, which only `visualize` optimizes")
 
 
 def layer_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -488,6 +493,8 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
             if len(u.direction) != n:
                 raise DgnamError(f"unit {u.address}: the direction has {len(u.direction)} values, but layer "
                                  f"{u.layer!r} has {n} channels: give a vector of {n} values")
+        elif is_sum(u.channel, classes):
+            u = _sum_unit(u, n, classes)
         else:
             u = replace(u, channel=_channel_index(u, n, classes))
         spatial = shape[1:]
@@ -501,6 +508,37 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
             raise DgnamError(f"unit {u.address}: ':mean' needs a spatial layer; {u.layer!r} outputs {shape}")
         resolved.append(u)
     return resolved
+
+
+#: One term of a sum of channels, ``[W*]CH``: CH an index or a class name, W a number (``-1*7`` subtracts channel 7).
+_SUM_TERM = re.compile(r"\s*(?:(?P<w>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*)?(?P<ch>.*?)\s*")
+
+
+def is_sum(channel: object, classes: Sequence[str] = ()) -> bool:
+    """Whether a unit's channel is a weighted sum of channels (``3+7``, ``Sandal+0.5*Sneaker``), not a class whose
+    name holds ``+`` or ``*``."""
+    return (isinstance(channel, str) and ("+" in channel or "*" in channel)
+            and channel.strip().lower() not in (str(c).lower() for c in classes))
+
+
+def _sum_unit(u: Unit, n: int, classes: Sequence[str]) -> Unit:
+    """``LAYER:A+B`` (Lucid's ``channel(A) + channel(B)``, a neuron interaction; weighted: ``A+0.5*B``) as the
+    direction it is: the vector with each term's weight at its channel, read at the unit's position or channel
+    mean, as the channels would be. Its address names the sum (``fc6:dir=3+7#DIGEST``), so a run's records say
+    what was summed; the vector is kept with the run as every direction's is."""
+    weights = torch.zeros(n)
+    for term in u.channel.split("+"):
+        m = _SUM_TERM.fullmatch(term)
+        ch = m["ch"] if m else ""
+        if not ch or "*" in ch:
+            raise DgnamError(f"unit {u.address}: cannot read the term {term.strip()!r} of the sum: write "
+                             f"{u.layer}:A+B or {u.layer}:A+0.5*B with A, B channel indices or class names")
+        index = _channel_index(replace(u, channel=int(ch) if re.fullmatch(r"\d+", ch) else ch), n, classes)
+        weights[index] += float(m["w"]) if m["w"] is not None else 1.0
+    name = re.sub(r"\s+", "", u.channel)
+    if not weights.any():
+        raise DgnamError(f"unit {u.address}: the weights of the sum cancel out: nothing to optimize")
+    return Unit(u.layer, None, u.position, u.reduce, u.sign, direction=weights, direction_name=name)
 
 
 def named_like(index: int, classes: Sequence[str]) -> int | None:

@@ -20,7 +20,9 @@ def visualize(
     model: str = typer.Option(..., help="zoo name, package.module:factory, or a weights file with --arch"),
     units: str = typer.Option(..., help="e.g. 'logits:0,1,2', 'logits:0-99', 'fc6:all', 'features.10:3@4,4', "
                                         "'conv5:7:mean'; a leading minus minimizes ('-logits:3'); 'fc6:dir=FILE' "
-                                        "maximizes the dot product with the vector in FILE (.npy or .safetensors)"),
+                                        "maximizes the dot product with the vector in FILE (.npy or .safetensors); "
+                                        "'fc6:3+7' or 'logits:Sandal+0.5*Sneaker' a weighted sum of one layer's "
+                                        "channels"),
     generator: Optional[str] = typer.Option(None, help="generator (zoo name, import path or file); none = pixels"),
     prior: Optional[str] = typer.Option(None, "--prior", "--method",
                                         help="method preset (`dgnam priors`; Python: method=); default dgn-am with a "
