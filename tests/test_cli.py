@@ -62,6 +62,19 @@ def test_usage_errors_are_one_line():
     assert helped.returncode == 0 and "--units" in helped.stdout and helped.stderr == "", helped.stderr
 
 
+def test_the_interrupt_note_says_what_the_stopped_command_kept():
+    """Ctrl-C after any command said "visualize and sample continue with ... --resume, train commands ...": after
+    `dgnam evaluate` or `dgnam encode` that sent its reader looking for a --resume they do not have."""
+    from dgnam.cli import kept_note
+
+    assert kept_note(["-q", "visualize", "--out", "r"], "interrupted") == (
+        "interrupted: what was finished is on disk: the same command plus --resume continues it")
+    assert "--fresh starts over" in kept_note(["train", "generator"], "interrupted")
+    assert "--resume" not in kept_note(["evaluate", "runs/x"], "terminated (SIGTERM)")
+    assert kept_note(["encode", "a.png"], "interrupted") == (
+        "interrupted: no file is left half-written: the same command starts again")
+
+
 def test_sigterm_ends_like_ctrl_c(tmp_path):
     """SIGTERM (Slurm's time limit, `kill`, a cancelled CI job) ended a run silently with Python's default: now it
     exits 143 saying what was kept and how to continue, with no traceback."""

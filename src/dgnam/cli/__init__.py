@@ -39,11 +39,26 @@ from . import beyond, codes, convert, demo, evaluation, run, train  # noqa: E402
 from .common import err_line  # noqa: E402
 
 
-#: What Ctrl-C (or SIGTERM) leaves: every command writes as it goes, and each says how it continues.
-KEPT = ("what was finished is on disk. visualize and sample continue with the same command plus --resume, train "
-        "commands with the same command; demo and facets start again")
-INTERRUPTED = f"interrupted: {KEPT}"
-TERMINATED = f"terminated (SIGTERM): {KEPT}"
+#: What Ctrl-C (or SIGTERM) leaves, per command: every command writes as it goes (or writes each file whole at its end),
+#: and each says how it goes on. A note about --resume after `dgnam evaluate` sent its user looking for an option it
+#: does not have.
+KEPT = {
+    "visualize": "what was finished is on disk: the same command plus --resume continues it",
+    "sample": "what was finished is on disk: the same command plus --resume continues the chain",
+    "train": "the last checkpoint is on disk: the same command continues from it (--fresh starts over)",
+    "demo": "the finished runs are on disk; the same command starts the demo again",
+    "facets": "what was finished is on disk; the same command starts again",
+    "evaluate": "the evaluation is written at its end, each file whole: the same command evaluates the run again",
+}
+#: The rest (encode, code-stats, convert, inpaint, ...) write each file whole at the end.
+KEPT_OTHERWISE = "no file is left half-written: the same command starts again"
+
+
+def kept_note(argv: list[str], how: str) -> str:
+    """The line Ctrl-C (``how`` "interrupted") or SIGTERM ("terminated (SIGTERM)") ends a command with: what the
+    command in ``argv`` (``sys.argv[1:]``: options before it skipped) kept, and how it goes on."""
+    words = [a for a in argv if not a.startswith("-")]
+    return f"{how}: {KEPT.get(words[0] if words else '', KEPT_OTHERWISE)}"
 
 
 def os_error_line(e: OSError) -> str:
@@ -119,8 +134,8 @@ def main() -> None:
         sys.exit(1)
     code = code if isinstance(code, int) else 0  # (a command's return value is not an exit code)
     if code == 130 and terminated:  # the shell's code for a process ended by SIGTERM: 128 + 15
-        err_line(TERMINATED, typer.colors.YELLOW)
+        err_line(kept_note(sys.argv[1:], "terminated (SIGTERM)"), typer.colors.YELLOW)
         sys.exit(143)
     if code == 130:  # Typer's exit code for Ctrl-C
-        err_line(INTERRUPTED, typer.colors.YELLOW)
+        err_line(kept_note(sys.argv[1:], "interrupted"), typer.colors.YELLOW)
     sys.exit(code)
