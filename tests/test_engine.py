@@ -761,6 +761,7 @@ def test_a_sum_of_channels_reads_and_optimizes_the_sum(tiny_model, tiny_gen):
     assert summed.address.endswith("@2,3") and mean.address.endswith(":mean") and mean.direction_name == "1+2.5e0*5"
     assert mean.direction.tolist() == [0, 1, 0, 0, 0, 2.5, 0, 0]
     assert logit_sum.direction.tolist() == [1, 0, -0.5, 0, 0] and logit_sum.sign == -1
+    assert resolve_units(tiny_model, parse_units("logits:a+-c+-2"), ex)[0].direction.tolist() == [1, 0, -2, 0, 0]
     x = torch.randn(3, *SPACE.shape, generator=torch.Generator().manual_seed(0))
     parts = parse_units("features.4:1@2,3,features.4:2@2,3,logits:0,logits:2,features.4:1:mean,features.4:5:mean")
     with torch.no_grad():

@@ -510,7 +510,7 @@ def resolve_units(model: nn.Module, units: Sequence[Unit], example: torch.Tensor
     return resolved
 
 
-#: One term of a sum of channels, ``[W*]CH``: CH an index or a class name, W a number (``-1*7`` subtracts channel 7).
+#: One term of a sum of channels, ``[W*]CH``: CH an index or a class name, W a number (``-0.5*7``; ``-7`` is ``-1*7``).
 _SUM_TERM = re.compile(r"\s*(?:(?P<w>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*)?(?P<ch>.*?)\s*")
 
 
@@ -530,11 +530,15 @@ def _sum_unit(u: Unit, n: int, classes: Sequence[str]) -> Unit:
     for term in u.channel.split("+"):
         m = _SUM_TERM.fullmatch(term)
         ch = m["ch"] if m else ""
+        w = float(m["w"]) if m and m["w"] is not None else 1.0
+        if m and m["w"] is None and ch.startswith("-"):  # `A+-B`: B subtracted
+            ch, w = ch[1:].strip(), -1.0
         if not ch or "*" in ch:
             raise DgnamError(f"unit {u.address}: cannot read the term {term.strip()!r} of the sum: write "
-                             f"{u.layer}:A+B or {u.layer}:A+0.5*B with A, B channel indices or class names")
+                             f"{u.layer}:A+B, {u.layer}:A+0.5*B or {u.layer}:A+-B with A, B channel indices or class "
+                             f"names")
         index = _channel_index(replace(u, channel=int(ch) if re.fullmatch(r"\d+", ch) else ch), n, classes)
-        weights[index] += float(m["w"]) if m["w"] is not None else 1.0
+        weights[index] += w
     name = re.sub(r"\s+", "", u.channel)
     if not weights.any():
         raise DgnamError(f"unit {u.address}: the weights of the sum cancel out: nothing to optimize")
