@@ -433,6 +433,23 @@ def test_device_none_is_where_the_model_is():
         as_device("gpu0", like=net)
 
 
+def test_a_device_this_torch_lacks_is_refused_in_one_line():
+    """Not only CUDA: an Apple user's --device mps on a torch without MPS (or an absent XPU) failed deep inside the
+    first .to() with torch's traceback, and the meta device (shapes, no values) at the first copy out."""
+    from dgnam.modules import as_device
+
+    for name, backend in [("cuda", torch.cuda), ("mps", torch.backends.mps), ("xpu", torch.xpu)]:
+        if not backend.is_available():
+            with pytest.raises(DgnamError, match=f"this torch has no {name.upper()} device: use --device cpu"):
+                as_device(name)
+    with pytest.raises(DgnamError, match="holds no data"):
+        as_device("meta")
+    if torch.cuda.is_available():
+        with pytest.raises(DgnamError, match="this machine has CUDA devices 0.."):
+            as_device(f"cuda:{torch.cuda.device_count()}")
+    assert as_device("cpu") == torch.device("cpu")
+
+
 def test_a_one_dimensional_layer_records_the_position_it_reads():
     class Seq(nn.Module):  # Conv1d over the image's rows: output (N, C, L)
         def __init__(self):

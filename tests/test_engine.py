@@ -899,16 +899,21 @@ def test_a_unit_at_a_relu_output_rises_by_the_gradient_before_the_relu():
     layer before Caffe's in-place ReLU: the value read stays the ReLU's output, the gradient is its input's."""
     torch.manual_seed(0)
     lin = torch.nn.Linear(144, 3)
-    for inplace in (False, True):
-        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Sequential(lin, torch.nn.ReLU(inplace=inplace)))
+    for relu, inplace in [(torch.nn.ReLU, False), (torch.nn.ReLU, True), (torch.nn.ReLU6, True)]:
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Sequential(lin, relu(inplace=inplace)))
         x = torch.rand(4, 1, 12, 12, requires_grad=True)
+        if relu is torch.nn.ReLU6:  # MobileNet's: flat above 6 as well, where unit 2 is on all 4 images here
+            x = (x * 60).detach().requires_grad_()
         reader = LayerReader(net, ["1", "1.1"])
         exact, pre = reader(x), reader(x, "pre")
         for name in ("1", "1.1"):
             assert torch.equal(exact[name], pre[name]) and (pre[name] >= 0).all()  # the value: the ReLU's output
         (g,) = torch.autograd.grad(pre["1"][:, 2].sum(), x)
         (g_lin,) = torch.autograd.grad(lin(x.flatten(1))[:, 2].sum(), x)
-        assert torch.allclose(g, g_lin)  # the gradient: the ReLU's input's, where the unit is 0 too
+        assert torch.allclose(g, g_lin)  # the gradient: the ReLU's input's, where the unit is 0 (or 6) too
+        if relu is torch.nn.ReLU6:
+            (g_exact,) = torch.autograd.grad(exact["1"][:, 2].sum(), x)
+            assert (exact["1"][:, 2] == 6).all() and not g_exact.any() and g.abs().sum() > 0
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Sequential(lin, torch.nn.ReLU()))
     with torch.no_grad():
         lin.bias[2] = -2.0  # 0 on every image at the start (its input -1.56 on the start image)

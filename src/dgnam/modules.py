@@ -12,9 +12,10 @@ from torch import nn
 
 
 def as_device(device: torch.device | str | None, like: nn.Module | None = None) -> torch.device:
-    """``device`` as a ``torch.device``, or a one-line error naming the fix: torch's own errors for a CUDA device this
-    build lacks ("Torch not compiled with CUDA enabled") surface only later, deep inside the first ``.to()``.
-    ``None`` is where ``like`` is (a model the caller already put on a GPU stays there), or the CPU."""
+    """``device`` as a ``torch.device``, or a one-line error naming the fix: torch's own errors for a device this
+    build lacks ("Torch not compiled with CUDA enabled", "PyTorch is not linked with support for mps devices")
+    surface only later, deep inside the first ``.to()``. ``None`` is where ``like`` is (a model the caller already
+    put on a GPU stays there), or the CPU."""
     from .errors import DgnamError
 
     if device is None:
@@ -23,13 +24,31 @@ def as_device(device: torch.device | str | None, like: nn.Module | None = None) 
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise DgnamError(f"unknown device {device!r}: use cpu, cuda or cuda:N (--device, Python: device=)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DgnamError(f"device {device!r} asked for, but this torch has no CUDA device: use --device cpu "
-                         f"(Python: device='cpu')")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise DgnamError(f"device {device!r}: this machine has CUDA devices 0..{torch.cuda.device_count() - 1}")
+        raise DgnamError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps (--device, Python: device=)"
+                         ) from None
+    if dev.type == "meta":  # tensors there have shapes but no values: nothing to optimize or to write
+        raise DgnamError(f"device {device!r} holds no data, only shapes: use cpu, cuda or mps")
+    if dev.type != "cpu" and not _available(dev.type):
+        raise DgnamError(f"device {device!r} asked for, but this torch has no {dev.type.upper()} device: use "
+                         f"--device cpu (Python: device='cpu')")
+    count = getattr(getattr(torch, dev.type, None), "device_count", None)
+    if dev.type != "cpu" and dev.index is not None and callable(count) and dev.index >= count():
+        raise DgnamError(f"device {device!r}: this machine has {dev.type.upper()} devices 0..{count() - 1}")
     return dev
+
+
+def _available(device_type: str) -> bool:
+    """Whether this torch can put tensors on ``device_type``: the backend's own ``is_available()`` where it has one
+    (``torch.cuda``, ``torch.backends.mps``, ``torch.xpu``), else whether a tensor can be made there (a device type
+    that an extension registers, such as ``xla``)."""
+    backend = torch.backends.mps if device_type == "mps" else getattr(torch, device_type, None)
+    if callable(getattr(backend, "is_available", None)):
+        return bool(backend.is_available())
+    try:
+        torch.empty(0, device=device_type)
+    except Exception:  # noqa: BLE001 -- each backend fails in its own way (NotImplementedError, AssertionError, ...)
+        return False
+    return True
 
 
 def module_device(module: nn.Module, default: torch.device | str = "cpu") -> torch.device:

@@ -47,7 +47,7 @@ class AMConfig:
     rise by ``progress`` under a linear model, capped at ``lr_start`` (a raw step: with ``normalize="none"`` only).
     ``optimizer="adam"`` replaces the normalized step by Adam (Lucid's optimizer: ``tf.train.AdamOptimizer(0.05)``
     with TensorFlow's default betas and epsilon); its moments are kept per element, so batching still changes nothing
-    but float rounding. ``relu_gradient`` is how a unit read at an ``nn.ReLU``'s output is differentiated: ``"pre"``
+    but float rounding. ``relu_gradient`` is how a unit read at an ``nn.ReLU``'s (or ``nn.ReLU6``'s) output is differentiated: ``"pre"``
     (the released code's, :data:`dgnam.units.RELU_GRADIENTS`) through the ReLU's input, ``"exact"`` through the ReLU.
     """
 

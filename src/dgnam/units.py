@@ -312,9 +312,13 @@ class _Stop(Exception):
 #: in-place ReLU that follows it, so a hidden unit that is 0 still has a gradient. ``"exact"`` back-propagates through
 #: the ReLU: a unit that falls to 0 (DGN-AM's lr of 8 overshoots often) never moves again, and 38 of 40 DGN-AM runs on
 #: ``features.16:0-9`` and ``fc6.1:0-9`` of ``fmnist-cnn`` ended at 0 that way (``benchmarks/relu_gradient.py``).
-#: Only an ``nn.ReLU`` module inside the layer read counts: ``F.relu`` in a forward, other activations, and a ReLU
-#: before the layer (a ``Dropout`` after a ReLU passes its tensor on) are differentiated as they are.
+#: Only a rectifier module (:data:`RECTIFIERS`) inside the layer read counts: ``F.relu`` in a forward, other
+#: activations, and a ReLU before the layer (a ``Dropout`` after a ReLU passes its tensor on) are differentiated as
+#: they are.
 RELU_GRADIENTS = ("pre", "exact")
+#: The modules whose input's gradient ``"pre"`` takes: ReLU, and ReLU6 (MobileNet's, torchvision's
+#: ``Conv2dNormActivation`` blocks), whose gradient is 0 below 0 and above 6 alike.
+RECTIFIERS = (nn.ReLU, nn.ReLU6)
 #: The default of every method (:class:`dgnam.AMConfig`, :class:`dgnam.ppgn.UnitCondition`): the released code's.
 DGNAM_RELU_GRADIENT = "pre"
 
@@ -337,8 +341,9 @@ class LayerReader(nn.Module):
     ``calls`` says how often each ran, so that :func:`resolve_units` can warn. Layers after them that fail on this
     input (a head built for another size) end the pass as the early stop would, and ``ran_to_end`` is then False.
 
-    ``relu_gradient="pre"`` changes the gradient, not the value, of a layer whose output an ``nn.ReLU`` produced (the
-    ReLU itself, or a block ending in one): its gradient is that of the ReLU's input. See :data:`RELU_GRADIENTS`.
+    ``relu_gradient="pre"`` changes the gradient, not the value, of a layer whose output an ``nn.ReLU`` (or
+    ``nn.ReLU6``) produced (the ReLU itself, or a block ending in one): its gradient is that of the ReLU's input. See
+    :data:`RELU_GRADIENTS`.
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[str], count_calls: bool = False) -> None:
@@ -402,7 +407,7 @@ class LayerReader(nn.Module):
         if relu_gradient == "pre":  # registered first, so that a ReLU's record exists when its layer's hook runs
             relus, known = {}, self._output_relus
             for n, m in self._modules_by_name.items():
-                mine = [r for r in m.modules() if type(r) is nn.ReLU and (known is None or id(r) in known[n])]
+                mine = [r for r in m.modules() if type(r) in RECTIFIERS and (known is None or id(r) in known[n])]
                 inner[n] = {id(r) for r in mine}
                 relus.update((id(r), r) for r in mine)
             for r in relus.values():

@@ -18,8 +18,8 @@ from ..run import check_fresh_dir, foreign_entries, listed, run_file
 from ..zoo.registry import check_recorded_spec, is_zoo_model, model_weights_sha256
 from . import app, train_app
 from .codes import read_image
-from .common import (DATA_HELP, LIMIT_HELP, dataset_arg, declared_space, device_arg, generator_arg, hold_lock,
-                     image_file_arg, model_arg, out_folder_arg, print_table, seed_option, writable_folder)
+from .common import (DATA_HELP, LIMIT_HELP, dataset_arg, declared_space, device_arg, device_option, generator_arg,
+                     hold_lock, image_file_arg, model_arg, out_folder_arg, print_table, seed_option, writable_folder)
 
 
 def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encoder: Optional[str],
@@ -203,7 +203,7 @@ def facets(
     relu_gradient: str = typer.Option("pre", help="a unit at a ReLU's output follows the gradient of the ReLU's "
                                                   "input (pre, as released) or goes through the ReLU (exact)"),
     seed: int = seed_option(MAX_FACET_SEED),
-    device: str = typer.Option("cpu"),
+    device: str = device_option("the model and the generator run"),
     out: Path = typer.Option(Path("runs/facets"), help="run directory"),
     encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its card's or "
                                                      "zoo entry's)"),
@@ -308,7 +308,7 @@ def sample(
     relu_gradient: str = typer.Option("pre", help="a --unit at a ReLU's output follows the gradient of the ReLU's "
                                                   "input (pre, as released) or goes through the ReLU (exact)"),
     seed: int = seed_option(),
-    device: str = typer.Option("cpu"),
+    device: str = device_option("the sampler runs"),
     out: Path = typer.Option(Path("runs/sample"), help="output folder"),
     overwrite: bool = typer.Option(False, help="replace the samples of an earlier run in --out"),
     resume: bool = typer.Option(False, help=f"continue a chain that was killed: it writes its state to "
@@ -415,7 +415,7 @@ def inpaint(
                                                        "1e-32); give --lr-end equal to --lr for a constant step"),
     class_score: str = typer.Option("log_prob", help="class gradient: log_prob, logit or released"),
     seed: int = seed_option(),
-    device: str = typer.Option("cpu"),
+    device: str = device_option("the inpainting runs"),
     out: Path = typer.Option(Path("inpaint.png"), help="PNG of three panels: masked, result, original"),
     filled: Optional[Path] = typer.Option(None, help="IMAGE at its own size with only the hole replaced (default: "
                                                      "OUT's name + '-filled', e.g. inpaint-filled.png)"),
@@ -482,7 +482,7 @@ def train_dae_cmd(
     limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
     seed: int = seed_option(),
     out: Path = typer.Option(Path("checkpoints"), help="folder for weights, card and the resumable checkpoint"),
-    device: str = typer.Option("cpu"),
+    device: str = device_option("the encoder and the training run"),
     fresh: bool = typer.Option(False, help="ignore an existing checkpoint instead of resuming from it"),
     encoder_arch: Optional[str] = typer.Option(None),
 ) -> None:

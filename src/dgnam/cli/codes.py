@@ -11,7 +11,7 @@ import typer
 from ..errors import DgnamError
 from . import app
 from ..zoo.registry import model_weights_sha256
-from .common import DATA_HELP, LIMIT_HELP, dataset_arg, declared_space, device_arg, model_arg
+from .common import DATA_HELP, LIMIT_HELP, dataset_arg, declared_space, device_arg, device_option, model_arg
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,7 +59,7 @@ def encode(
     layer: str = typer.Option("fc6"),
     out: Path = typer.Option(Path("codes.safetensors")),
     arch: Optional[str] = typer.Option(None),
-    device: str = typer.Option("cpu", help="where the encoder runs (cpu, cuda, cuda:N)"),
+    device: str = device_option("the encoder runs"),
 ) -> None:
     """Encode real images into codes (for `visualize --init codes.safetensors`, the paper's start from a real image)."""
     from ..units import encode as encode_layer
@@ -88,7 +88,7 @@ def code_stats(
     limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
     out: Path = typer.Option(Path("codestats.safetensors")),
     arch: Optional[str] = typer.Option(None),
-    device: str = typer.Option("cpu", help="where the encoder runs (cpu, cuda, cuda:N)"),
+    device: str = device_option("the encoder runs"),
 ) -> None:
     """Measure CodeStats (per-component mean, std, percentiles) of LAYER over a data set."""
     from ..priors import CodeStats

@@ -182,6 +182,12 @@ def seed_option(most: int = MAX_SEED) -> Any:
     return typer.Option(0, min=0, max=most)
 
 
+def device_option(what: str = "the models run") -> Any:
+    """The ``--device`` option every command shares, its help naming what runs there (``what``): checked by
+    :func:`device_arg`, which refuses a device this torch lacks in one line."""
+    return typer.Option("cpu", help=f"where {what}: cpu, cuda, cuda:N or mps")
+
+
 def print_table(rows: list[dict], columns: list[str], title: str | None = None, all_in: str | None = None) -> None:
     """Print ``rows`` as a table; with ``all_in`` (the file that holds every row), only the first
     :data:`TABLE_MAX_ROWS`, and a caption that says how many were left out and where they are."""

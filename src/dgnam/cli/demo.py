@@ -9,7 +9,7 @@ import typer
 
 from ..demo import DEMO_RESTARTS
 from . import app
-from .common import device_arg, print_table, seed_option
+from .common import device_arg, device_option, print_table, seed_option
 
 
 @app.command()
@@ -18,7 +18,7 @@ def demo(
     restarts: int = typer.Option(DEMO_RESTARTS, help="restarts per class; the one with the highest final activation is kept"),
     steps: Optional[int] = typer.Option(None, help="iterations (default: DGN-AM's 200 for both methods)"),
     seed: int = seed_option(),
-    device: str = typer.Option("cpu"),
+    device: str = device_option("the models run"),
     data: Optional[str] = typer.Option(None, help="Fashion-MNIST folder (default: Debian's)"),
 ) -> None:
     """DGN-AM vs pixel AM on the 10 class logits of fmnist-cnn: writes OUT/grid.png, results.json, index.html."""

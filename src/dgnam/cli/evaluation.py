@@ -10,7 +10,7 @@ import typer
 from . import app
 from ..errors import DgnamError
 from ..display import NOT_APPLICABLE
-from .common import device_arg, err_line, hold_lock, model_arg, print_table
+from .common import device_arg, device_option, err_line, hold_lock, model_arg, print_table
 
 
 
@@ -36,7 +36,7 @@ def evaluate(
                                            "search (seeded); 0: all of them"),
     partial: bool = typer.Option(False, "--partial", help="score a run that has not finished all its images (marked "
                                                           "incomplete); without it such a run is refused"),
-    device: str = typer.Option("cpu", help="where the target and the judge run (cpu, cuda, cuda:N)"),
+    device: str = device_option("the target and the judge run"),
 ) -> None:
     """Add activation-vs-real, judge, Fréchet, nearest-training-image and diversity metrics to RUN_DIR's records;
     writes evaluation.json, nearest.png and report.html there and prints the per-unit table and a summary line.

@@ -12,7 +12,8 @@ import typer
 from ..errors import DgnamError
 from . import app
 from ..zoo.registry import weights_sha256
-from .common import device_arg, generator_arg, model_arg, out_folder_arg, print_table, seed_option, space_arg
+from .common import (device_arg, device_option, generator_arg, model_arg, out_folder_arg, print_table, seed_option,
+                     space_arg)
 
 
 @app.command()
@@ -37,7 +38,7 @@ def visualize(
                                                   "input (pre, as released: a unit at 0 still moves) or through the "
                                                   "ReLU (exact)"),
     batch_size: int = typer.Option(32, help="optimizations run together (units x restarts)"),
-    device: str = typer.Option("cpu"),
+    device: str = device_option("the model and the generator run"),
     out: Path = typer.Option(Path("runs/visualize"), help="run directory"),
     resume: bool = typer.Option(False, help="continue an interrupted run in OUT"),
     arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),

@@ -12,7 +12,8 @@ import typer
 from ..data import is_fashion_mnist
 from ..errors import DgnamError
 from . import train_app
-from .common import DATA_HELP, LIMIT_HELP, declared_space, device_arg, model_arg, seed_option, writable_folder
+from .common import (DATA_HELP, LIMIT_HELP, declared_space, device_arg, device_option, model_arg, seed_option,
+                     writable_folder)
 
 
 def train_test(data: Optional[str], size: tuple[int, int], channels: int, seed: int, limit: Optional[int] = None,
@@ -46,7 +47,7 @@ def classifier(
     lr: float = typer.Option(2e-3),
     seed: int = seed_option(),
     out: Path = typer.Option(Path("checkpoints"), help="folder for weights, card and the resumable checkpoint"),
-    device: str = typer.Option("cpu"),
+    device: str = device_option("the training runs"),
     fresh: bool = typer.Option(False, help="ignore an existing checkpoint instead of resuming from it"),
     color: Optional[str] = typer.Option(None, help="GRAY or RGB: the colour the model sees (default: the "
                                                    "architecture's, GRAY for fmnist-*). RGB keeps a folder's colour, "
@@ -144,7 +145,7 @@ def generator(
     limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
     seed: int = seed_option(),
     out: Path = typer.Option(Path("checkpoints")),
-    device: str = typer.Option("cpu"),
+    device: str = device_option("the training runs"),
     fresh: bool = typer.Option(False, help="ignore an existing checkpoint instead of resuming from it"),
     encoder_arch: Optional[str] = typer.Option(None),
 ) -> None:
