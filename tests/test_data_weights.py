@@ -161,7 +161,8 @@ def test_a_model_from_the_working_directory_leaves_sys_path_alone(tmp_path, monk
 
 def test_a_factory_that_needs_arguments_is_one_line(tmp_path, monkeypatch):
     """`--generator mygan:make_gan` (or `--model`) whose factory takes an argument was a TypeError traceback; a
-    factory with defaults still runs, and an error raised inside a factory is the factory's own."""
+    factory with defaults still runs. An error raised inside the user's factory or module was a traceback through
+    importlib and torch: it is one line naming the user's file and line, with the error itself chained."""
     from dgnam.zoo import load_model
 
     (tmp_path / "my_factories.py").write_text(
@@ -172,8 +173,18 @@ def test_a_factory_that_needs_arguments_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(DgnamError, match=r"my_factories:needs takes arguments \(size\): .*no arguments"):
         load_model("my_factories:needs")
     assert isinstance(load_model("my_factories:defaults"), torch.nn.Linear)
-    with pytest.raises(TypeError):
-        load_model("my_factories:broken")
+    with pytest.raises(DgnamError, match=r"my_factories:broken\(\) failed: TypeError: .*my_factories.py, line 10\)$"
+                       ) as got:
+        load_model("my_factories:broken")  # (the TypeError is raised inside torch: the line named is the user's)
+    assert isinstance(got.value.__cause__, TypeError)
+    (tmp_path / "my_syntax.py").write_text("def make(:\n")
+    with pytest.raises(DgnamError, match=r"cannot import 'my_syntax:make': .*my_syntax.py, line 1\)"):
+        load_model("my_syntax:make")
+    (tmp_path / "my_raising.py").write_text("import torch\nraise RuntimeError('needs a GPU')\n")
+    with pytest.raises(DgnamError, match=r"importing my_raising .*RuntimeError: needs a GPU .*my_raising.py, line 2"):
+        load_model("my_raising:make")
+    with pytest.raises(DgnamError, match=r"a module name, not a file: my_factories:defaults for ./my_factories.py"):
+        load_model("my_factories.py:defaults")
 
 
 def test_corrupt_bytes_are_not_called_dangerous_and_checkpoints_never_advise_unsafe_loading(tmp_path):
@@ -399,6 +410,8 @@ def test_image_files_are_read_as_viewers_show_them(tmp_path):
     (tmp_path / "zero.png").write_bytes(b"")
     with pytest.raises(DgnamError, match="cannot read image .*zero.png.*replace or delete the file"):
         open_image(tmp_path / "zero.png")
+    with pytest.raises(DgnamError, match="cannot read image .*absent.png: no such file; check the path"):
+        open_image(tmp_path / "absent.png")
     Image.new("L", (4, 4)).save(tmp_path / "bomb.png")
     limit = Image.MAX_IMAGE_PIXELS
     try:

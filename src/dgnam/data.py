@@ -62,6 +62,8 @@ def open_image(path: str | os.PathLike, channels: int | None = None, size: tuple
             return im.convert(mode)
     except Image.DecompressionBombError as e:
         raise DgnamError(f"cannot read image {path}: {e}; downscale it first") from None
+    except FileNotFoundError:  # (a typo, mostly: "replace or delete the file" was no help)
+        raise DgnamError(f"cannot read image {path}: no such file; check the path") from None
     except OSError as e:
         raise DgnamError(f"cannot read image {path}: {e}; replace or delete the file") from None
 

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import DgnamError, warn
+from ..errors import DgnamError, first_line, warn
 from ..imagespace import ImageSpace
 from ..weights import load_into, load_state_dict
 
@@ -268,6 +268,19 @@ def _check_no_arguments(spec: str, factory: Callable) -> None:
                          f"arguments (def make(): return {spec.partition(':')[2]}(...))") from None
 
 
+def _where(e: Exception) -> str:
+    """``e`` in one line with the file and line of the user's code it came from (the last frame of its traceback
+    outside torch): for an error in the user's own module or factory, where to look, in place of a traceback
+    printed by the command line."""
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    inside_torch = str(Path(torch.__file__).parent)
+    mine = [f for f in frames if not f.filename.startswith(inside_torch)] or frames
+    at = f" ({mine[-1].filename}, line {mine[-1].lineno})" if mine else ""
+    return f"{type(e).__name__}: {first_line(e)}{at}"
+
+
 def load_model(spec: str | os.PathLike, arch: str | None = None, pretrained: bool = True) -> nn.Module:
     """A model from a zoo name, an import path ``package.module:factory`` (called with no arguments), or a local
     weights file (a str or a Path) with ``arch`` naming its zoo architecture (``.safetensors`` or a plain state dict).
@@ -297,10 +310,22 @@ def load_model(spec: str | os.PathLike, arch: str | None = None, pretrained: boo
             try:
                 factory = getattr(importlib.import_module(mod_name), attr)
             except (ImportError, AttributeError) as e:
-                raise DgnamError(f"cannot import {spec!r} ({e}); give package.module:factory on PYTHONPATH") from None
+                hint = (f" (a module name, not a file: {mod_name[:-3]}:{attr} for ./{mod_name})"
+                        if mod_name.endswith(".py") else "")
+                raise DgnamError(f"cannot import {spec!r} ({e}); give package.module:factory on PYTHONPATH{hint}"
+                                 ) from None
+            except SyntaxError as e:  # the user's module: where, in one line (the traceback is all frozen importlib)
+                raise DgnamError(f"cannot import {spec!r}: {e.msg} ({e.filename}, line {e.lineno})") from None
+            except Exception as e:  # noqa: BLE001 -- the module raised as it ran; its traceback stays chained
+                raise DgnamError(f"importing {mod_name} for {spec!r} failed: {_where(e)}") from e
             if callable(factory) and not isinstance(factory, nn.Module):
                 _check_no_arguments(spec, factory)
-                obj = factory()
+                try:
+                    obj = factory()
+                except DgnamError:
+                    raise
+                except Exception as e:  # noqa: BLE001 -- the user's factory failed: say where, keep its traceback
+                    raise DgnamError(f"{spec}() failed: {_where(e)}") from e
             else:
                 obj = factory
         finally:
