@@ -54,6 +54,8 @@ def test_usage_errors_are_one_line():
     one_line_error(dgnam("visualize"), "Missing option '--model'")
     one_line_error(dgnam("sample", "--n", "abc"), "'--n'", "sample --help'")
     one_line_error(dgnam("visualise"), "Did you mean 'visualize'?", "dgnam --help'")
+    one_line_error(dgnam("train", "dae", "-q"), "-q is an option of dgnam itself: put it before the command",
+                   "dgnam -q train dae ...)")
     bare = dgnam("train")  # no_args_is_help: the group's help, exit 2 as click gives it, no error line
     assert bare.returncode == 2 and "generator" in bare.stdout and "error" not in bare.stderr, bare.stderr
     version = dgnam("--version")

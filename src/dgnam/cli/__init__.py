@@ -92,6 +92,12 @@ def usage_error_line(e: Exception) -> str:
     """A usage error (unknown option, missing or invalid value) as one line that names the help to read."""
     message = " ".join(e.format_message().split())
     ctx = getattr(e, "ctx", None)
+    name = getattr(e, "option_name", None)  # click's NoSuchOption
+    if name in ("-q", "--quiet") and ctx is not None and ctx.parent is not None:  # `dgnam visualize ... -q`
+        prog = ctx.find_root().command_path  # dgnam, or python -m dgnam
+        sub_command = ctx.command_path[len(prog):].strip()
+        return (f"error: {name} is an option of dgnam itself: put it before the command "
+                f"({prog} {name} {sub_command} ...)")
     return f"error: {message} (see '{ctx.command_path} --help')" if ctx is not None else f"error: {message}"
 
 
