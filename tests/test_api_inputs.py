@@ -433,6 +433,27 @@ def test_device_none_is_where_the_model_is():
         as_device("gpu0", like=net)
 
 
+def test_a_name_or_a_class_where_a_module_is_taken_is_one_line(tiny_model, tiny_gen):
+    """visualize(model, "logits:1", "fmnist-g-fc6") failed with "'str' object has no attribute 'named_parameters'"
+    from deep inside, and so did a name given to sample() as its generator or DAE, or to a condition as its model."""
+    from dgnam.ppgn import ClassCondition, sample
+
+    cases = [
+        (lambda: visualize(tiny_model, "logits:0", "fmnist-g-fc6", progress=False),
+         r"generator is the name 'fmnist-g-fc6': pass the module itself, e\.g\. dgnam\.load_model\('fmnist-g-fc6'\)"),
+        (lambda: visualize("fmnist-cnn", "logits:0", None, progress=False), "model is the name 'fmnist-cnn'"),
+        (lambda: visualize(tiny_model, "logits:0", nn.Linear(3, 4), progress=False),
+         "Linear is not a dgnam generator: wrap it in LearnedGenerator"),
+        (lambda: sample(tiny_gen, "dae.safetensors", ClassCondition(tiny_model, 1)), "dae is the name 'dae.safetensors'"),
+        (lambda: sample("gen", None, ClassCondition(tiny_model, 1)), "generator is the name 'gen'"),
+        (lambda: ClassCondition(TinyNet, 1), "model is a class: build an instance, e.g. TinyNet\(\)"),
+        (lambda: ClassCondition(3, 1), "model is int: give an nn.Module instance"),
+    ]
+    for call, needle in cases:
+        with pytest.raises(DgnamError, match=needle):
+            call()
+
+
 def test_a_device_this_torch_lacks_is_refused_in_one_line():
     """Not only CUDA: an Apple user's --device mps on a torch without MPS (or an absent XPU) failed deep inside the
     first .to() with torch's traceback, and the meta device (shapes, no values) at the first copy out."""

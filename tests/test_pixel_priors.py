@@ -254,5 +254,12 @@ def test_a_method_named_alone_that_does_not_fit_the_generator_is_refused(tiny_mo
         visualize(tiny_model, "logits:0", tiny_gen, method="yosinski3", steps=1, progress=False)
     # the generator's own method, and a label that names no method, run as before
     assert visualize(tiny_model, "logits:0", tiny_gen, method="dgn-am", steps=1, progress=False).records
-    run = visualize(tiny_model, "logits:0", method="my-label", steps=1, progress=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a label of one's own is no typo: no warning
+        run = visualize(tiny_model, "logits:0", method="my-label", steps=1, progress=False)
     assert run.records[0]["method"] == "my-label" and run.config["priors"] == []
+    # but a near miss of a registered name (which ran plain pixel AM under that name) says what it ran
+    with pytest.warns(UserWarning, match="method='yosinski33' is no registered method.*did you mean 'yosinski3'"):
+        assert visualize(tiny_model, "logits:0", method="yosinski33", steps=1, progress=False).config["priors"] == []

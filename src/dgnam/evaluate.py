@@ -621,7 +621,7 @@ def _evaluate_run(out: Path, judge: nn.Module | str | None, model: nn.Module | s
                 raise DgnamError(f"the default judge {judge} cannot be loaded ({e}); or give --judge") from None
         elif isinstance(judge, str):
             judge = load_model(judge)
-        judge = unwrapped(judge)  # (as Judge reads it: a DataParallel judge's classes are on the model it wraps)
+        judge = unwrapped(judge, "judge")  # (as Judge reads it: a DataParallel judge's classes are on the model it wraps)
         if device is not None:
             for m in {id(m): m for m in (model, judge)}.values():  # (the target may be its own judge)
                 moved.enter_context(frozen(m, as_device(device)))

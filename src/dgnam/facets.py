@@ -624,7 +624,7 @@ def facets(
     _check_configs(config, am_config)  # before the clustering
     model = unwrapped(model)
     if encoder is not None:
-        encoder = (unwrapped(encoder[0]), encoder[1])
+        encoder = (unwrapped(encoder[0], "encoder"), encoder[1])
     found = find_facets(model, unit, images01, config, device, input_space)
     return synthesize_facets(model, found, images01, generator, encoder=encoder, steps=steps, am_config=am_config,
                              priors=priors, center_bias=center_bias, facet_weight=facet_weight, device=device, out=out,

@@ -15,7 +15,7 @@ from torch import nn
 
 from .errors import DgnamError, first_line
 from .imagespace import ImageSpace
-from .modules import module_device, module_dtype
+from .modules import module_device, module_dtype, require_module
 from .priors import DGNAM_CODE_LOWER, CodeStats, Prior, dgnam_code_priors, is_code_lower
 
 
@@ -204,10 +204,18 @@ class FourierGenerator(Generator):
         return AMConfig(steps=512, lr_start=0.05, lr_policy="constant", optimizer="adam")
 
 
+def require_generator(generator: Generator) -> None:
+    """One line unless ``generator`` is a dgnam generator (a module with a ``space`` and a ``code_shape``): a zoo name
+    or a bare network failed deep inside."""
+    require_module(generator, "generator")
+    if not hasattr(generator, "space") or not hasattr(generator, "code_shape"):
+        raise DgnamError(f"{type(generator).__name__} is not a dgnam generator: wrap it in LearnedGenerator(net, "
+                         f"code_shape, space)")
+
+
 def check_generator(generator: Generator) -> None:
     """Fail early, in one line, when a generator's output does not match its declared space."""
-    if not hasattr(generator, "space") or not hasattr(generator, "code_shape"):
-        raise DgnamError(f"{type(generator).__name__} is not a dgnam generator: wrap it in LearnedGenerator(net, code_shape, space)")
+    require_generator(generator)
     with torch.no_grad():
         try:
             out = generator(torch.zeros(1, *generator.code_shape, device=module_device(generator),

@@ -4,6 +4,7 @@ judge, an encoder) runs it through :func:`frozen`, so that it computes in eval m
 from __future__ import annotations
 
 import functools
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -90,12 +91,31 @@ def keeps_rng(cuda: bool = False):
     return decorate
 
 
-def unwrapped(model: nn.Module) -> nn.Module:
+def require_module(obj: object, what: str = "model") -> None:
+    """A one-line error unless ``obj`` is an ``nn.Module`` instance: a zoo name or a file (``visualize(model,
+    "logits:1", "fmnist-g-fc6")``) or a class failed deep inside with "'str' object has no attribute ...". ``what``
+    names the argument (model, generator, encoder, dae)."""
+    from .errors import DgnamError
+
+    if isinstance(obj, nn.Module):
+        return
+    if isinstance(obj, (str, os.PathLike)):
+        raise DgnamError(f"{what} is the name {os.fspath(obj)!r}: pass the module itself, e.g. "
+                         f"dgnam.load_model({os.fspath(obj)!r}) (a zoo name, package.module:factory, or a weights "
+                         f"file with arch=)")
+    if isinstance(obj, type):
+        raise DgnamError(f"{what} is a class: build an instance, e.g. {obj.__name__}()")
+    raise DgnamError(f"{what} is {type(obj).__name__}: give an nn.Module instance")
+
+
+def unwrapped(model: nn.Module, what: str = "model") -> nn.Module:
     """The module whose layers are read (by forward hooks) and run to read them: the model itself, or the model inside
     a ``torch.compile`` wrapper (hooks added and removed on every pass would make dynamo recompile it each time) or a
     ``DataParallel``/``DistributedDataParallel`` wrapper (its replicas would each run a hook on their part of the batch,
     and one part would be read for the whole). Its layer names are the user's own: ``fc6``, not ``_orig_mod.fc6`` or
-    ``module.fc6``. The wrapped model runs eagerly on its own device."""
+    ``module.fc6``. The wrapped model runs eagerly on its own device. Anything but a module is refused in one line
+    (:func:`require_module`, ``what`` naming the argument)."""
+    require_module(model, what)
     while True:
         if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             model = model.module

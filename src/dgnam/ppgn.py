@@ -59,9 +59,9 @@ from torch import nn
 
 from .display import compact_repr, png_bytes, progress_bar
 from .errors import DgnamError, is_int, noting_interrupt
-from .generators import Generator
+from .generators import Generator, require_generator
 from .imagespace import ImageSpace, convert, to_uint8
-from .modules import frozen, module_device, module_dtype, unwrapped
+from .modules import frozen, module_device, module_dtype, require_module, unwrapped
 from .priors import DGNAM_CLIP_BOUND, DGNAM_CODE_LOWER, ClipCode, checked_bounds
 from .units import (DGNAM_RELU_GRADIENT, LayerReader, Unit, check_relu_gradient, encode, named_like, output_tensor,
                     parse_units, require_plain_units, resolve_units, unit_activations, warn_if_numbered_elsewhere)
@@ -204,7 +204,11 @@ def check_prior(dae: nn.Module | None, generator: Generator, layer: str | None =
     size). The generator's layer is ``layer`` or its ``code_layer``; the DAE's comes from its card. Either unknown:
     only the size is checked. Where both know the encoder weights whose codes they take (``code_encoder_sha256``,
     from a card or a zoo entry), those must be the same: the embedded DAE of fmnist-cnn's fc6 with a generator of your
-    own encoder's fc6 (the same size and name) is refused here as `dgnam sample` refuses it."""
+    own encoder's fc6 (the same size and name) is refused here as `dgnam sample` refuses it. A zoo name or another
+    non-module given for either is one line too."""
+    require_generator(generator)
+    if dae is not None:
+        require_module(dae, "dae")
     if not isinstance(dae, CodeDAE):
         return
     name = getattr(generator, "name", "the generator")
@@ -1075,7 +1079,7 @@ def inpaint(
     """
     config = config or PPGNConfig.for_inpainting()
     config.validate()
-    encoder = unwrapped(encoder)
+    encoder = unwrapped(encoder, "encoder")
     space = space or getattr(encoder, "input_space", None)
     if space is None:
         raise DgnamError("the images' space is unknown: pass space=ImageSpace(...) (or set encoder.input_space)")

@@ -9,6 +9,7 @@ most the batch in flight. While a run writes its folder it holds the folder's lo
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from . import __version__
 from .atomic import folder_lock, write_json_atomic
 from .display import compact, progress_bar
 from .errors import DgnamError, check_seed, is_int, noting_interrupt, warn
-from .generators import Generator, PixelGenerator, check_generator
+from .generators import Generator, PixelGenerator, check_generator, require_generator
 from .imagespace import ImageSpace, convert, to_uint8
 from .images import enlarged, grid, png_scale, save_image, save_png
 from .modules import as_device, frozen, module_device, module_dtype, unwrapped
@@ -404,10 +405,9 @@ def visualize(
     and ``Run.load(out)`` shows it meanwhile; without ``out`` nothing is kept. ``model`` and ``generator`` come back
     as given either way, and the folder's lock is released.
     """
-    if not isinstance(model, nn.Module):
-        what = "a class: build an instance, e.g. Net()" if isinstance(model, type) else type(model).__name__
-        raise DgnamError(f"model is {what}; visualize takes an nn.Module instance")
     model = unwrapped(model)
+    if generator is not None:
+        require_generator(generator)
     for name, value in (("restarts", restarts), ("batch_size", batch_size), ("seed", seed), ("steps", steps)):
         if value is not None and not is_int(value):
             raise DgnamError(f"{name}={value!r}: give an int")
@@ -457,6 +457,10 @@ def _named_method(method: str, space: ImageSpace, generator: Generator | None, s
 
     m = next((m for m in list_methods() if m.name == method), None)
     if m is None:
+        close = difflib.get_close_matches(method, [m.name for m in list_methods()], n=1, cutoff=0.8)
+        if close:  # method="dgn-amm" ran plain pixel AM under that name, silently
+            warn(f"method={method!r} is no registered method, so it only names the run (pixel AM, or the generator's "
+                 f"defaults): did you mean {close[0]!r}?")
         return generator, None, None, ()
     if m.needs_generator and generator is None:
         raise DgnamError(f"method={method!r} needs a learned generator: pass one, e.g. "
