@@ -205,6 +205,20 @@ def test_train_classifier_on_a_folder_holds_out_a_test_set_and_keeps_its_classes
 
     net = load_model(str(out / "fmnist-cnn.safetensors"), "fmnist-cnn")
     assert net.classes == ("cat", "dog") and net(torch.zeros(1, 1, 28, 28)).shape == (1, 2)
+    # and without it: the card names the architecture (the same model), and refuses another
+    assert card["arch"] == "fmnist-cnn"
+    again = load_model(out / "fmnist-cnn.safetensors")
+    assert again.classes == net.classes and torch.equal(again(torch.ones(1, 1, 28, 28)), net(torch.ones(1, 1, 28, 28)))
+    with pytest.raises(DgnamError, match="says it holds fmnist-cnn, not fmnist-judge: drop the architecture option"):
+        load_model(out / "fmnist-cnn.safetensors", "fmnist-judge")
+    (out / "fmnist-cnn.json").write_text(json.dumps({**card, "arch": "resnet50"}))
+    for arch in (None, "fmnist-cnn"):
+        with pytest.raises(DgnamError, match="names the architecture 'resnet50', which this dgnam does not have"):
+            load_model(out / "fmnist-cnn.safetensors", arch)
+    card.pop("arch")  # a card written before it named the architecture: the option is needed, as before
+    (out / "fmnist-cnn.json").write_text(json.dumps(card))
+    with pytest.raises(DgnamError, match="is a weights file: say which architecture it holds"):
+        load_model(out / "fmnist-cnn.safetensors")
     # a folder with its own train/ and test/ is tested on its test images, nothing held out
     split = tmp_path / "split"
     _folder(split / "train"), _folder(split / "test", per_class=3)
@@ -290,13 +304,15 @@ def test_a_generator_of_a_file_encoder_finds_that_encoder_again(tmp_path):
     enc = tmp_path / "c" / "enc.safetensors"
     m = json.loads((tmp_path / "c" / "enc.json").read_text())["metrics"]
     assert m["train_images"] + m["test_images"] == 16  # --limit, then 10 % of each class held out
+    # no --encoder-arch and, below, no --generator-arch: the cards `train` wrote name the architectures
     p = dgnam("train", "generator", "--data", data, "--epochs", "1", "--batch-size", "8", "--encoder", str(enc),
-              "--encoder-arch", "fmnist-cnn", "--name", "g", "--out", str(tmp_path / "g"))
+              "--name", "g", "--out", str(tmp_path / "g"))
     assert p.returncode == 0, p.stderr
     g = tmp_path / "g" / "g.safetensors"
+    assert json.loads((tmp_path / "g" / "g.json").read_text())["arch"] == "fmnist-g-fc6"
     assert _inverts(str(g), "fmnist-g-fc6") == (str(enc.resolve()), "fc6", "fmnist-cnn")
-    p = dgnam("inpaint", "test:0", "--class", "0", "--generator", str(g), "--generator-arch", "fmnist-g-fc6",
-              "--prior", "joint", "--steps", "1", "--out", str(tmp_path / "i.png"))
+    p = dgnam("inpaint", "test:0", "--class", "0", "--generator", str(g), "--prior", "joint", "--steps", "1",
+              "--out", str(tmp_path / "i.png"))
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "i-filled.png").exists()
     # the embedded DAE denoises fmnist-cnn's fc6 codes, not this encoder's (of the same size): refused

@@ -25,9 +25,12 @@ def err_line(text: str, fg: str, bold: bool = False) -> None:
 
 def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag: str = "--model") -> nn.Module:
     """A classifier given as ``flag`` (``--model``; ``--encoder`` for the model whose layer a generator inverts,
-    ``--judge``): a weights file without its architecture is refused naming this flag's ``-arch`` option."""
+    ``--judge``): a weights file whose card does not name its architecture, given without it, is refused naming this
+    flag's ``-arch`` option."""
+    from ..zoo.files import card_arch
+
     arch_flag = {"--encoder": "--encoder-arch", "--judge": "--judge-arch"}.get(flag, "--arch")
-    if arch is None and is_weights_file(spec):
+    if arch is None and is_weights_file(spec) and card_arch(Path(spec)) is None:
         raise DgnamError(f"{spec} is a weights file: say which architecture it holds with {arch_flag} NAME (`dgnam "
                          f"models` lists them)")
     _check_arch(spec, arch, arch_flag, "a weights file", "a zoo model or import path")

@@ -100,9 +100,9 @@ def classifier(
     typer.echo(f"images read as {space.channels}x{space.size[0]}x{space.size[1]} {space.color} ({arch}'s input "
                f"size{folder_hint})", err=True)
     card = train_classifier(model, space, train, test, writable, name, cfg, resume=not fresh,
-                            data_name=data or "fashion-mnist", classes=classes, test_name=test_name)
+                            data_name=data or "fashion-mnist", classes=classes, test_name=test_name, arch=arch)
     typer.echo(f"{name}: test accuracy {card['metrics']['test_accuracy']:.4f} in {card['training_seconds']:.0f} s "
-               f"-> {out}/{name}.safetensors (load it with --model {out}/{name}.safetensors --arch {arch})")
+               f"-> {out}/{name}.safetensors (load it with --model {out}/{name}.safetensors: its card names {arch})")
 
 
 def default_name(zoo_name: str, encoder: str, encoder_arch: Optional[str], layer: str, kind: str) -> str:
@@ -197,7 +197,8 @@ def generator(
     # the discriminator judges the encoder's images (the generator's, converted): their channels
     disc = FashionDiscriminator(code_dim, channels=space.channels)
     card = train_generator(enc, layer, space, gen, disc, gen_space, x_tr, x_te, writable_folder(out),
-                           name, cfg, resume=not fresh, data_name=data or "fashion-mnist", test_name=test_name)
+                           name, cfg, resume=not fresh, data_name=data or "fashion-mnist", test_name=test_name,
+                           arch=arch)
     m = card["metrics"]
     typer.echo(f"{name} ({gen_space.size[0]}x{gen_space.size[1]} {gen_space.color}): test image MSE "
                f"{m.get('test_mse01', float('nan')):.4f}, encoder agreement on reconstructions "

@@ -69,12 +69,13 @@ def train_classifier(
     progress: bool = True,
     classes: Sequence[str] | None = None,
     test_name: str | None = None,
+    arch: str | None = None,
 ) -> dict:
     """Train ``model`` with AdamW and a cosine schedule; checkpoint every epoch into ``out`` and resume from it.
 
     Writes ``out/NAME.safetensors`` and the model card ``out/NAME.json``; returns the card. ``classes`` (the name of
     each output) and ``test_name`` (where the test images come from) go into the card, since weights alone say
-    neither.
+    neither; so does ``arch``, the zoo architecture ``model`` was built as, by which ``load_model`` finds it.
     """
     config.validate()
     out = Path(out)
@@ -121,6 +122,7 @@ def train_classifier(
         "name": name,
         "kind": "classifier",
         "architecture": type(model).__name__,
+        **({"arch": arch} if arch else {}),  # the zoo architecture: `--model FILE` needs no --arch
         "data": data_name,
         "input_space": space.to_dict(),  # loading the file restores it (a colour model of a gray architecture)
         "classes": list(classes) if classes is not None else None,

@@ -90,9 +90,11 @@ def train_generator(
     data_name: str = "fashion-mnist",
     progress: bool = True,
     test_name: str | None = None,
+    arch: str | None = None,
 ) -> dict:
     """Train ``generator`` to invert ``encoder``'s ``layer``; checkpoints every epoch in ``out`` and resumes.
-    ``test_name`` says in the card where the test images come from.
+    ``test_name`` says in the card where the test images come from, ``arch`` the zoo architecture ``generator`` was
+    built as (by which ``load_model`` finds it).
 
     Writes ``out/NAME.safetensors``, the code statistics ``out/NAME.codestats.safetensors`` (of the layer over the
     training images) and the card ``out/NAME.json``; returns the card.
@@ -101,16 +103,17 @@ def train_generator(
     if config.epochs is None:  # recorded resolved: the checkpoint and the card say how many epochs ran
         config = replace(config, epochs=epochs_for_steps(len(train_x01), config.batch_size, PRIOR_TRAIN_STEPS))
     dev = as_device(config.device)
-    encoder = unwrapped(encoder, "encoder")  # (the card names the encoder it records, not a compile or DataParallel wrapper)
+    encoder = unwrapped(encoder, "encoder")  # (the card names the encoder it records, not a compile or DataParallel
+    # wrapper)
     with frozen(encoder, dev):  # E is borrowed: frozen for the training, given back as it was (mode, grads, device)
         return _train_generator(encoder, layer, encoder_space, generator, discriminator, gen_space, train_x01,
-                                test_x01, Path(out), name, config, resume, data_name, progress, test_name, dev)
+                                test_x01, Path(out), name, config, resume, data_name, progress, test_name, dev, arch)
 
 
 def _train_generator(encoder: nn.Module, layer: str, encoder_space: ImageSpace, generator: nn.Module,
                      discriminator: nn.Module, gen_space: ImageSpace, train_x01: torch.Tensor, test_x01: torch.Tensor,
                      out: Path, name: str, config: GeneratorConfig, resume: bool, data_name: str, progress: bool,
-                     test_name: str | None, dev: torch.device) -> dict:
+                     test_name: str | None, dev: torch.device, arch: str | None) -> dict:
     torch.manual_seed(config.seed)
     generator.to(dev)
     discriminator.to(dev)
@@ -198,6 +201,7 @@ def _train_generator(encoder: nn.Module, layer: str, encoder_space: ImageSpace, 
         "name": name,
         "kind": "generator",
         "architecture": type(generator).__name__,
+        **({"arch": arch} if arch else {}),  # the zoo architecture: `--generator FILE` needs no --generator-arch
         "space": gen_space.to_dict(),  # its output space; loading the file restores it (a colour generator)
         # a zoo name, or how to load a user's encoder again (its file and architecture, or its factory), so that
         # `sample --prior joint`, `inpaint` and `facets` find it without --encoder

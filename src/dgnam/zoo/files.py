@@ -51,6 +51,16 @@ def card_beside(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def card_arch(path: Path) -> str | None:
+    """The zoo architecture that the card beside ``path`` names (``arch``, a name: `dgnam train classifier` and
+    `train generator` write it, as `dgnam convert` does), so that the file loads without ``--arch``; None without a
+    card, or for a card without it (older cards; a DAE's ``arch`` holds its sizes)."""
+    if not path.is_file():
+        return None
+    arch = card_beside(path).get("arch")
+    return arch if isinstance(arch, str) and arch else None
+
+
 def _card_classes(path: Path) -> list[str] | None:
     """The class names in the card `dgnam train classifier` writes beside its weights, if any."""
     classes = card_beside(path).get("classes")
@@ -109,6 +119,16 @@ def load_file_model(path: Path, arch: str) -> nn.Module:
     layers (`dgnam train generator --layer fc5`)."""
     if not path.is_file():
         raise DgnamError(f"weights file {path} does not exist")
+    named = card_arch(path)
+    if named is not None:
+        try:
+            get_entry(named)
+        except DgnamError:
+            raise DgnamError(f"the card beside {path.name} names the architecture {named!r}, which this dgnam does not "
+                             f"have (`dgnam models` lists them): fix the card's \"arch\"") from None
+        if named != arch:  # the card was written with the weights: they are not an `arch`
+            raise DgnamError(f"the card beside {path.name} says it holds {named}, not {arch}: drop the architecture "
+                             f"option (the card's is used), or give {named}")
     entry = get_entry(arch)
     takes = list(inspect.signature(entry.build).parameters)
     classes = _card_classes(path) if entry.kind == "classifier" else None

@@ -283,17 +283,20 @@ def _where(e: Exception) -> str:
 
 def load_model(spec: str | os.PathLike, arch: str | None = None, pretrained: bool = True) -> nn.Module:
     """A model from a zoo name, an import path ``package.module:factory`` (called with no arguments), or a local
-    weights file (a str or a Path) with ``arch`` naming its zoo architecture (``.safetensors`` or a plain state dict).
-    ``pretrained=False`` builds a zoo name's architecture without its weights."""
+    weights file (a str or a Path) with ``arch`` naming its zoo architecture (``.safetensors`` or a plain state dict;
+    not needed where the card beside the file names it, as `dgnam train` writes it). ``pretrained=False`` builds a
+    zoo name's architecture without its weights."""
     import importlib
 
     # a Path as the string it names: `":" in spec` raised TypeError on one that is no weights file (a folder, a typo)
     spec = os.fspath(spec)
     if is_weights_file(spec):
+        from . import files
+
+        arch = arch or files.card_arch(Path(spec))
         if arch is None:
             raise DgnamError(f"{spec} is a weights file: say which architecture it holds (--arch NAME for --model, "
                              f"--generator-arch NAME for --generator; `dgnam models` lists them)")
-        from . import files
 
         model = files.load_file_model(Path(spec), arch)
         model.dgnam_source = {"spec": str(Path(spec).resolve()), "arch": arch}  # recorded by runs, for evaluate
