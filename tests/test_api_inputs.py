@@ -446,7 +446,7 @@ def test_a_name_or_a_class_where_a_module_is_taken_is_one_line(tiny_model, tiny_
          "Linear is not a dgnam generator: wrap it in LearnedGenerator"),
         (lambda: sample(tiny_gen, "dae.safetensors", ClassCondition(tiny_model, 1)), "dae is the name 'dae.safetensors'"),
         (lambda: sample("gen", None, ClassCondition(tiny_model, 1)), "generator is the name 'gen'"),
-        (lambda: ClassCondition(TinyNet, 1), "model is a class: build an instance, e.g. TinyNet\(\)"),
+        (lambda: ClassCondition(TinyNet, 1), r"model is a class: build an instance, e\.g\. TinyNet\(\)"),
         (lambda: ClassCondition(3, 1), "model is int: give an nn.Module instance"),
     ]
     for call, needle in cases:

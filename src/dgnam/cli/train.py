@@ -202,4 +202,5 @@ def generator(
     m = card["metrics"]
     typer.echo(f"{name} ({gen_space.size[0]}x{gen_space.size[1]} {gen_space.color}): test image MSE "
                f"{m.get('test_mse01', float('nan')):.4f}, encoder agreement on reconstructions "
-               f"{m.get('test_encoder_agreement', float('nan')):.3f} in {card['training_seconds']:.0f} s -> {out}")
+               f"{m.get('test_encoder_agreement', float('nan')):.3f} in {card['training_seconds']:.0f} s -> "
+               f"{out}/{name}.safetensors (use it with --generator {out}/{name}.safetensors)")
