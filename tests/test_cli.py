@@ -143,6 +143,26 @@ def test_evaluate_help_names_its_json_for_scripts():
     assert 'For scripts, read evaluation.json: "summary"' in text and '"units"' in text, text
 
 
+def test_help_groups_the_commands_by_what_they_are_for():
+    """`dgnam --help` listed encode and code-stats first and demo and visualize in the middle, in the order the
+    modules happened to load: the commands are in panels now, the images first, every command in one of them."""
+    from typer.testing import CliRunner
+
+    from dgnam.cli import app
+
+    text = CliRunner().invoke(app, ["--help"], terminal_width=120).stdout
+    panels = ["Synthesize images", "Evaluate", "Models", "Codes"]
+    at = [text.index(p) for p in panels]
+    assert at == sorted(at), text
+    listed = text[at[0]:]
+    for cmds, start, end in [(["demo", "visualize", "facets", "sample", "inpaint"], at[0], at[1]),
+                             (["evaluate"], at[1], at[2]), (["layers", "models", "priors", "convert", "train"], at[2],
+                                                              at[3]), (["encode", "code-stats"], at[3], len(text))]:
+        for c in cmds:
+            assert f"│ {c} " in text[start:end], (c, text)
+    assert "Commands" not in listed  # (no command left in the default panel)
+
+
 def test_help_keeps_bracketed_words():
     """Rich markup took `[umap]` in facets --reduce's help for a style tag and dropped it, so the help told users to
     `pip install 'dgnam'`: no option's help may lose a bracketed word (write it without brackets)."""

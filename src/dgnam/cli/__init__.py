@@ -13,7 +13,10 @@ from ..errors import DgnamError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Synthesize the preferred inputs of neurons with deep generator networks (DGN-AM).")
 train_app = typer.Typer(no_args_is_help=True, help="Train zoo models: classifiers, generators, code autoencoders.")
-app.add_typer(train_app, name="train")
+#: `dgnam --help` groups the commands by what they are for, in this order (a panel is shown where its first command
+#: is registered: demo's module is imported first), rather than one list in the order the modules happened to load.
+SYNTHESIZE, EVALUATE, MODELS, CODES = "Synthesize images", "Evaluate", "Models", "Codes"
+app.add_typer(train_app, name="train", rich_help_panel=MODELS)
 
 
 def _print_version(value: bool) -> None:
@@ -35,7 +38,8 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
 
     display.QUIET = quiet  # (set each time: a second command in one process, as in tests, starts from its own)
 
-from . import beyond, codes, convert, demo, evaluation, run, train  # noqa: E402,F401  (each registers its commands on `app`)
+# each registers its commands on `app`, in this order: the panels of `dgnam --help` (SYNTHESIZE, ...) follow it
+from . import demo, evaluation, run, beyond, codes, train, convert  # noqa: E402,F401,I001
 from .common import err_line  # noqa: E402
 
 

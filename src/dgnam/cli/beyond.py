@@ -16,10 +16,11 @@ from ..facets import MAX_FACET_SEED
 from ..ppgn import CHECKPOINT_EVERY, class_indices
 from ..run import check_fresh_dir, foreign_entries, listed, run_file
 from ..zoo.registry import check_recorded_spec, is_zoo_model, model_weights_sha256
-from . import app, train_app
+from . import SYNTHESIZE, app, train_app
 from .codes import read_image
-from .common import (DATA_HELP, LIMIT_HELP, dataset_arg, declared_space, device_arg, device_option, generator_arg,
-                     hold_lock, image_file_arg, model_arg, out_folder_arg, print_table, seed_option, writable_folder)
+from .common import (DATA_HELP, LIMIT_HELP, MODEL_HELP, arch_help, dataset_arg, declared_space, device_arg,
+                     device_option, generator_arg, hold_lock, image_file_arg, model_arg, out_folder_arg, print_table,
+                     seed_option, writable_folder)
 
 
 def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encoder: Optional[str],
@@ -175,10 +176,10 @@ def _check_dae_encoder(dae: Path, generator_spec: str, generator_arch: Optional[
                      f"{want[0]}{f' --encoder-arch {want[2]}' if want[2] else ''} --layer {want[1]}`) or --prior joint")
 
 
-@app.command()
+@app.command(rich_help_panel=SYNTHESIZE)
 def facets(
     ctx: typer.Context,
-    model: str = typer.Option(..., help="zoo name, package.module:factory, or a weights file with --arch"),
+    model: str = typer.Option(..., help=MODEL_HELP),
     unit: str = typer.Option(..., help="one unit, e.g. 'logits:Sandal', 'fc6:12'"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     split: str = typer.Option("train", help="train or test: Fashion-MNIST's, or a folder's train/ or test/ (a "
@@ -208,9 +209,9 @@ def facets(
     encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its card's or "
                                                      "zoo entry's)"),
     encoder_layer: Optional[str] = typer.Option(None),
-    encoder_arch: Optional[str] = typer.Option(None, help="architecture of an --encoder weights file"),
-    arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
-    generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
+    encoder_arch: Optional[str] = typer.Option(None, help=arch_help("--encoder")),
+    arch: Optional[str] = typer.Option(None, help=arch_help("--model")),
+    generator_arch: Optional[str] = typer.Option(None, help=arch_help("--generator")),
     code_stats: Optional[Path] = typer.Option(None, help="the generator's code bounds (CodeStats .safetensors or "
                                                          "act_range .txt)"),
 ) -> None:
@@ -273,7 +274,7 @@ def _record_real_images(out: Path, source: dict, files: Optional[list[str]]) -> 
     write_json_atomic(out / "results.json", doc)
 
 
-@app.command()
+@app.command(rich_help_panel=SYNTHESIZE)
 def sample(
     ctx: typer.Context,
     cls: Optional[list[str]] = typer.Option(None, "--class", help="class (index or name); repeat to move the chain "
@@ -283,7 +284,7 @@ def sample(
     n: int = typer.Option(50, help="samples to keep per class (evenly spaced along the chain after burn-in)"),
     model: str = typer.Option("fmnist-cnn", help="the condition network"),
     generator: str = typer.Option("fmnist-g-fc6"),
-    generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
+    generator_arch: Optional[str] = typer.Option(None, help=arch_help("--generator")),
     code_stats: Optional[Path] = typer.Option(None, help="the generator's code bounds (CodeStats .safetensors or "
                                                          "act_range .txt)"),
     dae: Optional[str] = typer.Option(None, help=DAE_HELP),
@@ -292,8 +293,8 @@ def sample(
     encoder: Optional[str] = typer.Option(None, help="with --prior joint: the model whose layer the generator inverts "
                                                      "(default: its zoo entry's)"),
     encoder_layer: Optional[str] = typer.Option(None),
-    encoder_arch: Optional[str] = typer.Option(None, help="architecture of an --encoder weights file"),
-    arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
+    encoder_arch: Optional[str] = typer.Option(None, help=arch_help("--encoder")),
+    arch: Optional[str] = typer.Option(None, help=arch_help("--model")),
     steps: Optional[int] = typer.Option(None, help="iterations per class (default 200; 1000 for --unit)"),
     burn_in: Optional[int] = typer.Option(None, help="iterations before the first kept sample (default steps // 4)"),
     eps1: float = typer.Option(1e-5, help="weight of the DAE prior R(h) - h (published 1e-5)"),
@@ -387,7 +388,7 @@ def sample(
     typer.echo(f"wrote {len(records)} samples to {out}/samples.png (captions: iteration:{'p(class)' if cls else 'score'})")
 
 
-@app.command()
+@app.command(rich_help_panel=SYNTHESIZE)
 def inpaint(
     image: str = typer.Argument(..., help="an image file, or test:INDEX / train:INDEX for a Fashion-MNIST image"),
     mask: Optional[str] = typer.Option(None, help="the hole x,y,w,h in pixels of IMAGE (scaled with it to the "
@@ -396,15 +397,15 @@ def inpaint(
     cls: str = typer.Option(..., "--class", help="class the filled-in content should have (index or name)"),
     model: str = typer.Option("fmnist-cnn", help="the condition network (its input space is the image's)"),
     generator: str = typer.Option("fmnist-g-fc6"),
-    generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
+    generator_arch: Optional[str] = typer.Option(None, help=arch_help("--generator")),
     code_stats: Optional[Path] = typer.Option(None, help="the generator's code bounds (CodeStats .safetensors or "
                                                          "act_range .txt)"),
     dae: Optional[str] = typer.Option(None, help=DAE_HELP),
     prior: str = typer.Option("dae", help="prior on the code: dae (trained), joint (the released E(G(h)) - h) or none"),
     encoder: Optional[str] = typer.Option(None, help="model whose layer the generator inverts (default: its zoo entry's)"),
     encoder_layer: Optional[str] = typer.Option(None),
-    encoder_arch: Optional[str] = typer.Option(None, help="architecture of an --encoder weights file"),
-    arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
+    encoder_arch: Optional[str] = typer.Option(None, help=arch_help("--encoder")),
+    arch: Optional[str] = typer.Option(None, help=arch_help("--model")),
     steps: int = typer.Option(21, help="iterations (released inpainting: 21, i.e. n_iters = 20)"),
     eps1: float = typer.Option(1e-5),
     eps2: float = typer.Option(1.0),
@@ -484,7 +485,7 @@ def train_dae_cmd(
     out: Path = typer.Option(Path("checkpoints"), help="folder for weights, card and the resumable checkpoint"),
     device: str = device_option("the encoder and the training run"),
     fresh: bool = typer.Option(False, help="ignore an existing checkpoint instead of resuming from it"),
-    encoder_arch: Optional[str] = typer.Option(None),
+    encoder_arch: Optional[str] = typer.Option(None, help=arch_help("--encoder")),
 ) -> None:
     """Train PPGN-h's code prior: a denoising autoencoder on LAYER codes of real images; resumable."""
     from ..ppgn import ZOO_DAE

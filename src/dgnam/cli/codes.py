@@ -9,9 +9,10 @@ import torch
 import typer
 
 from ..errors import DgnamError
-from . import app
+from . import CODES, app
 from ..zoo.registry import model_weights_sha256
-from .common import DATA_HELP, LIMIT_HELP, dataset_arg, declared_space, device_arg, device_option, model_arg
+from .common import (DATA_HELP, LIMIT_HELP, arch_help, dataset_arg, declared_space, device_arg, device_option,
+                     model_arg)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,14 +52,14 @@ def _images(specs: list[str], space) -> torch.Tensor:
     return torch.cat([read_image(s, space)[0] for s in specs])
 
 
-@app.command()
+@app.command(rich_help_panel=CODES)
 def encode(
     images: list[str] = typer.Argument(..., help="image files (any size; resized to the model's input), or "
                                                  "test:INDEX / train:INDEX for Fashion-MNIST images"),
     model: str = typer.Option("fmnist-cnn", help="the encoder: the model whose layer the generator inverts"),
     layer: str = typer.Option("fc6"),
     out: Path = typer.Option(Path("codes.safetensors")),
-    arch: Optional[str] = typer.Option(None),
+    arch: Optional[str] = typer.Option(None, help=arch_help("--model")),
     device: str = device_option("the encoder runs"),
 ) -> None:
     """Encode real images into codes (for `visualize --init codes.safetensors`, the paper's start from a real image)."""
@@ -78,7 +79,7 @@ def encode(
     typer.echo(f"wrote {len(codes)} codes of {codes.shape[1]} components to {out}")
 
 
-@app.command("code-stats")
+@app.command("code-stats", rich_help_panel=CODES)
 def code_stats(
     model: str = typer.Option("fmnist-cnn"),
     layer: str = typer.Option("fc6"),
@@ -87,7 +88,7 @@ def code_stats(
                                             "plain image folder has no test images of its own)"),
     limit: Optional[int] = typer.Option(None, help=LIMIT_HELP),
     out: Path = typer.Option(Path("codestats.safetensors")),
-    arch: Optional[str] = typer.Option(None),
+    arch: Optional[str] = typer.Option(None, help=arch_help("--model")),
     device: str = device_option("the encoder runs"),
 ) -> None:
     """Measure CodeStats (per-component mean, std, percentiles) of LAYER over a data set."""

@@ -170,6 +170,15 @@ def dataset_arg(data: str | None, split: str, space):
     return ds
 
 
+#: ``--model`` of every command that takes a classifier, and the help of each ``--*-arch`` option (:func:`arch_help`)
+MODEL_HELP = "zoo name, package.module:factory, or a weights file (with --arch if its card does not name it)"
+
+
+def arch_help(flag: str) -> str:
+    """The help of the architecture option of ``flag`` (--model, --generator, --encoder, --judge)."""
+    return f"architecture of a{'n' if flag == '--encoder' else ''} {flag} weights file whose card does not name it"
+
+
 LIMIT_HELP = ("use only N images: Fashion-MNIST's first N; an image folder's taken from each class in turn, so that "
               "none is left out")
 

@@ -16,14 +16,14 @@ import typer
 
 from ..atomic import write_text_atomic
 from ..errors import DgnamError
-from . import app
+from . import MODELS, app
 
 #: Source formats by file suffix.
 _FORMATS = {".caffemodel": "caffemodel", ".pt": "pytorch", ".pth": "pytorch", ".bin": "pytorch",
             ".safetensors": "safetensors"}
 
 
-@app.command()
+@app.command(rich_help_panel=MODELS)
 def convert(
     src: Path = typer.Argument(..., help="a .caffemodel, a PyTorch state dict (.pt/.pth), a .safetensors, "
                                          "or with --bounds an act_range bounds .txt"),

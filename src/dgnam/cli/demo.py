@@ -8,11 +8,11 @@ from typing import Optional
 import typer
 
 from ..demo import DEMO_RESTARTS
-from . import app
+from . import SYNTHESIZE, app
 from .common import device_arg, device_option, print_table, seed_option
 
 
-@app.command()
+@app.command(rich_help_panel=SYNTHESIZE)
 def demo(
     out: Path = typer.Option(Path("runs/demo")),
     restarts: int = typer.Option(DEMO_RESTARTS, help="restarts per class; the one with the highest final activation is kept"),

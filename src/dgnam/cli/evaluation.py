@@ -7,14 +7,14 @@ from typing import Optional, Sequence
 
 import typer
 
-from . import app
+from . import EVALUATE, app
 from ..errors import DgnamError
 from ..display import NOT_APPLICABLE
-from .common import device_arg, device_option, err_line, hold_lock, model_arg, print_table
+from .common import arch_help, device_arg, device_option, err_line, hold_lock, model_arg, print_table
 
 
 
-@app.command()
+@app.command(rich_help_panel=EVALUATE)
 def evaluate(
     ctx: typer.Context,
     run_dir: Path = typer.Argument(..., help="a run directory written by `dgnam visualize`, `facets` or `sample` (or `dgnam demo`'s runs/demo/dgn-am)"),
@@ -22,13 +22,13 @@ def evaluate(
                                                    "or file with --judge-arch); default: fmnist-judge for a "
                                                    "Fashion-MNIST target, efficientnet-lite2 for an ImageNet one "
                                                    "(lite0 for lite2)"),
-    judge_arch: Optional[str] = typer.Option(None, help="architecture of a --judge weights file"),
+    judge_arch: Optional[str] = typer.Option(None, help=arch_help("--judge")),
     judge_layer: Optional[str] = typer.Option(None, help="the judge's feature layer for the Fréchet, nearest-image and "
                                                          "diversity metrics (default: its penultimate features; a "
                                                          "conv layer is averaged over its positions; `dgnam layers "
                                                          "JUDGE` lists them)"),
     model: Optional[str] = typer.Option(None, help="the run's target, when it is not a zoo model"),
-    arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
+    arch: Optional[str] = typer.Option(None, help=arch_help("--model")),
     data: Optional[str] = typer.Option(None, help="real images: fashion-mnist (the default, for a Fashion-MNIST "
                                                   "target only; fashion-mnist:DIR for its IDX files in DIR) or an image folder, one sub-folder per class named "
                                                   "as the judge's classes (the class references match by name)"),
@@ -38,8 +38,9 @@ def evaluate(
                                                           "incomplete); without it such a run is refused"),
     device: str = device_option("the target and the judge run"),
 ) -> None:
-    """Add activation-vs-real, judge, Fréchet, nearest-training-image and diversity metrics to RUN_DIR's records;
-    writes evaluation.json, nearest.png and report.html there and prints the per-unit table and a summary line.
+    """Add activation-vs-real, judge, Fréchet, nearest-training-image and diversity metrics to RUN_DIR's records.
+
+    Writes evaluation.json, nearest.png and report.html there and prints the per-unit table and a summary line.
     For scripts, read evaluation.json: "summary" (fid, judge_accuracy, nn_ratio, ...) and "units" (one entry per
     unit, all of them; the table shows the first 100), with null for a metric that does not apply."""
     from ..evaluate import EVALUATE_LATER, evaluate_run

@@ -10,15 +10,15 @@ import torch
 import typer
 
 from ..errors import DgnamError
-from . import app
+from . import SYNTHESIZE, MODELS, app
 from ..zoo.registry import weights_sha256
-from .common import (device_arg, device_option, generator_arg, model_arg, out_folder_arg, print_table, seed_option,
-                     space_arg)
+from .common import (MODEL_HELP, arch_help, device_arg, device_option, generator_arg, model_arg, out_folder_arg,
+                     print_table, seed_option, space_arg)
 
 
-@app.command()
+@app.command(rich_help_panel=SYNTHESIZE)
 def visualize(
-    model: str = typer.Option(..., help="zoo name, package.module:factory, or a weights file with --arch"),
+    model: str = typer.Option(..., help=MODEL_HELP),
     units: str = typer.Option(..., help="e.g. 'logits:0,1,2', 'logits:0-99', 'fc6:all', 'features.10:3@4,4', "
                                         "'conv5:7:mean'; a leading minus minimizes ('-logits:3'); 'fc6:dir=FILE' "
                                         "maximizes the dot product with the vector in FILE (.npy or .safetensors); "
@@ -41,8 +41,8 @@ def visualize(
     device: str = device_option("the model and the generator run"),
     out: Path = typer.Option(Path("runs/visualize"), help="run directory"),
     resume: bool = typer.Option(False, help="continue an interrupted run in OUT"),
-    arch: Optional[str] = typer.Option(None, help="architecture of a --model weights file"),
-    generator_arch: Optional[str] = typer.Option(None, help="architecture of a --generator weights file"),
+    arch: Optional[str] = typer.Option(None, help=arch_help("--model")),
+    generator_arch: Optional[str] = typer.Option(None, help=arch_help("--generator")),
     code_stats: Optional[Path] = typer.Option(None, help="the generator's code bounds: a CodeStats .safetensors or a "
                                                          "released act_range .txt (DGN-AM clips the code to them)"),
     input_shape: Optional[str] = typer.Option(None, help="CxHxW in [0, 1] for a model without input_space"),
@@ -142,10 +142,10 @@ def _has_weights(name: str) -> bool:
         return True  # an import path: it loads as given
 
 
-@app.command()
+@app.command(rich_help_panel=MODELS)
 def layers(
-    model: str = typer.Argument(..., help="zoo name, package.module:factory, or a weights file with --arch"),
-    arch: Optional[str] = typer.Option(None),
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    arch: Optional[str] = typer.Option(None, help=arch_help("--model")),
     input_shape: Optional[str] = typer.Option(None, help="CxHxW for a model without input_space"),
 ) -> None:
     """Print every addressable layer of MODEL with its output shape."""
@@ -159,7 +159,7 @@ def layers(
                 ["layer", "type", "output shape"], title=f"{model} (input {space.channels}x{space.size[0]}x{space.size[1]})")
 
 
-@app.command()
+@app.command(rich_help_panel=MODELS)
 def models(pattern: str = typer.Argument("*", help="glob on the name, e.g. 'fmnist-*'"),
            kind: Optional[str] = typer.Option(None, help="only this kind: classifier, generator or dae")) -> None:
     """List the zoo."""
@@ -181,7 +181,7 @@ def models(pattern: str = typer.Argument("*", help="glob on the name, e.g. 'fmni
     print_table(rows, ["name", "kind", "test accuracy", "description"])
 
 
-@app.command()
+@app.command(rich_help_panel=MODELS)
 def priors() -> None:
     """List the methods/priors usable with `visualize --prior`."""
     from ..methods import list_methods

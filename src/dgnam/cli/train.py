@@ -12,8 +12,8 @@ import typer
 from ..data import is_fashion_mnist
 from ..errors import DgnamError
 from . import train_app
-from .common import (DATA_HELP, LIMIT_HELP, declared_space, device_arg, device_option, model_arg, seed_option,
-                     writable_folder)
+from .common import (DATA_HELP, LIMIT_HELP, arch_help, declared_space, device_arg, device_option, model_arg,
+                     seed_option, writable_folder)
 
 
 def train_test(data: Optional[str], size: tuple[int, int], channels: int, seed: int, limit: Optional[int] = None,
@@ -120,7 +120,8 @@ def default_name(zoo_name: str, encoder: str, encoder_arch: Optional[str], layer
 
 @train_app.command("generator")
 def generator(
-    encoder: str = typer.Option("fmnist-cnn", help="the encoder E (zoo name, import path, or file with --encoder-arch)"),
+    encoder: str = typer.Option("fmnist-cnn", help="the encoder E (zoo name, import path, or weights file: "
+                                "--encoder-arch if its card does not name it)"),
     layer: str = typer.Option("fc6", help="the layer of E to invert: its output is the code"),
     arch: str = typer.Option("fmnist-g-fc6", help="zoo generator whose architecture to train (code size follows LAYER)"),
     name: Optional[str] = typer.Option(None, help="name of the trained model (default: ARCH when it inverts what the "
@@ -147,7 +148,7 @@ def generator(
     out: Path = typer.Option(Path("checkpoints")),
     device: str = device_option("the training runs"),
     fresh: bool = typer.Option(False, help="ignore an existing checkpoint instead of resuming from it"),
-    encoder_arch: Optional[str] = typer.Option(None),
+    encoder_arch: Optional[str] = typer.Option(None, help=arch_help("--encoder")),
 ) -> None:
     """Train a DeePSiM generator inverting LAYER of ENCODER (image + feature + adversarial losses); resumable."""
     from ..train.generator import GeneratorConfig, train_generator
