@@ -311,7 +311,7 @@ def test_demo_replaces_an_earlier_demo_but_never_other_files(tmp_path):
 
     fashion_mnist("test")
     out = tmp_path / "demo"
-    p = dgnam("demo", "--steps", "2", "--restarts", "1", "--out", out)
+    p = dgnam("demo", "--steps", "2", "--restarts", "1", "--out", out, fresh=True)  # (a new interpreter, as a user's)
     assert p.returncode == 0, p.stderr
     assert (out / "dgn-am" / "results.json").exists() and (out / "index.html").exists()
     _check_demo_folder(out)  # an earlier demo: replaced

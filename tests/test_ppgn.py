@@ -524,7 +524,7 @@ def test_cli_sample_walks_through_classes(tmp_path):
     # the run reads like a `visualize` run: `dgnam evaluate` scores it, one unit per class, the samples as restarts
     assert [(r["unit_index"], r["restart"]) for r in doc["records"]] == [(0, 0), (0, 1), (0, 2), (0, 3),
                                                                           (1, 0), (1, 1), (1, 2), (1, 3)]
-    p = dgnam("evaluate", str(out), "--real", "200")
+    p = dgnam("evaluate", str(out), "--real", "200", fresh=True)  # (a new interpreter, as a user's)
     assert p.returncode == 0, p.stderr
     ev = json.loads((out / "evaluation.json").read_text())
     assert [u["unit"] for u in ev["units"]] == doc["config"]["units"] and len(doc["config"]["units"]) == 2
@@ -583,7 +583,8 @@ def test_scale_box_maps_a_hole_on_a_file_onto_the_model_input():
 @needs_zoo
 def test_cli_inpaint(tmp_path):
     fashion_mnist("test")
-    p = dgnam("inpaint", "test:0", "--class", "Ankle boot", "--steps", "5", "--out", str(tmp_path / "i.png"))
+    p = dgnam("inpaint", "test:0", "--class", "Ankle boot", "--steps", "5", "--out", str(tmp_path / "i.png"),
+              fresh=True)  # (a new interpreter, as a user's)
     assert p.returncode == 0, p.stderr
     from PIL import Image
 

@@ -195,7 +195,7 @@ def test_train_classifier_on_a_folder_holds_out_a_test_set_and_keeps_its_classes
     """The folder has no test split: it was tested on its training images, with 10 outputs for 2 classes."""
     data, out = _folder(tmp_path / "data"), tmp_path / "out"
     p = dgnam("train", "classifier", "--arch", "fmnist-cnn", "--data", str(data), "--epochs", "1", "--batch-size", "8",
-              "--out", str(out))
+              "--out", str(out), fresh=True)  # (a new interpreter, as a user's)
     assert p.returncode == 0, p.stderr
     card = json.loads((out / "fmnist-cnn.json").read_text())
     assert card["metrics"]["test_images"] == 2 and "held out" in card["test"]
