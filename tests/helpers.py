@@ -35,9 +35,10 @@ def dgnam(*args, cwd=TESTS, env=None, timeout: float = 300, fresh: bool = False)
     filters, its own exit code, and nothing it changes reaches the tests. It differs in one way: it has every module
     the tests imported, so an import the command forgot would go unseen there. ``fresh=True`` runs a new interpreter
     (a few end-to-end tests do, and so do those with ``env``, which libraries read when they are imported, such as
-    TQDM_DISABLE or OMP_NUM_THREADS), as does a platform without fork."""
+    TQDM_DISABLE or OMP_NUM_THREADS), as does any platform but Linux (macOS's system libraries are not safe to use
+    in a forked child)."""
     args = [str(a) for a in args]
-    if fresh or env or not hasattr(os, "fork"):
+    if fresh or env or not sys.platform.startswith("linux"):
         return subprocess.run([sys.executable, "-m", "dgnam", *args], cwd=cwd, capture_output=True, text=True,
                               timeout=timeout, env={**os.environ, **env} if env else None)
     return _forked_dgnam(args, cwd, timeout)
