@@ -60,6 +60,11 @@ def _is_terminal(stream) -> bool:
 NOT_APPLICABLE = "n/a"
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1 ("1 code", "2 samples"): a message said "wrote 1 codes"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def html_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     """An HTML table of ``rows`` (dicts) in ``columns``: floats to 3 decimals, ``None`` as ``n/a``, a missing field
     empty, every value escaped."""

@@ -10,6 +10,7 @@ import torch
 import typer
 
 from ..atomic import write_json_atomic
+from ..display import counted
 from ..errors import DgnamError
 from ..images import save_image
 from ..facets import MAX_FACET_SEED
@@ -385,7 +386,7 @@ def sample(
                            generator_name=generator, dae_source=_dae_source(dae), replace=overwrite or resume)
     ckpt.unlink(missing_ok=True)  # the samples are saved
     print_table(records[:: max(1, len(records) // 10)], ["sample", "step", "condition", "probability" if cls else "score"])
-    typer.echo(f"wrote {len(records)} samples to {out}/samples.png (captions: iteration:{'p(class)' if cls else 'score'})")
+    typer.echo(f"wrote {counted(len(records), 'sample')} to {out}/samples.png (captions: iteration:{'p(class)' if cls else 'score'})")
 
 
 @app.command(rich_help_panel=SYNTHESIZE)

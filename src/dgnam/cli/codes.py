@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 import typer
 
+from ..display import counted
 from ..errors import DgnamError
 from . import CODES, app
 from ..zoo.registry import model_weights_sha256
@@ -76,7 +77,7 @@ def encode(
     save_safetensors({"codes": codes}, out, metadata={"model": ident, "arch": source.get("arch") or "", "layer": layer,
                                                       "weights_sha256": sha,
                                                       "images": [str(p) for p in images]})
-    typer.echo(f"wrote {len(codes)} codes of {codes.shape[1]} components to {out}")
+    typer.echo(f"wrote {counted(len(codes), 'code')} of {codes.shape[1]} components to {out}")
 
 
 @app.command("code-stats", rich_help_panel=CODES)
