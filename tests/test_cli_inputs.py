@@ -166,6 +166,9 @@ def test_encode_takes_fashion_mnist_images_by_index_like_inpaint(tmp_path):
     r = run("encode", "test:3", "test:4", "--out", tmp_path / "c.safetensors", "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert load_state_dict(tmp_path / "c.safetensors")["codes"].shape == (2, 256)
+    assert "wrote 2 codes of 256 components" in r.output
+    r = run("encode", "test:3", "--out", tmp_path / "one.safetensors")
+    assert "wrote 1 code of 256 components" in r.output, r.output  # (it said "1 codes")
     refused("test:INDEX with INDEX >= 0", "encode", "test:x", "--out", tmp_path / "d.safetensors")
 
 
