@@ -32,8 +32,9 @@ def dgnam(*args, cwd=TESTS, env=None, timeout: float = 300, fresh: bool = False)
     The process is a fork of this one where it can be: a fresh ``python -m dgnam`` spends about 3 s importing torch,
     which for the suite's ~150 commands was most of its time. The child is what a fresh process would be for the
     command: its own output files, working directory, program name (``python -m dgnam``), Python's default warning
-    filters, its own exit code, and nothing it changes reaches the tests. It differs in one way: it has every module
-    the tests imported, so an import the command forgot would go unseen there. ``fresh=True`` runs a new interpreter
+    filters, its own exit code, and nothing it changes reaches the tests. It differs in two ways: it runs one thread,
+    as the tests do, and it has every module the tests imported, so an import the command forgot would go unseen
+    there. ``fresh=True`` runs a new interpreter
     (a few end-to-end tests do, and so do those with ``env``, which libraries read when they are imported, such as
     TQDM_DISABLE or OMP_NUM_THREADS), as does any platform but Linux (macOS's system libraries are not safe to use
     in a forked child)."""
