@@ -214,8 +214,8 @@ def require_generator(generator: Generator) -> None:
 
 
 def check_generator(generator: Generator) -> None:
-    """Fail early, in one line, when a generator's output does not match its declared space."""
-    require_generator(generator)
+    """Fail early, in one line, when a generator's output does not match its declared space (``generator`` is one:
+    :func:`require_generator` checked that before it was moved to the device)."""
     with torch.no_grad():
         try:
             out = generator(torch.zeros(1, *generator.code_shape, device=module_device(generator),
