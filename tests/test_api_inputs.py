@@ -587,3 +587,25 @@ def test_the_public_modules_are_attributes_of_a_plain_import():
             "assert all(hasattr(dgnam, n) for n in dgnam.__all__)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
+
+
+def test_the_command_lines_help_and_usage_errors_do_not_import_torch():
+    """``dgnam --help`` took 3.5 s, 3 of them importing torch: the package's names load on first use, and the command
+    line imports torch only when a command runs. A fresh process: the tests have imported torch long since."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from typer.testing import CliRunner\n"
+            "import dgnam, dgnam.cli\n"
+            "for args, code in [(['--help'], 0), (['visualize', '--help'], 0), (['train', 'generator', '--help'], 0),\n"
+            "                   (['--version'], 0), (['visualise'], 2), (['visualize'], 2), (['-q', 'sample', '--help'], 0)]:\n"
+            "    r = CliRunner().invoke(dgnam.cli.app, args)\n"
+            "    assert r.exit_code == code, (args, r.output)\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "import dgnam.run  # imports the submodule dgnam.optimize, which must not hide the function of that name\n"
+            "from dgnam import optimize, visualize\n"
+            "assert callable(dgnam.optimize) and dgnam.optimize is optimize and optimize.__module__ == 'dgnam.optimize'\n"
+            "assert visualize is dgnam.run.visualize and set(dgnam.__all__) <= set(dir(dgnam))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr

@@ -18,6 +18,7 @@ import torch
 
 from .atomic import LOCK, folder_lock, write_json_atomic
 from .data import FashionMNIST
+from .defaults import DEMO_RESTARTS
 from .errors import noting_interrupt
 from .evaluate import classify
 from .images import grid, save_image
@@ -26,7 +27,6 @@ from .methods import build_method
 from .run import foreign_entries, visualize
 from .zoo import create_model
 
-DEMO_RESTARTS = 8  # "a few restarts, best kept"; 8 per class fit the demo's 2-minute budget on 2 cores
 DEMO_METHODS = ("pixel", "dgn-am")
 
 

@@ -18,7 +18,6 @@ import sys
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -95,6 +94,8 @@ def compact(value: object, width: int = 60) -> str:
     """``value`` as a short repr: a tensor or array by its shape (and a dtype other than float32: ``<tensor 4x256>``,
     ``<int64 tensor 12>``), a long list or dict, or one holding tensors, by its length (``<list of 10 Tensor>``),
     anything else by its repr cut to ``width`` characters."""
+    import torch  # (here, not above: the command line imports this module for ``--quiet`` before it needs torch)
+
     if isinstance(value, (torch.Tensor, np.ndarray)):
         kind = "tensor" if isinstance(value, torch.Tensor) else "array"
         dtype = str(value.dtype).removeprefix("torch.")

@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from .atomic import folder_lock, write_json_atomic
+from .defaults import MAX_FACET_SEED
 from .display import compact_repr
 from .errors import DgnamError, noting_interrupt
 from .generators import Generator, PixelGenerator
@@ -84,10 +85,6 @@ UMAP_MIN_DIST = 0.1
 #: Fewest points t-SNE and UMAP embed: with fewer, the PCA features are clustered as they are (and embedding.png
 #: says PCA).
 MIN_POINTS_TO_EMBED = 4
-
-#: The largest seed facets take: scikit-learn's random_state (t-SNE, k-means, PCA) is 0..2**32 - 1.
-MAX_FACET_SEED = 2**32 - 1
-
 
 @dataclass
 class FacetConfig:

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 import torch
 from torch import nn
 
+from .defaults import CHECKPOINT_EVERY
 from .display import compact_repr, png_bytes, progress_bar
 from .errors import DgnamError, is_int, noting_interrupt
 from .generators import Generator, require_generator
@@ -567,11 +568,6 @@ class _Noise:
 
     def uniform(self, lo: float, hi: float) -> torch.Tensor:
         return torch.stack([lo + (hi - lo) * torch.rand((), generator=g) for g in self.gens])
-
-
-#: How often (iterations) :func:`sample` writes its checkpoint when given one: a few seconds of a 28-px chain, a
-#: minute or so of a 227-px chain on CPU; each write holds the kept samples so far.
-CHECKPOINT_EVERY = 50
 
 
 def _chain_key(generator: Generator, dae: nn.Module | None, conds: Sequence[Condition], n_chains: int,

@@ -6,17 +6,13 @@ import json
 from pathlib import Path
 from typing import Callable, Optional
 
-import torch
 import typer
 
 from ..atomic import write_json_atomic
 from ..display import counted
+from ..defaults import CHECKPOINT_EVERY, MAX_FACET_SEED
 from ..errors import DgnamError
 from ..images import save_image
-from ..facets import MAX_FACET_SEED
-from ..ppgn import CHECKPOINT_EVERY, class_indices
-from ..run import check_fresh_dir, foreign_entries, listed, run_file
-from ..zoo.registry import check_recorded_spec, is_zoo_model, model_weights_sha256
 from . import SYNTHESIZE, app, train_app
 from .codes import read_image
 from .common import (DATA_HELP, LIMIT_HELP, MODEL_HELP, arch_help, dataset_arg, declared_space, device_arg,
@@ -29,6 +25,8 @@ def _encoder_for(generator_spec: str, generator_arch: Optional[str], net, encode
     """The model and layer whose codes the generator inverts: given, else what the generator's card says (a file
     that `dgnam train generator` wrote has ``NAME.json`` beside it), else its zoo entry's, or its architecture's (the
     target itself when it is that encoder)."""
+    from ..zoo.registry import check_recorded_spec, is_zoo_model, model_weights_sha256
+
     recorded = None  # the SHA-256 of the encoder weights the card says the generator inverts
     if encoder is None or layer is None:
         known = _inverts(generator_spec, generator_arch)
@@ -222,6 +220,7 @@ def facets(
     codes and results.json (records as in `dgnam visualize`, with each facet's fields).
     """
     from ..facets import FacetConfig, facets as run_facets
+    from ..run import check_fresh_dir
     from ..units import check_relu_gradient
 
     dev = device_arg(device)
@@ -318,7 +317,8 @@ def sample(
 ) -> None:
     """PPGN-h: sample many images of a class (or a unit) from one Markov chain on the generator's code."""
     from ..ppgn import (PPGN_CLASS_STEPS, PPGN_UNIT_RESET_EVERY, PPGN_UNIT_STEPS, ClassCondition,
-                        PPGNConfig, UnitCondition, sample as run_sample, save_samples)
+                        PPGNConfig, UnitCondition, class_indices, sample as run_sample, save_samples)
+    from ..run import foreign_entries, listed, run_file
     from ..units import check_relu_gradient, parse_units
 
     if bool(cls) == bool(unit):
@@ -426,9 +426,12 @@ def inpaint(
 
     Writes OUT (masked | result | original at the model's size) and FILLED: IMAGE at its own size, every pixel outside
     the hole as it was, the hole filled with the result resized to IMAGE's size."""
+    import torch
+
     from ..imagespace import to_uint8
     from ..images import grid, paste_inside, save_png
-    from ..ppgn import ClassCondition, PPGNConfig, hole_mask, inpaint as run_inpaint, parse_box, scale_box
+    from ..ppgn import (ClassCondition, PPGNConfig, class_indices, hole_mask, inpaint as run_inpaint, parse_box,
+                        scale_box)
 
     out = image_file_arg(out, "--out", "inpaint.png")
     filled = image_file_arg(filled or out.with_name(f"{out.stem}-filled{out.suffix}"), "--filled", "filled.png")
@@ -489,9 +492,12 @@ def train_dae_cmd(
     encoder_arch: Optional[str] = typer.Option(None, help=arch_help("--encoder")),
 ) -> None:
     """Train PPGN-h's code prior: a denoising autoencoder on LAYER codes of real images; resumable."""
+    import torch
+
     from ..ppgn import ZOO_DAE
     from ..train.dae import DAEConfig, train_dae
     from ..units import encode
+    from ..zoo.registry import model_weights_sha256
     from .train import default_name, train_test
 
     name = name or default_name(ZOO_DAE, encoder, encoder_arch, layer, "dae")

@@ -5,18 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-import torch
 import typer
 
 from ..display import counted
 from ..errors import DgnamError
 from . import CODES, app
-from ..zoo.registry import model_weights_sha256
 from .common import (DATA_HELP, LIMIT_HELP, arch_help, dataset_arg, declared_space, device_arg, device_option,
                      model_arg)
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
 
 def read_image(spec: str, space) -> tuple[torch.Tensor, "np.ndarray"]:
@@ -50,6 +49,8 @@ def read_image(spec: str, space) -> tuple[torch.Tensor, "np.ndarray"]:
 
 
 def _images(specs: list[str], space) -> torch.Tensor:
+    import torch
+
     return torch.cat([read_image(s, space)[0] for s in specs])
 
 
@@ -66,6 +67,7 @@ def encode(
     """Encode real images into codes (for `visualize --init codes.safetensors`, the paper's start from a real image)."""
     from ..units import encode as encode_layer
     from ..weights import save_safetensors
+    from ..zoo.registry import model_weights_sha256
 
     net = model_arg(model, arch).to(device_arg(device))
     codes = encode_layer(net, layer, _images(images, declared_space(net, model, "encode")))

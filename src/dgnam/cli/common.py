@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import typer
-from torch import nn
 
 from ..atomic import WAIT_OR_ELSEWHERE, folder_lock
 from ..errors import MAX_SEED, DgnamError
-from ..generators import Generator, LearnedGenerator
-from ..zoo.registry import is_weights_file, load_model
+
+if TYPE_CHECKING:  # the command line imports torch only when a command runs: `dgnam --help` does without it
+    import torch
+    from torch import nn
+
+    from ..generators import Generator
 
 
 def err_line(text: str, fg: str, bold: bool = False) -> None:
@@ -27,7 +29,9 @@ def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag:
     """A classifier given as ``flag`` (``--model``; ``--encoder`` for the model whose layer a generator inverts,
     ``--judge``): a weights file whose card does not name its architecture, given without it, is refused naming this
     flag's ``-arch`` option."""
+    from ..generators import Generator
     from ..zoo.files import card_arch
+    from ..zoo.registry import is_weights_file, load_model
 
     arch_flag = {"--encoder": "--encoder-arch", "--judge": "--judge-arch"}.get(flag, "--arch")
     if arch is None and is_weights_file(spec) and card_arch(Path(spec)) is None:
@@ -49,6 +53,8 @@ def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag:
 def _check_arch(spec: str | None, arch: str | None, arch_flag: str, file: str, other: str) -> None:
     """An architecture option given with ``spec`` must have a weights file (``file``) to apply to: a mistyped path
     is said to be missing, and a zoo name or import path (``other``) would ignore the option, so it is refused."""
+    from ..zoo.registry import is_weights_file
+
     if arch is None:
         return
     # a path: a folder in it, or a file suffix (an import path has a colon)
@@ -64,6 +70,9 @@ def generator_arg(spec: str | None, arch: str | None = None, code_stats: Path | 
     """``--generator`` (with ``--generator-arch`` for a file, ``--code-stats`` to replace its bounds). A learned
     generator must come with code statistics: every method here clips its code to ``[0, U]``, and without U the
     clip has no upper bound (the README's ablation: judge accuracy 0.48 instead of 0.90)."""
+    from ..generators import Generator, LearnedGenerator
+    from ..zoo.registry import load_model
+
     _check_arch(spec, arch, "--generator-arch", "a --generator weights file", "not one")
     if spec is None or spec in ("none", "pixels"):
         if code_stats is not None:
@@ -95,6 +104,7 @@ def set_code_stats(gen: Generator | None, path: Path) -> Generator:
     bounds of the paper)."""
     import math
 
+    from ..generators import LearnedGenerator
     from ..zoo.caffe_files import read_code_stats
 
     if not isinstance(gen, LearnedGenerator):

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..demo import DEMO_RESTARTS
+from ..defaults import DEMO_RESTARTS
 from . import SYNTHESIZE, app
 from .common import device_arg, device_option, print_table, seed_option
 

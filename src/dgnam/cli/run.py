@@ -6,12 +6,10 @@ import dataclasses
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
 from ..errors import DgnamError
 from . import SYNTHESIZE, MODELS, app
-from ..zoo.registry import weights_sha256
 from .common import (MODEL_HELP, arch_help, device_arg, device_option, generator_arg, model_arg, out_folder_arg,
                      print_table, seed_option, space_arg)
 
@@ -84,6 +82,8 @@ def visualize(
 def _init_codes(init: str, generator: Optional[str] = None, generator_arch: Optional[str] = None):
     """The start codes of ``--init``. Codes from `dgnam encode` name the model and layer they come from: another
     layer or encoder than the one the generator inverts is refused (codes of the same size would run, meaninglessly)."""
+    from ..zoo.registry import weights_sha256
+
     if init in ("randn", "zeros"):
         return init
     from ..weights import load_state_dict
@@ -149,6 +149,8 @@ def layers(
     input_shape: Optional[str] = typer.Option(None, help="CxHxW for a model without input_space"),
 ) -> None:
     """Print every addressable layer of MODEL with its output shape."""
+    import torch
+
     from ..run import target_space
     from ..units import layer_shapes
 

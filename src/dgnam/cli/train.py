@@ -6,10 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
-from ..data import is_fashion_mnist
 from ..errors import DgnamError
 from . import train_app
 from .common import (DATA_HELP, LIMIT_HELP, arch_help, declared_space, device_arg, device_option, model_arg,
@@ -60,6 +58,9 @@ def classifier(
     A folder with train/ and test/ tests on test/; a plain image folder has no test split, so 10% of each class is held
     out to test on. The model gets one output per class of a folder. Images are read at the architecture's input size (28x28 for fmnist-*).
     Training images are shifted and mirrored at random (--no-augment: neither)."""
+    import torch
+
+    from ..data import is_fashion_mnist
     from ..train.classifier import ClassifierConfig, train_classifier
     from ..zoo import get_entry
 
@@ -151,6 +152,8 @@ def generator(
     encoder_arch: Optional[str] = typer.Option(None, help=arch_help("--encoder")),
 ) -> None:
     """Train a DeePSiM generator inverting LAYER of ENCODER (image + feature + adversarial losses); resumable."""
+    import torch
+
     from ..train.generator import GeneratorConfig, train_generator
     from ..units import encode
     from ..zoo import get_entry
