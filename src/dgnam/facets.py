@@ -86,6 +86,7 @@ UMAP_MIN_DIST = 0.1
 #: says PCA).
 MIN_POINTS_TO_EMBED = 4
 
+
 @dataclass
 class FacetConfig:
     """How facets are found. ``top_fraction`` of the given images (at least ``MIN_IMAGES_PER_FACET * k``, else an
