@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from dgnam import AMConfig, DgnamError, L2Decay, LearnedGenerator, build_method, parse_units, visualize
+from dgnam import AMConfig, DgnamError, L2Decay, LearnedGenerator, PixelGenerator, build_method, parse_units, visualize
 from dgnam.optimize import RELEASED_FC6_MEDIAN_BOUND, Pipeline, bound_scaled_lr, optimize
 from dgnam.priors import Prior, dgnam_code_priors
 from dgnam.run import Run
@@ -927,6 +927,22 @@ def test_a_unit_at_a_relu_output_rises_by_the_gradient_before_the_relu():
     assert torch.equal(pre.images, before_relu.images)  # the same steps as maximizing the ReLU's input itself
     with pytest.raises(DgnamError, match="unknown relu_gradient 'through': use pre or exact"):
         visualize(net, "1:2", None, config=AMConfig(relu_gradient="through"), **kw)
+
+
+def test_a_unit_at_its_cap_keeps_its_latest_image_as_the_best():
+    """A ReLU6 unit reached 6 within two steps and stayed there while the image went on changing: the first image at
+    6, noise, was kept as the best (``_best.png`` of an EfficientNet head unit). Of equal activations the latest
+    counts now; a higher one still wins."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Sequential(torch.nn.Linear(144, 3), torch.nn.ReLU6()))
+    pipe_units = resolve_units(net, parse_units("1:0"), SPACE.encode(torch.rand(1, 1, 12, 12)))
+    gen = PixelGenerator(SPACE)
+    pipe = Pipeline(gen, net, pipe_units, SPACE)
+    res = optimize(pipe, pipe_units, gen.init_codes([0]), AMConfig(steps=12, lr_start=2.0, lr_end=2.0,
+                                                                   relu_gradient="pre"), [], keep_history=True)
+    hist = torch.stack(res.history)[:, 0]
+    assert hist[2:].eq(6).all() and hist[0] < 6  # at the cap from step 2 on, the image still moving
+    assert res.best_steps.item() == 12 and torch.equal(res.best_codes, res.codes)
 
 
 def test_a_run_made_before_relu_gradient_goes_on_as_it_was_made(tiny_model, tiny_gen, tmp_path):

@@ -101,7 +101,10 @@ def bound_scaled_lr(upper: torch.Tensor, lr: float = DGNAM_LR_START) -> float:
 @dataclass
 class AMResult:
     """Per batch item: final and best code, activation, and the step at which the best was seen. Activations are raw;
-    the best is the highest objective, so for a minimized unit (``sign=-1``) the lowest activation."""
+    the best is the highest objective, so for a minimized unit (``sign=-1``) the lowest activation. Of equal
+    objectives the latest is kept: a capped unit (a ReLU6 at 6) reaches its cap within a few steps, while the image
+    goes on changing under the steps that follow the ReLU's input (``relu_gradient="pre"``); keeping the first step
+    at the cap kept an image of noise as the best."""
 
     codes: torch.Tensor
     best_codes: torch.Tensor
@@ -247,7 +250,7 @@ def optimize(
         prev_codes, prev_acts = codes.clone(), acts.clone()
         start_acts = acts.clone() if start_acts is None else start_acts
         changed |= acts != start_acts
-        better = acts > best_acts
+        better = (acts > best_acts) | ((acts == best_acts) & ~frozen)  # ties: the latest (AMResult); a kept item stays
         best_acts = torch.where(better, acts, best_acts)
         best_codes[better] = codes[better]
         best_steps[better.cpu()] = step
@@ -295,7 +298,7 @@ def optimize(
         final = torch.where(back, prev_acts, final)
         diverged[back.cpu()] = config.steps
     changed |= final != (final if start_acts is None else start_acts)
-    better = final > best_acts
+    better = (final > best_acts) | ((final == best_acts) & ~frozen)
     best_acts = torch.where(better, final, best_acts)
     best_codes[better] = codes[better]
     best_steps[better.cpu()] = config.steps
