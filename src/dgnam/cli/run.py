@@ -82,11 +82,10 @@ def visualize(
 def _init_codes(init: str, generator: Optional[str] = None, generator_arch: Optional[str] = None):
     """The start codes of ``--init``. Codes from `dgnam encode` name the model and layer they come from: another
     layer or encoder than the one the generator inverts is refused (codes of the same size would run, meaninglessly)."""
-    from ..zoo.registry import weights_sha256
-
     if init in ("randn", "zeros"):
         return init
     from ..weights import load_state_dict
+    from ..zoo.registry import weights_sha256
 
     if not Path(init).is_file():
         raise DgnamError(f"--init {init}: give randn, zeros, or a codes file from `dgnam encode` (or a run's "
