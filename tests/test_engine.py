@@ -945,6 +945,23 @@ def test_a_unit_at_its_cap_keeps_its_latest_image_as_the_best():
     assert res.best_steps.item() == 12 and torch.equal(res.best_codes, res.codes)
 
 
+def test_a_unit_at_its_ceiling_from_the_start_is_not_called_unresponsive():
+    """A ReLU6 unit at 6 on the start image stays at 6 while its input rises: the warning said it "did not respond
+    (ReLU units whose input stayed below 0)"; it names the ceiling and the layer to read instead."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(144, 2)
+    with torch.no_grad():
+        lin.bias[:] = torch.tensor([100.0, -100.0])  # unit 0 at 6 on any image, unit 1 at 0
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Sequential(lin, torch.nn.ReLU6()))
+    kw = dict(steps=5, progress=False, input_space=SPACE, config=AMConfig(steps=5, relu_gradient="exact"))
+    with pytest.warns(UserWarning) as got:
+        run = visualize(net, "1:0,1", None, **kw)
+    said = [str(w.message) for w in got]
+    assert [r["activation"] for r in run.records] == [6.0, 0.0] and all(r["unchanged"] for r in run.records)
+    assert any("ceiling" in m and "1:0 restart 0" in m and "1:1" not in m for m in said), said
+    assert any("did not respond" in m and "1:1 restart 0" in m and "1:0" not in m for m in said), said
+
+
 def test_a_run_made_before_relu_gradient_goes_on_as_it_was_made(tiny_model, tiny_gen, tmp_path):
     out = tmp_path / "old"
     visualize(tiny_model, "fc.0:1,fc:3", tiny_gen, steps=4, batch_size=1, out=out, progress=False)

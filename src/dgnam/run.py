@@ -581,6 +581,7 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
                        show=progress and bool(todo), unit="step")
     diverged: list[str] = []  # said once at the end: a wide layer can have hundreds of dead units
     unchanged: list[str] = []
+    held: list[str] = []  # unchanged above 0: at a ceiling from the start, a ReLU6's 6, not an unresponsive unit
     saved = len(records)  # the records results.json holds
 
     def interrupted() -> str:
@@ -620,7 +621,7 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
                     diverged.append(f"{u.address} restart {r} (step {rec['diverged_at']})")
                 if bool(res.unchanged[k]):
                     rec["unchanged"] = True
-                    unchanged.append(f"{u.address} restart {r}")
+                    (held if rec["activation"] > 0 else unchanged).append(f"{u.address} restart {r}")
                 if u.direction is not None:  # the vector itself is saved in the code file, for `evaluate`
                     rec.update(direction=u.direction_name, direction_digest=u.digest)
                 elif u.layer == LOGITS and 0 <= u.channel < len(class_names):  # logits:cat ran as logits:1: say which
@@ -650,6 +651,11 @@ def _visualize(model: nn.Module, units: str | Unit | Sequence[str | Unit], gener
         warn(f"the activation stayed at its start value through all {config.steps} steps for {_some(unchanged)}: "
              f"those units did not respond to any step (ReLU units whose input stayed below 0 on every image tried, "
              f"say), so their images show nothing of them (records marked 'unchanged')")
+    if held:
+        warn(f"the activation stayed at its start value, above 0, through all {config.steps} steps for {_some(held)}: "
+             f"a unit at a ceiling from the start (a ReLU6 at 6, a saturated sigmoid) cannot show a rise; read the "
+             f"layer before the ceiling to follow it (an EfficientNet's _bn1 for its _act1; records marked "
+             f"'unchanged')")
     records.sort(key=lambda rec: (rec["unit_index"], rec["restart"]))
     order = [(rec["unit_index"], rec["restart"]) for rec in records]
     if out_dir is not None:
