@@ -584,7 +584,9 @@ def test_the_public_modules_are_attributes_of_a_plain_import():
             "assert callable(dgnam.train.classifier.train_classifier) and callable(dgnam.train.generator.train_generator)\n"
             "for bad in ('nope', '__wrapped__'):\n"
             "    assert not hasattr(dgnam, bad) and not hasattr(dgnam.train, bad)\n"
-            "assert all(hasattr(dgnam, n) for n in dgnam.__all__)\n")
+            "assert all(hasattr(dgnam, n) for n in dgnam.__all__)\n"
+            "assert dgnam.units.Unit is dgnam.Unit and callable(dgnam.zoo.registry.get_entry) and dgnam.imagespace\n"
+            "assert not hasattr(dgnam, '__main__')  # (importing it would run the command line)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
 

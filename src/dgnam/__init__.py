@@ -8,6 +8,7 @@ visualize`` and ``dgnam.visualize`` work as with plain imports.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
 import types
 from typing import TYPE_CHECKING
@@ -31,9 +32,10 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-#: Modules reached as attributes of the package without their own import (``dgnam.ppgn.load_dae()``, as the README
-#: writes it, failed with "module 'dgnam' has no attribute 'ppgn'" after a plain ``import dgnam``).
-_SUBMODULES = ("ppgn", "facets", "train")
+#: Every module of the package is an attribute of a plain ``import dgnam`` (``dgnam.ppgn.load_dae()``, as the README
+#: writes it, failed with "module 'dgnam' has no attribute 'ppgn'"; ``dgnam.units.Unit`` and the like worked only
+#: while the package imported those modules itself), imported when first reached.
+_SUBMODULES = tuple(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors (__all__ names them; ruff cannot read it)
     from .errors import DgnamError  # noqa: F401
