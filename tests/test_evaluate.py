@@ -512,9 +512,37 @@ def test_a_resume_knows_every_field_evaluate_adds(tiny_model, tmp_path):
 
     out = tmp_path / "run"
     before = visualize(tiny_model, "logits:0", None, restarts=2, steps=2, out=out, progress=False).records
-    evaluate_run(out, judge=tiny_model, model=tiny_model, data=_random_real())
+    real = _random_real()
+    real.files = [f"{i}.png" for i in range(len(real.labels))]  # as an image folder's: nn_files too
+    evaluate_run(out, judge=tiny_model, model=tiny_model, data=real)
     after = json.loads((out / "results.json").read_text())["records"]
     assert set(after[0]) - set(before[0]) == set(EVALUATION_FIELDS)
+
+
+def test_an_image_folders_nearest_training_images_are_named_by_file(tiny_model, tmp_path):
+    """Records and nearest.png named a folder's nearest training image by its index ("#6"), which sends the user
+    counting files: they name the file now (``nn_files``), as facets' ``top_files`` do."""
+    from PIL import Image
+
+    from dgnam.images import save_png
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "real" / c).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(tmp_path / "real" / c / f"{i}.png")
+    out = tmp_path / "run"
+    visualize(tiny_model, "logits:0", None, restarts=2, steps=1, out=out, progress=False)
+    rec0 = json.loads((out / "results.json").read_text())["records"][0]
+    copied = np.asarray(Image.open(tmp_path / "real" / "b" / "3.png"))
+    save_png(copied, out / rec0["image"], scale=8)  # the synthesized image is a copy of b/3.png
+    evaluate_run(out, judge=tiny_model, model=tiny_model, data=tmp_path / "real")
+    recs = json.loads((out / "results.json").read_text())["records"]
+    assert recs[0]["nn_files"][0] == str(Path("b") / "3.png") and recs[0]["nn_distance"] == pytest.approx(0, abs=1e-5)
+    assert all(len(r["nn_files"]) == len(r["nn_indices"]) for r in recs) and (out / "nearest.png").exists()
+    real = RealData(torch.rand(6, 1, 12, 12), torch.arange(6) % 2)  # data given as tensors: no files to name
+    evaluate_run(out, judge=tiny_model, model=tiny_model, data=real, write=True)
+    assert "nn_files" not in json.loads((out / "results.json").read_text())["records"][0]
 
 
 def test_a_judge_without_names_takes_a_named_folders_images_by_the_targets_names(tiny_model, tiny_gen, tmp_path):

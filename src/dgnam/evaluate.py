@@ -31,7 +31,7 @@ from .atomic import folder_lock, write_json_atomic
 from .errors import DgnamError, first_line, warn
 from .imagespace import ImageSpace, convert
 from .modules import as_device, frozen, module_device, module_dtype, unwrapped
-from .run import Run, check_run_files, expected_records, listed
+from .run import EVALUATION_FIELDS, Run, check_run_files, expected_records, listed
 from .weights import tensor_digest
 from .units import (ENCODE_BATCH_MOST, LOGITS, RESPONSES_BATCH_MOST, LayerReader, Unit, default_embed_layer, encode,
                     layer_modules, layer_names, layer_shapes, output_tensor, parse_units, read_batch_size,
@@ -276,6 +276,9 @@ class RealData:
     #: each image's index in its data set (a seeded sample keeps them: records and figures name the training image
     #: by it); None: the images are the whole set, in order
     indices: torch.Tensor | None = None
+    #: an image folder's file of each data set index, relative to the folder (``load_real`` sets it): records and
+    #: ``nearest.png`` name the nearest training images by them, where an index would send the user counting files
+    files: list[str] | None = None
     cache: dict = field(default_factory=dict, repr=False)  # per-model features and activations, computed once
 
     @property
@@ -348,8 +351,9 @@ def load_real(spec: str | os.PathLike | None, n: int | None = EVAL_REAL_IMAGES, 
     else:
         idx = None
     classes = getattr(ds, "classes", None)
+    files = ds.files() if hasattr(ds, "files") else None  # (an image folder's, in the order of its tensors)
     return RealData(x.float(), y.long(), name=spec or "fashion-mnist", classes=list(classes) if classes else None,
-                    indices=idx)
+                    indices=idx, files=files)
 
 
 def saved_directions(out: Path, records: Sequence[dict]) -> dict[str, torch.Tensor]:
@@ -646,6 +650,8 @@ def _evaluate_run(out: Path, judge: nn.Module | str | None, model: nn.Module | s
             from .images import save_image
 
             for rec, metrics in zip(records, per_rec):
+                for k in EVALUATION_FIELDS:  # an earlier evaluation's (nn_files of other data) must not outlive it
+                    rec.pop(k, None)
                 rec.update(metrics)
             write_json_atomic(out / "results.json", results)
             nn_idx = torch.tensor([m["nn_indices"] for m in per_rec])
@@ -773,6 +779,7 @@ def evaluate_images(
             # no ratio when most real images have an exact copy among them (the typical distance is 0)
             "nn_distance": float(nn_d[k, 0]), "nn_ratio": float(nn_d[k, 0]) / real_nn_median if real_nn_median > 0 else None,
             "nn_index": int(nn_i[k, 0]), "nn_indices": [int(i) for i in nn_i[k]],
+            **({"nn_files": [data.files[int(i)] for i in nn_i[k]]} if data.files is not None else {}),
         })
 
     # one row per unit: a run's restarts of it, or a facets run's facets (one "unit" each in `visualize`'s records)
@@ -889,6 +896,6 @@ def nearest_figure(x01: torch.Tensor, src: ImageSpace, nn_i: torch.Tensor, data:
         rows.append([synth, *near])
         which = "sample" if "sample" in rec else "restart"
         labels.append(row_label(rec) + (f"\n{which} {rec[which]}" if which in rec else ""))
-        caps.append(["synthesized"] + [f"#{int(i)}" for i in nn_i[k]])
+        caps.append(["synthesized"] + [f"#{int(i)}" if data.files is None else data.files[int(i)] for i in nn_i[k]])
     return grid(rows, row_labels=labels, col_labels=["image"] + [f"nearest {j + 1}" for j in range(nn_i.shape[1])],
                 cell_labels=caps, wrap_row_labels=True)

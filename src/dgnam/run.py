@@ -41,7 +41,7 @@ EVALUATION_FILES = ("evaluation.json", "nearest.png", "report.html")
 #: The fields `dgnam evaluate` adds to each record: a resume removes them with the files, since they describe the run
 #: as it was scored, before the resume (its per-record metrics also depend on the whole set, e.g. the Fréchet pool).
 EVALUATION_FIELDS = ("png_activation", "activation_percentile", "activation_ratio", "judge_class", "judge_prob",
-                     "judge_name", "judge_correct", "nn_distance", "nn_ratio", "nn_index", "nn_indices")
+                     "judge_name", "judge_correct", "nn_distance", "nn_ratio", "nn_index", "nn_indices", "nn_files")
 
 
 def unit_slug(index: int, unit: Unit) -> str:
