@@ -455,9 +455,10 @@ def _named_method(method: str, space: ImageSpace, generator: Generator | None, s
     from .generators import LearnedGenerator
     from .methods import build_method, list_methods
 
-    m = next((m for m in list_methods() if m.name == method), None)
+    names = {m.name: m for m in list_methods()}
+    m = names.get(method)
     if m is None:
-        close = difflib.get_close_matches(method, [m.name for m in list_methods()], n=1, cutoff=0.8)
+        close = difflib.get_close_matches(method, list(names), n=1, cutoff=0.8)
         if close:  # method="dgn-amm" ran plain pixel AM under that name, silently
             warn(f"method={method!r} is no registered method, so it only names the run (pixel AM, or the generator's "
                  f"defaults): did you mean {close[0]!r}?")
