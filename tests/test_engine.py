@@ -794,6 +794,40 @@ def test_a_sum_of_channels_reads_and_optimizes_the_sum(tiny_model, tiny_gen):
         tiny_model.classes = ["a", "b", "c", "d", "e"]
 
 
+def test_unit_arithmetic_is_the_sum_of_channels(tiny_model):
+    """Lucid's objective arithmetic on Units (`a + 0.5 * b`, `a - b`, `sum(units)`, `-(a + b)`) builds the sum
+    `LAYER:A+0.5*B` the string gives, resolving to the same vector; what it cannot mean is refused in one line."""
+    from dgnam.units import Unit
+
+    ex = torch.zeros(1, *SPACE.shape)
+    a, b, c = Unit("features.4", 1), Unit("features.4", 2), Unit("logits", "a")
+
+    def vector(u):
+        return resolve_units(tiny_model, [u], ex)[0].direction.tolist()
+
+    assert (a + b).address == "features.4:1+2" and vector(a + b) == vector(parse_units("features.4:1+2")[0])
+    assert vector(a + 0.5 * b) == [0, 1, 0.5, 0, 0, 0, 0, 0] and vector(a - b / 4) == [0, 1, -0.25, 0, 0, 0, 0, 0]
+    assert vector(-a + 0.1 * b) == pytest.approx([0, -1, 0.1, 0, 0, 0, 0, 0])
+    assert sum([a, b, a]) == Unit("features.4", "1+2+1") and vector(sum([a, b, a])) == [0, 2, 1, 0, 0, 0, 0, 0]
+    # all weights negative: the minimized sum, so records say "minimize"; one unit weighted 1 is that unit
+    assert -a - b == -(a + b) == Unit("features.4", "1+2", sign=-1) and 1 * a == a and (a + b - b).channel == "1+2+-2"
+    assert vector(c + Unit("logits", "c") * 3) == [1, 0, 3, 0, 0]
+    # the address reads back as the same unit
+    u = Unit("features.4", 1, position=(2, 3)) + Unit("features.4", 5, position=(2, 3)) * 1e-7
+    again = parse_units(u.address)[0]
+    assert again == u and vector(again) == pytest.approx([0, 1, 0, 0, 0, 1e-7, 0, 0])
+    assert all(parse_units(v.address) == [v] for v in (-a + 0.1 * b, a - b, -(a + b), 2 * a))
+    for bad, needle in [(lambda: a + c, "sums across layers are not supported"),
+                        (lambda: a + Unit("features.4", 2, reduce="mean"), "same position and reduce"),
+                        (lambda: a + Unit("features.4", "0-3"), "a span or a negative index"),
+                        (lambda: a + Unit("features.4", direction=torch.ones(8)), "add the vectors instead"),
+                        (lambda: a / 0, "non-zero number")]:
+        with pytest.raises(DgnamError, match=re.escape(needle)):
+            bad()
+    with pytest.raises(TypeError):
+        a + 1
+
+
 def test_units_of_every_kind_batched_equal_one_at_a_time(tiny_model, tiny_gen):
     """Each batch item keeps its own objective: maximized, minimized and direction units, with restarts, in one
     batch compute what they compute alone."""

@@ -13,6 +13,7 @@ of the layer's channel vector with a vector of its channel count (a probe or con
 (``fc6:dir=probe.npy#3f2a9c1b04de5a6b``), so a run's records say which vector they show. A weighted sum of one
 layer's channels (``fc6:3+0.5*7``, ``logits:Sandal+Sneaker``: Lucid's ``channel(A) + channel(B)``) is the direction
 with those weights, made when the units are resolved, since the vector's length is the layer's channel count.
+Units add and scale as Lucid's objectives do, into that sum: ``Unit("fc6", 3) + 0.5 * Unit("fc6", 7)``.
 """
 
 from __future__ import annotations
@@ -120,6 +121,40 @@ class Unit:
 
     def __neg__(self) -> Unit:
         return replace(self, sign=-self.sign)
+
+    # Lucid's objective arithmetic on one layer's channels: ``Unit("fc6", 3) + 0.5 * Unit("fc6", 7)`` is the sum
+    # ``fc6:3+0.5*7``, and resolves to its direction as the string does (sum(units) works too: it starts at 0).
+    def __add__(self, other: object) -> Unit:
+        if isinstance(other, numbers.Real) and not isinstance(other, bool) and other == 0:
+            return self
+        if not isinstance(other, Unit):
+            return NotImplemented
+        if other.layer != self.layer:
+            raise DgnamError(f"{self.address} + {other.address}: a sum takes the channels of one layer (sums across "
+                             f"layers are not supported): run them as separate units")
+        if (other.position, other.reduce) != (self.position, self.reduce):
+            raise DgnamError(f"{self.address} + {other.address}: a sum reads its channels at one position (or their "
+                             f"mean): give both units the same position and reduce")
+        return _from_terms(self, _terms(self) + _terms(other))
+
+    __radd__ = __add__
+
+    def __sub__(self, other: object) -> Unit:
+        return self + (-other) if isinstance(other, Unit) else NotImplemented
+
+    def __mul__(self, weight: object) -> Unit:
+        if not isinstance(weight, numbers.Real) or isinstance(weight, bool):
+            return NotImplemented
+        return _from_terms(self, [(float(weight) * w, ch) for w, ch in _terms(self)])
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, weight: object) -> Unit:
+        if not isinstance(weight, numbers.Real) or isinstance(weight, bool):
+            return NotImplemented
+        if weight == 0:
+            raise DgnamError(f"{self.address} / 0: divide a unit by a non-zero number")
+        return self * (1.0 / float(weight))
 
     def __str__(self) -> str:
         return self.address
@@ -526,12 +561,10 @@ def is_sum(channel: object, classes: Sequence[str] = ()) -> bool:
             and channel.strip().lower() not in (str(c).lower() for c in classes))
 
 
-def _sum_unit(u: Unit, n: int, classes: Sequence[str]) -> Unit:
-    """``LAYER:A+B`` (Lucid's ``channel(A) + channel(B)``, a neuron interaction; weighted: ``A+0.5*B``) as the
-    direction it is: the vector with each term's weight at its channel, read at the unit's position or channel
-    mean, as the channels would be. Its address names the sum (``fc6:dir=3+7#DIGEST``), so a run's records say
-    what was summed; the vector is kept with the run as every direction's is."""
-    weights = torch.zeros(n)
+def _sum_terms(u: Unit) -> list[tuple[float, str]]:
+    """The terms of the sum ``u.channel`` (``"3+0.5*7"``, ``"Sandal+-Sneaker"``) as (weight, channel) pairs, the
+    channel an index's digits or a class name; a term that cannot be read is refused naming the forms."""
+    terms = []
     for term in u.channel.split("+"):
         m = _SUM_TERM.fullmatch(term)
         ch = m["ch"] if m else ""
@@ -542,6 +575,47 @@ def _sum_unit(u: Unit, n: int, classes: Sequence[str]) -> Unit:
             raise DgnamError(f"unit {u.address}: cannot read the term {term.strip()!r} of the sum: write "
                              f"{u.layer}:A+B, {u.layer}:A+0.5*B or {u.layer}:A+-B with A, B channel indices or class "
                              f"names")
+        terms.append((w, ch))
+    return terms
+
+
+def _terms(u: Unit) -> list[tuple[float, str]]:
+    """``u`` as weighted channel terms for :class:`Unit`'s arithmetic, its sign in the weights. A direction, a span
+    (``0-9``, ``all``: many units) or a negative index is refused in one line: none is a channel to weight."""
+    if u.direction is not None:
+        raise DgnamError(f"{u.address}: a direction does not add to other units; add the vectors instead, "
+                         f"Unit({u.layer!r}, direction=v + w)")
+    ch = str(u.channel).strip()
+    if re.fullmatch(r"\d+\s*-\s*\d+|all", ch, re.IGNORECASE) or ch.startswith("-"):
+        raise DgnamError(f"{u.address}: a span or a negative index is not one channel to add or weight; give a "
+                         f"channel index or class name (-Unit({u.layer!r}, 3) minimizes channel 3)")
+    terms = _sum_terms(u) if is_sum(ch) else [(1.0, ch)]
+    return [(u.sign * w, c) for w, c in terms]
+
+
+def _from_terms(u: Unit, terms: list[tuple[float, str]]) -> Unit:
+    """The unit of ``terms`` on ``u``'s layer, position and reduce: a plain channel where one term of weight 1
+    is left (``1 * unit`` is the unit), else the sum's string; minimized where every weight is negative (``-a + -b``
+    is ``-(a + b)``), so records say what the run did."""
+    sign = -1 if all(w < 0 for w, _ in terms) else 1
+    terms = [(w * sign, c) for w, c in terms]
+    if len(terms) == 1 and terms[0][0] == 1:
+        ch = terms[0][1]
+        return replace(u, channel=int(ch) if re.fullmatch(r"\d+", ch) else ch, sign=sign)
+    # as the string would be written (`3+-7` subtracts), each other weight as the shortest text that reads back to
+    # it (repr), an integer one without ".0"
+    text = "+".join(c if w == 1 else f"-{c}" if w == -1 else f"{int(w) if w.is_integer() else w!r}*{c}"
+                    for w, c in terms)
+    return replace(u, channel=text, sign=sign)
+
+
+def _sum_unit(u: Unit, n: int, classes: Sequence[str]) -> Unit:
+    """``LAYER:A+B`` (Lucid's ``channel(A) + channel(B)``, a neuron interaction; weighted: ``A+0.5*B``) as the
+    direction it is: the vector with each term's weight at its channel, read at the unit's position or channel
+    mean, as the channels would be. Its address names the sum (``fc6:dir=3+7#DIGEST``), so a run's records say
+    what was summed; the vector is kept with the run as every direction's is."""
+    weights = torch.zeros(n)
+    for w, ch in _sum_terms(u):
         index = _channel_index(replace(u, channel=int(ch) if re.fullmatch(r"\d+", ch) else ch), n, classes)
         weights[index] += w
     name = re.sub(r"\s+", "", u.channel)
