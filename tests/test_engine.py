@@ -826,6 +826,11 @@ def test_unit_arithmetic_is_the_sum_of_channels(tiny_model):
             bad()
     with pytest.raises(TypeError):
         a + 1
+    # the same sums written in a unit list, a layer in each term, are refused saying how to write them
+    for bad, needle in [("features.4:1+features.4:2", "name the layer once, features.4:A+B"),
+                        ("fc:1,logits:1+ 0.5*features.4:2@1,1", "separate units, logits:...,features.4:...")]:
+        with pytest.raises(DgnamError, match=re.escape(needle)):
+            parse_units(bad)
 
 
 def test_units_of_every_kind_batched_equal_one_at_a_time(tiny_model, tiny_gen):

@@ -254,8 +254,16 @@ def parse_units(spec: str | Unit | Sequence[str | Unit],
     while pos < len(text):
         m = _ITEM.match(text, pos)
         if not m or m.end() == pos:
+            summed = re.match(r"\s*-?\s*([^:,@]+?)\s*:[^,]*\+\s*-?\s*(?:[-+\d.eE]+\s*\*\s*)?([^:,@+*]+?)\s*:", text[pos:])
+            if summed:  # `fc6:3+fc6:7`, `logits:1+features.4:2`: a sum written with a layer in each term
+                first, second = summed[1], summed[2]
+                fix = (f"name the layer once, {first}:A+B" if first == second else
+                       f"sums across layers are not supported: give them as separate units, {first}:...,{second}:...")
+                raise DgnamError(f"cannot parse unit list {spec!r} at {text[pos:]!r}: a sum of channels takes one "
+                                 f"layer's channels; {fix}")
             raise DgnamError(f"cannot parse unit list {spec!r} at {text[pos:]!r}: write LAYER:CH[,CH...], LAYER:A-B, "
-                             f"LAYER:all, LAYER:CH@Y,X, LAYER:CH:mean, -LAYER:CH (minimize) or LAYER:dir=FILE")
+                             f"LAYER:A+B, LAYER:all, LAYER:CH@Y,X, LAYER:CH:mean, -LAYER:CH (minimize) or "
+                             f"LAYER:dir=FILE")
         item_layer, ch_s, red = m["layer"], m["ch"].strip(), m["red"]
         if (item_layer and layer is not None and ch_s == "mean" and not red and m["y"] is None
                 and re.fullmatch(r"-?\d+|\d+\s*-\s*\d+|all", item_layer.strip(), re.IGNORECASE)):
