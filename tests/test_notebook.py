@@ -52,6 +52,55 @@ def test_a_runs_grid_is_its_grid_png_pixel_for_pixel(tmp_path, tiny_model, tiny_
     assert np.array_equal(pixels(visualize(tiny_model, "logits:0,2", gen, **kw).grid()), on_disk)
 
 
+def test_a_figure_of_chosen_units_at_their_own_size_or_their_best_images(tmp_path, tiny_model, tiny_gen):
+    """`dgnam grid` / Run.grid(units=, cell=, best=): grid.png shows every unit at 96 px and final images only; a
+    paper figure wants some units in its own order, the images unshrunk, or the best step's. Each cell of such a
+    figure is the record's own PNG (final or _best), and what cannot be drawn is one line."""
+    from helpers import dgnam, one_line_error
+
+    out = tmp_path / "r"
+    run = visualize(tiny_model, "logits:0,2,4", tiny_gen, restarts=2, steps=8, progress=False, out=out)
+    png = {k: (np.asarray(Image.open(out / r["image"]).convert("RGB")),
+               np.asarray(Image.open(out / r["best_image"]).convert("RGB"))) for k, r in enumerate(run.records)}
+    side = png[0][0].shape[0]  # 84: the 14-px images enlarged 6x
+
+    def cell(figure, row, col, size):  # the image in a figure's cell, found below its label rows
+        arr, top = pixels(figure), 4 + 14 * 1
+        y, x = top + 4 + row * (size + 14 + 4), 150 + 4 + col * (size + 4)
+        return arr[y : y + size, x : x + size]
+
+    native = Run.load(out).grid(units=["logits:4", 0], cell=0, best=True)
+    assert native.size == (150 + 2 * (side + 4) + 4, 18 + 2 * (side + 14 + 4) + 4)
+    # record 4 (logits:4, restart 0) was best at step 7 of 8: its best image is not its final one
+    assert run.records[4]["best_step"] < 8 and not np.array_equal(png[4][0], png[4][1])
+    assert np.array_equal(cell(native, 0, 0, side), png[4][1]) and np.array_equal(cell(native, 1, 0, side), png[0][1])
+    final = run.grid(units=["logits:4"], cell=0)  # in memory too, and final images from the tensors
+    assert np.array_equal(cell(final, 0, 0, side), png[4][0])
+    # the captions say what the images are: the best activations and "best activation" above the row labels
+    from PIL import ImageDraw
+
+    texts, draw_text = [], ImageDraw.ImageDraw.text
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, t, *a, **kw: (texts.append(t),
+                                                                                 draw_text(self, xy, t, *a, **kw))[1])
+        run.grid(units=["logits:4"], best=True)
+    assert texts[0] == "best activation" and texts[-2:] == [f"{r['best_activation']:.2f}" for r in run.records[4:6]]
+    # grid.png's figure is still the default
+    assert np.array_equal(pixels(run.grid()), pixels(Image.open(out / "grid.png")))
+    for bad, needle in [(lambda: run.grid(units=["logits:9"]), "no unit 'logits:9'"),
+                        (lambda: visualize(tiny_model, "logits:0", tiny_gen, steps=1, progress=False).grid(best=True),
+                         "best images are saved in a run's folder only")]:
+        with pytest.raises(DgnamError, match=re.escape(needle)):
+            bad()
+    # the command: rows by address, class name or index, in that order; 'figure.png' in the run by default
+    p = dgnam("grid", str(out), "--units", "logits:2,a", "--restarts", "1", "--cell", "0")
+    assert p.returncode == 0 and "figure.png" in p.stdout, p.stderr
+    fig = Image.open(out / "figure.png")
+    assert fig.size == (150 + side + 8, 18 + 2 * (side + 18) + 4)
+    assert np.array_equal(cell(fig, 0, 0, side), png[2][0]) and np.array_equal(cell(fig, 1, 0, side), png[0][0])
+    one_line_error(dgnam("grid", str(out), "--units", "zz"), "no unit 'zz'", "logits:0")
+
+
 def test_a_run_shows_a_table_and_its_grid_as_a_cells_value(tiny_model, tiny_gen, monkeypatch):
     import dgnam.run
 

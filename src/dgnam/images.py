@@ -102,6 +102,10 @@ GRID_MAX_ROWS = 100
 GRID_MAX_COLS = 16
 
 
+#: The side of an overview figure's cell in pixels: a 28-px image enlarged 3x, an ImageNet one shrunk (for a figure,
+#: ``dgnam grid --cell 0`` draws the images at their own size).
+GRID_CELL = 96
+
 #: The most lines a column label of :func:`grid` takes; a longer one ends in an ellipsis.
 COL_LABEL_LINES = 2
 
@@ -111,7 +115,7 @@ def grid(
     row_labels: Sequence[str] | None = None,
     col_labels: Sequence[str] | None = None,
     cell_labels: Sequence[Sequence[str]] | None = None,
-    cell: int = 96,
+    cell: int = GRID_CELL,
     pad: int = 4,
     label_width: int = 150,
     wrap_row_labels: bool = False,

@@ -28,7 +28,7 @@ from .display import compact, progress_bar
 from .errors import DgnamError, check_seed, is_int, noting_interrupt, warn
 from .generators import Generator, PixelGenerator, check_generator, require_generator
 from .imagespace import ImageSpace, convert, to_uint8
-from .images import enlarged, grid, png_scale, save_image, save_png
+from .images import GRID_CELL, enlarged, grid, png_scale, save_image, save_png
 from .modules import as_device, frozen, module_device, module_dtype, unwrapped
 from .optimize import AMConfig, Pipeline, Transform, optimize
 from .priors import ClipCode, Prior, checked_bounds
@@ -112,15 +112,21 @@ class Run:
             run.best_codes = torch.stack([best for _, best in saved])
         return run
 
-    def image(self, k: int) -> Image.Image:
+    def image(self, k: int, best: bool = False) -> Image.Image:
         """Record ``k``'s final image as its PNG shows it (decoded from the generator's space, enlarged by the
-        largest whole factor that keeps it within 96 px, :func:`~dgnam.images.png_scale`): from ``images`` when the run holds them, else read from its folder."""
-        if self.images is not None and self.space is not None:
+        largest whole factor that keeps it within 96 px, :func:`~dgnam.images.png_scale`): from ``images`` when the
+        run holds them, else read from its folder. ``best=True``: the image of its highest activation (its
+        ``_best`` PNG), which only the folder holds."""
+        if best and "best_image" not in self.records[k]:
+            raise DgnamError(f"record {k} ({self.records[k].get('unit') or self.records[k].get('condition')}) has no "
+                             f"best image: a `sample` run keeps its chain's samples only; drop best")
+        if self.images is not None and self.space is not None and not best:
             return enlarged(to_uint8(self.images[k : k + 1], self.space)[0], png_scale(self.space.size))
         if self.out is None:
             raise DgnamError("this run holds no images and has no folder: run visualize with return_images=True or "
-                             "out=FOLDER")
-        path = run_file(self.out, self.records[k].get("image"))
+                             "out=FOLDER" if not best else "the best images are saved in a run's folder only: run "
+                             "visualize with out=FOLDER")
+        path = run_file(self.out, self.records[k].get("best_image" if best else "image"))
         try:
             with Image.open(path) as im:
                 return im.copy()  # read whole, and the file closed
@@ -128,14 +134,21 @@ class Run:
             raise DgnamError(f"cannot read {path} ({e}): the run's folder is incomplete; resume it "
                              f"(resume=True, or the same command with --resume) to redraw it") from None
 
-    def grid(self, max_units: int | None = None, max_restarts: int | None = None) -> Image.Image:
+    def grid(self, max_units: int | None = None, max_restarts: int | None = None,
+             units: Sequence[int | str] | None = None, cell: int | None = GRID_CELL, best: bool = False) -> Image.Image:
         """The run's overview, the figure its ``grid.png`` is (pixel for pixel, for a run written with ``out``): one
         row per unit, one column per restart, each captioned with its final activation; at most ``max_units`` units
         and ``max_restarts`` restarts (default :data:`~dgnam.images.GRID_MAX_ROWS` and
-        :data:`~dgnam.images.GRID_MAX_COLS`, with a warning when there are more)."""
-        return overview_grid(self.records, lambda k: np.asarray(self.image(k)), max_units, max_restarts,
-                             what="run.grid()", where="run.images" if self.images is not None else
-                             str(self.out / "images") if self.out is not None else "run.records")
+        :data:`~dgnam.images.GRID_MAX_COLS`, with a warning when there are more).
+
+        For a figure of one's own (``dgnam grid``): ``units`` picks the rows, in its order, by unit address as the
+        records name it (``"logits:3"``), class name or unit index; ``cell`` is each image's size in pixels (96, as
+        ``grid.png``; ``None`` or 0: the images' own size, e.g. 224 for an ImageNet run, rather than shrunk);
+        ``best=True`` shows each record's best image and activation rather than its final ones."""
+        return overview_grid(self.records, lambda k: np.asarray(self.image(k, best)), max_units, max_restarts,
+                             what="run.grid()", where="run.images" if self.images is not None and not best else
+                             str(self.out / "images") if self.out is not None else "run.records", units=units,
+                             cell=cell, best=best)
 
     def __repr__(self) -> str:
         units = len({r.get("unit_index") for r in self.records})
@@ -778,12 +791,15 @@ def _grid_caps() -> tuple[int, int]:
 
 
 def overview_grid(records: Sequence[dict], picture: Callable[[int], np.ndarray], max_units: int | None = None,
-                  max_restarts: int | None = None, what: str | None = None, where: str = "") -> Image.Image:
+                  max_restarts: int | None = None, what: str | None = None, where: str = "",
+                  units: Sequence[int | str] | None = None, cell: int | None = GRID_CELL,
+                  best: bool = False) -> Image.Image:
     """A run's overview figure (``grid.png``, :meth:`Run.grid`): one row per unit, one column per restart, each cell
     ``picture(k)`` of record ``k`` captioned with its final activation (a `sample` run's record: its probability or
-    score); at most ``max_units`` units and ``max_restarts`` restarts (default :data:`~dgnam.images.GRID_MAX_ROWS`
-    and :data:`~dgnam.images.GRID_MAX_COLS`). With ``what`` (the figure's name), the defaults cutting any is said in
-    a warning that names ``where`` every image is (a size the caller gives cuts without one)."""
+    score; ``best``: its best activation); at most ``max_units`` units and ``max_restarts`` restarts (default
+    :data:`~dgnam.images.GRID_MAX_ROWS` and :data:`~dgnam.images.GRID_MAX_COLS`). With ``what`` (the figure's
+    name), the defaults cutting any is said in a warning that names ``where`` every image is (a size the caller
+    gives cuts without one). ``units`` and ``cell`` as in :meth:`Run.grid`."""
     if not records:
         raise DgnamError("the run has no records yet: there is nothing to draw")
     caps = _grid_caps()
@@ -792,21 +808,50 @@ def overview_grid(records: Sequence[dict], picture: Callable[[int], np.ndarray],
     by_unit: dict[int, list[int]] = {}
     for k, rec in enumerate(records):
         by_unit.setdefault(rec["unit_index"], []).append(k)
+    chosen = sorted(by_unit) if units is None else _chosen_units(records, by_unit, units)
     n_cols = max((len(ks) for ks in by_unit.values()), default=0)
-    if what and capped and (len(by_unit) > max_units or n_cols > max_restarts):
-        warn(f"{what} shows the first {min(len(by_unit), max_units)} of {len(by_unit)} units and "
+    if what and capped and (len(chosen) > max_units or n_cols > max_restarts):
+        warn(f"{what} shows the first {min(len(chosen), max_units)} of {len(chosen)} units and "
              f"{min(n_cols, max_restarts)} of {n_cols} restarts (a bigger figure is more than image viewers and "
              f"Pillow open); every image is in {where}")
+    value = _caption_field(records[0])
+    if best and value == "activation":
+        value = "best_activation"
     rows, labels, captions = [], [], []
-    for _, ks in sorted(by_unit.items())[:max_units]:
-        ks = ks[:max_restarts]
+    for i in chosen[:max_units]:
+        ks = by_unit[i][:max_restarts]
         rows.append([picture(k) for k in ks])
-        captions.append([f"{_caption_value(records[k]):.2f}" for k in ks])
+        captions.append([f"{float(records[k].get(value, float('nan'))):.2f}" for k in ks])
         labels.append(row_label(records[ks[0]]))
     ncols = max(len(r) for r in rows) if rows else 0
     column = "sample" if "sample" in records[0] else "restart"  # a chain's kept samples are no restarts
+    if not cell:  # the images' own size, the largest side of any
+        cell = max(max(p.shape[:2]) for r in rows for p in r)
     return grid(rows, row_labels=labels, col_labels=[f"{column} {j}" for j in range(ncols)], cell_labels=captions,
-                wrap_row_labels=True, corner=_CAPTION_NAMES[_caption_field(records[0])])
+                wrap_row_labels=True, corner=_CAPTION_NAMES[value], cell=cell)
+
+
+def _chosen_units(records: Sequence[dict], by_unit: dict[int, list[int]], units: Sequence[int | str]) -> list[int]:
+    """The unit indices that ``units`` names, in its order: each a unit index, a unit address as the records have
+    it (``logits:3``, ``-fc6:1``) or a class name (any case); one that names none is refused listing some that do."""
+    if isinstance(units, (str, int)):
+        units = [units]
+    first = {i: records[ks[0]] for i, ks in by_unit.items()}
+    chosen = []
+    for u in units:
+        if is_int(u):
+            hits = [int(u)] if int(u) in first else []
+        else:
+            text = str(u).strip()
+            hits = [i for i, r in first.items() if r.get("unit") == text]
+            hits = hits or [i for i, r in first.items()
+                            if str(r.get("class_name") or r.get("condition") or "").casefold() == text.casefold()]
+        if not hits:
+            some = ", ".join(str(r.get("unit") or r.get("condition")) for r in list(first.values())[:5])
+            raise DgnamError(f"the run has no unit {u!r}: give a unit as its records name it ({some}"
+                             f"{', ...' if len(first) > 5 else ''}), a class name or a unit index 0..{max(first)}")
+        chosen += [i for i in hits if i not in chosen]
+    return chosen
 
 
 def row_label(rec: dict) -> str:
@@ -825,18 +870,14 @@ def row_label(rec: dict) -> str:
 
 
 #: What a grid's captions are, by the record field they show (written above its row labels).
-_CAPTION_NAMES = {"activation": "final activation", "probability": "p(class)", "score": "score", None: None}
+_CAPTION_NAMES = {"activation": "final activation", "best_activation": "best activation", "probability": "p(class)",
+                  "score": "score", None: None}
 
 
 def _caption_field(rec: dict) -> str | None:
-    return next((f for f in ("activation", "probability", "score") if f in rec), None)
-
-
-def _caption_value(rec: dict) -> float:
-    """What a grid's cell says of a record: its final activation (a `sample` run's: the class probability, else the
+    """The record field a grid's cell shows: its final activation (a `sample` run's: the class probability, else the
     condition's score)."""
-    field = _caption_field(rec)
-    return float("nan") if field is None else rec[field]
+    return next((f for f in ("activation", "probability", "score") if f in rec), None)
 
 
 def write_grid(out_dir: Path, records: list[dict]) -> Path:

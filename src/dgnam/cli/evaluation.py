@@ -76,6 +76,40 @@ def evaluate(
     typer.echo(f"wrote {run_dir}/evaluation.json, {run_dir}/nearest.png and {report}")
 
 
+@app.command(rich_help_panel=EVALUATE)
+def grid(
+    ctx: typer.Context,
+    run_dir: Path = typer.Argument(..., help="a run directory written by `dgnam visualize`, `facets` or `sample`"),
+    out: Optional[Path] = typer.Option(None, help="the figure to write, a PNG (or another format Pillow saves, by its "
+                                                  "suffix; default: RUN_DIR/figure.png)"),
+    units: Optional[str] = typer.Option(None, help="the rows, in this order, comma-separated: units as the run's "
+                                                   "records name them (logits:3), class names, or unit indices "
+                                                   "(default: every unit, up to 100)"),
+    restarts: Optional[int] = typer.Option(None, min=1, help="the columns: the first N restarts (samples of a "
+                                                             "`sample` run; default: all, up to 16)"),
+    cell: int = typer.Option(96, min=0, help="each image's side in pixels; 0: the images' own size (224 for an "
+                                             "ImageNet run, which grid.png shrinks to 96)"),
+    best: bool = typer.Option(False, "--best", help="each record's best image and activation (its _best.png) rather "
+                                                    "than its final ones"),
+) -> None:
+    """Draw RUN_DIR's grid as a figure of your own: chosen units in your order, bigger cells, best or final images.
+
+    grid.png shows every unit (up to 100) at 96 px, captioned with each image's final activation; this redraws it
+    from the run's PNGs, e.g. for a paper: dgnam grid runs/x --units logits:3,logits:7 --cell 0 --out fig.png."""
+    from ..images import save_image
+    from ..run import Run
+
+    hold_lock(ctx, run_dir, "grid")  # a run still being written would be drawn as its last batch left it
+    picked = None if units is None else [int(u) if u.strip().isdigit() else u.strip() for u in units.split(",")
+                                         if u.strip()]
+    if picked == []:
+        raise DgnamError("--units names no unit: give e.g. --units logits:3,logits:7")
+    figure = Run.load(run_dir).grid(max_restarts=restarts, units=picked, cell=cell, best=best)
+    path = out if out is not None else run_dir / "figure.png"
+    save_image(figure, path)
+    typer.echo(f"wrote {path} ({figure.width}x{figure.height} px)")
+
+
 def _fmt(value: float | None, digits: int) -> str:
     return NOT_APPLICABLE if value is None else f"{round(value, digits)}"
 
