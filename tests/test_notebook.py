@@ -52,6 +52,18 @@ def test_a_runs_grid_is_its_grid_png_pixel_for_pixel(tmp_path, tiny_model, tiny_
     assert np.array_equal(pixels(visualize(tiny_model, "logits:0,2", gen, **kw).grid()), on_disk)
 
 
+def drawn_texts(draw) -> list[str]:
+    """Every text Pillow draws while ``draw()`` runs, in order (a figure's labels and captions)."""
+    from PIL import ImageDraw
+
+    texts, text = [], ImageDraw.ImageDraw.text
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, t, *a, **kw: (texts.append(t),
+                                                                                 text(self, xy, t, *a, **kw))[1])
+        draw()
+    return texts
+
+
 def test_a_figure_of_chosen_units_at_their_own_size_or_their_best_images(tmp_path, tiny_model, tiny_gen):
     """`dgnam grid` / Run.grid(units=, cell=, best=): grid.png shows every unit at 96 px and final images only; a
     paper figure wants some units in its own order, the images unshrunk, or the best step's. Each cell of such a
@@ -77,14 +89,10 @@ def test_a_figure_of_chosen_units_at_their_own_size_or_their_best_images(tmp_pat
     final = run.grid(units=["logits:4"], cell=0)  # in memory too, and final images from the tensors
     assert np.array_equal(cell(final, 0, 0, side), png[4][0])
     # the captions say what the images are: the best activations and "best activation" above the row labels
-    from PIL import ImageDraw
-
-    texts, draw_text = [], ImageDraw.ImageDraw.text
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, t, *a, **kw: (texts.append(t),
-                                                                                 draw_text(self, xy, t, *a, **kw))[1])
-        run.grid(units=["logits:4"], best=True)
+    texts = drawn_texts(lambda: run.grid(units=["logits:4"], best=True))
     assert texts[0] == "best activation" and texts[-2:] == [f"{r['best_activation']:.2f}" for r in run.records[4:6]]
+    texts = drawn_texts(lambda: run.grid(units=[2, 0], labels=["two", "zero"]))  # a figure's own row labels
+    assert "two" in texts and texts.index("two") < texts.index("zero") and "logits:2" not in texts
     # grid.png's figure is still the default
     assert np.array_equal(pixels(run.grid()), pixels(Image.open(out / "grid.png")))
     for bad, needle in [(lambda: run.grid(units=["logits:9"]), "no unit 'logits:9'"),
@@ -99,6 +107,7 @@ def test_a_figure_of_chosen_units_at_their_own_size_or_their_best_images(tmp_pat
     assert fig.size == (150 + side + 8, 18 + 2 * (side + 18) + 4)
     assert np.array_equal(cell(fig, 0, 0, side), png[2][0]) and np.array_equal(cell(fig, 1, 0, side), png[0][0])
     one_line_error(dgnam("grid", str(out), "--units", "zz"), "no unit 'zz'", "logits:0")
+    one_line_error(dgnam("grid", str(out), "--units", "a", "--labels", "A,B"), "2 row label(s) for 1 row(s)")
 
 
 def test_a_run_shows_a_table_and_its_grid_as_a_cells_value(tiny_model, tiny_gen, monkeypatch):

@@ -135,7 +135,8 @@ class Run:
                              f"(resume=True, or the same command with --resume) to redraw it") from None
 
     def grid(self, max_units: int | None = None, max_restarts: int | None = None,
-             units: Sequence[int | str] | None = None, cell: int | None = GRID_CELL, best: bool = False) -> Image.Image:
+             units: Sequence[int | str] | None = None, cell: int | None = GRID_CELL, best: bool = False,
+             labels: Sequence[str] | None = None) -> Image.Image:
         """The run's overview, the figure its ``grid.png`` is (pixel for pixel, for a run written with ``out``): one
         row per unit, one column per restart, each captioned with its final activation; at most ``max_units`` units
         and ``max_restarts`` restarts (default :data:`~dgnam.images.GRID_MAX_ROWS` and
@@ -144,11 +145,12 @@ class Run:
         For a figure of one's own (``dgnam grid``): ``units`` picks the rows, in its order, by unit address as the
         records name it (``"logits:3"``), class name or unit index; ``cell`` is each image's size in pixels (96, as
         ``grid.png``; ``None`` or 0: the images' own size, e.g. 224 for an ImageNet run, rather than shrunk);
-        ``best=True`` shows each record's best image and activation rather than its final ones."""
+        ``best=True`` shows each record's best image and activation rather than its final ones; ``labels``
+        replaces the row labels (the unit's address and class), one per row drawn."""
         return overview_grid(self.records, lambda k: np.asarray(self.image(k, best)), max_units, max_restarts,
                              what="run.grid()", where="run.images" if self.images is not None and not best else
                              str(self.out / "images") if self.out is not None else "run.records", units=units,
-                             cell=cell, best=best)
+                             cell=cell, best=best, row_labels=labels)
 
     def __repr__(self) -> str:
         units = len({r.get("unit_index") for r in self.records})
@@ -793,13 +795,13 @@ def _grid_caps() -> tuple[int, int]:
 def overview_grid(records: Sequence[dict], picture: Callable[[int], np.ndarray], max_units: int | None = None,
                   max_restarts: int | None = None, what: str | None = None, where: str = "",
                   units: Sequence[int | str] | None = None, cell: int | None = GRID_CELL,
-                  best: bool = False) -> Image.Image:
+                  best: bool = False, row_labels: Sequence[str] | None = None) -> Image.Image:
     """A run's overview figure (``grid.png``, :meth:`Run.grid`): one row per unit, one column per restart, each cell
     ``picture(k)`` of record ``k`` captioned with its final activation (a `sample` run's record: its probability or
     score; ``best``: its best activation); at most ``max_units`` units and ``max_restarts`` restarts (default
     :data:`~dgnam.images.GRID_MAX_ROWS` and :data:`~dgnam.images.GRID_MAX_COLS`). With ``what`` (the figure's
     name), the defaults cutting any is said in a warning that names ``where`` every image is (a size the caller
-    gives cuts without one). ``units`` and ``cell`` as in :meth:`Run.grid`."""
+    gives cuts without one). ``units``, ``cell`` and ``row_labels`` as in :meth:`Run.grid`."""
     if not records:
         raise DgnamError("the run has no records yet: there is nothing to draw")
     caps = _grid_caps()
@@ -823,6 +825,11 @@ def overview_grid(records: Sequence[dict], picture: Callable[[int], np.ndarray],
         rows.append([picture(k) for k in ks])
         captions.append([f"{float(records[k].get(value, float('nan'))):.2f}" for k in ks])
         labels.append(row_label(records[ks[0]]))
+    if row_labels is not None:
+        row_labels = [row_labels] if isinstance(row_labels, str) else [str(t) for t in row_labels]
+        if len(row_labels) != len(rows):
+            raise DgnamError(f"{len(row_labels)} row label(s) for {len(rows)} row(s): give one label per unit drawn")
+        labels = row_labels
     ncols = max(len(r) for r in rows) if rows else 0
     column = "sample" if "sample" in records[0] else "restart"  # a chain's kept samples are no restarts
     if not cell:  # the images' own size, the largest side of any

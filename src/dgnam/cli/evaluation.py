@@ -91,11 +91,14 @@ def grid(
                                              "ImageNet run, which grid.png shrinks to 96)"),
     best: bool = typer.Option(False, "--best", help="each record's best image and activation (its _best.png) rather "
                                                     "than its final ones"),
+    labels: Optional[str] = typer.Option(None, help="the row labels, comma-separated, one per row (default: each "
+                                                    "unit's address and class)"),
 ) -> None:
     """Draw RUN_DIR's grid as a figure of your own: chosen units in your order, bigger cells, best or final images.
 
     grid.png shows every unit (up to 100) at 96 px, captioned with each image's final activation; this redraws it
-    from the run's PNGs, e.g. for a paper: dgnam grid runs/x --units logits:3,logits:7 --cell 0 --out fig.png."""
+    from the run's PNGs, e.g. for a paper: dgnam grid runs/x --units logits:3,logits:7 --labels Dress,Sneaker --cell 0
+    --out fig.png."""
     from ..images import save_image
     from ..run import Run
 
@@ -104,7 +107,8 @@ def grid(
                                          if u.strip()]
     if picked == []:
         raise DgnamError("--units names no unit: give e.g. --units logits:3,logits:7")
-    figure = Run.load(run_dir).grid(max_restarts=restarts, units=picked, cell=cell, best=best)
+    figure = Run.load(run_dir).grid(max_restarts=restarts, units=picked, cell=cell, best=best,
+                                    labels=None if labels is None else [t.strip() for t in labels.split(",")])
     path = out if out is not None else run_dir / "figure.png"
     save_image(figure, path)
     typer.echo(f"wrote {path} ({figure.width}x{figure.height} px)")
