@@ -19,6 +19,7 @@ Units add and scale as Lucid's objectives do, into that sum: ``Unit("fc6", 3) + 
 from __future__ import annotations
 
 import difflib
+import math
 import numbers
 import os
 import re
@@ -145,6 +146,8 @@ class Unit:
     def __mul__(self, weight: object) -> Unit:
         if not isinstance(weight, numbers.Real) or isinstance(weight, bool):
             return NotImplemented
+        if not math.isfinite(weight):
+            raise DgnamError(f"{self.address} * {weight}: weight a unit by a finite number")
         return _from_terms(self, [(float(weight) * w, ch) for w, ch in _terms(self)])
 
     __rmul__ = __mul__
@@ -611,8 +614,9 @@ def _from_terms(u: Unit, terms: list[tuple[float, str]]) -> Unit:
         ch = terms[0][1]
         return replace(u, channel=int(ch) if re.fullmatch(r"\d+", ch) else ch, sign=sign)
     # as the string would be written (`3+-7` subtracts), each other weight as the shortest text that reads back to
-    # it (repr), an integer one without ".0"
-    text = "+".join(c if w == 1 else f"-{c}" if w == -1 else f"{int(w) if w.is_integer() else w!r}*{c}"
+    # it (repr), an integer one without ".0", and no "+" in an exponent (1e+16 as 1e16): "+" separates the terms
+    text = "+".join(c if w == 1 else f"-{c}" if w == -1 else
+                    f"{int(w) if w.is_integer() and abs(w) < 1e15 else repr(w).replace('e+', 'e')}*{c}"
                     for w, c in terms)
     return replace(u, channel=text, sign=sign)
 
