@@ -812,6 +812,10 @@ def test_unit_arithmetic_is_the_sum_of_channels(tiny_model):
     # all weights negative: the minimized sum, so records say "minimize"; one unit weighted 1 is that unit
     assert -a - b == -(a + b) == Unit("features.4", "1+2", sign=-1) and 1 * a == a and (a + b - b).channel == "1+2+-2"
     assert vector(c + Unit("logits", "c") * 3) == [1, 0, 3, 0, 0]
+    # weights computed with numpy or torch (a probe's coefficients) weight as numbers do
+    import numpy as np
+
+    assert np.float32(0.5) * b == b * torch.tensor(0.5) == torch.tensor([0.5]) * b == b / np.int64(2) == 0.5 * b
     # the address reads back as the same unit
     u = Unit("features.4", 1, position=(2, 3)) + Unit("features.4", 5, position=(2, 3)) * 1e-7
     again = parse_units(u.address)[0]

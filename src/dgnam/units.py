@@ -144,6 +144,8 @@ class Unit:
         return self + (-other) if isinstance(other, Unit) else NotImplemented
 
     def __mul__(self, weight: object) -> Unit:
+        if isinstance(weight, torch.Tensor) and weight.numel() == 1 and not weight.is_complex():
+            weight = weight.item()  # a probe's coefficient, say
         if not isinstance(weight, numbers.Real) or isinstance(weight, bool):
             return NotImplemented
         if not math.isfinite(weight):
@@ -153,6 +155,8 @@ class Unit:
     __rmul__ = __mul__
 
     def __truediv__(self, weight: object) -> Unit:
+        if isinstance(weight, torch.Tensor) and weight.numel() == 1 and not weight.is_complex():
+            weight = weight.item()
         if not isinstance(weight, numbers.Real) or isinstance(weight, bool):
             return NotImplemented
         if weight == 0:
