@@ -356,6 +356,15 @@ def test_judge_layer_of_a_judge_that_pools_functionally(tiny_model, tiny_gen, tm
     assert ev["settings"]["judge_layer"] == "conv"
     with pytest.raises(DgnamError, match="--judge-layer 'cnv': the judge has no such layer"):
         evaluate_run(out, judge=plain, model=tiny_model, data=_random_real(), judge_layer="cnv", write=False)
+    # a ResNet's pooling module, (C, 1, 1) per image, is its penultimate features: the judge's layer and the facets'
+    # clustering layer, as a one-dimensional layer would be (both were refused, naming an option to pass)
+    from dgnam.units import default_embed_layer, encode
+
+    resnet_like = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+    resnet_like.input_space, resnet_like.classes = SPACE, ["a", "b", "c", "d", "e"]
+    x = SPACE.encode(torch.rand(3, *SPACE.shape))
+    assert Judge(resnet_like.eval()).layer == "2" == default_embed_layer(resnet_like, x)
+    assert torch.allclose(Judge(resnet_like).features(x, SPACE), encode(resnet_like, "3", x))  # = the flattened
 
 
 def _truncate(out, keep: int) -> None:

@@ -34,8 +34,8 @@ from .modules import as_device, frozen, module_device, module_dtype, unwrapped
 from .run import EVALUATION_FIELDS, Run, check_run_files, expected_records, listed
 from .weights import tensor_digest
 from .units import (ENCODE_BATCH_MOST, LOGITS, RESPONSES_BATCH_MOST, LayerReader, Unit, default_embed_layer, encode,
-                    layer_modules, layer_names, layer_shapes, output_tensor, parse_units, read_batch_size,
-                    resolve_units, unit_responses)
+                    is_feature_vector, layer_modules, layer_names, layer_shapes, output_tensor, parse_units,
+                    read_batch_size, resolve_units, unit_responses)
 
 #: The default judge of a Fashion-MNIST target: a classifier of another architecture and seed, never used in
 #: optimization. It (and Fashion-MNIST as the real data) applies only to targets that take Fashion-MNIST images.
@@ -226,7 +226,7 @@ def _pass_through_layer(model: nn.Module, example: torch.Tensor) -> str | None:
     rows = layer_shapes(model, example)
     mods = layer_modules(model)
     cands = [n for n, _t, s in rows
-             if n != LOGITS and "." not in n and len(s) == 1 and isinstance(mods.get(n), (nn.Dropout, nn.Identity))]
+             if n != LOGITS and "." not in n and is_feature_vector(s) and isinstance(mods.get(n), (nn.Dropout, nn.Identity))]
     return cands[-1] if cands else None
 
 

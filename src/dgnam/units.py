@@ -823,14 +823,22 @@ def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int | None
     return torch.cat(parts)
 
 
+def is_feature_vector(shape: Sequence[int]) -> bool:
+    """Whether a layer's output shape (without the batch) is one vector per image: ``(C,)``, or a global pool's
+    ``(C, 1, 1)`` (a ResNet's ``avgpool``, EfficientNet's ``_avg_pooling``), which a Flatten after it only reshapes."""
+    return len(shape) >= 1 and all(d == 1 for d in shape[1:])
+
+
 def default_embed_layer(model: nn.Module, example: torch.Tensor) -> str:
-    """The deepest top-level layer with one-dimensional output before the model's output (``fc6`` for fmnist-cnn,
-    ``penult`` for the judge), skipping dropout, flatten and identity layers."""
+    """The deepest top-level layer with one-dimensional output (:func:`is_feature_vector`: a global pool's too)
+    before the model's output (``fc6`` for fmnist-cnn, ``penult`` for the judge, ``avgpool`` for a ResNet),
+    skipping dropout, flatten and identity layers."""
     skip = (nn.Dropout, nn.Flatten, nn.Identity)
     rows = layer_shapes(model, example)
     out_shape = rows[-1][2] if rows[-1][0] == LOGITS else None
     mods = layer_modules(model)
-    cands = [n for n, _t, s in rows if n != LOGITS and "." not in n and len(s) == 1 and not isinstance(mods.get(n), skip)]
+    cands = [n for n, _t, s in rows
+             if n != LOGITS and "." not in n and is_feature_vector(s) and not isinstance(mods.get(n), skip)]
     if cands and LOGITS not in mods and rows[-1][0] == LOGITS and dict((n, s) for n, _t, s in rows)[cands[-1]] == out_shape:
         cands = cands[:-1]  # the last layer of a model without a `logits` module is its output
     if not cands:

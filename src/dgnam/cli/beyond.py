@@ -189,7 +189,8 @@ def facets(
     generator: Optional[str] = typer.Option(None, help="generator for DGN-AM from each facet's mean code; none = "
                                                        "the paper's pixel method (mean image, centre bias)"),
     embed_layer: Optional[str] = typer.Option(None, help="layer whose features are clustered (default: the deepest "
-                                                         "1-D layer before the output, fc6 for fmnist-cnn)"),
+                                                         "1-D layer before the output, fc6 for fmnist-cnn, a global "
+                                                         "pool such as a ResNet's avgpool counting as 1-D)"),
     reduce: str = typer.Option("tsne", help="tsne (PCA 50 then t-SNE 2-D, the paper), umap (PCA 50 then UMAP 2-D; "
                                             "needs umap-learn, the extra umap of dgnam) or pca"),  # no [...]: rich markup drops it
     center_images: int = typer.Option(15, help="real images nearest each centroid averaged into its start"),
