@@ -194,6 +194,11 @@ def test_evaluate_finds_a_memorized_image(tiny_model, tiny_gen, tmp_path):
     finally:
         del tiny_model.zoo_name
     assert not any("judge is the target" in c for c in notes)
+    # the target loaded twice (`--model mynet:make --judge mynet:make`: no file to hash) is still the target
+    twin = _tiny_net(list("abcde"))
+    twin.load_state_dict(tiny_model.state_dict())
+    notes = evaluate_run(out, judge=twin, model=tiny_model, data=real, write=False)["summary"]["caveats"]
+    assert any("judge is the target" in c for c in notes)
     full = RealData(x, torch.arange(40) % 5)  # the whole set: no sampling caveat
     assert not any("seeded sample" in c for c in evaluate_run(out, judge=tiny_model, model=tiny_model, data=full,
                                                               write=False)["summary"]["caveats"])

@@ -219,6 +219,15 @@ class Judge:
         return classify(self.model, raw, space)
 
 
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two models hold the same tensors (names, shapes and values; at least one): a target passed again as
+    the judge, loaded twice. Unequal models differ in their names or shapes at once, or in a first tensor's values."""
+    sa, sb = a.state_dict(), b.state_dict()
+    if not sa or sa.keys() != sb.keys() or any(sa[k].shape != sb[k].shape for k in sa):
+        return False
+    return all(torch.equal(sa[k].detach().cpu(), sb[k].detach().cpu()) for k in sa)
+
+
 def _pass_through_layer(model: nn.Module, example: torch.Tensor) -> str | None:
     """The deepest top-level dropout or identity layer with one-dimensional output that is not the model's output:
     in eval mode it passes its input through, so its output is the penultimate features when no other layer holds
@@ -841,7 +850,8 @@ def evaluate_images(
     from .zoo.registry import model_weights_sha256
 
     sha_j, sha_m = model_weights_sha256(judge.model), model_weights_sha256(model)
-    if judge.model is model or (sha_j is not None and sha_j == sha_m):  # the same weights (a file's stem says nothing)
+    # the same weights: a file's stem says nothing, and the same factory (--judge mynet:make) has no file to hash
+    if judge.model is model or (sha_j is not None and sha_j == sha_m) or _same_weights(judge.model, model):
         caveats.append("the judge is the target itself, not held out: its accuracy says how the target sees the "
                        "images, not whether another network recognizes them")
     if any(r.get("fid") is not None for r in unit_rows) and min(restarts) < FID_MEANINGFUL_IMAGES:
