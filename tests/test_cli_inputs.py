@@ -439,6 +439,10 @@ def test_start_codes_of_another_layer_are_refused(tmp_path):
             tmp_path / "other6.safetensors", "--out", tmp_path / "d")
     refused("does not exist (the weights file for --arch fmnist-cnn)", "layers", tmp_path / "cnn.safetenosrs",
             "--arch", "fmnist-cnn")
+    # without --arch a missing file was "a weights file: say which architecture it holds", as if it were there
+    for args in (["layers", tmp_path / "gone.safetensors"], ["visualize", "--model", "fmnist-cnn", "--generator",
+                                                              tmp_path / "g.safetensors", "--units", "logits:0"]):
+        refused("does not exist: give the path of a weights file, a zoo name", *args)
     from dgnam.cli.run import _init_codes  # a Caffe file's codes for a deepsim generator (caffenet ships no weights)
 
     from safetensors.torch import save_file

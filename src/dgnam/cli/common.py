@@ -34,7 +34,7 @@ def model_arg(spec: str, arch: str | None = None, pretrained: bool = True, flag:
     from ..zoo.registry import is_weights_file, load_model
 
     arch_flag = {"--encoder": "--encoder-arch", "--judge": "--judge-arch"}.get(flag, "--arch")
-    if arch is None and is_weights_file(spec) and card_arch(Path(spec)) is None:
+    if arch is None and is_weights_file(spec) and Path(spec).exists() and card_arch(Path(spec)) is None:
         raise DgnamError(f"{spec} is a weights file: say which architecture it holds with {arch_flag} NAME (`dgnam "
                          f"models` lists them)")
     _check_arch(spec, arch, arch_flag, "a weights file", "a zoo model or import path")

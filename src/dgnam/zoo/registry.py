@@ -293,6 +293,9 @@ def load_model(spec: str | os.PathLike, arch: str | None = None, pretrained: boo
     if is_weights_file(spec):
         from . import files
 
+        if not Path(spec).exists():  # (not "say which architecture it holds": there is no file to hold any)
+            raise DgnamError(f"{spec} does not exist: give the path of a weights file, a zoo name (`dgnam models` "
+                             f"lists them) or package.module:factory")
         arch = arch or files.card_arch(Path(spec))
         if arch is None:
             raise DgnamError(f"{spec} is a weights file: say which architecture it holds (--arch NAME for --model, "
