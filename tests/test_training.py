@@ -117,6 +117,32 @@ def test_generator_feature_loss_on_the_code_layer(tmp_path):
                         x, x[:32], tmp_path / "bad", "g", bad, progress=False)
 
 
+def test_the_default_comparator_is_the_encoders_last_conv_layer_before_the_code(tmp_path):
+    """The comparator defaulted to "features", fmnist-cnn's conv stack, so `dgnam train generator --encoder` of
+    any other network (a ResNet's layer4 and avgpool) was refused until --comparator-layer was found: the default is
+    now the deepest top-level conv layer before the code (fmnist-cnn: still features), else the code layer."""
+    from torch import nn
+
+    from dgnam.train.generator import default_comparator_layer
+
+    x = FMNIST_SPACE.encode(torch.rand(1, 1, 28, 28))
+    assert default_comparator_layer(FashionCNN().eval(), "fc6", x) == "features"
+    resnet_like = nn.Sequential()
+    for name, m in [("conv", nn.Conv2d(1, 4, 3)), ("layer1", nn.Conv2d(4, 8, 3)), ("layer2", nn.Conv2d(8, 8, 3, 2)),
+                    ("avgpool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(8, 3))]:
+        resnet_like.add_module(name, m)
+    assert default_comparator_layer(resnet_like, "avgpool", x) == "layer2"
+    assert default_comparator_layer(resnet_like, "layer2", x) == "layer1"  # only layers before the code
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 3))
+    assert default_comparator_layer(mlp, "2", x) == "2"
+    # trained with it (and recorded resolved in the card, so a resume compares the layer itself)
+    x01, _ = _data(64)
+    card = train_generator(resnet_like.eval(), "avgpool", FMNIST_SPACE, FashionGenerator(8), FashionDiscriminator(8),
+                           FMNIST_GEN_SPACE, x01, x01[:16], tmp_path, "g", GeneratorConfig(epochs=1, batch_size=32),
+                           progress=False)
+    assert card["config"]["comparator_layer"] == "layer2"
+
+
 def test_card_records_the_command_and_the_weights_hash(tmp_path, monkeypatch):
     """The card says how to remake the weights, also when the CLI ran as ``python -m dgnam``, and hashes the file."""
     from dgnam.weights import sha256

@@ -137,8 +137,10 @@ def generator(
     w_img: float = typer.Option(1.0, help="weight of the image-space L2 loss"),
     w_feat: float = typer.Option(0.1, help="weight of the comparator feature loss (relative to the features' scale)"),
     w_adv: float = typer.Option(0.005, help="weight of the adversarial loss"),
-    comparator_layer: str = typer.Option("features", help="layer of E whose features the feature loss compares "
-                                         "(DeePSiM's comparator); LAYER itself makes G(y) encode back to y"),
+    comparator_layer: Optional[str] = typer.Option(None, help="layer of E whose features the feature loss compares "
+                                                   "(DeePSiM's comparator; default: E's features layer where it has "
+                                                   "one, as fmnist-cnn, else its deepest conv layer before LAYER); "
+                                                   "LAYER itself makes G(y) encode back to y"),
     size: Optional[int] = typer.Option(None, help="side of the generator's images: fmnist-g-fc6 draws 32 px "
                                        "(upsampled to a larger E input) or, with one more stage per doubling, 64, 128 "
                                        "or 256, up to the smallest that covers E's input, which is centre-cropped "
@@ -171,7 +173,9 @@ def generator(
     from ..units import LayerReader
 
     for flag, name_ in (("--layer", layer), ("--comparator-layer", comparator_layer)):
-        try:  # before the data is read; the comparator's default is fmnist-cnn's conv stack, which others lack
+        if name_ is None:  # (chosen by the trainer)
+            continue
+        try:  # before the data is read
             LayerReader(enc, [name_])
         except DgnamError as e:
             raise DgnamError(f"{flag} {name_} of {encoder}: {e}") from None

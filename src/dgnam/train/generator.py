@@ -21,7 +21,7 @@ from ..errors import DgnamError
 from ..imagespace import ImageSpace, convert
 from ..modules import as_device, frozen, keeps_rng, unwrapped
 from ..priors import DGNAM_CODE_LOWER, CodeStats
-from ..units import LayerReader, encode
+from ..units import LayerReader, encode, layer_shapes
 from ..weights import save_safetensors, sha256, tensor_digest
 from ..zoo.registry import model_weights_sha256
 from .common import (Checkpoint, Timer, batches, check_ranges, cosine_lr, locks_training, provenance, set_lr,
@@ -47,7 +47,9 @@ class GeneratorConfig:
     w_adv: float = 0.005
     #: Skip the discriminator update while its loss is below this (it is far ahead), as DeePSiM's solver does.
     d_skip_below: float = 0.3
-    comparator_layer: str = "features"
+    #: The layer of E whose features the feature loss compares (DeePSiM's comparator); None: chosen by
+    #: :func:`default_comparator_layer` (fmnist-cnn's conv stack ``features``, as the shipped prior was trained).
+    comparator_layer: str | None = None
     seed: int = 0
     device: str = "cpu"
 
@@ -102,12 +104,29 @@ def train_generator(
     config.validate()
     if config.epochs is None:  # recorded resolved: the checkpoint and the card say how many epochs ran
         config = replace(config, epochs=epochs_for_steps(len(train_x01), config.batch_size, PRIOR_TRAIN_STEPS))
+    if config.comparator_layer is None:  # recorded resolved too
+        config = replace(config, comparator_layer=default_comparator_layer(
+            unwrapped(encoder, "encoder"), layer, encoder_space.encode(train_x01[:1])))
     dev = as_device(config.device)
     # (the card names the encoder it records, not a compile or DataParallel wrapper)
     encoder = unwrapped(encoder, "encoder")
     with frozen(encoder, dev):  # E is borrowed: frozen for the training, given back as it was (mode, grads, device)
         return _train_generator(encoder, layer, encoder_space, generator, discriminator, gen_space, train_x01,
                                 test_x01, Path(out), name, config, resume, data_name, progress, test_name, dev, arch)
+
+
+def default_comparator_layer(encoder: nn.Module, layer: str, example: torch.Tensor) -> str:
+    """The comparator layer of a generator inverting ``layer`` of ``encoder`` when none is given: its ``features``
+    layer where it has one (fmnist-cnn's conv stack, the shipped prior's), else the deepest top-level layer with a
+    spatial output (C x H x W, more than one position) that runs before ``layer`` (a ResNet's ``layer4`` under its
+    ``avgpool``: DeePSiM compares conv features), else ``layer`` itself (an encoder with no conv layer before it)."""
+    rows = layer_shapes(encoder, example)
+    names = [n for n, _t, _s in rows]
+    if "features" in names:
+        return "features"
+    before = rows[: names.index(layer)] if layer in names else []
+    spatial = [n for n, _t, s in before if "." not in n and len(s) == 3 and s[1] * s[2] > 1]
+    return spatial[-1] if spatial else layer
 
 
 def _train_generator(encoder: nn.Module, layer: str, encoder_space: ImageSpace, generator: nn.Module,
