@@ -156,8 +156,9 @@ def test_help_groups_the_commands_by_what_they_are_for():
     assert at == sorted(at), text
     listed = text[at[0]:]
     for cmds, start, end in [(["demo", "visualize", "facets", "sample", "inpaint"], at[0], at[1]),
-                             (["evaluate", "grid"], at[1], at[2]), (["layers", "models", "priors", "convert", "train"], at[2],
-                                                              at[3]), (["encode", "code-stats"], at[3], len(text))]:
+                             (["evaluate", "grid"], at[1], at[2]),
+                             (["layers", "models", "priors", "convert", "train"], at[2], at[3]),
+                             (["encode", "code-stats"], at[3], len(text))]:
         for c in cmds:
             assert f"│ {c} " in text[start:end], (c, text)
     assert "Commands" not in listed  # (no command left in the default panel)

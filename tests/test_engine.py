@@ -821,7 +821,8 @@ def test_unit_arithmetic_is_the_sum_of_channels(tiny_model):
     again = parse_units(u.address)[0]
     assert again == u and vector(again) == pytest.approx([0, 1, 0, 0, 0, 1e-7, 0, 0])
     assert all(parse_units(v.address) == [v] for v in (-a + 0.1 * b, a - b, -(a + b), 2 * a))
-    assert vector(a + b * 1e16) == pytest.approx([0, 1, 1e16, 0, 0, 0, 0, 0])  # (written 1e16: a "+" would split the term)
+    # (written 1e16: the "+" of 1e+16 would split the term)
+    assert vector(a + b * 1e16) == pytest.approx([0, 1, 1e16, 0, 0, 0, 0, 0])
     for bad, needle in [(lambda: a + c, "sums across layers are not supported"),
                         (lambda: a + Unit("features.4", 2, reduce="mean"), "same position and reduce"),
                         (lambda: a + Unit("features.4", "0-3"), "a span or a negative index"),

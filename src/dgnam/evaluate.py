@@ -235,7 +235,8 @@ def _pass_through_layer(model: nn.Module, example: torch.Tensor) -> str | None:
     rows = layer_shapes(model, example)
     mods = layer_modules(model)
     cands = [n for n, _t, s in rows
-             if n != LOGITS and "." not in n and is_feature_vector(s) and isinstance(mods.get(n), (nn.Dropout, nn.Identity))]
+             if n != LOGITS and "." not in n and is_feature_vector(s)
+             and isinstance(mods.get(n), (nn.Dropout, nn.Identity))]
     return cands[-1] if cands else None
 
 

@@ -42,6 +42,9 @@ _ITEM = re.compile(
 )
 
 
+#: A sum written with a layer in each term (``fc6:3+fc6:7``, ``logits:1+0.5*features.4:2``): the two layers.
+_LAYER_PER_TERM = re.compile(r"\s*-?\s*([^:,@]+?)\s*:[^,]*\+\s*-?\s*(?:[-+\d.eE]+\s*\*\s*)?([^:,@+*]+?)\s*:")
+
 #: What ``LAYER:dir=FILE`` reads a direction from: formats that hold arrays only, so a shared file cannot run code.
 DIRECTION_SUFFIXES = (".npy", ".safetensors")
 #: Characters a direction's name may not hold: they separate the parts of a unit address, which must parse back.
@@ -261,7 +264,7 @@ def parse_units(spec: str | Unit | Sequence[str | Unit],
     while pos < len(text):
         m = _ITEM.match(text, pos)
         if not m or m.end() == pos:
-            summed = re.match(r"\s*-?\s*([^:,@]+?)\s*:[^,]*\+\s*-?\s*(?:[-+\d.eE]+\s*\*\s*)?([^:,@+*]+?)\s*:", text[pos:])
+            summed = _LAYER_PER_TERM.match(text, pos)
             if summed:  # `fc6:3+fc6:7`, `logits:1+features.4:2`: a sum written with a layer in each term
                 first, second = summed[1], summed[2]
                 fix = (f"name the layer once, {first}:A+B" if first == second else
@@ -825,7 +828,7 @@ def encode(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int | None
 
 def is_feature_vector(shape: Sequence[int]) -> bool:
     """Whether a layer's output shape (without the batch) is one vector per image: ``(C,)``, or a global pool's
-    ``(C, 1, 1)`` (a ResNet's ``avgpool``, EfficientNet's ``_avg_pooling``), which a Flatten after it only reshapes."""
+    ``(C, 1, 1)`` (a ResNet's ``avgpool``), which a Flatten after it only reshapes."""
     return len(shape) >= 1 and all(d == 1 for d in shape[1:])
 
 
