@@ -45,8 +45,9 @@ class DAEConfig:
     def check_count(self, n: int) -> None:
         """Refuse ``n`` training codes that do not fill one batch (the command line asks before it encodes them)."""
         if n < self.batch_size:
-            raise DgnamError(f"{n} training codes (one per image) do not fill one batch of {self.batch_size}: raise "
-                             f"--limit (or drop it) or lower --batch-size")
+            raise DgnamError(f"{n} training codes (one per image) do not fill one batch of {self.batch_size}: lower "
+                             f"--batch-size (to {max(n // 4, 1)}, say, for a few steps per epoch), or give more images "
+                             f"(a larger --limit, if one is set)")
 
 
 @torch.no_grad()
