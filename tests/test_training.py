@@ -218,7 +218,7 @@ def test_trainers_refuse_numbers_they_cannot_train_with(tmp_path, what, config):
 
 
 def test_dae_too_few_codes_names_the_flags(tmp_path):
-    with pytest.raises(DgnamError, match="lower --batch-size (to 16, say.*a larger --limit"):
+    with pytest.raises(DgnamError, match=r"lower --batch-size \(to 16, say.*a larger --limit"):
         train_dae(torch.rand(64, 16), torch.rand(20, 16), tmp_path, "d", DAEConfig(batch_size=256), progress=False)
 
 
