@@ -843,6 +843,8 @@ def _chosen_units(records: Sequence[dict], by_unit: dict[int, list[int]], units:
     it (``logits:3``, ``-fc6:1``) or a class name (any case); one that names none is refused listing some that do."""
     if isinstance(units, (str, int)):
         units = [units]
+    if not len(units):
+        raise DgnamError("units=[] names no unit to draw: give some (e.g. units=['logits:3']), or None for all")
     first = {i: records[ks[0]] for i, ks in by_unit.items()}
     chosen = []
     for u in units:
