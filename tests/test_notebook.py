@@ -97,6 +97,7 @@ def test_a_figure_of_chosen_units_at_their_own_size_or_their_best_images(tmp_pat
     assert np.array_equal(pixels(run.grid()), pixels(Image.open(out / "grid.png")))
     for bad, needle in [(lambda: run.grid(units=["logits:9"]), "no unit 'logits:9'"),
                         (lambda: run.grid(units=[]), "names no unit to draw"),
+                        (lambda: run.grid(cell=4000), "3 x 2 images at 4000 px would be over 97 Mpx"),
                         (lambda: visualize(tiny_model, "logits:0", tiny_gen, steps=1, progress=False).grid(best=True),
                          "best images are saved in a run's folder only")]:
         with pytest.raises(DgnamError, match=re.escape(needle)):

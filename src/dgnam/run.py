@@ -834,6 +834,12 @@ def overview_grid(records: Sequence[dict], picture: Callable[[int], np.ndarray],
     column = "sample" if "sample" in records[0] else "restart"  # a chain's kept samples are no restarts
     if not cell:  # the images' own size, the largest side of any
         cell = max(max(p.shape[:2]) for r in rows for p in r)
+    most = Image.MAX_IMAGE_PIXELS  # what Pillow (and so report.html's readers) opens without refusing it as a bomb
+    pixels = (cell + 4) * ncols * (cell + 22) * len(rows)  # (the labels' margins left out: an estimate from below)
+    if most and pixels > most:
+        raise DgnamError(f"a figure of {len(rows)} x {ncols} images at {cell} px would be over {pixels / 1e6:.0f} Mpx, "
+                         f"more than Pillow and image viewers open ({most / 1e6:.0f} Mpx): draw fewer units or "
+                         f"restarts, or a smaller cell")
     return grid(rows, row_labels=labels, col_labels=[f"{column} {j}" for j in range(ncols)], cell_labels=captions,
                 wrap_row_labels=True, corner=_CAPTION_NAMES[value], cell=cell)
 
