@@ -848,11 +848,9 @@ def evaluate_images(
         "diversity": float(np.mean(divs)) if divs else None,
     }
     caveats = []
-    from .zoo.registry import model_weights_sha256
-
-    sha_j, sha_m = model_weights_sha256(judge.model), model_weights_sha256(model)
-    # the same weights: a file's stem says nothing, and the same factory (--judge mynet:make) has no file to hash
-    if judge.model is model or (sha_j is not None and sha_j == sha_m) or _same_weights(judge.model, model):
+    # the same weights, however loaded: a file's stem says nothing, and the same factory (--judge mynet:make) has no
+    # file to hash; comparing the tensors also covers one file loaded twice, without hashing it
+    if judge.model is model or _same_weights(judge.model, model):
         caveats.append("the judge is the target itself, not held out: its accuracy says how the target sees the "
                        "images, not whether another network recognizes them")
     if any(r.get("fid") is not None for r in unit_rows) and min(restarts) < FID_MEANINGFUL_IMAGES:

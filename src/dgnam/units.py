@@ -597,6 +597,11 @@ def _sum_terms(u: Unit) -> list[tuple[float, str]]:
     return terms
 
 
+def _term_channel(text: str) -> int | str:
+    """A sum term's channel as a unit holds it: an index's digits as the int, a class name as it is."""
+    return int(text) if re.fullmatch(r"\d+", text) else text
+
+
 def _terms(u: Unit) -> list[tuple[float, str]]:
     """``u`` as weighted channel terms for :class:`Unit`'s arithmetic, its sign in the weights. A direction, a span
     (``0-9``, ``all``: many units) or a negative index is refused in one line: none is a channel to weight."""
@@ -619,7 +624,7 @@ def _from_terms(u: Unit, terms: list[tuple[float, str]]) -> Unit:
     terms = [(w * sign, c) for w, c in terms]
     if len(terms) == 1 and terms[0][0] == 1:
         ch = terms[0][1]
-        return replace(u, channel=int(ch) if re.fullmatch(r"\d+", ch) else ch, sign=sign)
+        return replace(u, channel=_term_channel(ch), sign=sign)
     # as the string would be written (`3+-7` subtracts), each other weight as the shortest text that reads back to
     # it (repr), an integer one without ".0", and no "+" in an exponent (1e+16 as 1e16): "+" separates the terms
     text = "+".join(c if w == 1 else f"-{c}" if w == -1 else
@@ -635,7 +640,7 @@ def _sum_unit(u: Unit, n: int, classes: Sequence[str]) -> Unit:
     what was summed; the vector is kept with the run as every direction's is."""
     weights = torch.zeros(n)
     for w, ch in _sum_terms(u):
-        index = _channel_index(replace(u, channel=int(ch) if re.fullmatch(r"\d+", ch) else ch), n, classes)
+        index = _channel_index(replace(u, channel=_term_channel(ch)), n, classes)
         weights[index] += w
     name = re.sub(r"\s+", "", u.channel)
     if not weights.any():

@@ -104,12 +104,12 @@ def train_generator(
     config.validate()
     if config.epochs is None:  # recorded resolved: the checkpoint and the card say how many epochs ran
         config = replace(config, epochs=epochs_for_steps(len(train_x01), config.batch_size, PRIOR_TRAIN_STEPS))
-    if config.comparator_layer is None:  # recorded resolved too
-        config = replace(config, comparator_layer=default_comparator_layer(
-            unwrapped(encoder, "encoder"), layer, encoder_space.encode(train_x01[:1])))
     dev = as_device(config.device)
     # (the card names the encoder it records, not a compile or DataParallel wrapper)
     encoder = unwrapped(encoder, "encoder")
+    if config.comparator_layer is None:  # recorded resolved too
+        config = replace(config, comparator_layer=default_comparator_layer(encoder, layer,
+                                                                           encoder_space.encode(train_x01[:1])))
     with frozen(encoder, dev):  # E is borrowed: frozen for the training, given back as it was (mode, grads, device)
         return _train_generator(encoder, layer, encoder_space, generator, discriminator, gen_space, train_x01,
                                 test_x01, Path(out), name, config, resume, data_name, progress, test_name, dev, arch)
