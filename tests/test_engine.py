@@ -686,6 +686,22 @@ def test_the_overview_grid_is_capped_with_a_warning(tmp_path, tiny_model, tiny_g
     assert small == Image.open(tmp_path / "b" / "grid.png").size  # the same 2 x 2 cells
 
 
+def test_a_figure_too_big_is_refused_before_any_image_is_read():
+    """A run of 300 units asked at --cell 2000 failed only after decoding 300 PNGs: the size is known before."""
+    from dgnam.run import overview_grid
+
+    records = [{"unit_index": i, "unit": f"logits:{i}", "activation": 1.0} for i in range(300)]
+
+    def picture(k):
+        raise AssertionError(f"image {k} read before the size check")
+
+    with pytest.raises(DgnamError, match=re.escape("300 x 1 images at 2000 px would be over")):
+        overview_grid(records, picture, max_units=300, cell=2000)
+    read = []
+    figure = overview_grid(records[:2], lambda k: read.append(k) or torch.zeros(8, 8, dtype=torch.uint8).numpy(), cell=8)
+    assert read == [0, 1] and figure.size[0] > 8  # a figure that fits is drawn from every image
+
+
 def test_unit_column_reads_what_unit_activations_reads(tiny_model):
     """The evaluation reads each unit on every real image at once; per image it is the optimizer's reading."""
     from dgnam.units import unit_activations, unit_column

@@ -819,29 +819,34 @@ def overview_grid(records: Sequence[dict], picture: Callable[[int], np.ndarray],
     value = _caption_field(records[0])
     if best and value == "activation":
         value = "best_activation"
-    rows, labels, captions = [], [], []
-    for i in chosen[:max_units]:
-        ks = by_unit[i][:max_restarts]
-        rows.append([picture(k) for k in ks])
-        captions.append([f"{float(records[k].get(value, float('nan'))):.2f}" for k in ks])
-        labels.append(row_label(records[ks[0]]))
+    drawn = [by_unit[i][:max_restarts] for i in chosen[:max_units]]
     if row_labels is not None:
         row_labels = [row_labels] if isinstance(row_labels, str) else [str(t) for t in row_labels]
-        if len(row_labels) != len(rows):
-            raise DgnamError(f"{len(row_labels)} row label(s) for {len(rows)} row(s): give one label per unit drawn")
-        labels = row_labels
-    ncols = max(len(r) for r in rows) if rows else 0
+        if len(row_labels) != len(drawn):
+            raise DgnamError(f"{len(row_labels)} row label(s) for {len(drawn)} row(s): give one label per unit drawn")
+    ncols = max((len(ks) for ks in drawn), default=0)
+    if cell:  # refused before any image is read or decoded (a 100 Mpx figure of a big run is a long wait to fail)
+        _check_figure_size(len(drawn), ncols, cell)
+    rows = [[picture(k) for k in ks] for ks in drawn]
+    captions = [[f"{float(records[k].get(value, float('nan'))):.2f}" for k in ks] for ks in drawn]
+    labels = list(row_labels) if row_labels is not None else [row_label(records[ks[0]]) for ks in drawn]
     column = "sample" if "sample" in records[0] else "restart"  # a chain's kept samples are no restarts
-    if not cell:  # the images' own size, the largest side of any
+    if not cell:  # the images' own size, the largest side of any: known once they are read
         cell = max(max(p.shape[:2]) for r in rows for p in r)
-    most = Image.MAX_IMAGE_PIXELS  # what Pillow (and so report.html's readers) opens without refusing it as a bomb
-    pixels = (cell + 4) * ncols * (cell + 22) * len(rows)  # (the labels' margins left out: an estimate from below)
-    if most and pixels > most:
-        raise DgnamError(f"a figure of {len(rows)} x {ncols} images at {cell} px would be over {pixels / 1e6:.0f} Mpx, "
-                         f"more than Pillow and image viewers open ({most / 1e6:.0f} Mpx): draw fewer units or "
-                         f"restarts, or a smaller cell")
+        _check_figure_size(len(drawn), ncols, cell)
     return grid(rows, row_labels=labels, col_labels=[f"{column} {j}" for j in range(ncols)], cell_labels=captions,
                 wrap_row_labels=True, corner=_CAPTION_NAMES[value], cell=cell)
+
+
+def _check_figure_size(n_rows: int, n_cols: int, cell: int) -> None:
+    """Refuse a figure over Pillow's ``MAX_IMAGE_PIXELS`` (what Pillow, and so report.html's readers, opens without
+    refusing it as a decompression bomb), in one line naming its size and what makes it smaller."""
+    most = Image.MAX_IMAGE_PIXELS
+    pixels = (cell + 4) * n_cols * (cell + 22) * n_rows  # (the labels' margins left out: an estimate from below)
+    if most and pixels > most:
+        raise DgnamError(f"a figure of {n_rows} x {n_cols} images at {cell} px would be over {pixels / 1e6:.0f} Mpx, "
+                         f"more than Pillow and image viewers open ({most / 1e6:.0f} Mpx): draw fewer units or "
+                         f"restarts, or a smaller cell")
 
 
 def _chosen_units(records: Sequence[dict], by_unit: dict[int, list[int]], units: Sequence[int | str]) -> list[int]:
