@@ -445,6 +445,26 @@ def test_sample_with_out_writes_a_run_that_evaluate_scores_and_whose_records_are
     assert all("judge_class" in r for r in json.loads((out / "results.json").read_text())["records"])
 
 
+def test_saved_probabilities_are_each_samples_own_class_read_in_batches(tiny_model, tiny_gen, tmp_path, monkeypatch):
+    """save_samples read p(class) one image per forward pass; batched now, each sample must still get its own
+    condition's class, whatever the batch boundaries."""
+    import dgnam.ppgn
+    from dgnam.ppgn import save_samples
+
+    monkeypatch.setattr(dgnam.ppgn, "SAVE_PROBS_BATCH", 2)  # 5 samples per class: batches of 2, 2 and 1
+    conds = [ClassCondition(tiny_model, [0]), UnitCondition(tiny_model, "features.3:2"), ClassCondition(tiny_model, [3])]
+    chain = sample(tiny_gen, None, conds, 1, PPGNConfig.for_samples(5, steps=6))
+    recs = save_samples(chain, tmp_path / "s", conds, tiny_gen)
+    assert chain.segment.tolist() == [0] * 5 + [1] * 5 + [2] * 5
+    for i, r in enumerate(recs):
+        one = chain.images[0, i : i + 1]
+        if r["unit_index"] == 1:  # a unit's samples have a score, no probability
+            assert "probability" not in r
+        else:
+            assert r["probability"] == pytest.approx(float(conds[r["unit_index"]].probs(one, tiny_gen.space)),
+                                                      rel=1e-5), i
+
+
 def test_sample_with_out_refuses_a_folder_that_holds_a_run_before_its_chain_runs(tiny_model, tiny_gen, tmp_path):
     from dgnam.ppgn import save_samples
 
