@@ -168,3 +168,15 @@ def total_variation(image, beta: float = 1.0):
     from dgnam.priors import TotalVariation
 
     return TotalVariation(1.0, beta).penalty(image, image)
+
+
+def drawn_texts(draw) -> list[str]:
+    """Every text Pillow draws while ``draw()`` runs, in order (a figure's labels and captions)."""
+    from PIL import ImageDraw
+
+    texts, text = [], ImageDraw.ImageDraw.text
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, t, *a, **kw: (texts.append(t),
+                                                                                 text(self, xy, t, *a, **kw))[1])
+        draw()
+    return texts

@@ -21,6 +21,7 @@ from dgnam import CodeStats, DgnamError, Run, visualize
 from dgnam.priors import Prior
 
 from conftest import SPACE
+from helpers import drawn_texts
 
 NOTES = pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes (add_note) are Python 3.11's")
 
@@ -50,18 +51,6 @@ def test_a_runs_grid_is_its_grid_png_pixel_for_pixel(tmp_path, tiny_model, tiny_
         assert np.array_equal(np.asarray(run.image(k)), np.asarray(Image.open(tmp_path / "a" / rec["image"])))
     # a run without a folder draws the same figure from its tensors
     assert np.array_equal(pixels(visualize(tiny_model, "logits:0,2", gen, **kw).grid()), on_disk)
-
-
-def drawn_texts(draw) -> list[str]:
-    """Every text Pillow draws while ``draw()`` runs, in order (a figure's labels and captions)."""
-    from PIL import ImageDraw
-
-    texts, text = [], ImageDraw.ImageDraw.text
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, t, *a, **kw: (texts.append(t),
-                                                                                 text(self, xy, t, *a, **kw))[1])
-        draw()
-    return texts
 
 
 def test_a_figure_of_chosen_units_at_their_own_size_or_their_best_images(tmp_path, tiny_model, tiny_gen):

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -440,6 +441,11 @@ def test_sample_with_out_writes_a_run_that_evaluate_scores_and_whose_records_are
     assert all((out / r["image"]).is_file() for r in recs)
     assert Image.open(out / "samples.png").size == (150 + 3 * 100 + 4, 2 * (96 + 14 + 4) + 4)  # a row per condition
     assert Run.load(out).grid().size[1] > 2 * 96  # one row per condition
+    # each cell's caption is its own record's: a class sample's probability, a unit sample's score (not nan)
+    texts = drawn_texts(lambda: Run.load(out).grid())
+    assert [f"{r['probability']:.2f}" for r in recs[:3]] + [f"{r['score']:.2f}" for r in recs[3:]] == [
+        t for t in texts if re.fullmatch(r"-?\d+\.\d\d", t)]
+    assert "nan" not in texts
     ev = evaluate_run(out, judge=tiny_model, model=tiny_model, data=_tiny_real())
     assert [(u["unit"], u["images"]) for u in ev["units"]] == [("logits:1", 3), ("features.3:2", 3)]
     assert all("judge_class" in r for r in json.loads((out / "results.json").read_text())["records"])
@@ -521,7 +527,7 @@ def test_samples_of_a_callable_condition_are_written_and_evaluate_says_why_it_ca
 
 from dgnam.zoo.registry import WEIGHTS_DIR  # noqa: E402
 
-from helpers import dgnam, fashion_mnist, one_line_error  # noqa: E402
+from helpers import dgnam, drawn_texts, fashion_mnist, one_line_error  # noqa: E402
 
 ZOO_FILES = ("fmnist-cnn.safetensors", "fmnist-g-fc6.safetensors", "fmnist-dae-fc6.safetensors")
 needs_zoo = pytest.mark.skipif(not all((WEIGHTS_DIR / f).exists() for f in ZOO_FILES),

@@ -816,9 +816,6 @@ def overview_grid(records: Sequence[dict], picture: Callable[[int], np.ndarray],
         warn(f"{what} shows the first {min(len(chosen), max_units)} of {len(chosen)} units and "
              f"{min(n_cols, max_restarts)} of {n_cols} restarts (a bigger figure is more than image viewers and "
              f"Pillow open); every image is in {where}")
-    value = _caption_field(records[0])
-    if best and value == "activation":
-        value = "best_activation"
     drawn = [by_unit[i][:max_restarts] for i in chosen[:max_units]]
     if row_labels is not None:
         row_labels = [row_labels] if isinstance(row_labels, str) else [str(t) for t in row_labels]
@@ -828,14 +825,14 @@ def overview_grid(records: Sequence[dict], picture: Callable[[int], np.ndarray],
     if cell:  # refused before any image is read or decoded (a 100 Mpx figure of a big run is a long wait to fail)
         _check_figure_size(len(drawn), ncols, cell)
     rows = [[picture(k) for k in ks] for ks in drawn]
-    captions = [[f"{float(records[k].get(value, float('nan'))):.2f}" for k in ks] for ks in drawn]
+    captions = [[f"{_caption_value(records[k], best):.2f}" for k in ks] for ks in drawn]
     labels = list(row_labels) if row_labels is not None else [row_label(records[ks[0]]) for ks in drawn]
     column = "sample" if "sample" in records[0] else "restart"  # a chain's kept samples are no restarts
     if not cell:  # the images' own size, the largest side of any: known once they are read
         cell = max(max(p.shape[:2]) for r in rows for p in r)
         _check_figure_size(len(drawn), ncols, cell)
     return grid(rows, row_labels=labels, col_labels=[f"{column} {j}" for j in range(ncols)], cell_labels=captions,
-                wrap_row_labels=True, corner=_CAPTION_NAMES[value], cell=cell)
+                wrap_row_labels=True, corner=_CAPTION_NAMES[_caption_field(records[0], best)], cell=cell)
 
 
 def _check_figure_size(n_rows: int, n_cols: int, cell: int) -> None:
@@ -894,10 +891,18 @@ _CAPTION_NAMES = {"activation": "final activation", "best_activation": "best act
                   "score": "score", None: None}
 
 
-def _caption_field(rec: dict) -> str | None:
-    """The record field a grid's cell shows: its final activation (a `sample` run's: the class probability, else the
-    condition's score)."""
-    return next((f for f in ("activation", "probability", "score") if f in rec), None)
+def _caption_field(rec: dict, best: bool = False) -> str | None:
+    """The record field a grid's cell shows: its final activation (``best``: its best one; a `sample` run's: the
+    class probability, else the condition's score)."""
+    field = next((f for f in ("activation", "probability", "score") if f in rec), None)
+    return "best_activation" if best and field == "activation" else field
+
+
+def _caption_value(rec: dict, best: bool = False) -> float:
+    """What a grid's cell says of a record, by its own field: a sample run's class samples show their probability
+    and its unit samples their score, in one figure."""
+    field = _caption_field(rec, best)
+    return float(rec.get(field, float("nan"))) if field is not None else float("nan")
 
 
 def write_grid(out_dir: Path, records: list[dict]) -> Path:
