@@ -147,24 +147,22 @@ class Unit:
         return self + (-other) if isinstance(other, Unit) else NotImplemented
 
     def __mul__(self, weight: object) -> Unit:
-        if isinstance(weight, torch.Tensor) and weight.numel() == 1 and not weight.is_complex():
-            weight = weight.item()  # a probe's coefficient, say
-        if not isinstance(weight, numbers.Real) or isinstance(weight, bool):
+        k = _real_weight(weight)
+        if k is None:
             return NotImplemented
-        if not math.isfinite(weight):
-            raise DgnamError(f"{self.address} * {weight}: weight a unit by a finite number")
-        return _from_terms(self, [(float(weight) * w, ch) for w, ch in _terms(self)])
+        if not math.isfinite(k):
+            raise DgnamError(f"{self.address} * {k}: weight a unit by a finite number")
+        return _from_terms(self, [(k * w, ch) for w, ch in _terms(self)])
 
     __rmul__ = __mul__
 
     def __truediv__(self, weight: object) -> Unit:
-        if isinstance(weight, torch.Tensor) and weight.numel() == 1 and not weight.is_complex():
-            weight = weight.item()
-        if not isinstance(weight, numbers.Real) or isinstance(weight, bool):
+        k = _real_weight(weight)
+        if k is None:
             return NotImplemented
-        if weight == 0:
+        if k == 0:
             raise DgnamError(f"{self.address} / 0: divide a unit by a non-zero number")
-        return self * (1.0 / float(weight))
+        return self * (1.0 / k)
 
     def __str__(self) -> str:
         return self.address
@@ -595,6 +593,17 @@ def _sum_terms(u: Unit) -> list[tuple[float, str]]:
                              f"names")
         terms.append((w, ch))
     return terms
+
+
+def _real_weight(weight: object) -> float | None:
+    """A weight of :class:`Unit`'s arithmetic as a float: a real number (numpy's too) or a one-value real tensor (a
+    probe's coefficient, say); None for anything else (a bool included), which the operator leaves to the other
+    operand."""
+    if isinstance(weight, torch.Tensor) and weight.numel() == 1 and not weight.is_complex():
+        weight = weight.item()
+    if not isinstance(weight, numbers.Real) or isinstance(weight, bool):
+        return None
+    return float(weight)
 
 
 def _term_channel(text: str) -> int | str:
